@@ -1,0 +1,153 @@
+//! Security events, kept in the `audit` table for staff to read.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::store::now;
+
+/// The kinds of event recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    SignUp,
+    Login,
+    LoginFailed,
+    LoginThrottled,
+    Logout,
+    LogoutEverywhere,
+    PasswordChanged,
+    RoleChanged,
+    AccountDisabled,
+    AccountEnabled,
+    AccountCreated,
+    InviteCreated,
+}
+
+impl Event {
+    pub const ALL: [Event; 12] = [
+        Event::SignUp,
+        Event::Login,
+        Event::LoginFailed,
+        Event::LoginThrottled,
+        Event::Logout,
+        Event::LogoutEverywhere,
+        Event::PasswordChanged,
+        Event::RoleChanged,
+        Event::AccountDisabled,
+        Event::AccountEnabled,
+        Event::AccountCreated,
+        Event::InviteCreated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::SignUp => "signup",
+            Event::Login => "login",
+            Event::LoginFailed => "login_failed",
+            Event::LoginThrottled => "login_throttled",
+            Event::Logout => "logout",
+            Event::LogoutEverywhere => "logout_everywhere",
+            Event::PasswordChanged => "password_changed",
+            Event::RoleChanged => "role_changed",
+            Event::AccountDisabled => "account_disabled",
+            Event::AccountEnabled => "account_enabled",
+            Event::AccountCreated => "account_created",
+            Event::InviteCreated => "invite_created",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// Who did it, to what, from where.
+#[derive(Debug, Clone, Default)]
+pub struct Actor<'a> {
+    pub user_id: Option<i64>,
+    pub ip: &'a str,
+}
+
+/// Records one event.
+pub fn record(
+    conn: &Connection,
+    event: Event,
+    actor: &Actor<'_>,
+    subject: &str,
+    detail: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit (at, event, actor_id, subject, ip, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![now(), event.as_str(), actor.user_id, subject, actor.ip, detail])?;
+    Ok(())
+}
+
+/// The time at which the `max`-th most recent `event` for a subject (or address) at or after
+/// `since` happened, if there were that many: the throttle holds until it leaves the window.
+pub fn nth_recent(
+    conn: &Connection,
+    event: Event,
+    by_ip: bool,
+    key: &str,
+    since: i64,
+    max: u32,
+) -> Result<Option<i64>> {
+    let sql = if by_ip {
+        "SELECT at FROM audit WHERE event = ?1 AND ip = ?2 AND at >= ?3 ORDER BY at DESC LIMIT 1 OFFSET ?4"
+    } else {
+        "SELECT at FROM audit WHERE event = ?1 AND subject = ?2 AND at >= ?3 ORDER BY at DESC LIMIT 1 OFFSET ?4"
+    };
+    let offset = i64::from(max.max(1)) - 1;
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(params![event.as_str(), key, since, offset], |r| r.get(0))
+        .optional()?)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub id: i64,
+    pub at: i64,
+    pub event: String,
+    pub actor: Option<String>,
+    pub subject: String,
+    pub ip: String,
+    pub detail: String,
+}
+
+/// A page of the log, newest first, optionally only one event kind and/or one subject.
+pub fn list(
+    conn: &Connection,
+    event: Option<Event>,
+    subject: Option<&str>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<Entry>, u64)> {
+    let ev = event.map(Event::as_str);
+    let total: u64 = conn.query_row(
+        "SELECT count(*) FROM audit WHERE (?1 IS NULL OR event = ?1) AND (?2 IS NULL OR subject = ?2)",
+        params![ev, subject],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.id, a.at, a.event, u.username, a.subject, a.ip, a.detail
+         FROM audit a LEFT JOIN users u ON u.id = a.actor_id
+         WHERE (?1 IS NULL OR a.event = ?1) AND (?2 IS NULL OR a.subject = ?2)
+         ORDER BY a.id DESC LIMIT ?3 OFFSET ?4",
+    )?;
+    let rows = stmt
+        .query_map(params![ev, subject, limit, offset as i64], |r| {
+            Ok(Entry {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                event: r.get(2)?,
+                actor: r.get(3)?,
+                subject: r.get(4)?,
+                ip: r.get(5)?,
+                detail: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}

@@ -1,0 +1,464 @@
+//! Accounts: sign-up, log-in with throttling, sessions, roles, disabling, and the audit log
+//! of every security event. Each operation here is one database transaction: it happens
+//! whole, with its audit row, or not at all.
+
+pub mod audit;
+pub mod invites;
+pub mod password;
+pub mod sessions;
+pub mod token;
+pub mod users;
+
+use crate::config::Config;
+use crate::domain::{DisplayName, Email, FieldError, NewPassword, Role, Username};
+use crate::error::{Error, Result};
+use crate::store::{now, Db};
+
+pub use audit::{Actor, Event};
+pub use sessions::{Lifetimes, Session};
+pub use users::User;
+
+/// The rules that come from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub life: Lifetimes,
+    pub max_failures_per_account: u32,
+    pub max_failures_per_address: u32,
+    pub window_secs: i64,
+}
+
+impl Policy {
+    pub fn from_config(c: &Config) -> Policy {
+        Policy {
+            life: Lifetimes {
+                absolute_secs: (c.session_hours * 3600) as i64,
+                idle_secs: (c.session_idle_minutes * 60) as i64,
+            },
+            max_failures_per_account: c.login_max_failures_per_account,
+            max_failures_per_address: c.login_max_failures_per_address,
+            window_secs: (c.login_window_minutes * 60) as i64,
+        }
+    }
+}
+
+/// Where a request came from (for sessions and the audit log).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// What the sign-up form sends.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+pub struct SignUpForm {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default, skip_serializing)]
+    pub password: String,
+    #[serde(default, skip_serializing)]
+    pub password_confirm: String,
+}
+
+/// A checked sign-up.
+pub struct NewAccount {
+    pub username: Username,
+    pub email: Email,
+    pub display_name: DisplayName,
+    pub password: NewPassword,
+}
+
+impl SignUpForm {
+    /// Checks every field and reports every problem at once.
+    pub fn check(&self) -> Result<NewAccount> {
+        let mut errors = Vec::new();
+        let username = Username::parse(&self.username).map_err(|e| errors.push(e)).ok();
+        let email = Email::parse(&self.email).map_err(|e| errors.push(e)).ok();
+        let display_name = DisplayName::parse(&self.display_name)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let password = match &username {
+            Some(u) => NewPassword::parse("password", &self.password, u)
+                .map_err(|e| errors.push(e))
+                .ok(),
+            None => None,
+        };
+        if password.is_some() && self.password != self.password_confirm {
+            errors.push(FieldError::new("password_confirm", "The two passwords differ."));
+        }
+        match (username, email, display_name, password) {
+            (Some(username), Some(email), Some(display_name), Some(password))
+                if errors.is_empty() =>
+            {
+                Ok(NewAccount {
+                    username,
+                    email,
+                    display_name,
+                    password,
+                })
+            }
+            _ => Err(Error::Invalid(errors)),
+        }
+    }
+}
+
+/// How an account comes to be: with which role, recorded as which event, by whom, and whether
+/// a browser (`origin`) gets a session or an invite link is used up.
+pub struct Grant<'a> {
+    pub role: Role,
+    pub event: Event,
+    pub creator: Option<i64>,
+    pub origin: Option<&'a Origin>,
+    pub invite: Option<&'a str>,
+}
+
+/// Creates an account (hashing the password off any transaction), records the event and, when
+/// `origin` is given, starts a session for it. Returns the account and the session cookie.
+pub fn create_account(
+    db: &Db,
+    policy: &Policy,
+    account: NewAccount,
+    grant: Grant<'_>,
+) -> Result<(User, Option<String>)> {
+    let Grant {
+        role,
+        event,
+        creator,
+        origin,
+        invite,
+    } = grant;
+    let hash = password::hash(account.password.expose())?;
+    db.write(|tx| {
+        let user = users::insert(
+            tx,
+            &account.username,
+            &account.email,
+            &account.display_name,
+            &hash,
+            role,
+        )?;
+        if let Some(token) = invite {
+            if !invites::redeem(tx, token, user.id)? {
+                return Err(Error::Forbidden(
+                    "This link has been used or has expired. Ask for a new one.".into(),
+                ));
+            }
+        }
+        let ip = origin.map(|o| o.ip.as_str()).unwrap_or("");
+        let actor = Actor {
+            user_id: creator.or(Some(user.id)),
+            ip,
+        };
+        audit::record(tx, event, &actor, &user.username, &format!("role {role}"))?;
+        let session = match origin {
+            Some(o) => {
+                users::mark_login(tx, user.id)?;
+                Some(sessions::create(tx, user.id, policy.life, &o.ip, &o.user_agent)?)
+            }
+            None => None,
+        };
+        Ok((user, session))
+    })
+}
+
+fn minutes_until(at: i64) -> i64 {
+    ((at - now()).max(1) + 59) / 60
+}
+
+/// Logs in by username or email. Refuses, with a clear message, an account or address that has
+/// failed too often recently; every outcome is audited.
+pub fn login(
+    db: &Db,
+    policy: &Policy,
+    login: &str,
+    password: &str,
+    origin: &Origin,
+) -> Result<(User, String)> {
+    let login = login.trim().to_lowercase();
+    let fail = || {
+        Error::Invalid(vec![FieldError::new(
+            "login",
+            "That username or email and password do not match an account.",
+        )])
+    };
+    if login.is_empty() || login.len() > 254 || password.is_empty() || password.len() > 4000 {
+        return Err(fail());
+    }
+    let found = db.read(|c| users::for_login(c, &login))?;
+    let subject = found
+        .as_ref()
+        .map(|(u, _)| u.username.clone())
+        .unwrap_or_else(|| login.chars().filter(|c| !c.is_control()).collect());
+    // Throttle: failures since the window began (for an account, since its last log-in too).
+    let window_start = now() - policy.window_secs;
+    let account_since = found
+        .as_ref()
+        .and_then(|(u, _)| u.last_login_at)
+        .map_or(window_start, |t| t.max(window_start));
+    let (by_account, by_address) = db.read(|c| {
+        Ok::<_, Error>((
+            audit::nth_recent(
+                c,
+                Event::LoginFailed,
+                false,
+                &subject,
+                account_since,
+                policy.max_failures_per_account,
+            )?,
+            audit::nth_recent(
+                c,
+                Event::LoginFailed,
+                true,
+                &origin.ip,
+                window_start,
+                policy.max_failures_per_address,
+            )?,
+        ))
+    })?;
+    let held = match (by_account, by_address) {
+        (Some(at), _) => Some((
+            at,
+            "Too many failed log-ins for this account. Try again in {m} minutes, or reset your password.",
+        )),
+        (None, Some(at)) => Some((
+            at,
+            "Too many failed log-ins from your network address. Try again in {m} minutes.",
+        )),
+        _ => None,
+    };
+    if let Some((at, msg)) = held {
+        let m = minutes_until(at + policy.window_secs);
+        db.write(|tx| {
+            audit::record(
+                tx,
+                Event::LoginThrottled,
+                &Actor { user_id: None, ip: &origin.ip },
+                &subject,
+                "",
+            )
+        })?;
+        return Err(Error::Throttled(msg.replace("{m}", &m.to_string())));
+    }
+    let ok_user = match &found {
+        Some((user, hash)) => password::verify(hash, password).then_some(user),
+        None => {
+            password::verify_dummy(password);
+            None
+        }
+    };
+    match ok_user {
+        Some(user) if user.is_disabled() => {
+            db.write(|tx| {
+                audit::record(
+                    tx,
+                    Event::LoginFailed,
+                    &Actor { user_id: None, ip: &origin.ip },
+                    &subject,
+                    "account disabled",
+                )
+            })?;
+            Err(Error::Forbidden(
+                "This account is disabled. Ask the lab staff if you think this is a mistake."
+                    .into(),
+            ))
+        }
+        Some(user) => {
+            let token = db.write(|tx| {
+                users::mark_login(tx, user.id)?;
+                audit::record(
+                    tx,
+                    Event::Login,
+                    &Actor { user_id: Some(user.id), ip: &origin.ip },
+                    &user.username,
+                    "",
+                )?;
+                sessions::create(tx, user.id, policy.life, &origin.ip, &origin.user_agent)
+            })?;
+            Ok((user.clone(), token))
+        }
+        None => {
+            db.write(|tx| {
+                audit::record(
+                    tx,
+                    Event::LoginFailed,
+                    &Actor { user_id: None, ip: &origin.ip },
+                    &subject,
+                    if found.is_some() { "wrong password" } else { "no such account" },
+                )
+            })?;
+            Err(fail())
+        }
+    }
+}
+
+/// Ends one session.
+pub fn logout(db: &Db, session: &Session, ip: &str) -> Result<()> {
+    db.write(|tx| {
+        sessions::delete(tx, &session.token_hash)?;
+        audit::record(
+            tx,
+            Event::Logout,
+            &Actor { user_id: Some(session.user.id), ip },
+            &session.user.username,
+            "",
+        )
+    })
+}
+
+/// Ends every session of the account, this one included.
+pub fn logout_everywhere(db: &Db, user: &User, ip: &str) -> Result<usize> {
+    db.write(|tx| {
+        let n = sessions::delete_all_for(tx, user.id)?;
+        audit::record(
+            tx,
+            Event::LogoutEverywhere,
+            &Actor { user_id: Some(user.id), ip },
+            &user.username,
+            &format!("{n} sessions ended"),
+        )?;
+        Ok(n)
+    })
+}
+
+/// Changes the password after checking the current one; other sessions of the account end.
+pub fn change_password(
+    db: &Db,
+    session: &Session,
+    current: &str,
+    new: &str,
+    confirm: &str,
+    ip: &str,
+) -> Result<()> {
+    let user = &session.user;
+    let username = Username::parse(&user.username)?;
+    let hash = db.read(|c| users::password_hash(c, user.id))?;
+    if !password::verify(&hash, current) {
+        return Err(FieldError::new("current_password", "That is not your current password.").into());
+    }
+    let new = NewPassword::parse("new_password", new, &username)?;
+    if new.expose() != confirm {
+        return Err(FieldError::new("new_password_confirm", "The two passwords differ.").into());
+    }
+    let new_hash = password::hash(new.expose())?;
+    db.write(|tx| {
+        users::set_password_hash(tx, user.id, &new_hash)?;
+        tx.execute(
+            "DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2",
+            rusqlite::params![user.id, session.token_hash],
+        )?;
+        audit::record(
+            tx,
+            Event::PasswordChanged,
+            &Actor { user_id: Some(user.id), ip },
+            &user.username,
+            "",
+        )
+    })
+}
+
+/// The account someone with `actor`'s role may act on, or why not.
+fn may_manage(actor: &User, target: &User) -> Result<()> {
+    if !actor.role.is_staff() {
+        return Err(Error::Forbidden("Only staff may do this.".into()));
+    }
+    if actor.id == target.id {
+        return Err(Error::Forbidden("You cannot do this to your own account.".into()));
+    }
+    if target.role.is_staff() && actor.role != Role::Admin {
+        return Err(Error::Forbidden(
+            "Only an admin may change a staff or admin account.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Changes a role (admins only). The last enabled admin keeps the role.
+pub fn set_role(db: &Db, actor: &User, username: &str, role: Role, ip: &str) -> Result<User> {
+    if actor.role != Role::Admin {
+        return Err(Error::Forbidden("Only an admin may change roles.".into()));
+    }
+    db.write(|tx| {
+        let target = users::by_username(tx, username)?.ok_or(Error::NotFound("user"))?;
+        may_manage(actor, &target)?;
+        if target.role == role {
+            return Ok(target);
+        }
+        if target.role == Role::Admin && target.disabled_at.is_none() && users::active_admins(tx)? <= 1 {
+            return Err(Error::Forbidden("The last admin cannot stop being an admin.".into()));
+        }
+        users::set_role(tx, target.id, role)?;
+        audit::record(
+            tx,
+            Event::RoleChanged,
+            &Actor { user_id: Some(actor.id), ip },
+            &target.username,
+            &format!("{} -> {}", target.role, role),
+        )?;
+        users::by_id(tx, target.id)?.ok_or(Error::NotFound("user"))
+    })
+}
+
+/// Disables an account and ends its sessions at once.
+pub fn disable(db: &Db, actor: &User, username: &str, reason: &str, ip: &str) -> Result<User> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(FieldError::new("reason", "Say why the account is disabled; the user will see it.").into());
+    }
+    if reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n' && c != '\r') {
+        return Err(FieldError::new("reason", "A reason has at most 500 characters of plain text.").into());
+    }
+    db.write(|tx| {
+        let target = users::by_username(tx, username)?.ok_or(Error::NotFound("user"))?;
+        may_manage(actor, &target)?;
+        if target.is_disabled() {
+            return Ok(target);
+        }
+        users::set_disabled(tx, target.id, Some(reason))?;
+        let ended = sessions::delete_all_for(tx, target.id)?;
+        audit::record(
+            tx,
+            Event::AccountDisabled,
+            &Actor { user_id: Some(actor.id), ip },
+            &target.username,
+            &format!("{reason} ({ended} sessions ended)"),
+        )?;
+        users::by_id(tx, target.id)?.ok_or(Error::NotFound("user"))
+    })
+}
+
+/// Enables a disabled account.
+pub fn enable(db: &Db, actor: &User, username: &str, ip: &str) -> Result<User> {
+    db.write(|tx| {
+        let target = users::by_username(tx, username)?.ok_or(Error::NotFound("user"))?;
+        may_manage(actor, &target)?;
+        if !target.is_disabled() {
+            return Ok(target);
+        }
+        users::set_disabled(tx, target.id, None)?;
+        audit::record(
+            tx,
+            Event::AccountEnabled,
+            &Actor { user_id: Some(actor.id), ip },
+            &target.username,
+            "",
+        )?;
+        users::by_id(tx, target.id)?.ok_or(Error::NotFound("user"))
+    })
+}
+
+/// While no enabled admin exists, makes a fresh one-time link for creating the first one
+/// (older unused links stop working). Returns the token, or None when an admin exists.
+pub fn first_admin_invite(db: &Db) -> Result<Option<String>> {
+    db.write(|tx| {
+        if users::active_admins(tx)? > 0 {
+            return Ok(None);
+        }
+        invites::revoke_unused(tx, Role::Admin)?;
+        let token = invites::create(tx, Role::Admin, 7 * 24 * 3600, "first admin")?;
+        audit::record(tx, Event::InviteCreated, &Actor::default(), "", "first admin link")?;
+        Ok(Some(token))
+    })
+}

@@ -1,0 +1,196 @@
+//! The `users` table.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use crate::domain::{DisplayName, Email, FieldError, Role, Username};
+use crate::error::{Error, Result};
+use crate::store::now;
+
+/// An account as the rest of the system sees it (never the password hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub created_at: i64,
+    pub last_login_at: Option<i64>,
+    pub disabled_at: Option<i64>,
+    pub disabled_reason: Option<String>,
+}
+
+impl User {
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+}
+
+pub(crate) const COLUMNS: &str =
+    "id, username, email, display_name, role, created_at, last_login_at, disabled_at, disabled_reason";
+
+pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    let role: String = r.get(4)?;
+    Ok(User {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        email: r.get(2)?,
+        display_name: r.get(3)?,
+        role: Role::parse(&role).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        created_at: r.get(5)?,
+        last_login_at: r.get(6)?,
+        disabled_at: r.get(7)?,
+        disabled_reason: r.get(8)?,
+    })
+}
+
+/// Inserts an account. A taken username or email is a field error, not a crash.
+pub fn insert(
+    conn: &Connection,
+    username: &Username,
+    email: &Email,
+    name: &DisplayName,
+    password_hash: &str,
+    role: Role,
+) -> Result<User> {
+    if by_username(conn, username.as_str())?.is_some() {
+        return Err(FieldError::new(Username::FIELD, "That username is taken.").into());
+    }
+    if by_email(conn, email.as_str())?.is_some() {
+        return Err(FieldError::new(
+            Email::FIELD,
+            "An account with that email address exists already. Log in, or reset its password.",
+        )
+        .into());
+    }
+    let t = now();
+    conn.execute(
+        "INSERT INTO users (username, email, display_name, password_hash, role, created_at, password_changed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![username.as_str(), email.as_str(), name.as_str(), password_hash, role.as_str(), t],
+    )?;
+    let id = conn.last_insert_rowid();
+    by_id(conn, id)?.ok_or(Error::NotFound("user"))
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<User>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+pub fn by_username(conn: &Connection, username: &str) -> Result<Option<User>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"))?
+        .query_row([username], from_row)
+        .optional()?)
+}
+
+pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE email = ?1"))?
+        .query_row([email], from_row)
+        .optional()?)
+}
+
+/// The account and its password hash, found by username or by email.
+pub fn for_login(conn: &Connection, login: &str) -> Result<Option<(User, String)>> {
+    let column = if login.contains('@') { "email" } else { "username" };
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS}, password_hash FROM users WHERE {column} = ?1"
+        ))?
+        .query_row([login], |r| Ok((from_row(r)?, r.get(9)?)))
+        .optional()?)
+}
+
+pub fn password_hash(conn: &Connection, id: i64) -> Result<String> {
+    Ok(conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| r.get(0))?)
+}
+
+pub fn set_password_hash(conn: &Connection, id: i64, hash: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
+        params![id, hash, now()],
+    )?;
+    Ok(())
+}
+
+pub fn set_role(conn: &Connection, id: i64, role: Role) -> Result<()> {
+    conn.execute("UPDATE users SET role = ?2 WHERE id = ?1", params![id, role.as_str()])?;
+    Ok(())
+}
+
+pub fn set_disabled(conn: &Connection, id: i64, reason: Option<&str>) -> Result<()> {
+    match reason {
+        Some(r) => conn.execute(
+            "UPDATE users SET disabled_at = ?2, disabled_reason = ?3 WHERE id = ?1",
+            params![id, now(), r],
+        )?,
+        None => conn.execute(
+            "UPDATE users SET disabled_at = NULL, disabled_reason = NULL WHERE id = ?1",
+            [id],
+        )?,
+    };
+    Ok(())
+}
+
+pub fn mark_login(conn: &Connection, id: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE users SET last_login_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now()])?;
+    Ok(())
+}
+
+/// How many enabled admins there are (the last one may not be demoted or disabled).
+pub fn active_admins(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Escapes `%`, `_` and `\` so text typed into a search box matches literally in LIKE.
+pub fn like_pattern(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 2);
+    out.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Search by username, email or name (any part, any case), optionally one role; a page of
+/// results ordered by username, and the total.
+pub fn search(
+    conn: &Connection,
+    q: &str,
+    role: Option<Role>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<User>, u64)> {
+    let pat = like_pattern(q.trim());
+    let role = role.map(Role::as_str);
+    let filter = "(username LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' OR display_name LIKE ?1 ESCAPE '\\')
+                  AND (?2 IS NULL OR role = ?2)";
+    let total: u64 = conn.query_row(
+        &format!("SELECT count(*) FROM users WHERE {filter}"),
+        params![pat, role],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM users WHERE {filter} ORDER BY username LIMIT ?3 OFFSET ?4"
+    ))?;
+    let rows = stmt
+        .query_map(params![pat, role, limit, offset as i64], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}

@@ -1,0 +1,296 @@
+//! The `slices` command line. `main` parses and sets up logging; the work is here.
+
+use std::io::{BufRead, Read, Write};
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use crate::accounts::{self, Event, Grant, SignUpForm};
+use crate::config::Config;
+use crate::context::Context;
+use crate::domain::Role;
+use crate::web::Application;
+
+#[derive(Parser, Debug)]
+#[command(name = "slices", version, about = "Slices master: sign-up, approval and the staff UI")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the configuration comes from (each flag overrides the file and SLICES_* variables).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
+    /// A TOML configuration file (see `slices config defaults`).
+    #[arg(long, env = "SLICES_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// The data folder (database, keys).
+    #[arg(long, global = true)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the master: the web interface and its background work.
+    Serve {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Address to listen on, such as 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Print configuration.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
+    /// Manage accounts from the shell.
+    User {
+        #[command(subcommand)]
+        what: UserCommand,
+    },
+    /// Exit 0 when the running server answers /healthz, non-zero otherwise.
+    Healthcheck {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The address to ask instead of the configured one (http://host:port).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Every setting with its default and a comment, as TOML.
+    Defaults,
+    /// The settings in force, after the file, the environment and flags (secrets masked).
+    Show {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account. The password is asked for, or read from standard input.
+    Add {
+        /// The username (2 to 32 lowercase letters, digits, - or _).
+        name: String,
+        #[arg(long, default_value = "student")]
+        role: Role,
+        #[arg(long)]
+        email: String,
+        /// The person's name (default: the username).
+        #[arg(long = "display-name")]
+        display_name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+impl ConfigArgs {
+    pub fn load(&self, extra: &[(&str, String)]) -> anyhow::Result<Config> {
+        let mut flags: Vec<(&str, String)> = Vec::new();
+        if let Some(d) = &self.data {
+            flags.push(("data", d.display().to_string()));
+        }
+        flags.extend(extra.iter().cloned());
+        Ok(Config::load(self.config.as_deref(), std::env::vars(), &flags)?)
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { cfg, listen } => {
+            let extra: Vec<(&str, String)> = listen.into_iter().map(|l| ("listen", l)).collect();
+            let config = cfg.load(&extra)?;
+            serve(config).await
+        }
+        Command::Config { what } => {
+            match what {
+                ConfigCommand::Defaults => print!("{}", Config::defaults_toml()),
+                ConfigCommand::Show { cfg } => {
+                    for (k, v) in cfg.load(&[])?.effective() {
+                        println!("{k} = {v}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::User { what } => match what {
+            UserCommand::Add {
+                name,
+                role,
+                email,
+                display_name,
+                password_stdin,
+                cfg,
+            } => {
+                let ctx = Context::open(cfg.load(&[])?)?;
+                let password = read_password(password_stdin)?;
+                let form = SignUpForm {
+                    display_name: display_name.unwrap_or_else(|| name.clone()),
+                    username: name,
+                    email,
+                    password_confirm: password.clone(),
+                    password,
+                };
+                let ctx2 = ctx.clone();
+                let user = tokio::task::spawn_blocking(move || {
+                    let account = form.check()?;
+                    accounts::create_account(
+                        &ctx2.db,
+                        &ctx2.policy,
+                        account,
+                        Grant {
+                            role,
+                            event: Event::AccountCreated,
+                            creator: None,
+                            origin: None,
+                            invite: None,
+                        },
+                    )
+                })
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .0;
+                println!("Created {} account `{}` <{}>.", user.role, user.username, user.email);
+                Ok(())
+            }
+        },
+        Command::Healthcheck { cfg, url } => {
+            let url = match url {
+                Some(u) => u,
+                None => {
+                    let c = cfg.load(&[])?;
+                    let mut local = c.clone();
+                    if local.listen.ip().is_unspecified() {
+                        local.listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    local.public_url.clear();
+                    local.base_url()
+                }
+            };
+            let cert = cfg.load(&[]).ok().and_then(|c| c.tls_cert);
+            let body = tokio::task::spawn_blocking(move || http_get(&format!("{url}/healthz"), cert))
+                .await??;
+            println!("{body}");
+            Ok(())
+        }
+    }
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_string());
+    }
+    let first = rpassword::prompt_password("Password (at least 10 characters): ")?;
+    let second = rpassword::prompt_password("Password again: ")?;
+    if first != second {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}
+
+/// Runs the master until Ctrl-C or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let ctx = Context::open(config)?;
+    let app = Application::build(ctx.clone())?;
+    let base = app.base_url().to_string();
+    tracing::info!(url = %base, data = %ctx.config.data.display(), ms = started.elapsed().as_millis() as u64, "slices is ready");
+    println!("Slices is running at {base}/  (data in {})", ctx.config.data.display());
+    announce_first_admin(&ctx, &base).await?;
+    spawn_housekeeping(ctx.clone());
+    app.run_until_stopped().await?;
+    tracing::info!("slices stopped");
+    Ok(())
+}
+
+async fn announce_first_admin(ctx: &Arc<Context>, base: &str) -> anyhow::Result<()> {
+    let c = ctx.clone();
+    let token = tokio::task::spawn_blocking(move || accounts::first_admin_invite(&c.db))
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(token) = token {
+        println!(
+            "\nThere is no admin account yet. Open this one-time link to create it (valid 7 days):\n\n    {base}/setup/{token}\n\n\
+             (or run: slices user add NAME --role admin --email ADDRESS)\n"
+        );
+        let _ = std::io::stdout().flush();
+    }
+    Ok(())
+}
+
+/// Periodic clean-up: expired sessions.
+fn spawn_housekeeping(ctx: Arc<Context>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let c = ctx.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                c.db.write(|tx| accounts::sessions::purge_expired(tx, c.policy.life))
+            })
+            .await;
+            match result {
+                Ok(Ok(n)) if n > 0 => tracing::info!(sessions = n, "purged expired sessions"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "purging sessions"),
+                _ => {}
+            }
+        }
+    });
+}
+
+/// A minimal GET for the health check: plain HTTP, or HTTPS pinned to the configured
+/// certificate. Returns the body of a 200 answer; anything else is an error.
+pub fn http_get(url: &str, pinned_cert: Option<PathBuf>) -> anyhow::Result<String> {
+    let (scheme, rest) = url.split_once("://").context("the URL needs a scheme")?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = hostport
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {hostport}"))?
+        .next()
+        .context("no address")?;
+    let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("nothing answers at {hostport}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
+    let mut raw = Vec::new();
+    match scheme {
+        "http" => {
+            let mut tcp = tcp;
+            tcp.write_all(request.as_bytes())?;
+            tcp.read_to_end(&mut raw)?;
+        }
+        "https" => {
+            let cert = pinned_cert.context("HTTPS health checks need tls_cert in the configuration")?;
+            let config = crate::web::tls::pinned_client_config(&cert)?;
+            let name = rustls::pki_types::ServerName::try_from("slices.invalid")?.to_owned();
+            let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            tls.write_all(request.as_bytes())?;
+            let _ = tls.read_to_end(&mut raw);
+        }
+        other => bail!("unknown scheme {other}"),
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or("");
+    if !status.contains(" 200 ") {
+        bail!("unhealthy: {status} {body}");
+    }
+    Ok(body.trim().to_string())
+}

@@ -1,0 +1,467 @@
+//! Layered configuration: built-in defaults, then a TOML file, then `SLICES_*` environment
+//! variables, then command-line flags. Every setting is declared once, in [`settings!`], with
+//! its type, default and the comment that `slices config defaults` prints.
+//!
+//! Secrets may be given as `KEY_file` (in the file or as `SLICES_KEY_FILE`): the value is
+//! read from that file. An unknown key is an error that names the key.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown setting `{key}` (from {source_name}); `slices config defaults` lists them all")]
+    UnknownKey { key: String, source_name: String },
+    #[error("setting `{key}` (from {source_name}): {message}")]
+    BadValue {
+        key: String,
+        source_name: String,
+        message: String,
+    },
+    #[error("cannot read config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// A type a setting can have: parsed from text (file, environment, flag) and shown as text.
+pub trait SettingValue: Sized {
+    fn parse_setting(raw: &str) -> Result<Self, String>;
+    fn show(&self) -> String;
+    /// How the value is written in TOML by `config defaults`.
+    fn toml_literal(&self) -> String {
+        toml_string(&self.show())
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+impl SettingValue for String {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        Ok(raw.to_string())
+    }
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+impl SettingValue for PathBuf {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("a path cannot be empty".into());
+        }
+        Ok(PathBuf::from(raw))
+    }
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl SettingValue for SocketAddr {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        raw.parse()
+            .map_err(|_| format!("`{raw}` is not an address like 127.0.0.1:8080"))
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl SettingValue for bool {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(format!("`{raw}` is not true or false")),
+        }
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+    fn toml_literal(&self) -> String {
+        self.to_string()
+    }
+}
+
+macro_rules! integer_setting {
+    ($($t:ty),*) => {$(
+        impl SettingValue for $t {
+            fn parse_setting(raw: &str) -> Result<Self, String> {
+                raw.trim().parse().map_err(|_| {
+                    format!("`{raw}` is not a whole number from {} to {}", <$t>::MIN, <$t>::MAX)
+                })
+            }
+            fn show(&self) -> String { self.to_string() }
+            fn toml_literal(&self) -> String { self.to_string() }
+        }
+    )*};
+}
+integer_setting!(u16, u32, u64, usize);
+
+impl<T: SettingValue> SettingValue for Option<T> {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            Ok(None)
+        } else {
+            T::parse_setting(raw).map(Some)
+        }
+    }
+    fn show(&self) -> String {
+        self.as_ref().map(T::show).unwrap_or_default()
+    }
+}
+
+/// A secret: never printed, never logged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("Secret(unset)")
+        } else {
+            f.write_str("Secret(****)")
+        }
+    }
+}
+
+impl SettingValue for Secret {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        Ok(Secret(raw.to_string()))
+    }
+    fn show(&self) -> String {
+        if self.0.is_empty() {
+            String::new()
+        } else {
+            "****".into()
+        }
+    }
+}
+
+/// Declares the settings: the struct, its defaults and the documentation, all from one list.
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])+ $key:ident : $ty:ty = $default:expr ; )*) => {
+        /// Every setting of the master. See `slices config defaults`.
+        #[derive(Debug, Clone)]
+        pub struct Config { $( pub $key: $ty, )* }
+
+        impl Default for Config {
+            fn default() -> Self { Config { $( $key: $default, )* } }
+        }
+
+        impl Config {
+            /// The names of all settings, in declaration order.
+            pub const KEYS: &'static [&'static str] = &[$( stringify!($key), )*];
+
+            fn set_raw(&mut self, key: &str, raw: &str) -> Option<Result<(), String>> {
+                match key {
+                    $( stringify!($key) => Some(
+                        <$ty as SettingValue>::parse_setting(raw).map(|v| self.$key = v)
+                    ), )*
+                    _ => None,
+                }
+            }
+
+            fn is_secret(key: &str) -> bool {
+                match key {
+                    $( stringify!($key) => std::any::type_name::<$ty>().ends_with("Secret"), )*
+                    _ => false,
+                }
+            }
+
+            /// The current value of every setting, as TOML literals.
+            fn values(&self) -> BTreeMap<&'static str, String> {
+                let mut m = BTreeMap::new();
+                $( m.insert(stringify!($key), SettingValue::toml_literal(&self.$key)); )*
+                m
+            }
+
+            /// `(key, default as TOML, documentation)` for every setting.
+            pub fn documented() -> Vec<(&'static str, String, String)> {
+                let d = Config::default();
+                vec![$( (
+                    stringify!($key),
+                    SettingValue::toml_literal(&d.$key),
+                    [$($doc.trim()),+].join("\n"),
+                ), )*]
+            }
+        }
+    };
+}
+
+settings! {
+    /// Folder that holds the database, the secret key and the CA. Created if missing.
+    data: PathBuf = PathBuf::from("slices-data");
+    /// Address the web interface listens on.
+    listen: SocketAddr = "127.0.0.1:8080".parse().expect("valid default");
+    /// The address users reach the web interface at, for links in mail and pages
+    /// (for example https://slices.example.edu). Empty: derived from the listen address.
+    public_url: String = String::new();
+    /// PEM certificate chain: with tls_key, serve HTTPS directly.
+    tls_cert: Option<PathBuf> = None;
+    /// PEM private key for tls_cert.
+    tls_key: Option<PathBuf> = None;
+    /// Number of HTTP worker threads (0: one per CPU).
+    workers: usize = 0;
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    max_body_bytes: usize = 64 * 1024;
+    /// A session ends this many hours after log-in.
+    session_hours: u64 = 12;
+    /// A session ends after this many minutes without a request.
+    session_idle_minutes: u64 = 120;
+    /// Failed log-ins for one account within the window before it is held back.
+    login_max_failures_per_account: u32 = 5;
+    /// Failed log-ins from one client address within the window before it is held back.
+    login_max_failures_per_address: u32 = 20;
+    /// The throttling window, in minutes.
+    login_window_minutes: u64 = 15;
+    /// Use the first X-Forwarded-For address as the client address (only behind a trusted proxy).
+    trust_forwarded_for: bool = false;
+    /// Key for signing form tokens. Empty: a random key kept in the data folder.
+    secret_key: Secret = Secret::default();
+    /// Folder of templates that replace the built-in ones with the same name (optional).
+    templates_dir: Option<PathBuf> = None;
+    /// Connections to SQLite for reading (writing always uses one connection).
+    db_readers: u32 = 8;
+}
+
+/// Where a value came from, for error messages.
+fn source_env(var: &str) -> String {
+    format!("environment variable {var}")
+}
+
+impl Config {
+    /// Builds the configuration from the defaults, an optional TOML file, the environment
+    /// (any `SLICES_*` variable) and finally the flags given as `(key, value)` pairs.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&str, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = Config::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            let source = format!("config file {}", path.display());
+            for (key, value) in table {
+                let raw = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(ConfigError::BadValue {
+                            key,
+                            source_name: source,
+                            message: format!("expected text, a number or true/false, found {}", other.type_str()),
+                        })
+                    }
+                };
+                cfg.apply(&key, &raw, &source)?;
+            }
+        }
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SLICES_") && k != "SLICES_CONFIG")
+            .collect();
+        env.sort();
+        for (var, raw) in env {
+            let key = var["SLICES_".len()..].to_ascii_lowercase();
+            cfg.apply(&key, &raw, &source_env(&var))?;
+        }
+        for (key, raw) in flags {
+            cfg.apply(key, raw, &format!("flag --{}", key.replace('_', "-")))?;
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn apply(&mut self, key: &str, raw: &str, source: &str) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::BadValue {
+            key: key.to_string(),
+            source_name: source.to_string(),
+            message,
+        };
+        if let Some(base) = key.strip_suffix("_file") {
+            if Self::is_secret(base) {
+                let text = std::fs::read_to_string(raw)
+                    .map_err(|e| bad(format!("cannot read secret file {raw}: {e}")))?;
+                let value = text.trim_end_matches(['\n', '\r']);
+                return self.apply(base, value, source);
+            }
+        }
+        match self.set_raw(key, raw) {
+            None => Err(ConfigError::UnknownKey {
+                key: key.to_string(),
+                source_name: source.to_string(),
+            }),
+            Some(r) => r.map_err(bad),
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: &str| ConfigError::BadValue {
+            key: key.into(),
+            source_name: "the combined configuration".into(),
+            message: message.into(),
+        };
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(bad("tls_cert", "tls_cert and tls_key must be set together"));
+        }
+        let url = &self.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad("public_url", "must start with http:// or https://"));
+        }
+        if self.session_hours == 0 || self.session_idle_minutes == 0 {
+            return Err(bad("session_hours", "session lifetimes must be above zero"));
+        }
+        if self.db_readers == 0 {
+            return Err(bad("db_readers", "at least one reader is needed"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(bad("max_body_bytes", "must be at least 1024"));
+        }
+        Ok(())
+    }
+
+    /// True when the web interface is served over HTTPS.
+    pub fn https(&self) -> bool {
+        self.tls_cert.is_some() || self.public_url.starts_with("https://")
+    }
+
+    /// The base URL for links (no trailing slash).
+    pub fn base_url(&self) -> String {
+        if !self.public_url.is_empty() {
+            return self.public_url.trim_end_matches('/').to_string();
+        }
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        let addr = self.listen;
+        let host = if addr.ip().is_unspecified() {
+            "localhost".to_string()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        format!("{scheme}://{host}:{}", addr.port())
+    }
+
+    /// The current values, as TOML (secrets masked).
+    pub fn effective(&self) -> BTreeMap<&'static str, String> {
+        let mut out = BTreeMap::new();
+        let text = self.render(false);
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once(" = ") {
+                if let Some(key) = Self::KEYS.iter().find(|key| **key == k) {
+                    out.insert(*key, v.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    fn render(&self, with_docs: bool) -> String {
+        let mut out = String::new();
+        let values = self.values();
+        for (key, _, doc) in Config::documented() {
+            if with_docs {
+                for line in doc.lines() {
+                    let _ = writeln!(out, "# {line}");
+                }
+                if Self::is_secret(key) {
+                    let _ = writeln!(out, "# (secret: may also be given as {key}_file = \"/path\")");
+                }
+            }
+            let _ = writeln!(out, "{key} = {}", values[key]);
+            if with_docs {
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Every setting with its default and a comment, as a TOML file an operator can edit.
+    pub fn defaults_toml() -> String {
+        let mut out = String::from(
+            "# Slices master configuration: every setting with its default.\n\
+             # Order of precedence: these defaults < this file (--config) < SLICES_<KEY>\n\
+             # environment variables < command-line flags.\n\n",
+        );
+        out.push_str(&Config::default().render(true));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nsession_hours = 3\nworkers = 2\n").unwrap();
+        let env = vec![
+            ("SLICES_SESSION_HOURS".to_string(), "5".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let cfg = Config::load(Some(&file), env, &[("workers", "7".into())]).unwrap();
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.session_hours, 5);
+        assert_eq!(cfg.workers, 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::load(None, vec![("SLICES_LISTNE".into(), "x".into())], &[]).unwrap_err();
+        assert!(err.to_string().contains("`listne`"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "colour = \"blue\"\n").unwrap();
+        let err = Config::load(Some(&file), vec![], &[]).unwrap_err();
+        assert!(err.to_string().contains("`colour`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let err = Config::load(None, vec![("SLICES_LISTEN".into(), "nowhere".into())], &[]).unwrap_err();
+        assert!(err.to_string().contains("not an address"), "{err}");
+        let err = Config::load(None, vec![("SLICES_TLS_CERT".into(), "/c.pem".into())], &[]).unwrap_err();
+        assert!(err.to_string().contains("together"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_stay_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("key");
+        std::fs::write(&secret, "hunter2hunter2\n").unwrap();
+        let env = vec![("SLICES_SECRET_KEY_FILE".into(), secret.display().to_string())];
+        let cfg = Config::load(None, env, &[]).unwrap();
+        assert_eq!(cfg.secret_key.0, "hunter2hunter2");
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+        assert_eq!(cfg.effective()["secret_key"], "\"****\"");
+        // `_file` is only for secrets.
+        let env = vec![("SLICES_LISTEN_FILE".into(), secret.display().to_string())];
+        assert!(Config::load(None, env, &[]).is_err());
+    }
+
+    #[test]
+    fn defaults_document_every_key_and_parse_back() {
+        let text = Config::defaults_toml();
+        for key in Config::KEYS {
+            assert!(text.contains(&format!("\n{key} = ")), "{key} missing");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("d.toml");
+        std::fs::write(&file, &text).unwrap();
+        let cfg = Config::load(Some(&file), vec![], &[]).unwrap();
+        assert_eq!(cfg.listen, Config::default().listen);
+    }
+}

@@ -1,0 +1,68 @@
+//! What every part of the master shares: the configuration, the database, the rules and the
+//! signing key. Opened once by `slices serve` and by the shell commands alike.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::accounts::Policy;
+use crate::config::Config;
+use crate::store::Db;
+
+pub struct Context {
+    pub config: Config,
+    pub db: Db,
+    pub policy: Policy,
+    /// Key for signing form tokens and short-lived cookies.
+    pub secret: Vec<u8>,
+}
+
+impl Context {
+    /// Creates the data folder (mode 0700) if needed, opens and migrates the database, and
+    /// loads or makes the signing key.
+    pub fn open(config: Config) -> anyhow::Result<Arc<Context>> {
+        let data = &config.data;
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("cannot create the data folder {}", data.display()))?;
+        restrict(data, 0o700)?;
+        let db = Db::open(&data.join("slices.db"), config.db_readers)?;
+        let secret = if config.secret_key.0.is_empty() {
+            load_or_make_key(&data.join("secret.key"))?
+        } else {
+            config.secret_key.0.as_bytes().to_vec()
+        };
+        Ok(Arc::new(Context {
+            policy: Policy::from_config(&config),
+            config,
+            db,
+            secret,
+        }))
+    }
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path, _: u32) -> anyhow::Result<()> {
+    Ok(())
+}
+
+fn load_or_make_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let key = text.trim().as_bytes().to_vec();
+        anyhow::ensure!(key.len() >= 32, "the key in {} is too short", path.display());
+        return Ok(key);
+    }
+    let key = crate::accounts::token::new_token();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &key).with_context(|| format!("cannot write {}", tmp.display()))?;
+    restrict(&tmp, 0o600)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(key.into_bytes())
+}

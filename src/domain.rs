@@ -1,0 +1,300 @@
+//! Values checked once at the edge. Once parsed, a value is safe to put into SQL, a file on a
+//! host or a command line; the rest of the code never sees an unchecked string.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A value that failed its check: which form field, and a sentence for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control())
+}
+
+/// A Unix login name: `^[a-z][a-z0-9_-]{1,31}$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    pub const FIELD: &'static str = "username";
+
+    pub fn parse(raw: &str) -> Result<Username, FieldError> {
+        let err = |m: &str| FieldError::new(Self::FIELD, m);
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(err("Choose a username."));
+        }
+        if s.len() < 2 || s.chars().count() > 32 {
+            return Err(err("A username has 2 to 32 characters."));
+        }
+        if s.chars().any(|c| c.is_ascii_uppercase()) {
+            let lower = s.to_ascii_lowercase();
+            if Self::valid(&lower) {
+                return Err(FieldError::new(
+                    Self::FIELD,
+                    format!("Usernames are lowercase: try `{lower}`."),
+                ));
+            }
+        }
+        if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return Err(err("A username starts with a lowercase letter (a to z)."));
+        }
+        if !Self::valid(s) {
+            return Err(err(
+                "A username may use only lowercase letters, digits, `-` and `_`.",
+            ));
+        }
+        Ok(Username(s.to_string()))
+    }
+
+    fn valid(s: &str) -> bool {
+        let b = s.as_bytes();
+        (2..=32).contains(&b.len())
+            && b[0].is_ascii_lowercase()
+            && b[1..]
+                .iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An email address: one `@`, a plausible local part and a domain with a dot, no spaces or
+/// control characters, at most 254 bytes. Kept as typed; compared without case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub const FIELD: &'static str = "email";
+
+    pub fn parse(raw: &str) -> Result<Email, FieldError> {
+        let err = |m: &str| FieldError::new(Self::FIELD, m);
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(err("Enter your email address."));
+        }
+        if s.len() > 254 {
+            return Err(err("That email address is too long."));
+        }
+        let bad = || err("That does not look like an email address (name@example.edu).");
+        if has_control(s) || s.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+        let domain_ok = domain.contains('.')
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !local_ok || !domain_ok {
+            return Err(bad());
+        }
+        Ok(Email(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A person's name as shown in pages and mail: 1 to 100 characters, no control characters
+/// (so it can never break a mail header or a log line). HTML in it is escaped on output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub const FIELD: &'static str = "display_name";
+
+    pub fn parse(raw: &str) -> Result<DisplayName, FieldError> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(FieldError::new(Self::FIELD, "Enter your name."));
+        }
+        if s.chars().count() > 100 {
+            return Err(FieldError::new(Self::FIELD, "A name has at most 100 characters."));
+        }
+        if has_control(s) {
+            return Err(FieldError::new(
+                Self::FIELD,
+                "A name cannot contain line breaks or control characters.",
+            ));
+        }
+        Ok(DisplayName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A new password: at least 10 characters, at most 1,000, not the username.
+pub struct NewPassword(String);
+
+impl NewPassword {
+    pub const MIN: usize = 10;
+
+    pub fn parse(
+        field: &'static str,
+        raw: &str,
+        username: &Username,
+    ) -> Result<NewPassword, FieldError> {
+        let n = raw.chars().count();
+        if n < Self::MIN {
+            return Err(FieldError::new(
+                field,
+                format!("A password has at least {} characters.", Self::MIN),
+            ));
+        }
+        if n > 1000 {
+            return Err(FieldError::new(field, "A password has at most 1,000 characters."));
+        }
+        if raw.trim().eq_ignore_ascii_case(username.as_str()) {
+            return Err(FieldError::new(field, "The password cannot be your username."));
+        }
+        Ok(NewPassword(raw.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewPassword(****)")
+    }
+}
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Student,
+    Staff,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Student, Role::Staff, Role::Admin];
+
+    pub fn parse(raw: &str) -> Result<Role, FieldError> {
+        match raw.trim() {
+            "student" => Ok(Role::Student),
+            "staff" => Ok(Role::Staff),
+            "admin" => Ok(Role::Admin),
+            _ => Err(FieldError::new("role", "A role is student, staff or admin.")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Student => "student",
+            Role::Staff => "staff",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Staff pages: staff and admins.
+    pub fn is_staff(self) -> bool {
+        self >= Role::Staff
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["al", "alice", "a-b_c9", "abcdefghijklmnopqrstuvwxyz012345"] {
+            assert!(Username::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "a", "9lives", "-x", "al ice", "alice;rm", "$(id)", "../etc", "a\nb", "al\0ce",
+            "abcdefghijklmnopqrstuvwxyz0123456", "ålice", "al.ice",
+        ] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+        let e = Username::parse("Alice").unwrap_err();
+        assert!(e.message.contains("`alice`"), "{e}");
+    }
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.edu", "first.last+tag@cs.example.ac.uk"] {
+            assert!(Email::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "a", "a@b", "a@@b.c", "a b@c.d", "a@b.c\r\nBcc: x@y.z", "<a@b.c>", ".a@b.c",
+            "a@-b.c", "a@b..c",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_and_passwords() {
+        assert!(DisplayName::parse("<b>Ada</b> O'Neil; DROP TABLE users").is_ok());
+        assert!(DisplayName::parse("Ada\r\nBcc: x").is_err());
+        let u = Username::parse("alice").unwrap();
+        assert!(NewPassword::parse("password", "short", &u).is_err());
+        assert!(NewPassword::parse("password", "ALICE", &u).is_err());
+        assert!(NewPassword::parse("password", "correct horse", &u).is_ok());
+    }
+}

@@ -1,0 +1,14 @@
+//! Slices: give every student their own Linux machine.
+//!
+//! The library holds all of the logic; `slices` (the master) and `slices-agent` (the daemon on
+//! each slave host) are thin binaries over it. See `docs/architecture.md`.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod store;
+pub mod context;
+pub mod web;
+pub mod cli;

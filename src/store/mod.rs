@@ -1,0 +1,136 @@
+//! The embedded SQLite store: one file, WAL, foreign keys on, a busy timeout, many readers
+//! and exactly one writer. Blocking work is moved off the async threads by [`Db::run`].
+
+mod migrate;
+
+pub use migrate::{migrations, schema_version, MIGRATIONS_SQL};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2d2::{Pool, PooledConnection};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error(
+        "the database {path} is at schema version {found}, newer than this binary knows \
+         (up to {known}); run a newer slices binary or restore a backup"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("the embedded schema is malformed: {0}")]
+    Schema(String),
+    #[error("background task failed: {0}")]
+    Join(String),
+}
+
+type Manager = SqliteConnectionManager;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    readers: Pool<Manager>,
+    writer: Pool<Manager>,
+    path: PathBuf,
+}
+
+fn configure(conn: &mut Connection, read_only: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    if read_only {
+        conn.execute_batch("PRAGMA query_only = ON;")?;
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub fn open(path: &Path, readers: u32) -> Result<Db, StoreError> {
+        {
+            let mut conn = Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            configure(&mut conn, false)?;
+            migrate::apply(&mut conn, path)?;
+        }
+        let writer = Pool::builder()
+            .max_size(1)
+            .connection_timeout(Duration::from_secs(30))
+            .build(Manager::file(path).with_init(|c| configure(c, false)))?;
+        let readers = Pool::builder()
+            .max_size(readers)
+            .min_idle(Some(1))
+            .build(Manager::file(path).with_init(|c| configure(c, true)))?;
+        Ok(Db {
+            readers,
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a read-only connection.
+    pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let conn = self.readers.get().map_err(StoreError::from)?;
+        f(&conn)
+    }
+
+    /// Runs `f` inside one IMMEDIATE transaction on the single writer connection and commits
+    /// when it returns `Ok`; an `Err` rolls everything back, so nothing is half-written.
+    pub fn write<T, E>(&self, f: impl FnOnce(&Transaction) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn: PooledConnection<Manager> = self.writer.get().map_err(StoreError::from)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Runs blocking database work on the blocking thread pool, off the async threads.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Db) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| E::from(StoreError::Join(e.to_string())))?
+    }
+
+    /// A cheap query that proves the database answers.
+    pub fn ping(&self) -> Result<i64, StoreError> {
+        self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+    }
+}
+
+/// The current time in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,122 @@
+//! The start page and "my account": change password, log out everywhere.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::error::WebError;
+use super::form::{NoFields, Posted};
+use super::render::{see_other, Page};
+use super::session::{cookie, session_cookie_name, LoggedIn, Viewer};
+use super::State;
+use crate::accounts::{self, sessions};
+use crate::error::Error;
+
+#[get("/")]
+async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResponse, WebError> {
+    Page::new("home.html").render(&state, &req, &viewer)
+}
+
+async fn account_page(
+    state: &State,
+    req: &HttpRequest,
+    viewer: &Viewer,
+    session: &accounts::Session,
+    err: Option<&Error>,
+) -> Result<HttpResponse, WebError> {
+    let id = session.user.id;
+    let count = state
+        .ctx
+        .db
+        .run(move |db| db.read(|c| sessions::count_for(c, id)))
+        .await?;
+    let mut page = Page::new("account.html")
+        .with("user", &session.user)
+        .with("session_count", &count);
+    if let Some(e) = err {
+        page = page.errors(e);
+    }
+    page.render(state, req, viewer)
+}
+
+#[get("/account")]
+async fn account(
+    state: State,
+    req: HttpRequest,
+    LoggedIn(viewer, session): LoggedIn,
+) -> Result<HttpResponse, WebError> {
+    account_page(&state, &req, &viewer, &session, None).await
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    new_password_confirm: String,
+}
+
+#[post("/account/password")]
+async fn change_password(
+    state: State,
+    req: HttpRequest,
+    LoggedIn(_, session): LoggedIn,
+    posted: Posted<PasswordForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let s = session.clone();
+    let ip = viewer.ip.clone();
+    let result = state
+        .ctx
+        .db
+        .run(move |db| {
+            accounts::change_password(
+                db,
+                &s,
+                &form.current_password,
+                &form.new_password,
+                &form.new_password_confirm,
+                &ip,
+            )
+        })
+        .await;
+    match result {
+        Ok(()) => Ok(see_other(
+            &state,
+            "/account",
+            Some("Your password is changed. Your other sessions have ended."),
+        )),
+        Err(e @ Error::Invalid(_)) => account_page(&state, &req, &viewer, &session, Some(&e)).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[post("/account/logout-everywhere")]
+async fn logout_everywhere(
+    state: State,
+    LoggedIn(_, session): LoggedIn,
+    posted: Posted<NoFields>,
+) -> Result<HttpResponse, WebError> {
+    let ip = posted.viewer.ip.clone();
+    let user = session.user.clone();
+    let n = state
+        .ctx
+        .db
+        .run(move |db| accounts::logout_everywhere(db, &user, &ip))
+        .await?;
+    let mut resp = see_other(
+        &state,
+        "/login",
+        Some(&format!("You are logged out everywhere ({n} sessions ended).")),
+    );
+    let _ = resp.add_cookie(&cookie(&state, session_cookie_name(state.https), String::new(), 0));
+    Ok(resp)
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(home)
+        .service(account)
+        .service(change_password)
+        .service(logout_everywhere);
+}

@@ -1,0 +1,259 @@
+//! Sign up, log in, log out, and the one-time link for the first admin.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::error::WebError;
+use super::form::{NoFields, Posted};
+use super::render::{see_other, Page};
+use super::session::{cookie, safe_next, session_cookie_name, LoggedIn, Viewer};
+use super::State;
+use crate::accounts::{self, invites, Event, Grant, SignUpForm};
+use crate::domain::Role;
+use crate::error::Error;
+
+fn session_response(state: &State, to: &str, token: String, notice: &str) -> HttpResponse {
+    let mut resp = see_other(state, to, Some(notice));
+    let max_age = state.ctx.policy.life.absolute_secs;
+    let _ = resp.add_cookie(&cookie(state, session_cookie_name(state.https), token, max_age));
+    resp
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+#[get("/login")]
+async fn login_page(
+    state: State,
+    req: HttpRequest,
+    viewer: Viewer,
+    q: web::Query<NextQuery>,
+) -> Result<HttpResponse, WebError> {
+    let next = safe_next(q.next.as_deref());
+    if viewer.session.is_some() {
+        return Ok(see_other(&state, &next, None));
+    }
+    Page::new("login.html")
+        .with("next", &next)
+        .render(&state, &req, &viewer)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
+    next: Option<String>,
+}
+
+#[post("/login")]
+async fn login(
+    state: State,
+    req: HttpRequest,
+    posted: Posted<LoginForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let next = safe_next(form.next.as_deref());
+    let origin = viewer.origin();
+    let (login, password) = (form.login.clone(), form.password);
+    let s = state.clone();
+    let result = state
+        .ctx
+        .db
+        .run(move |db| accounts::login(db, &s.ctx.policy, &login, &password, &origin))
+        .await;
+    match result {
+        Ok((user, token)) => Ok(session_response(
+            &state,
+            &next,
+            token,
+            &format!("Welcome back, {}.", user.display_name),
+        )),
+        Err(e @ (Error::Invalid(_) | Error::Throttled(_) | Error::Forbidden(_))) => {
+            Page::new("login.html")
+                .with("next", &next)
+                .with("login", &form.login)
+                .errors(&e)
+                .render(&state, &req, &viewer)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[post("/logout")]
+async fn logout(
+    state: State,
+    LoggedIn(_, session): LoggedIn,
+    posted: Posted<NoFields>,
+) -> Result<HttpResponse, WebError> {
+    let ip = posted.viewer.ip.clone();
+    state
+        .ctx
+        .db
+        .run(move |db| accounts::logout(db, &session, &ip))
+        .await?;
+    let mut resp = see_other(&state, "/", Some("You are logged out."));
+    let _ = resp.add_cookie(&cookie(
+        &state,
+        session_cookie_name(state.https),
+        String::new(),
+        0,
+    ));
+    Ok(resp)
+}
+
+#[get("/signup")]
+async fn signup_page(
+    state: State,
+    req: HttpRequest,
+    viewer: Viewer,
+) -> Result<HttpResponse, WebError> {
+    if viewer.session.is_some() {
+        return Ok(see_other(&state, "/", None));
+    }
+    Page::new("signup.html")
+        .with("form", &SignUpForm::default())
+        .render(&state, &req, &viewer)
+}
+
+#[post("/signup")]
+async fn signup(
+    state: State,
+    req: HttpRequest,
+    posted: Posted<SignUpForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let origin = viewer.origin();
+    let s = state.clone();
+    let f = form.clone();
+    let result = state
+        .ctx
+        .db
+        .run(move |db| {
+            let account = f.check()?;
+            accounts::create_account(
+                db,
+                &s.ctx.policy,
+                account,
+                Grant {
+                    role: Role::Student,
+                    event: Event::SignUp,
+                    creator: None,
+                    origin: Some(&origin),
+                    invite: None,
+                },
+            )
+        })
+        .await;
+    match result {
+        Ok((user, Some(token))) => Ok(session_response(
+            &state,
+            "/",
+            token,
+            &format!("Welcome, {}. Your account is ready.", user.display_name),
+        )),
+        Ok((_, None)) => Err(WebError::Internal(anyhow::anyhow!("sign-up made no session"))),
+        Err(e @ Error::Invalid(_)) => Page::new("signup.html")
+            .with("form", &form)
+            .errors(&e)
+            .render(&state, &req, &viewer),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The invite's role, or the page that says the link is no good.
+async fn invite_role(state: &State, token: String) -> Result<Role, WebError> {
+    state
+        .ctx
+        .db
+        .run(move |db| db.read(|c| invites::peek(c, &token)))
+        .await?
+        .ok_or_else(|| {
+            WebError::Forbidden(
+                "This link has been used or has expired. On the server, `slices user add` \
+                 creates an account, and restarting `slices serve` prints a new first-admin \
+                 link while there is no admin."
+                    .into(),
+            )
+        })
+}
+
+#[get("/setup/{token}")]
+async fn setup_page(
+    state: State,
+    req: HttpRequest,
+    viewer: Viewer,
+    token: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let token = token.into_inner();
+    let role = invite_role(&state, token.clone()).await?;
+    Page::new("setup.html")
+        .with("role", &role)
+        .with("token", &token)
+        .with("form", &SignUpForm::default())
+        .render(&state, &req, &viewer)
+}
+
+#[post("/setup/{token}")]
+async fn setup(
+    state: State,
+    req: HttpRequest,
+    token: web::Path<String>,
+    posted: Posted<SignUpForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let token = token.into_inner();
+    let role = invite_role(&state, token.clone()).await?;
+    let origin = viewer.origin();
+    let s = state.clone();
+    let f = form.clone();
+    let t = token.clone();
+    let result = state
+        .ctx
+        .db
+        .run(move |db| {
+            let account = f.check()?;
+            accounts::create_account(
+                db,
+                &s.ctx.policy,
+                account,
+                Grant {
+                    role,
+                    event: Event::AccountCreated,
+                    creator: None,
+                    origin: Some(&origin),
+                    invite: Some(&t),
+                },
+            )
+        })
+        .await;
+    match result {
+        Ok((user, Some(session))) => Ok(session_response(
+            &state,
+            "/",
+            session,
+            &format!("Your {} account {} is ready.", role, user.username),
+        )),
+        Ok((_, None)) => Err(WebError::Internal(anyhow::anyhow!("set-up made no session"))),
+        Err(e @ Error::Invalid(_)) => Page::new("setup.html")
+            .with("role", &role)
+            .with("token", &token)
+            .with("form", &form)
+            .errors(&e)
+            .render(&state, &req, &viewer),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(login_page)
+        .service(login)
+        .service(logout)
+        .service(signup_page)
+        .service(signup)
+        .service(setup_page)
+        .service(setup);
+}

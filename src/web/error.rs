@@ -1,0 +1,122 @@
+//! The one web error: a status and a short page with a sentence for the user. Causes go to
+//! the log with a reference the user can quote.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::error::Error;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the form is stale or did not come from this site")]
+    Csrf,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    TooMany(String),
+    #[error("request body too large")]
+    TooLarge,
+    /// Not logged in: go to the log-in page, then back to this path.
+    #[error("log in first")]
+    LoginFirst(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<Error> for WebError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(_) => WebError::BadRequest(e.to_string()),
+            Error::NotFound(_) => WebError::NotFound,
+            Error::Forbidden(m) => WebError::Forbidden(m),
+            Error::Throttled(m) => WebError::TooMany(m),
+            Error::Store(s) => WebError::Internal(s.into()),
+            Error::Internal(e) => WebError::Internal(e),
+        }
+    }
+}
+
+impl From<tera::Error> for WebError {
+    fn from(e: tera::Error) -> Self {
+        WebError::Internal(e.into())
+    }
+}
+
+pub fn escape(s: &str) -> String {
+    tera::escape_html(s)
+}
+
+/// A self-contained page (it must render even when templates fail).
+pub fn simple_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · Slices</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
+         <body><header class=\"top\"><a class=\"brand\" href=\"/\">Slices</a></header>\
+         <main class=\"narrow\"><h1>{title}</h1><p>{message}</p>\
+         <p><a href=\"/\">Back to the start page</a></p></main></body></html>",
+        title = escape(title),
+        message = escape(message),
+    );
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::Forbidden(_) | WebError::Csrf => StatusCode::FORBIDDEN,
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::LoginFirst(_) => StatusCode::SEE_OTHER,
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            WebError::NotFound => simple_page(
+                status,
+                "Not found",
+                "There is nothing here, or you may not see it.",
+            ),
+            WebError::Forbidden(m) => simple_page(status, "Not allowed", m),
+            WebError::Csrf => simple_page(
+                status,
+                "This form has expired",
+                "The form was stale or did not come from this site, so nothing was changed. \
+                 Go back, reload the page and try again.",
+            ),
+            WebError::BadRequest(m) => simple_page(status, "That did not work", m),
+            WebError::TooMany(m) => simple_page(status, "Slow down", m),
+            WebError::TooLarge => simple_page(
+                status,
+                "Too much at once",
+                "What was sent is larger than this site accepts, so nothing was changed.",
+            ),
+            WebError::LoginFirst(next) => HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, super::session::login_url(next)))
+                .finish(),
+            WebError::Internal(e) => {
+                let reference = crate::accounts::token::new_token()[..8].to_string();
+                tracing::error!(reference, error = format!("{e:#}"), "internal error");
+                simple_page(
+                    status,
+                    "Something went wrong on our side",
+                    &format!(
+                        "Nothing you did caused this. Try again in a moment; if it keeps \
+                         happening, tell the lab staff this reference: {reference}."
+                    ),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The web interface: sign-up, log-in, accounts and the staff pages, served by actix-web from
+//! templates and a stylesheet compiled into the binary.
+
+mod account;
+mod auth;
+pub mod error;
+pub mod form;
+pub mod render;
+pub mod session;
+mod staff;
+pub mod tls;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{Server, Service};
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{get, web, App, HttpRequest, HttpResponse, HttpServer};
+use futures_util::FutureExt;
+use tera::Tera;
+
+use crate::context::Context;
+use error::WebError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub ctx: Arc<Context>,
+    pub templates: Tera,
+    pub https: bool,
+    pub base_url: String,
+}
+
+pub type State = web::Data<AppState>;
+
+const STYLE: &str = include_str!("../../static/style.css");
+
+#[get("/static/style.css")]
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLE)
+}
+
+#[get("/healthz")]
+async fn healthz(state: State) -> HttpResponse {
+    let db = state.ctx.db.clone();
+    match tokio::task::spawn_blocking(move || db.ping()).await {
+        Ok(Ok(version)) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "schema": version,
+            })),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "health check: database");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "status": "unhealthy", "reason": "database does not answer"
+            }))
+        }
+        Err(e) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "unhealthy", "reason": e.to_string()
+        })),
+    }
+}
+
+async fn not_found() -> Result<HttpResponse, WebError> {
+    Err(WebError::NotFound)
+}
+
+fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    WebError::BadRequest(format!("The address has a value that does not fit: {err}.")).into()
+}
+
+fn path_error(_: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    WebError::NotFound.into()
+}
+
+/// The running web server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub state: State,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free one) and builds the server, not yet running.
+    pub fn build(ctx: Arc<Context>) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(ctx.config.listen).map_err(|e| {
+            anyhow::anyhow!("cannot listen on {}: {e}", ctx.config.listen)
+        })?;
+        Self::build_on(ctx, listener)
+    }
+
+    pub fn build_on(ctx: Arc<Context>, listener: TcpListener) -> anyhow::Result<Application> {
+        let port = listener.local_addr()?.port();
+        let config = &ctx.config;
+        let https = config.https();
+        let mut listen = config.listen;
+        listen.set_port(port);
+        let base_url = if config.public_url.is_empty() {
+            let mut c = config.clone();
+            c.listen = listen;
+            c.base_url()
+        } else {
+            config.base_url()
+        };
+        let templates = render::load_templates(config.templates_dir.as_deref())?;
+        let state = web::Data::new(AppState {
+            ctx: ctx.clone(),
+            templates,
+            https,
+            base_url,
+        });
+        let max_body = config.max_body_bytes;
+        let workers = if config.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            config.workers
+        };
+        let data = state.clone();
+        let server = HttpServer::new(move || {
+            let mut headers = DefaultHeaders::new()
+                .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .add((header::X_FRAME_OPTIONS, "DENY"))
+                .add((header::REFERRER_POLICY, "same-origin"))
+                .add((
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                ));
+            if https {
+                headers = headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
+            }
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(headers)
+                .wrap_fn(|req, srv| {
+                    let start = Instant::now();
+                    let method = req.method().clone();
+                    let path = req.path().to_string();
+                    srv.call(req).map(move |res| {
+                        let micros = start.elapsed().as_micros() as u64;
+                        match &res {
+                            Ok(r) if r.status().is_server_error() || method != "GET" => {
+                                tracing::info!(%method, %path, status = r.status().as_u16(), micros, "request")
+                            }
+                            Ok(r) => {
+                                tracing::debug!(%method, %path, status = r.status().as_u16(), micros, "request")
+                            }
+                            Err(e) => tracing::warn!(%method, %path, error = %e, micros, "request failed"),
+                        }
+                        res
+                    })
+                })
+                .service(stylesheet)
+                .service(healthz)
+                .configure(auth::routes)
+                .configure(account::routes)
+                .configure(staff::routes)
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(10);
+        let server = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                server.listen_rustls_0_23(listener, tls::server_config(cert, key)?)?
+            }
+            _ => server.listen(listener)?,
+        }
+        .run();
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.state.base_url
+    }
+
+    /// A handle that stops the server.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

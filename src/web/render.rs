@@ -1,0 +1,216 @@
+//! Pages: the embedded templates (an operator's folder may replace any of them) and the one
+//! function that renders a page with what every page shows.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
+use tera::{Context, Tera};
+
+use super::error::WebError;
+use super::session::{clear_flash_cookie, cookie, csrf_cookie_name, flash_cookie, Viewer};
+use super::State;
+
+macro_rules! embedded {
+    ($($name:literal),* $(,)?) => {
+        &[$( ($name, include_str!(concat!("../../templates/", $name))), )*]
+    };
+}
+
+/// Every template, compiled into the binary.
+pub const TEMPLATES: &[(&str, &str)] = embedded![
+    "base.html",
+    "macros.html",
+    "home.html",
+    "login.html",
+    "signup.html",
+    "setup.html",
+    "account.html",
+    "staff/users.html",
+    "staff/user.html",
+    "staff/audit.html",
+];
+
+/// Loads the embedded templates, replacing any that `dir` has a file of the same name for.
+pub fn load_templates(dir: Option<&std::path::Path>) -> anyhow::Result<Tera> {
+    let mut owned: Vec<(String, String)> = Vec::new();
+    for (name, text) in TEMPLATES {
+        let replaced = dir
+            .map(|d| d.join(name))
+            .filter(|p| p.is_file())
+            .map(std::fs::read_to_string)
+            .transpose()?;
+        if replaced.is_some() {
+            tracing::info!(template = name, "using the operator's template");
+        }
+        owned.push((name.to_string(), replaced.unwrap_or_else(|| text.to_string())));
+    }
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![".html"]);
+    tera.add_raw_templates(owned)?;
+    tera.register_filter("when", when_filter);
+    Ok(tera)
+}
+
+/// `{{ t | when }}`: Unix seconds as `2026-11-29 14:05 UTC`.
+fn when_filter(
+    value: &tera::Value,
+    _: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    Ok(tera::Value::String(match value.as_i64() {
+        Some(t) => format_time(t),
+        None => String::new(),
+    }))
+}
+
+pub fn format_time(t: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(fmt).ok())
+        .unwrap_or_default()
+}
+
+/// What a page shows of the viewer.
+#[derive(Serialize)]
+struct Me<'a> {
+    username: &'a str,
+    display_name: &'a str,
+    role: &'a str,
+    is_staff: bool,
+    is_admin: bool,
+}
+
+/// A page's data: the template's own values plus the viewer, form token and notice.
+pub struct Page {
+    pub name: &'static str,
+    pub ctx: Context,
+    pub status: StatusCode,
+}
+
+impl Page {
+    pub fn new(name: &'static str) -> Page {
+        let mut ctx = Context::new();
+        ctx.insert("errors", &std::collections::BTreeMap::<&str, String>::new());
+        Page {
+            name,
+            ctx,
+            status: StatusCode::OK,
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: &impl Serialize) -> Page {
+        self.ctx.insert(key, value);
+        self
+    }
+
+    pub fn status(mut self, status: StatusCode) -> Page {
+        self.status = status;
+        self
+    }
+
+    /// The page with form errors (`errors.FIELD`) and a status.
+    pub fn errors(mut self, err: &crate::error::Error) -> Page {
+        use crate::error::Error;
+        let mut map = std::collections::BTreeMap::new();
+        let (status, general) = match err {
+            Error::Invalid(list) => {
+                for e in list {
+                    map.entry(e.field).or_insert_with(|| e.message.clone());
+                }
+                (StatusCode::UNPROCESSABLE_ENTITY, None)
+            }
+            Error::Throttled(m) => (StatusCode::TOO_MANY_REQUESTS, Some(m.clone())),
+            Error::Forbidden(m) => (StatusCode::FORBIDDEN, Some(m.clone())),
+            Error::NotFound(what) => (StatusCode::NOT_FOUND, Some(format!("No such {what}."))),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        };
+        self.ctx.insert("errors", &map);
+        if let Some(g) = general {
+            self.ctx.insert("error", &g);
+        }
+        self.status = status;
+        self
+    }
+
+    pub fn render(
+        mut self,
+        state: &State,
+        req: &HttpRequest,
+        viewer: &Viewer,
+    ) -> Result<HttpResponse, WebError> {
+        if let Some(u) = viewer.user() {
+            self.ctx.insert(
+                "me",
+                &Me {
+                    username: &u.username,
+                    display_name: &u.display_name,
+                    role: u.role.as_str(),
+                    is_staff: u.role.is_staff(),
+                    is_admin: u.role == crate::domain::Role::Admin,
+                },
+            );
+        }
+        self.ctx.insert("csrf", &viewer.csrf_token(state));
+        self.ctx.insert("path", req.path());
+        let flash = Viewer::flash(req, state);
+        if let Some(f) = &flash {
+            self.ctx.insert("flash", f);
+        }
+        let body = state.templates.render(self.name, &self.ctx)?;
+        let mut resp = HttpResponse::build(self.status);
+        resp.content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"));
+        if let Some(basis) = &viewer.new_csrf_cookie {
+            resp.cookie(cookie(state, csrf_cookie_name(state.https), basis.clone(), 86400 * 7));
+        }
+        if flash.is_some() {
+            resp.cookie(clear_flash_cookie(state));
+        }
+        Ok(resp.body(body))
+    }
+}
+
+/// A redirect after a successful form, with a notice for the next page.
+pub fn see_other(state: &State, to: &str, notice: Option<&str>) -> HttpResponse {
+    let mut resp = HttpResponse::SeeOther();
+    resp.insert_header((header::LOCATION, to.to_string()));
+    if let Some(n) = notice {
+        resp.cookie(flash_cookie(state, n));
+    }
+    resp.finish()
+}
+
+/// Page numbers for a list.
+#[derive(Debug, Serialize)]
+pub struct Pager {
+    pub page: u64,
+    pub pages: u64,
+    pub total: u64,
+    pub per_page: u32,
+    pub prev: Option<u64>,
+    pub next: Option<u64>,
+}
+
+impl Pager {
+    pub fn new(page: Option<u64>, per_page: u32, total: u64) -> Pager {
+        let pages = total.div_ceil(per_page as u64).max(1);
+        let page = page.unwrap_or(1).clamp(1, pages);
+        Pager {
+            page,
+            pages,
+            total,
+            per_page,
+            prev: (page > 1).then(|| page - 1),
+            next: (page < pages).then(|| page + 1),
+        }
+    }
+
+    pub fn offset(&self) -> u64 {
+        (self.page - 1) * self.per_page as u64
+    }
+
+    /// The page asked for, before the total is known.
+    pub fn offset_for(page: Option<u64>, per_page: u32) -> u64 {
+        page.unwrap_or(1).max(1).saturating_sub(1) * per_page as u64
+    }
+}

@@ -1,0 +1,249 @@
+//! Staff pages: users (search, role, disable) and the audit log.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::error::WebError;
+use super::form::{NoFields, Posted};
+use super::render::{see_other, Page, Pager};
+use super::session::{url_escape, StaffOnly};
+use super::State;
+use crate::accounts::{self, audit, users, Event};
+use crate::domain::Role;
+use crate::error::Error;
+
+const PER_PAGE: u32 = 50;
+
+#[derive(Deserialize, Serialize, Default)]
+pub struct UserQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    role: String,
+    page: Option<u64>,
+}
+
+#[get("/staff/users")]
+async fn user_list(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(viewer, _): StaffOnly,
+    query: web::Query<UserQuery>,
+) -> Result<HttpResponse, WebError> {
+    let query = query.into_inner();
+    let role = if query.role.is_empty() {
+        None
+    } else {
+        Some(Role::parse(&query.role).map_err(|e| WebError::BadRequest(e.message))?)
+    };
+    if query.q.chars().count() > 200 {
+        return Err(WebError::BadRequest("A search has at most 200 characters.".into()));
+    }
+    let q = query.q.clone();
+    let offset = Pager::offset_for(query.page, PER_PAGE);
+    let (rows, total) = state
+        .ctx
+        .db
+        .run(move |db| db.read(|c| users::search(c, &q, role, PER_PAGE, offset)))
+        .await?;
+    let pager = Pager::new(query.page, PER_PAGE, total);
+    let link = format!("q={}&role={}", url_escape(&query.q), url_escape(&query.role));
+    Page::new("staff/users.html")
+        .with("users", &rows)
+        .with("query", &query)
+        .with("pager", &pager)
+        .with("link", &link)
+        .with("roles", &Role::ALL)
+        .render(&state, &req, &viewer)
+}
+
+async fn user_page(
+    state: &State,
+    req: &HttpRequest,
+    viewer: &super::session::Viewer,
+    username: String,
+    err: Option<&Error>,
+) -> Result<HttpResponse, WebError> {
+    let (user, events, sessions) = state
+        .ctx
+        .db
+        .run(move |db| {
+            db.read(|c| {
+                let user = users::by_username(c, &username)?.ok_or(Error::NotFound("user"))?;
+                let (events, _) = audit::list(c, None, Some(&user.username), 20, 0)?;
+                let sessions = accounts::sessions::count_for(c, user.id)?;
+                Ok::<_, Error>((user, events, sessions))
+            })
+        })
+        .await?;
+    let mut page = Page::new("staff/user.html")
+        .with("user", &user)
+        .with("events", &events)
+        .with("session_count", &sessions)
+        .with("roles", &Role::ALL);
+    if let Some(e) = err {
+        page = page.errors(e);
+    }
+    page.render(state, req, viewer)
+}
+
+#[get("/staff/users/{username}")]
+async fn user_detail(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(viewer, _): StaffOnly,
+    username: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    user_page(&state, &req, &viewer, username.into_inner(), None).await
+}
+
+#[derive(Deserialize)]
+pub struct RoleForm {
+    #[serde(default)]
+    role: String,
+}
+
+#[derive(Deserialize)]
+pub struct DisableForm {
+    #[serde(default)]
+    reason: String,
+}
+
+/// What an action on one user did, and how it ends: a notice, or the page again with errors.
+async fn act(
+    state: &State,
+    req: &HttpRequest,
+    viewer: &super::session::Viewer,
+    username: String,
+    result: Result<accounts::User, Error>,
+    notice: impl FnOnce(&accounts::User) -> String,
+) -> Result<HttpResponse, WebError> {
+    match result {
+        Ok(user) => Ok(see_other(
+            state,
+            &format!("/staff/users/{}", url_escape(&user.username)),
+            Some(&notice(&user)),
+        )),
+        Err(e @ (Error::Invalid(_) | Error::Forbidden(_))) => {
+            user_page(state, req, viewer, username, Some(&e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[post("/staff/users/{username}/role")]
+async fn set_role(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(_, session): StaffOnly,
+    username: web::Path<String>,
+    posted: Posted<RoleForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let username = username.into_inner();
+    let role = Role::parse(&form.role).map_err(|e| WebError::BadRequest(e.message))?;
+    let (actor, ip, name) = (session.user.clone(), viewer.ip.clone(), username.clone());
+    let result = state
+        .ctx
+        .db
+        .run(move |db| accounts::set_role(db, &actor, &name, role, &ip))
+        .await;
+    act(&state, &req, &viewer, username, result, |u| {
+        format!("{} is now {}.", u.username, u.role)
+    })
+    .await
+}
+
+#[post("/staff/users/{username}/disable")]
+async fn disable(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(_, session): StaffOnly,
+    username: web::Path<String>,
+    posted: Posted<DisableForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let username = username.into_inner();
+    let (actor, ip, name) = (session.user.clone(), viewer.ip.clone(), username.clone());
+    let result = state
+        .ctx
+        .db
+        .run(move |db| accounts::disable(db, &actor, &name, &form.reason, &ip))
+        .await;
+    act(&state, &req, &viewer, username, result, |u| {
+        format!("{} is disabled and logged out everywhere.", u.username)
+    })
+    .await
+}
+
+#[post("/staff/users/{username}/enable")]
+async fn enable(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(_, session): StaffOnly,
+    username: web::Path<String>,
+    posted: Posted<NoFields>,
+) -> Result<HttpResponse, WebError> {
+    let viewer = posted.viewer;
+    let username = username.into_inner();
+    let (actor, ip, name) = (session.user.clone(), viewer.ip.clone(), username.clone());
+    let result = state
+        .ctx
+        .db
+        .run(move |db| accounts::enable(db, &actor, &name, &ip))
+        .await;
+    act(&state, &req, &viewer, username, result, |u| {
+        format!("{} is enabled again.", u.username)
+    })
+    .await
+}
+
+#[derive(Deserialize, Serialize, Default)]
+pub struct AuditQuery {
+    #[serde(default)]
+    event: String,
+    #[serde(default)]
+    subject: String,
+    page: Option<u64>,
+}
+
+#[get("/staff/audit")]
+async fn audit_log(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(viewer, _): StaffOnly,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, WebError> {
+    let query = query.into_inner();
+    let event = if query.event.is_empty() {
+        None
+    } else {
+        Some(Event::parse(&query.event).ok_or_else(|| WebError::BadRequest("No such event kind.".into()))?)
+    };
+    let subject = (!query.subject.trim().is_empty()).then(|| query.subject.trim().to_string());
+    let offset = Pager::offset_for(query.page, PER_PAGE);
+    let (rows, total) = state
+        .ctx
+        .db
+        .run(move |db| db.read(|c| audit::list(c, event, subject.as_deref(), PER_PAGE, offset)))
+        .await?;
+    let pager = Pager::new(query.page, PER_PAGE, total);
+    let events: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
+    let link = format!("event={}&subject={}", url_escape(&query.event), url_escape(&query.subject));
+    Page::new("staff/audit.html")
+        .with("entries", &rows)
+        .with("query", &query)
+        .with("pager", &pager)
+        .with("link", &link)
+        .with("events", &events)
+        .render(&state, &req, &viewer)
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(user_list)
+        .service(user_detail)
+        .service(set_role)
+        .service(disable)
+        .service(enable)
+        .service(audit_log);
+}
