@@ -16,7 +16,11 @@ use crate::domain::Role;
 use crate::web::Application;
 
 #[derive(Parser, Debug)]
-#[command(name = "slices", version, about = "Slices master: sign-up, approval and the staff UI")]
+#[command(
+    name = "slices",
+    version,
+    about = "Slices master: sign-up, approval and the staff UI"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -102,7 +106,11 @@ impl ConfigArgs {
             flags.push(("data", d.display().to_string()));
         }
         flags.extend(extra.iter().cloned());
-        Ok(Config::load(self.config.as_deref(), std::env::vars(), &flags)?)
+        Ok(Config::load(
+            self.config.as_deref(),
+            std::env::vars(),
+            &flags,
+        )?)
     }
 }
 
@@ -161,7 +169,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .0;
-                println!("Created {} account `{}` <{}>.", user.role, user.username, user.email);
+                println!(
+                    "Created {} account `{}` <{}>.",
+                    user.role, user.username, user.email
+                );
                 Ok(())
             }
         },
@@ -179,8 +190,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let cert = cfg.load(&[]).ok().and_then(|c| c.tls_cert);
-            let body = tokio::task::spawn_blocking(move || http_get(&format!("{url}/healthz"), cert))
-                .await??;
+            let body =
+                tokio::task::spawn_blocking(move || http_get(&format!("{url}/healthz"), cert))
+                    .await??;
             println!("{body}");
             Ok(())
         }
@@ -208,7 +220,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(ctx.clone())?;
     let base = app.base_url().to_string();
     tracing::info!(url = %base, data = %ctx.config.data.display(), ms = started.elapsed().as_millis() as u64, "slices is ready");
-    println!("Slices is running at {base}/  (data in {})", ctx.config.data.display());
+    println!(
+        "Slices is running at {base}/  (data in {})",
+        ctx.config.data.display()
+    );
     announce_first_admin(&ctx, &base).await?;
     spawn_housekeeping(ctx.clone());
     app.run_until_stopped().await?;
@@ -276,7 +291,8 @@ pub fn http_get(url: &str, pinned_cert: Option<PathBuf>) -> anyhow::Result<Strin
             tcp.read_to_end(&mut raw)?;
         }
         "https" => {
-            let cert = pinned_cert.context("HTTPS health checks need tls_cert in the configuration")?;
+            let cert =
+                pinned_cert.context("HTTPS health checks need tls_cert in the configuration")?;
             let config = crate::web::tls::pinned_client_config(&cert)?;
             let name = rustls::pki_types::ServerName::try_from("slices.invalid")?.to_owned();
             let conn = rustls::ClientConnection::new(Arc::new(config), name)?;

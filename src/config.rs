@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("unknown setting `{key}` (from {source_name}); `slices config defaults` lists them all")]
+    #[error(
+        "unknown setting `{key}` (from {source_name}); `slices config defaults` lists them all"
+    )]
     UnknownKey { key: String, source_name: String },
     #[error("setting `{key}` (from {source_name}): {message}")]
     BadValue {
@@ -246,10 +248,12 @@ impl Config {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::File {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })?;
             let source = format!("config file {}", path.display());
             for (key, value) in table {
                 let raw = match value {
@@ -260,7 +264,10 @@ impl Config {
                         return Err(ConfigError::BadValue {
                             key,
                             source_name: source,
-                            message: format!("expected text, a number or true/false, found {}", other.type_str()),
+                            message: format!(
+                                "expected text, a number or true/false, found {}",
+                                other.type_str()
+                            ),
                         })
                     }
                 };
@@ -341,7 +348,11 @@ impl Config {
         if !self.public_url.is_empty() {
             return self.public_url.trim_end_matches('/').to_string();
         }
-        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let addr = self.listen;
         let host = if addr.ip().is_unspecified() {
             "localhost".to_string()
@@ -376,7 +387,10 @@ impl Config {
                     let _ = writeln!(out, "# {line}");
                 }
                 if Self::is_secret(key) {
-                    let _ = writeln!(out, "# (secret: may also be given as {key}_file = \"/path\")");
+                    let _ = writeln!(
+                        out,
+                        "# (secret: may also be given as {key}_file = \"/path\")"
+                    );
                 }
             }
             let _ = writeln!(out, "{key} = {}", values[key]);
@@ -407,7 +421,11 @@ mod tests {
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nsession_hours = 3\nworkers = 2\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nsession_hours = 3\nworkers = 2\n",
+        )
+        .unwrap();
         let env = vec![
             ("SLICES_SESSION_HOURS".to_string(), "5".to_string()),
             ("PATH".to_string(), "/bin".to_string()),
@@ -431,9 +449,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_explained() {
-        let err = Config::load(None, vec![("SLICES_LISTEN".into(), "nowhere".into())], &[]).unwrap_err();
+        let err =
+            Config::load(None, vec![("SLICES_LISTEN".into(), "nowhere".into())], &[]).unwrap_err();
         assert!(err.to_string().contains("not an address"), "{err}");
-        let err = Config::load(None, vec![("SLICES_TLS_CERT".into(), "/c.pem".into())], &[]).unwrap_err();
+        let err =
+            Config::load(None, vec![("SLICES_TLS_CERT".into(), "/c.pem".into())], &[]).unwrap_err();
         assert!(err.to_string().contains("together"), "{err}");
     }
 
@@ -442,7 +462,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("key");
         std::fs::write(&secret, "hunter2hunter2\n").unwrap();
-        let env = vec![("SLICES_SECRET_KEY_FILE".into(), secret.display().to_string())];
+        let env = vec![(
+            "SLICES_SECRET_KEY_FILE".into(),
+            secret.display().to_string(),
+        )];
         let cfg = Config::load(None, env, &[]).unwrap();
         assert_eq!(cfg.secret_key.0, "hunter2hunter2");
         assert!(!format!("{cfg:?}").contains("hunter2"));

@@ -56,7 +56,11 @@ fn restrict(_: &Path, _: u32) -> anyhow::Result<()> {
 fn load_or_make_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     if let Ok(text) = std::fs::read_to_string(path) {
         let key = text.trim().as_bytes().to_vec();
-        anyhow::ensure!(key.len() >= 32, "the key in {} is too short", path.display());
+        anyhow::ensure!(
+            key.len() >= 32,
+            "the key in {} is too short",
+            path.display()
+        );
         return Ok(key);
     }
     let key = crate::accounts::token::new_token();

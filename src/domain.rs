@@ -154,7 +154,10 @@ impl DisplayName {
             return Err(FieldError::new(Self::FIELD, "Enter your name."));
         }
         if s.chars().count() > 100 {
-            return Err(FieldError::new(Self::FIELD, "A name has at most 100 characters."));
+            return Err(FieldError::new(
+                Self::FIELD,
+                "A name has at most 100 characters.",
+            ));
         }
         if has_control(s) {
             return Err(FieldError::new(
@@ -189,10 +192,16 @@ impl NewPassword {
             ));
         }
         if n > 1000 {
-            return Err(FieldError::new(field, "A password has at most 1,000 characters."));
+            return Err(FieldError::new(
+                field,
+                "A password has at most 1,000 characters.",
+            ));
         }
         if raw.trim().eq_ignore_ascii_case(username.as_str()) {
-            return Err(FieldError::new(field, "The password cannot be your username."));
+            return Err(FieldError::new(
+                field,
+                "The password cannot be your username.",
+            ));
         }
         Ok(NewPassword(raw.to_string()))
     }
@@ -225,7 +234,10 @@ impl Role {
             "student" => Ok(Role::Student),
             "staff" => Ok(Role::Staff),
             "admin" => Ok(Role::Admin),
-            _ => Err(FieldError::new("role", "A role is student, staff or admin.")),
+            _ => Err(FieldError::new(
+                "role",
+                "A role is student, staff or admin.",
+            )),
         }
     }
 
@@ -266,8 +278,19 @@ mod tests {
             assert!(Username::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "a", "9lives", "-x", "al ice", "alice;rm", "$(id)", "../etc", "a\nb", "al\0ce",
-            "abcdefghijklmnopqrstuvwxyz0123456", "ålice", "al.ice",
+            "",
+            "a",
+            "9lives",
+            "-x",
+            "al ice",
+            "alice;rm",
+            "$(id)",
+            "../etc",
+            "a\nb",
+            "al\0ce",
+            "abcdefghijklmnopqrstuvwxyz0123456",
+            "ålice",
+            "al.ice",
         ] {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
@@ -281,8 +304,16 @@ mod tests {
             assert!(Email::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "a", "a@b", "a@@b.c", "a b@c.d", "a@b.c\r\nBcc: x@y.z", "<a@b.c>", ".a@b.c",
-            "a@-b.c", "a@b..c",
+            "",
+            "a",
+            "a@b",
+            "a@@b.c",
+            "a b@c.d",
+            "a@b.c\r\nBcc: x@y.z",
+            "<a@b.c>",
+            ".a@b.c",
+            "a@-b.c",
+            "a@b..c",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }

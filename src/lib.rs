@@ -5,10 +5,10 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod cli;
 pub mod config;
+pub mod context;
 pub mod domain;
 pub mod error;
 pub mod store;
-pub mod context;
 pub mod web;
-pub mod cli;

@@ -75,7 +75,9 @@ impl SignUpForm {
     /// Checks every field and reports every problem at once.
     pub fn check(&self) -> Result<NewAccount> {
         let mut errors = Vec::new();
-        let username = Username::parse(&self.username).map_err(|e| errors.push(e)).ok();
+        let username = Username::parse(&self.username)
+            .map_err(|e| errors.push(e))
+            .ok();
         let email = Email::parse(&self.email).map_err(|e| errors.push(e)).ok();
         let display_name = DisplayName::parse(&self.display_name)
             .map_err(|e| errors.push(e))
@@ -87,7 +89,10 @@ impl SignUpForm {
             None => None,
         };
         if password.is_some() && self.password != self.password_confirm {
-            errors.push(FieldError::new("password_confirm", "The two passwords differ."));
+            errors.push(FieldError::new(
+                "password_confirm",
+                "The two passwords differ.",
+            ));
         }
         match (username, email, display_name, password) {
             (Some(username), Some(email), Some(display_name), Some(password))
@@ -156,7 +161,13 @@ pub fn create_account(
         let session = match origin {
             Some(o) => {
                 users::mark_login(tx, user.id)?;
-                Some(sessions::create(tx, user.id, policy.life, &o.ip, &o.user_agent)?)
+                Some(sessions::create(
+                    tx,
+                    user.id,
+                    policy.life,
+                    &o.ip,
+                    &o.user_agent,
+                )?)
             }
             None => None,
         };
@@ -235,7 +246,10 @@ pub fn login(
             audit::record(
                 tx,
                 Event::LoginThrottled,
-                &Actor { user_id: None, ip: &origin.ip },
+                &Actor {
+                    user_id: None,
+                    ip: &origin.ip,
+                },
                 &subject,
                 "",
             )
@@ -255,7 +269,10 @@ pub fn login(
                 audit::record(
                     tx,
                     Event::LoginFailed,
-                    &Actor { user_id: None, ip: &origin.ip },
+                    &Actor {
+                        user_id: None,
+                        ip: &origin.ip,
+                    },
                     &subject,
                     "account disabled",
                 )
@@ -271,7 +288,10 @@ pub fn login(
                 audit::record(
                     tx,
                     Event::Login,
-                    &Actor { user_id: Some(user.id), ip: &origin.ip },
+                    &Actor {
+                        user_id: Some(user.id),
+                        ip: &origin.ip,
+                    },
                     &user.username,
                     "",
                 )?;
@@ -284,9 +304,16 @@ pub fn login(
                 audit::record(
                     tx,
                     Event::LoginFailed,
-                    &Actor { user_id: None, ip: &origin.ip },
+                    &Actor {
+                        user_id: None,
+                        ip: &origin.ip,
+                    },
                     &subject,
-                    if found.is_some() { "wrong password" } else { "no such account" },
+                    if found.is_some() {
+                        "wrong password"
+                    } else {
+                        "no such account"
+                    },
                 )
             })?;
             Err(fail())
@@ -301,7 +328,10 @@ pub fn logout(db: &Db, session: &Session, ip: &str) -> Result<()> {
         audit::record(
             tx,
             Event::Logout,
-            &Actor { user_id: Some(session.user.id), ip },
+            &Actor {
+                user_id: Some(session.user.id),
+                ip,
+            },
             &session.user.username,
             "",
         )
@@ -315,7 +345,10 @@ pub fn logout_everywhere(db: &Db, user: &User, ip: &str) -> Result<usize> {
         audit::record(
             tx,
             Event::LogoutEverywhere,
-            &Actor { user_id: Some(user.id), ip },
+            &Actor {
+                user_id: Some(user.id),
+                ip,
+            },
             &user.username,
             &format!("{n} sessions ended"),
         )?;
@@ -336,7 +369,9 @@ pub fn change_password(
     let username = Username::parse(&user.username)?;
     let hash = db.read(|c| users::password_hash(c, user.id))?;
     if !password::verify(&hash, current) {
-        return Err(FieldError::new("current_password", "That is not your current password.").into());
+        return Err(
+            FieldError::new("current_password", "That is not your current password.").into(),
+        );
     }
     let new = NewPassword::parse("new_password", new, &username)?;
     if new.expose() != confirm {
@@ -352,7 +387,10 @@ pub fn change_password(
         audit::record(
             tx,
             Event::PasswordChanged,
-            &Actor { user_id: Some(user.id), ip },
+            &Actor {
+                user_id: Some(user.id),
+                ip,
+            },
             &user.username,
             "",
         )
@@ -365,7 +403,9 @@ fn may_manage(actor: &User, target: &User) -> Result<()> {
         return Err(Error::Forbidden("Only staff may do this.".into()));
     }
     if actor.id == target.id {
-        return Err(Error::Forbidden("You cannot do this to your own account.".into()));
+        return Err(Error::Forbidden(
+            "You cannot do this to your own account.".into(),
+        ));
     }
     if target.role.is_staff() && actor.role != Role::Admin {
         return Err(Error::Forbidden(
@@ -386,14 +426,22 @@ pub fn set_role(db: &Db, actor: &User, username: &str, role: Role, ip: &str) -> 
         if target.role == role {
             return Ok(target);
         }
-        if target.role == Role::Admin && target.disabled_at.is_none() && users::active_admins(tx)? <= 1 {
-            return Err(Error::Forbidden("The last admin cannot stop being an admin.".into()));
+        if target.role == Role::Admin
+            && target.disabled_at.is_none()
+            && users::active_admins(tx)? <= 1
+        {
+            return Err(Error::Forbidden(
+                "The last admin cannot stop being an admin.".into(),
+            ));
         }
         users::set_role(tx, target.id, role)?;
         audit::record(
             tx,
             Event::RoleChanged,
-            &Actor { user_id: Some(actor.id), ip },
+            &Actor {
+                user_id: Some(actor.id),
+                ip,
+            },
             &target.username,
             &format!("{} -> {}", target.role, role),
         )?;
@@ -405,10 +453,22 @@ pub fn set_role(db: &Db, actor: &User, username: &str, role: Role, ip: &str) -> 
 pub fn disable(db: &Db, actor: &User, username: &str, reason: &str, ip: &str) -> Result<User> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(FieldError::new("reason", "Say why the account is disabled; the user will see it.").into());
+        return Err(FieldError::new(
+            "reason",
+            "Say why the account is disabled; the user will see it.",
+        )
+        .into());
     }
-    if reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n' && c != '\r') {
-        return Err(FieldError::new("reason", "A reason has at most 500 characters of plain text.").into());
+    if reason.chars().count() > 500
+        || reason
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\r')
+    {
+        return Err(FieldError::new(
+            "reason",
+            "A reason has at most 500 characters of plain text.",
+        )
+        .into());
     }
     db.write(|tx| {
         let target = users::by_username(tx, username)?.ok_or(Error::NotFound("user"))?;
@@ -421,7 +481,10 @@ pub fn disable(db: &Db, actor: &User, username: &str, reason: &str, ip: &str) ->
         audit::record(
             tx,
             Event::AccountDisabled,
-            &Actor { user_id: Some(actor.id), ip },
+            &Actor {
+                user_id: Some(actor.id),
+                ip,
+            },
             &target.username,
             &format!("{reason} ({ended} sessions ended)"),
         )?;
@@ -441,7 +504,10 @@ pub fn enable(db: &Db, actor: &User, username: &str, ip: &str) -> Result<User> {
         audit::record(
             tx,
             Event::AccountEnabled,
-            &Actor { user_id: Some(actor.id), ip },
+            &Actor {
+                user_id: Some(actor.id),
+                ip,
+            },
             &target.username,
             "",
         )?;
@@ -458,7 +524,13 @@ pub fn first_admin_invite(db: &Db) -> Result<Option<String>> {
         }
         invites::revoke_unused(tx, Role::Admin)?;
         let token = invites::create(tx, Role::Admin, 7 * 24 * 3600, "first admin")?;
-        audit::record(tx, Event::InviteCreated, &Actor::default(), "", "first admin link")?;
+        audit::record(
+            tx,
+            Event::InviteCreated,
+            &Actor::default(),
+            "",
+            "first admin link",
+        )?;
         Ok(Some(token))
     })
 }

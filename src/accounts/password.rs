@@ -23,7 +23,9 @@ pub fn hash(password: &str) -> anyhow::Result<String> {
 /// True when `password` matches `phc`. A malformed stored hash never matches.
 pub fn verify(phc: &str, password: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => hasher().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => hasher()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }

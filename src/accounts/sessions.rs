@@ -32,7 +32,11 @@ pub fn create(
 ) -> Result<String> {
     let token = new_token();
     let t = now();
-    let ua: String = user_agent.chars().filter(|c| !c.is_control()).take(200).collect();
+    let ua: String = user_agent
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
     conn.prepare_cached(
         "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_seen_at, ip, user_agent)
          VALUES (?1, ?2, ?3, ?4, ?3, ?5, ?6)",

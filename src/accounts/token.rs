@@ -20,7 +20,6 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 /// True when `s` has the shape of a token made by [`new_token`] (so junk never reaches SQL).
 pub fn looks_like_token(s: &str) -> bool {
     s.len() == 43
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

@@ -99,7 +99,11 @@ pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
 
 /// The account and its password hash, found by username or by email.
 pub fn for_login(conn: &Connection, login: &str) -> Result<Option<(User, String)>> {
-    let column = if login.contains('@') { "email" } else { "username" };
+    let column = if login.contains('@') {
+        "email"
+    } else {
+        "username"
+    };
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS}, password_hash FROM users WHERE {column} = ?1"
@@ -109,7 +113,11 @@ pub fn for_login(conn: &Connection, login: &str) -> Result<Option<(User, String)
 }
 
 pub fn password_hash(conn: &Connection, id: i64) -> Result<String> {
-    Ok(conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| r.get(0))?)
+    Ok(
+        conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 pub fn set_password_hash(conn: &Connection, id: i64, hash: &str) -> Result<()> {
@@ -121,7 +129,10 @@ pub fn set_password_hash(conn: &Connection, id: i64, hash: &str) -> Result<()> {
 }
 
 pub fn set_role(conn: &Connection, id: i64, role: Role) -> Result<()> {
-    conn.execute("UPDATE users SET role = ?2 WHERE id = ?1", params![id, role.as_str()])?;
+    conn.execute(
+        "UPDATE users SET role = ?2 WHERE id = ?1",
+        params![id, role.as_str()],
+    )?;
     Ok(())
 }
 

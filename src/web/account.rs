@@ -108,9 +108,16 @@ async fn logout_everywhere(
     let mut resp = see_other(
         &state,
         "/login",
-        Some(&format!("You are logged out everywhere ({n} sessions ended).")),
+        Some(&format!(
+            "You are logged out everywhere ({n} sessions ended)."
+        )),
     );
-    let _ = resp.add_cookie(&cookie(&state, session_cookie_name(state.https), String::new(), 0));
+    let _ = resp.add_cookie(&cookie(
+        &state,
+        session_cookie_name(state.https),
+        String::new(),
+        0,
+    ));
     Ok(resp)
 }
 

@@ -15,7 +15,12 @@ use crate::error::Error;
 fn session_response(state: &State, to: &str, token: String, notice: &str) -> HttpResponse {
     let mut resp = see_other(state, to, Some(notice));
     let max_age = state.ctx.policy.life.absolute_secs;
-    let _ = resp.add_cookie(&cookie(state, session_cookie_name(state.https), token, max_age));
+    let _ = resp.add_cookie(&cookie(
+        state,
+        session_cookie_name(state.https),
+        token,
+        max_age,
+    ));
     resp
 }
 
@@ -155,7 +160,9 @@ async fn signup(
             token,
             &format!("Welcome, {}. Your account is ready.", user.display_name),
         )),
-        Ok((_, None)) => Err(WebError::Internal(anyhow::anyhow!("sign-up made no session"))),
+        Ok((_, None)) => Err(WebError::Internal(anyhow::anyhow!(
+            "sign-up made no session"
+        ))),
         Err(e @ Error::Invalid(_)) => Page::new("signup.html")
             .with("form", &form)
             .errors(&e)
@@ -237,7 +244,9 @@ async fn setup(
             session,
             &format!("Your {} account {} is ready.", role, user.username),
         )),
-        Ok((_, None)) => Err(WebError::Internal(anyhow::anyhow!("set-up made no session"))),
+        Ok((_, None)) => Err(WebError::Internal(anyhow::anyhow!(
+            "set-up made no session"
+        ))),
         Err(e @ Error::Invalid(_)) => Page::new("setup.html")
             .with("role", &role)
             .with("token", &token)

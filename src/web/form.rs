@@ -34,7 +34,10 @@ struct Token {
 /// once percent-decoded (the usual decoders silently replace bad bytes).
 fn strictly_utf8(body: &[u8]) -> Result<(), WebError> {
     for pair in body.split(|b| *b == b'&') {
-        let plus_fixed: Vec<u8> = pair.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+        let plus_fixed: Vec<u8> = pair
+            .iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect();
         let decoded: Vec<u8> = percent_decode(&plus_fixed);
         if std::str::from_utf8(&decoded).is_err() {
             return Err(WebError::BadRequest(
@@ -106,7 +109,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Posted<T> {
                 .cloned()
                 .ok_or_else(|| WebError::Internal(anyhow::anyhow!("no app state")))?;
             let body = body.await.map_err(|e| {
-                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                if e.as_response_error().status_code()
+                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+                {
                     WebError::TooLarge
                 } else {
                     WebError::BadRequest("The form could not be read. Nothing was changed.".into())
@@ -126,7 +131,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Posted<T> {
                 return Err(WebError::Csrf);
             }
             let form: T = serde_urlencoded::from_bytes(&body).map_err(|e| {
-                WebError::BadRequest(format!("The form could not be read ({e}). Nothing was changed."))
+                WebError::BadRequest(format!(
+                    "The form could not be read ({e}). Nothing was changed."
+                ))
             })?;
             Ok(Posted { viewer, form })
         })

@@ -89,9 +89,8 @@ pub struct Application {
 impl Application {
     /// Binds the listener (port 0 picks a free one) and builds the server, not yet running.
     pub fn build(ctx: Arc<Context>) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(ctx.config.listen).map_err(|e| {
-            anyhow::anyhow!("cannot listen on {}: {e}", ctx.config.listen)
-        })?;
+        let listener = TcpListener::bind(ctx.config.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", ctx.config.listen))?;
         Self::build_on(ctx, listener)
     }
 

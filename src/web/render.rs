@@ -42,7 +42,10 @@ pub fn load_templates(dir: Option<&std::path::Path>) -> anyhow::Result<Tera> {
         if replaced.is_some() {
             tracing::info!(template = name, "using the operator's template");
         }
-        owned.push((name.to_string(), replaced.unwrap_or_else(|| text.to_string())));
+        owned.push((
+            name.to_string(),
+            replaced.unwrap_or_else(|| text.to_string()),
+        ));
     }
     let mut tera = Tera::default();
     tera.autoescape_on(vec![".html"]);
@@ -161,7 +164,12 @@ impl Page {
         resp.content_type("text/html; charset=utf-8")
             .insert_header((header::CACHE_CONTROL, "no-store"));
         if let Some(basis) = &viewer.new_csrf_cookie {
-            resp.cookie(cookie(state, csrf_cookie_name(state.https), basis.clone(), 86400 * 7));
+            resp.cookie(cookie(
+                state,
+                csrf_cookie_name(state.https),
+                basis.clone(),
+                86400 * 7,
+            ));
         }
         if flash.is_some() {
             resp.cookie(clear_flash_cookie(state));

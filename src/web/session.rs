@@ -48,7 +48,12 @@ pub fn csrf_cookie_name(https: bool) -> &'static str {
 const FLASH: &str = "slices_flash";
 
 /// A cookie with the attributes every Slices cookie has.
-pub fn cookie(state: &State, name: &'static str, value: String, max_age_secs: i64) -> Cookie<'static> {
+pub fn cookie(
+    state: &State,
+    name: &'static str,
+    value: String,
+    max_age_secs: i64,
+) -> Cookie<'static> {
     Cookie::build(name, value)
         .path("/")
         .http_only(true)
@@ -108,7 +113,9 @@ fn client_ip(state: &State, req: &HttpRequest) -> String {
             return ip.to_string();
         }
     }
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
 }
 
 pub(crate) fn sign(state: &State, purpose: &str, data: &str) -> String {

@@ -37,7 +37,9 @@ async fn user_list(
         Some(Role::parse(&query.role).map_err(|e| WebError::BadRequest(e.message))?)
     };
     if query.q.chars().count() > 200 {
-        return Err(WebError::BadRequest("A search has at most 200 characters.".into()));
+        return Err(WebError::BadRequest(
+            "A search has at most 200 characters.".into(),
+        ));
     }
     let q = query.q.clone();
     let offset = Pager::offset_for(query.page, PER_PAGE);
@@ -47,7 +49,11 @@ async fn user_list(
         .run(move |db| db.read(|c| users::search(c, &q, role, PER_PAGE, offset)))
         .await?;
     let pager = Pager::new(query.page, PER_PAGE, total);
-    let link = format!("q={}&role={}", url_escape(&query.q), url_escape(&query.role));
+    let link = format!(
+        "q={}&role={}",
+        url_escape(&query.q),
+        url_escape(&query.role)
+    );
     Page::new("staff/users.html")
         .with("users", &rows)
         .with("query", &query)
@@ -218,7 +224,10 @@ async fn audit_log(
     let event = if query.event.is_empty() {
         None
     } else {
-        Some(Event::parse(&query.event).ok_or_else(|| WebError::BadRequest("No such event kind.".into()))?)
+        Some(
+            Event::parse(&query.event)
+                .ok_or_else(|| WebError::BadRequest("No such event kind.".into()))?,
+        )
     };
     let subject = (!query.subject.trim().is_empty()).then(|| query.subject.trim().to_string());
     let offset = Pager::offset_for(query.page, PER_PAGE);
@@ -229,7 +238,11 @@ async fn audit_log(
         .await?;
     let pager = Pager::new(query.page, PER_PAGE, total);
     let events: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
-    let link = format!("event={}&subject={}", url_escape(&query.event), url_escape(&query.subject));
+    let link = format!(
+        "event={}&subject={}",
+        url_escape(&query.event),
+        url_escape(&query.subject)
+    );
     Page::new("staff/audit.html")
         .with("entries", &rows)
         .with("query", &query)

@@ -12,7 +12,11 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerCo
         .with_context(|| format!("cannot read the certificate {}", cert.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("the certificate {} is not valid PEM", cert.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "no certificate found in {}", cert.display());
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "no certificate found in {}",
+        cert.display()
+    );
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("cannot read a private key from {}", key.display()))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of Slices on a fresh machine of this kind (Debian 12, root): installs what
+# the system tests need, then checks formatting and lints, then runs all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the system tests drive (real sshd, Apache, LXC, SMTP, Chromium, ...).
+# Each later part adds its own here; missing ones are installed, present ones are left alone.
+packages=()
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --all-targets --locked

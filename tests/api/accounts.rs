@@ -1,0 +1,330 @@
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn signup_logs_in_and_logout_ends_the_session() {
+    let app = spawn_app().await;
+    let c = browser();
+    let r = app
+        .signup(&c, "alice", "alice@example.edu", "Alice Liddell")
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/");
+    let home = app.get(&c, "/").await.text().await.unwrap();
+    assert!(
+        home.contains("Welcome, Alice Liddell."),
+        "the notice is shown once after sign-up"
+    );
+    assert_eq!(app.whoami(&c).await.as_deref(), Some("alice"));
+    let again = app.get(&c, "/").await.text().await.unwrap();
+    assert!(
+        !again.contains("Welcome, Alice Liddell."),
+        "the notice is not shown twice"
+    );
+    assert_eq!(app.audit_count("signup", "alice"), 1);
+
+    let r = app.post(&c, "/", "/logout", &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.whoami(&c).await, None);
+    assert_eq!(app.audit_count("logout", "alice"), 1);
+    // The account page now wants a log-in, and comes back afterwards.
+    let r = app.get(&c, "/account").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/login?next=/account");
+}
+
+#[actix_web::test]
+async fn login_by_username_or_email_and_wrong_password() {
+    let app = spawn_app().await;
+    app.add_user("bob", slices::domain::Role::Student);
+    let c = browser();
+    let r = app.login(&c, "bob@EXAMPLE.edu", PASSWORD).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "email log-in ignores case"
+    );
+    assert_eq!(app.whoami(&c).await.as_deref(), Some("bob"));
+
+    let c2 = browser();
+    let r = app.login(&c2, "Bob", PASSWORD).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "username log-in ignores case"
+    );
+
+    let c3 = browser();
+    let r = app.login(&c3, "bob", "wrong password!").await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("do not match an account"), "{body}");
+    assert!(body.contains("value=\"bob\""), "what was typed is kept");
+    assert!(
+        !body.contains("wrong password!"),
+        "the password is never echoed"
+    );
+    assert_eq!(app.whoami(&c3).await, None);
+    assert_eq!(app.audit_count("login_failed", "bob"), 1);
+    assert_eq!(app.audit_count("login", "bob"), 2);
+}
+
+#[actix_web::test]
+async fn login_returns_to_the_page_asked_for_but_never_offsite() {
+    let app = spawn_app().await;
+    app.add_user("carol", slices::domain::Role::Student);
+    let c = browser();
+    let token = app.csrf(&c, "/login?next=/account").await;
+    let r = c
+        .post(app.url("/login"))
+        .header("Origin", &app.base)
+        .form(&[
+            ("login", "carol"),
+            ("password", PASSWORD),
+            ("next", "/account"),
+            ("csrf", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&r), "/account");
+    for evil in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+    ] {
+        let c = browser();
+        let token = app.csrf(&c, "/login").await;
+        let r = c
+            .post(app.url("/login"))
+            .header("Origin", &app.base)
+            .form(&[
+                ("login", "carol"),
+                ("password", PASSWORD),
+                ("next", evil),
+                ("csrf", &token),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(location(&r), "/", "{evil}");
+    }
+}
+
+#[actix_web::test]
+async fn forms_without_a_valid_token_or_from_elsewhere_are_refused() {
+    let app = spawn_app().await;
+    app.add_user("dave", slices::domain::Role::Student);
+    let c = browser();
+    // No token at all.
+    let _ = app.get(&c, "/login").await;
+    let r = c
+        .post(app.url("/login"))
+        .header("Origin", &app.base)
+        .form(&[("login", "dave"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("This form has expired"));
+    // A token taken from another browser (bound to its cookie, not ours).
+    let other = browser();
+    let stolen = app.csrf(&other, "/login").await;
+    let r = c
+        .post(app.url("/login"))
+        .header("Origin", &app.base)
+        .form(&[("login", "dave"), ("password", PASSWORD), ("csrf", &stolen)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // The right token, but the form was posted from another site.
+    let token = app.csrf(&c, "/login").await;
+    for (header, value) in [
+        ("Origin", "https://evil.example"),
+        ("Referer", "https://evil.example/x"),
+    ] {
+        let r = c
+            .post(app.url("/login"))
+            .header(header, value)
+            .form(&[("login", "dave"), ("password", PASSWORD), ("csrf", &token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{header}");
+    }
+    assert_eq!(app.whoami(&c).await, None);
+    assert_eq!(app.audit_count("login", "dave"), 0, "nothing ran");
+
+    // Logged in, a token from before the log-in no longer works (it was bound to the old cookie).
+    let c = app.logged_in_as("dave").await;
+    let r = c
+        .post(app.url("/logout"))
+        .header("Origin", &app.base)
+        .form(&[("csrf", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.whoami(&c).await.as_deref(), Some("dave"));
+}
+
+#[actix_web::test]
+async fn repeated_failures_hold_back_the_account_and_the_address() {
+    let app = spawn_with(|c| {
+        c.login_max_failures_per_account = 3;
+        c.login_max_failures_per_address = 6;
+    })
+    .await;
+    app.add_user("erin", slices::domain::Role::Student);
+    app.add_user("frank", slices::domain::Role::Student);
+    let c = browser();
+    for _ in 0..3 {
+        let r = app.login(&c, "erin", "not the password").await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // Now even the right password is held back, with a clear message.
+    let r = app.login(&c, "erin", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("Too many failed log-ins for this account"),
+        "{body}"
+    );
+    assert!(body.contains("minutes"), "{body}");
+    assert_eq!(app.audit_count("login", "erin"), 0);
+    assert_eq!(app.audit_count("login_throttled", "erin"), 1);
+    // Another account from the same address still works...
+    let r = app.login(&c, "frank", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // ...until the address itself has failed too often (3 on erin + 3 on ghosts).
+    let c2 = browser();
+    for name in ["ghost1", "ghost2", "ghost3"] {
+        app.login(&c2, name, "whatever password").await;
+    }
+    let r = app.login(&c2, "frank", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("from your network address"));
+}
+
+#[actix_web::test]
+async fn changing_the_password_ends_other_sessions() {
+    let app = spawn_app().await;
+    app.add_user("gina", slices::domain::Role::Student);
+    let laptop = app.logged_in_as("gina").await;
+    let phone = app.logged_in_as("gina").await;
+    let new = "a much better passphrase";
+    // Wrong current password: refused, nothing changes.
+    let r = app
+        .post(
+            &laptop,
+            "/account",
+            "/account/password",
+            &[
+                ("current_password", "nope nope nope"),
+                ("new_password", new),
+                ("new_password_confirm", new),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("not your current password"));
+    let r = app
+        .post(
+            &laptop,
+            "/account",
+            "/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", new),
+                ("new_password_confirm", new),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.whoami(&laptop).await.as_deref(), Some("gina"));
+    assert_eq!(app.whoami(&phone).await, None, "the other session ended");
+    assert_eq!(
+        app.login(&browser(), "gina", PASSWORD).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        app.login(&browser(), "gina", new).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(app.audit_count("password_changed", "gina"), 1);
+}
+
+#[actix_web::test]
+async fn logout_everywhere_ends_every_session() {
+    let app = spawn_app().await;
+    app.add_user("hank", slices::domain::Role::Student);
+    let a = app.logged_in_as("hank").await;
+    let b = app.logged_in_as("hank").await;
+    let r = app
+        .post(&a, "/account", "/account/logout-everywhere", &[])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.whoami(&a).await, None);
+    assert_eq!(app.whoami(&b).await, None);
+}
+
+#[actix_web::test]
+async fn sessions_expire_when_idle() {
+    let app = spawn_app().await;
+    app.add_user("ivy", slices::domain::Role::Student);
+    let c = app.logged_in_as("ivy").await;
+    assert_eq!(app.whoami(&c).await.as_deref(), Some("ivy"));
+    // Make the session look idle for longer than allowed.
+    app.ctx
+        .db
+        .write(|tx| {
+            tx.execute(
+                "UPDATE sessions SET last_seen_at = last_seen_at - 86400",
+                [],
+            )?;
+            Ok::<_, slices::error::Error>(())
+        })
+        .unwrap();
+    assert_eq!(app.whoami(&c).await, None);
+}
+
+#[actix_web::test]
+async fn the_first_admin_link_works_once() {
+    let app = spawn_app().await;
+    let token = slices::accounts::first_admin_invite(&app.ctx.db)
+        .unwrap()
+        .expect("no admin yet");
+    let page = format!("/setup/{token}");
+    let c = browser();
+    let r = app.get(&c, &page).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("Create the admin account"));
+    let fields = [
+        ("username", "root2"),
+        ("email", "ops@example.edu"),
+        ("display_name", "Lab Ops"),
+        ("password", PASSWORD),
+        ("password_confirm", PASSWORD),
+    ];
+    let r = app.post(&c, &page, &page, &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.whoami(&c).await.as_deref(), Some("root2"));
+    assert_eq!(app.get(&c, "/staff/users").await.status(), StatusCode::OK);
+    // Used up.
+    let r = app.get(&browser(), &page).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // And no new link is made while an admin exists.
+    assert!(slices::accounts::first_admin_invite(&app.ctx.db)
+        .unwrap()
+        .is_none());
+}

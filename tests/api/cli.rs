@@ -1,0 +1,180 @@
+//! The real `slices` binary, as an operator runs it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+fn slices() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_slices"));
+    c.env_remove("SLICES_CONFIG");
+    c
+}
+
+#[test]
+fn config_defaults_lists_every_setting_and_unknown_keys_are_named() {
+    let out = slices().args(["config", "defaults"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for key in slices::config::Config::KEYS {
+        assert!(text.contains(&format!("\n{key} = ")), "{key}");
+    }
+    let out = slices()
+        .args(["config", "show"])
+        .env("SLICES_LISTNE", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting `listne`"));
+}
+
+#[test]
+fn user_add_creates_an_account_that_can_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = slices()
+        .args([
+            "user",
+            "add",
+            "root1",
+            "--role",
+            "admin",
+            "--email",
+            "ops@example.edu",
+            "--password-stdin",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Created admin account `root1`"));
+    // A bad username is refused with the reason.
+    let out = slices()
+        .args([
+            "user",
+            "add",
+            "Root;",
+            "--email",
+            "x@example.edu",
+            "--password-stdin",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("username"));
+
+    let db = slices::store::Db::open(&data.join("slices.db"), 1).unwrap();
+    let user = db
+        .read(|c| slices::accounts::users::by_username(c, "root1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.role, slices::domain::Role::Admin);
+}
+
+#[actix_web::test]
+async fn healthcheck_exits_zero_only_when_the_server_answers() {
+    let app = spawn_app().await;
+    let r = app.get(&browser(), "/healthz").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(json["status"], "ok");
+    let url = app.base.clone();
+    let ok = actix_web::rt::task::spawn_blocking(move || {
+        slices()
+            .args(["healthcheck", "--url", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let out = slices()
+        .args(["healthcheck", "--url", &dead])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[actix_web::test]
+async fn https_serves_secure_cookies_and_the_healthcheck_pins_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let (c2, k2) = (cert_path.clone(), key_path.clone());
+    let app = spawn_with(move |c| {
+        c.tls_cert = Some(c2);
+        c.tls_key = Some(k2);
+    })
+    .await;
+    assert!(app.base.starts_with("https://"));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve(
+            "localhost",
+            format!("127.0.0.1:{}", app.base.rsplit(':').next().unwrap())
+                .parse()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let port = app.base.rsplit(':').next().unwrap();
+    let r = client
+        .get(format!("https://localhost:{port}/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("__Host-slices_csrf="), "{cookie}");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    assert!(r.headers().contains_key("strict-transport-security"));
+    let url = app.base.clone();
+    let body = actix_web::rt::task::spawn_blocking(move || {
+        slices::cli::http_get(&format!("{url}/healthz"), Some(cert_path))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(body.contains("\"ok\""));
+    // Another certificate is not trusted.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let other_path = dir.path().join("other.pem");
+    std::fs::write(&other_path, other.cert.pem()).unwrap();
+    let url = app.base.clone();
+    let r = actix_web::rt::task::spawn_blocking(move || {
+        slices::cli::http_get(&format!("{url}/healthz"), Some(other_path))
+    })
+    .await
+    .unwrap();
+    assert!(r.is_err());
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of the master: the real server on port 0 with its own SQLite file, driven
+//! over HTTP by a cookie-keeping client, as a browser would.
+
+mod helpers;
+
+mod accounts;
+mod bad_input;
+mod cli;
+mod staff;
+mod store;
