@@ -54,3 +54,18 @@ CREATE TABLE invites (
     used_by    INTEGER REFERENCES users(id) ON DELETE SET NULL,
     note       TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
+
+-- version: 2
+-- Slave hosts. Each runs slices-agent; the master reaches it at `address` over mutual TLS
+-- and expects `name` in its certificate.
+CREATE TABLE nodes (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    address      TEXT NOT NULL,
+    enabled      INTEGER NOT NULL DEFAULT 1,
+    draining     INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL,
+    last_seen_at INTEGER,
+    last_error   TEXT,
+    info         TEXT            -- the last node_info reply, JSON
+);

@@ -57,6 +57,11 @@ pub enum Command {
         #[command(subcommand)]
         what: UserCommand,
     },
+    /// Manage slave hosts and their agents.
+    Node {
+        #[command(subcommand)]
+        what: NodeCommand,
+    },
     /// Exit 0 when the running server answers /healthz, non-zero otherwise.
     Healthcheck {
         #[command(flatten)]
@@ -94,6 +99,35 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Register a node and write its agent's bundle: CA certificate, agent certificate and
+    /// key (0600), and a sample agent.toml. Copy the folder to the host's /etc/slices-agent.
+    Add {
+        /// The node's name (one word, such as node1); its certificate names it.
+        name: String,
+        /// Where its agent listens, HOST:PORT.
+        #[arg(long)]
+        address: String,
+        /// Where to write the bundle (default: ./NAME-agent).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// List the nodes.
+    List {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Ask a node's agent what it has (node_info), and record the answer.
+    Info {
+        name: String,
         #[command(flatten)]
         cfg: ConfigArgs,
     },
@@ -176,6 +210,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Node { what } => node_command(what).await,
         Command::Healthcheck { cfg, url } => {
             let url = match url {
                 Some(u) => u,
@@ -195,6 +230,124 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await??;
             println!("{body}");
             Ok(())
+        }
+    }
+}
+
+async fn node_command(what: NodeCommand) -> anyhow::Result<()> {
+    use crate::domain::{NodeAddress, NodeName};
+    use crate::slave_link::pki;
+    match what {
+        NodeCommand::Add {
+            name,
+            address,
+            bundle,
+            cfg,
+        } => {
+            let name = NodeName::parse(&name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let address =
+                NodeAddress::parse(&address).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let ca = pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
+            let dir = bundle.unwrap_or_else(|| PathBuf::from(format!("{name}-agent")));
+            anyhow::ensure!(
+                !dir.join("agent.key").exists(),
+                "{} already holds an agent key; choose another --bundle folder",
+                dir.display()
+            );
+            let node = ctx
+                .db
+                .write(|tx| crate::nodes::add(tx, &name, &address))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = ca.issue_node(&name)?;
+            pki::write_bundle(&dir, ca.cert_pem(), &id)?;
+            let listen: std::net::SocketAddr = format!(
+                "0.0.0.0:{}",
+                address.as_str().rsplit(':').next().unwrap_or("7070")
+            )
+            .parse()?;
+            std::fs::write(
+                dir.join("agent.toml"),
+                crate::agent::AgentConfig::sample(
+                    &name,
+                    listen,
+                    std::path::Path::new("/etc/slices-agent"),
+                ),
+            )?;
+            println!(
+                "Registered node {} at {}.\nIts agent bundle is in {}/ (ca.pem, agent.pem, agent.key, agent.toml).\n\n\
+                 On the host:\n    install -d -m 700 /etc/slices-agent && cp {}/* /etc/slices-agent/\n    \
+                 slices-agent check --config /etc/slices-agent/agent.toml\n    \
+                 slices-agent run --config /etc/slices-agent/agent.toml\n\n\
+                 Then here: slices node info {}",
+                node.name,
+                node.address,
+                dir.display(),
+                dir.display(),
+                node.name
+            );
+            Ok(())
+        }
+        NodeCommand::List { cfg } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let nodes = ctx
+                .db
+                .read(crate::nodes::list)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if nodes.is_empty() {
+                println!("No nodes yet: slices node add NAME --address HOST:PORT");
+            }
+            for n in nodes {
+                let seen = n
+                    .last_seen_at
+                    .map(crate::web::render::format_time)
+                    .unwrap_or_else(|| "never".into());
+                println!(
+                    "{}\t{}\tlast seen {}{}",
+                    n.name,
+                    n.address,
+                    seen,
+                    n.last_error
+                        .map(|e| format!("\tlast error: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        NodeCommand::Info { name, cfg } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let node = ctx
+                .db
+                .read(|c| crate::nodes::by_name(c, &name))
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .ok_or_else(|| anyhow::anyhow!("no node named {name}: slices node list"))?;
+            let ca = pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
+            let result = async {
+                let mut link = crate::nodes::connect(&ca, &node, Duration::from_secs(10)).await?;
+                link.call(&crate::slave_link::Command::NodeInfo).await
+            }
+            .await;
+            let outcome = match &result {
+                Ok(r) if r.is_ok() => Ok(r.returned.first().cloned().unwrap_or_default()),
+                Ok(r) => Err(r.text()),
+                Err(e) => Err(e.to_string()),
+            };
+            ctx.db
+                .write(|tx| {
+                    crate::nodes::record_contact(
+                        tx,
+                        &name,
+                        outcome.as_ref().map_err(|e| e.as_str()),
+                    )
+                })
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match outcome {
+                Ok(info) => {
+                    println!("{}", serde_json::to_string_pretty(&info)?);
+                    Ok(())
+                }
+                Err(e) => bail!("node {name} did not answer: {e}"),
+            }
         }
     }
 }

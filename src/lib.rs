@@ -5,10 +5,13 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod domain;
 pub mod error;
+pub mod nodes;
+pub mod slave_link;
 pub mod store;
 pub mod web;

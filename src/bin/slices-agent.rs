@@ -1,8 +1,110 @@
-//! `slices-agent`: the daemon on each slave host. Its protocol and drivers are built in the
-//! agent issue; until then it says so instead of pretending to run.
+//! `slices-agent`: the daemon on each slave host. See `slices-agent --help`.
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use slices::agent::{Agent, AgentConfig};
+use slices::slave_link::{pki, server, ServerOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "slices-agent",
+    version,
+    about = "Slices agent: answers the master's commands on a slave host"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the master's commands.
+    Run {
+        #[arg(long, default_value = "/etc/slices-agent/agent.toml")]
+        config: PathBuf,
+    },
+    /// Say whether this host has what the driver needs, and what is missing.
+    Check {
+        #[arg(long, default_value = "/etc/slices-agent/agent.toml")]
+        config: PathBuf,
+    },
+}
+
+async fn run(config: PathBuf) -> anyhow::Result<()> {
+    let cfg = AgentConfig::load(&config)?;
+    let ca = std::fs::read_to_string(&cfg.ca)
+        .map_err(|e| anyhow::anyhow!("cannot read the CA certificate {}: {e}", cfg.ca.display()))?;
+    let id = pki::load_identity(&cfg.cert, &cfg.key)?;
+    let tls = pki::server_config(&ca, &id)?;
+    let listen = cfg.listen;
+    let opts = ServerOptions {
+        command_timeout: std::time::Duration::from_secs(cfg.command_timeout_secs),
+        ..ServerOptions::default()
+    };
+    let agent = Agent::from_config(cfg)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(
+        %listen,
+        node = %agent.config.name,
+        driver = agent.driver().kind(),
+        "slices-agent is ready"
+    );
+    tokio::select! {
+        r = server::serve(listener, tls, Arc::new(agent), opts) => r?,
+        _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
+    }
+    Ok(())
+}
+
+fn check(config: PathBuf) -> anyhow::Result<bool> {
+    let cfg = AgentConfig::load(&config)?;
+    let agent = Agent::from_config(cfg)?;
+    let mut all = true;
+    println!("slices-agent check: driver {}", agent.driver().kind());
+    for item in agent.check() {
+        println!(
+            "  [{}] {}: {}",
+            if item.ok { " ok " } else { "MISS" },
+            item.what,
+            item.detail
+        );
+        all &= item.ok;
+    }
+    Ok(all)
+}
+
 fn main() -> std::process::ExitCode {
-    eprintln!("slices-agent: not built yet (see docs/architecture.md, \"The agent\")");
-    std::process::ExitCode::from(2)
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Cmd::Run { config } => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(16)
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(run(config))),
+        Cmd::Check { config } => match check(config) {
+            Ok(true) => Ok(()),
+            Ok(false) => return std::process::ExitCode::from(1),
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -129,7 +129,7 @@ async fn https_serves_secure_cookies_and_the_healthcheck_pins_the_certificate() 
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let (c2, k2) = (cert_path.clone(), key_path.clone());
     let app = spawn_with(move |c| {
         c.tls_cert = Some(c2);

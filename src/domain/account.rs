@@ -1,5 +1,4 @@
-//! Values checked once at the edge. Once parsed, a value is safe to put into SQL, a file on a
-//! host or a command line; the rest of the code never sees an unchecked string.
+//! Account values: usernames, addresses, names, passwords, roles.
 
 use std::fmt;
 
@@ -22,14 +21,14 @@ impl FieldError {
     }
 }
 
-fn has_control(s: &str) -> bool {
+pub(crate) fn has_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control())
 }
 
 /// A Unix login name: `^[a-z][a-z0-9_-]{1,31}$`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Username(String);
+super::via_string!(Username);
 
 impl Username {
     pub const FIELD: &'static str = "username";

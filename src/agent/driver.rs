@@ -1,0 +1,98 @@
+//! One trait for the ways a host runs containers: `lxc` (real), `vzctl` (OpenVZ, the seed's
+//! own) and `sim` (a simulator). The agent checks every argument before a driver sees it.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::domain::{Limits, VeId};
+use crate::slave_link::EnvSpec;
+
+/// Why a driver step failed: the lines of standard error, or one sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", lines.join("\n"))]
+pub struct DriverError {
+    pub lines: Vec<String>,
+}
+
+impl DriverError {
+    pub fn msg(m: impl Into<String>) -> DriverError {
+        DriverError {
+            lines: vec![m.into()],
+        }
+    }
+}
+
+impl From<std::io::Error> for DriverError {
+    fn from(e: std::io::Error) -> Self {
+        DriverError::msg(e.to_string())
+    }
+}
+
+pub type DResult<T> = Result<T, DriverError>;
+
+/// Whether a step changed anything (every step is idempotent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Done,
+    AlreadySo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvState {
+    Running,
+    Stopped,
+    Absent,
+}
+
+/// One resource's counters, in the shape of a line of `/proc/user_beancounters`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Counter {
+    pub resource: String,
+    pub held: u64,
+    pub maxheld: u64,
+    pub barrier: u64,
+    pub limit: u64,
+    pub failcnt: u64,
+}
+
+/// One line of `slices-agent check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckItem {
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl CheckItem {
+    pub fn new(what: &str, ok: bool, detail: impl Into<String>) -> CheckItem {
+        CheckItem {
+            what: what.into(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub trait Driver: Send + Sync {
+    /// `lxc`, `vzctl` or `sim`.
+    fn kind(&self) -> &'static str;
+    /// The version of the container tool (or "simulated").
+    fn version(&self) -> String;
+    fn simulated(&self) -> bool {
+        false
+    }
+    /// Whether the host has what this driver needs.
+    fn check(&self) -> Vec<CheckItem>;
+    /// Makes the container from the template, stopped. Called only when it does not exist.
+    fn create(&self, spec: &EnvSpec, template: &Path) -> DResult<()>;
+    /// Starts it, then makes sure the user exists with exactly `spec.keys` authorized.
+    fn start(&self, spec: &EnvSpec) -> DResult<Change>;
+    fn stop(&self, id: VeId) -> DResult<Change>;
+    /// Stops and removes it, leaving nothing behind.
+    fn destroy(&self, spec: Option<&EnvSpec>, id: VeId) -> DResult<Change>;
+    fn state(&self, id: VeId) -> DResult<EnvState>;
+    fn set_limits(&self, spec: &EnvSpec, limits: &Limits) -> DResult<()>;
+    fn usage(&self, id: VeId) -> DResult<Vec<Counter>>;
+}

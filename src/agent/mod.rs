@@ -1,0 +1,555 @@
+//! The agent: the small daemon on each slave host. It answers the slave-link commands and
+//! drives the host's containers through one [`Driver`]. It keeps each container's spec in its
+//! state folder, so that every command is idempotent: the master can always retry.
+
+pub mod beancounters;
+pub mod driver;
+pub mod lxc;
+pub mod run;
+pub mod sim;
+pub mod vzctl;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::domain::{NodeName, Subnet, TemplateName, VeId};
+use crate::slave_link::protocol::code;
+use crate::slave_link::{Command, EnvSpec, Handler, Reply};
+pub use driver::{Change, CheckItem, Counter, Driver, DriverError, EnvState};
+
+/// Which driver runs the containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    Lxc,
+    Vzctl,
+    Sim,
+}
+
+/// `agent.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// This node's name; the master expects it in the agent's certificate.
+    pub name: NodeName,
+    /// Where the agent listens for the master.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The master's CA certificate, this agent's certificate and key (from `slices node add`).
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default = "default_driver")]
+    pub driver: DriverKind,
+    /// OS templates: `NAME.tar.gz` files.
+    pub templates: PathBuf,
+    /// The agent's own state (container specs, extracted templates, LXC containers).
+    pub state: PathBuf,
+    /// The bridge slices are attached to, and its subnet (the host holds the first address).
+    #[serde(default = "default_bridge")]
+    pub bridge: String,
+    pub subnet: Subnet,
+    /// Simulator only: how long each operation takes, in milliseconds.
+    #[serde(default)]
+    pub sim_op_ms: u64,
+    /// Longest a command may run, in seconds.
+    #[serde(default = "default_timeout")]
+    pub command_timeout_secs: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    "0.0.0.0:7070".parse().expect("valid")
+}
+fn default_driver() -> DriverKind {
+    DriverKind::Lxc
+}
+fn default_bridge() -> String {
+    "slbr0".into()
+}
+fn default_timeout() -> u64 {
+    300
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> anyhow::Result<AgentConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let cfg: AgentConfig =
+            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        anyhow::ensure!(
+            !cfg.bridge.is_empty()
+                && cfg.bridge.len() <= 15
+                && cfg
+                    .bridge
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "bridge: an interface name has at most 15 letters, digits, - or _"
+        );
+        Ok(cfg)
+    }
+
+    /// A sample file, as `slices node add` writes it.
+    pub fn sample(name: &NodeName, listen: SocketAddr, dir: &Path) -> String {
+        format!(
+            "# slices-agent configuration for node {name}\n\
+             name = \"{name}\"\n\
+             listen = \"{listen}\"\n\
+             ca = \"{ca}\"\n\
+             cert = \"{cert}\"\n\
+             key = \"{key}\"\n\
+             # lxc (real containers), vzctl (OpenVZ) or sim (simulated)\n\
+             driver = \"lxc\"\n\
+             templates = \"/var/lib/slices-agent/templates\"\n\
+             state = \"/var/lib/slices-agent\"\n\
+             bridge = \"slbr0\"\n\
+             subnet = \"10.77.0.0/24\"\n",
+            ca = dir.join("ca.pem").display(),
+            cert = dir.join("agent.pem").display(),
+            key = dir.join("agent.key").display(),
+        )
+    }
+}
+
+/// Container specs as the agent last accepted them (`state/envs/ID.json`).
+struct Specs {
+    dir: PathBuf,
+}
+
+impl Specs {
+    fn path(&self, id: VeId) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn get(&self, id: VeId) -> Result<Option<EnvSpec>, DriverError> {
+        match std::fs::read(self.path(id)) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| DriverError::msg(format!("stored spec of {id} is damaged: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn put(&self, spec: &EnvSpec) -> Result<(), DriverError> {
+        let tmp = self.path(spec.id).with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(spec).expect("serializable"))?;
+        std::fs::rename(tmp, self.path(spec.id))?;
+        Ok(())
+    }
+
+    fn remove(&self, id: VeId) -> Result<(), DriverError> {
+        match std::fs::remove_file(self.path(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn all(&self) -> Result<Vec<EnvSpec>, DriverError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name.strip_suffix(".json").and_then(|n| VeId::parse(n).ok()) {
+                if let Some(spec) = self.get(id)? {
+                    out.push(spec);
+                }
+            }
+        }
+        out.sort_by_key(|s| s.id);
+        Ok(out)
+    }
+}
+
+/// Template files and their SHA-256, hashed once per file version.
+#[derive(Default)]
+struct TemplateHashes {
+    cache: HashMap<String, (u64, SystemTime, String)>,
+}
+
+/// One template on the host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TemplateInfo {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The agent: checks, locks per container, and hands the work to the driver.
+pub struct Agent {
+    pub config: AgentConfig,
+    driver: Box<dyn Driver>,
+    specs: Specs,
+    locks: Mutex<HashMap<VeId, Arc<Mutex<()>>>>,
+    hashes: Mutex<TemplateHashes>,
+}
+
+impl Agent {
+    pub fn new(config: AgentConfig, driver: Box<dyn Driver>) -> anyhow::Result<Agent> {
+        let dir = config.state.join("envs");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&config.templates)
+            .with_context(|| format!("cannot create {}", config.templates.display()))?;
+        Ok(Agent {
+            config,
+            driver,
+            specs: Specs { dir },
+            locks: Mutex::new(HashMap::new()),
+            hashes: Mutex::new(TemplateHashes::default()),
+        })
+    }
+
+    /// Builds the driver the configuration names.
+    pub fn from_config(config: AgentConfig) -> anyhow::Result<Agent> {
+        let timeout = Duration::from_secs(config.command_timeout_secs);
+        let driver: Box<dyn Driver> = match config.driver {
+            DriverKind::Sim => Box::new(sim::Sim::new(
+                &config.state,
+                Duration::from_millis(config.sim_op_ms),
+            )?),
+            DriverKind::Lxc => Box::new(lxc::Lxc::new(
+                &config,
+                Arc::new(run::SystemRunner { timeout }),
+            )?),
+            DriverKind::Vzctl => Box::new(vzctl::Vzctl::new(
+                vzctl::VzPaths::default(),
+                Arc::new(run::SystemRunner { timeout }),
+            )),
+        };
+        Agent::new(config, driver)
+    }
+
+    pub fn driver(&self) -> &dyn Driver {
+        self.driver.as_ref()
+    }
+
+    fn lock(&self, id: VeId) -> Arc<Mutex<()>> {
+        self.locks
+            .lock()
+            .expect("lock map")
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    pub fn template_path(&self, name: &TemplateName) -> PathBuf {
+        self.config.templates.join(name.file_name())
+    }
+
+    /// The templates in the folder, with their hashes.
+    pub fn templates(&self) -> std::io::Result<Vec<TemplateInfo>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.config.templates)? {
+            let entry = entry?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let Some(name) = file.strip_suffix(".tar.gz") else {
+                continue;
+            };
+            if TemplateName::parse(name).is_err() {
+                continue;
+            }
+            let meta = entry.metadata()?;
+            if !meta.is_file() {
+                continue;
+            }
+            let (size, mtime) = (meta.len(), meta.modified()?);
+            let mut hashes = self.hashes.lock().expect("hash cache");
+            let sha = match hashes.cache.get(name) {
+                Some((s, m, h)) if *s == size && *m == mtime => h.clone(),
+                _ => {
+                    let h = sha256_file(&entry.path())?;
+                    hashes
+                        .cache
+                        .insert(name.to_string(), (size, mtime, h.clone()));
+                    h
+                }
+            };
+            out.push(TemplateInfo {
+                name: name.to_string(),
+                sha256: sha,
+                size,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn node_info(&self) -> Result<Value, DriverError> {
+        let specs = self.specs.all()?;
+        let (mem_total, mem_free) = meminfo();
+        Ok(json!({
+            "name": self.config.name,
+            "driver": self.driver.kind(),
+            "simulated": self.driver.simulated(),
+            "driver_version": self.driver.version(),
+            "agent_version": env!("CARGO_PKG_VERSION"),
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "memory_mb": mem_total / 1024,
+            "memory_free_mb": mem_free / 1024,
+            "disk_free_mb": disk_free_mb(&self.config.state),
+            "subnet": self.config.subnet,
+            "slices": specs.len(),
+            "templates": self.templates()?,
+        }))
+    }
+
+    fn create(&self, spec: &EnvSpec) -> Result<Reply, DriverError> {
+        if !self.config.subnet.is_assignable(spec.ip.addr()) {
+            return Ok(Reply::error(
+                code::BAD_ARGUMENTS,
+                format!(
+                    "create_env: {} is not an assignable address of this node's subnet {}",
+                    spec.ip, self.config.subnet
+                ),
+            ));
+        }
+        let template = self.template_path(&spec.template);
+        if !template.is_file() {
+            return Ok(Reply::error(
+                code::NO_TEMPLATE,
+                format!("create_env: no template `{}` on this node", spec.template),
+            ));
+        }
+        match self.specs.get(spec.id)? {
+            Some(old) if &old != spec => {
+                return Ok(Reply::error(
+                    code::CONFLICT,
+                    format!("create_env: container {} exists with another spec", spec.id),
+                ))
+            }
+            Some(_) if self.driver.state(spec.id)? != EnvState::Absent => {
+                return Ok(Reply::ok(vec!["exists".into()]));
+            }
+            _ => {}
+        }
+        if let Some(other) = self
+            .specs
+            .all()?
+            .into_iter()
+            .find(|s| s.id != spec.id && s.ip == spec.ip)
+        {
+            return Ok(Reply::error(
+                code::CONFLICT,
+                format!(
+                    "create_env: {} is already used by container {}",
+                    spec.ip, other.id
+                ),
+            ));
+        }
+        // Record the spec first: a crash mid-way leaves something a retry can finish or undo.
+        self.specs.put(spec)?;
+        if let Err(e) = self.driver.create(spec, &template) {
+            let _ = self.driver.destroy(Some(spec), spec.id);
+            let _ = self.specs.remove(spec.id);
+            return Err(e);
+        }
+        Ok(Reply::ok(vec!["created".into()]))
+    }
+
+    fn existing(&self, id: VeId) -> Result<Result<EnvSpec, Reply>, DriverError> {
+        Ok(match self.specs.get(id)? {
+            Some(s) => Ok(s),
+            None => Err(Reply::error(
+                code::NOT_FOUND,
+                format!("no container {id} on this node"),
+            )),
+        })
+    }
+
+    fn status(&self, spec: &EnvSpec) -> Result<Value, DriverError> {
+        Ok(json!({
+            "id": spec.id,
+            "state": self.driver.state(spec.id)?,
+            "ip": spec.ip,
+            "hostname": spec.hostname,
+            "username": spec.username,
+            "template": spec.template,
+            "limits": spec.limits,
+        }))
+    }
+
+    fn dispatch(&self, cmd: Command) -> Result<Reply, DriverError> {
+        let said = |c: Change, done: &str, already: &str| {
+            Reply::ok(vec![match c {
+                Change::Done => done.into(),
+                Change::AlreadySo => already.into(),
+            }])
+        };
+        Ok(match cmd {
+            Command::Ping => crate::slave_link::server::pong(),
+            Command::NodeInfo => Reply::ok(vec![self.node_info()?]),
+            Command::CreateEnv(spec) => self.create(&spec)?,
+            Command::StartEnv(id) => match self.existing(id)? {
+                Ok(spec) => said(self.driver.start(&spec)?, "started", "already running"),
+                Err(r) => r,
+            },
+            Command::StopEnv(id) => match self.existing(id)? {
+                Ok(_) => said(self.driver.stop(id)?, "stopped", "already stopped"),
+                Err(r) => r,
+            },
+            Command::RestartEnv(id) => match self.existing(id)? {
+                Ok(spec) => {
+                    self.driver.stop(id)?;
+                    self.driver.start(&spec)?;
+                    Reply::ok(vec!["restarted".into()])
+                }
+                Err(r) => r,
+            },
+            Command::DestroyEnv(id) => {
+                let spec = self.specs.get(id)?;
+                let change = self.driver.destroy(spec.as_ref(), id)?;
+                self.specs.remove(id)?;
+                match (change, spec) {
+                    (Change::AlreadySo, None) => Reply::ok(vec!["absent".into()]),
+                    _ => Reply::ok(vec!["destroyed".into()]),
+                }
+            }
+            Command::EnvStatus(id) => match self.specs.get(id)? {
+                Some(spec) => Reply::ok(vec![self.status(&spec)?]),
+                None => Reply::ok(vec![json!({"id": id, "state": EnvState::Absent})]),
+            },
+            Command::ListEnvs => {
+                let mut list = Vec::new();
+                for spec in self.specs.all()? {
+                    list.push(self.status(&spec)?);
+                }
+                Reply::ok(list)
+            }
+            Command::SetLimits(id, limits) => match self.existing(id)? {
+                Ok(mut spec) => {
+                    self.driver.set_limits(&spec, &limits)?;
+                    spec.limits = limits;
+                    self.specs.put(&spec)?;
+                    Reply::ok(vec!["applied".into()])
+                }
+                Err(r) => r,
+            },
+            Command::Usage(Some(id)) => match self.existing(id)? {
+                Ok(_) => Reply::ok(vec![json!({"id": id, "counters": self.driver.usage(id)?})]),
+                Err(r) => r,
+            },
+            Command::Usage(None) => {
+                let mut out = Vec::new();
+                for spec in self.specs.all()? {
+                    if self.driver.state(spec.id)? == EnvState::Running {
+                        out.push(json!({"id": spec.id, "counters": self.driver.usage(spec.id)?}));
+                    }
+                }
+                Reply::ok(out)
+            }
+        })
+    }
+
+    /// What `slices-agent check` reports: the driver's needs and the agent's own files.
+    pub fn check(&self) -> Vec<CheckItem> {
+        let mut items = vec![
+            CheckItem::new(
+                "template folder",
+                self.config.templates.is_dir(),
+                self.config.templates.display().to_string(),
+            ),
+            CheckItem::new(
+                "CA certificate",
+                self.config.ca.is_file(),
+                self.config.ca.display().to_string(),
+            ),
+            CheckItem::new(
+                "agent certificate",
+                self.config.cert.is_file(),
+                self.config.cert.display().to_string(),
+            ),
+            CheckItem::new(
+                "agent key",
+                self.config.key.is_file(),
+                self.config.key.display().to_string(),
+            ),
+        ];
+        match self.templates() {
+            Ok(t) => items.push(CheckItem::new(
+                "templates",
+                !t.is_empty(),
+                if t.is_empty() {
+                    "none yet: put NAME.tar.gz files in the template folder".to_string()
+                } else {
+                    t.iter()
+                        .map(|t| t.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            )),
+            Err(e) => items.push(CheckItem::new("templates", false, e.to_string())),
+        }
+        items.extend(self.driver.check());
+        items
+    }
+}
+
+impl Handler for Agent {
+    fn handle(&self, cmd: Command) -> Reply {
+        let lock = cmd.target().map(|id| self.lock(id));
+        let _guard = lock
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+        match self.dispatch(cmd) {
+            Ok(reply) => reply,
+            Err(e) => Reply {
+                code: code::FAILED,
+                returned: e.lines.into_iter().map(Value::String).collect(),
+            },
+        }
+    }
+}
+
+/// `(MemTotal, MemAvailable)` in KiB.
+fn meminfo() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let get = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("MemTotal:"), get("MemAvailable:"))
+}
+
+/// Free space under `path`, in MiB, from `df` (no unsafe statvfs call needed).
+fn disk_free_mb(path: &Path) -> u64 {
+    std::process::Command::new("df")
+        .args(["-Pk", "--"])
+        .arg(path)
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .nth(1)
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}

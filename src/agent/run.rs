@@ -1,0 +1,182 @@
+//! Running host tools: always an argument vector, never a shell, with a time limit. The
+//! `Runner` trait lets the vzctl driver be checked against the exact commands it would run on
+//! an OpenVZ host, which cannot exist here.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::driver::{DResult, DriverError};
+
+/// What a finished command left.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The output, or the failure as the lines of standard error.
+    pub fn ok(self, what: &str) -> DResult<Output> {
+        if self.code == 0 {
+            Ok(self)
+        } else {
+            let mut lines: Vec<String> = self
+                .stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect();
+            if lines.is_empty() {
+                lines = self
+                    .stdout
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .map(str::to_string)
+                    .collect();
+                lines.reverse();
+            }
+            lines.insert(0, format!("{what} failed (exit {})", self.code));
+            Err(DriverError { lines })
+        }
+    }
+}
+
+pub trait Runner: Send + Sync {
+    /// Runs `program` with `args`, feeding `stdin` if given.
+    fn run_with(&self, program: &str, args: &[String], stdin: Option<&[u8]>) -> DResult<Output>;
+
+    fn run(&self, program: &str, args: &[String]) -> DResult<Output> {
+        self.run_with(program, args, None)
+    }
+}
+
+/// Runs real processes.
+pub struct SystemRunner {
+    pub timeout: Duration,
+}
+
+impl Runner for SystemRunner {
+    fn run_with(&self, program: &str, args: &[String], stdin: Option<&[u8]>) -> DResult<Output> {
+        let started = Instant::now();
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| DriverError::msg(format!("cannot run {program}: {e}")))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input)?;
+        }
+        let mut out = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let out_t = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let err_t = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(DriverError::msg(format!(
+                    "{program} did not finish within {} s and was stopped",
+                    self.timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let output = Output {
+            code: status.code().unwrap_or(-1),
+            stdout: out_t.join().unwrap_or_default(),
+            stderr: err_t.join().unwrap_or_default(),
+        };
+        tracing::debug!(
+            program,
+            ?args,
+            code = output.code,
+            ms = started.elapsed().as_millis() as u64,
+            "ran"
+        );
+        Ok(output)
+    }
+}
+
+/// One recorded command: program, arguments, standard input.
+pub type Call = (String, Vec<String>, Option<String>);
+
+/// Records the commands instead of running them, answering from a script of outputs: the
+/// stand-in for an OpenVZ host in tests.
+#[derive(Default)]
+pub struct RecordingRunner {
+    pub calls: Mutex<Vec<Call>>,
+    /// Answers by program and the start of the argument line; the latest match wins;
+    /// anything else succeeds with no output.
+    pub answers: Mutex<Vec<(String, String, Output)>>,
+}
+
+impl RecordingRunner {
+    pub fn answer(&self, program: &str, args_start: &str, out: Output) {
+        self.answers
+            .lock()
+            .unwrap()
+            .push((program.into(), args_start.into(), out));
+    }
+
+    /// Every command line run so far, joined with spaces (for comparing in tests).
+    pub fn lines(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, a, _)| {
+                std::iter::once(p.clone())
+                    .chain(a.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+}
+
+impl Runner for RecordingRunner {
+    fn run_with(&self, program: &str, args: &[String], stdin: Option<&[u8]>) -> DResult<Output> {
+        self.calls.lock().unwrap().push((
+            program.to_string(),
+            args.to_vec(),
+            stdin.map(|s| String::from_utf8_lossy(s).into_owned()),
+        ));
+        let answers = self.answers.lock().unwrap();
+        let line = args.join(" ");
+        let found = answers
+            .iter()
+            .rev()
+            .find(|(p, a, _)| p == program && line.starts_with(a.as_str()));
+        Ok(found.map(|(_, _, o)| o.clone()).unwrap_or_default())
+    }
+}
+
+/// Builds an argument vector from anything printable.
+#[macro_export]
+macro_rules! argv {
+    ($($a:expr),* $(,)?) => {{
+        let v: Vec<String> = Vec::from([$($a.to_string()),*]);
+        v
+    }};
+}

@@ -1,0 +1,222 @@
+//! OpenVZ through `vzctl`, the seed's own commands. No OpenVZ kernel exists on the machines
+//! this is built on, so its tests check the exact argument vectors it runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::driver::{Change, CheckItem, Counter, DResult, Driver, DriverError, EnvState};
+use super::run::Runner;
+use crate::argv;
+use crate::domain::{Limits, VeId};
+use crate::slave_link::EnvSpec;
+
+/// Where the OpenVZ tools and files are.
+#[derive(Debug, Clone)]
+pub struct VzPaths {
+    pub vzctl: String,
+    pub beancounters: PathBuf,
+    /// Where a running container's root is mounted on the host (`VE_ROOT` without the id).
+    pub ve_root: PathBuf,
+}
+
+impl Default for VzPaths {
+    fn default() -> Self {
+        VzPaths {
+            vzctl: "vzctl".into(),
+            beancounters: "/proc/user_beancounters".into(),
+            ve_root: "/vz/root".into(),
+        }
+    }
+}
+
+pub struct Vzctl {
+    paths: VzPaths,
+    run: Arc<dyn Runner>,
+}
+
+/// `privvmpages` and friends count 4 KiB pages.
+const PAGES_PER_MB: u64 = 256;
+
+impl Vzctl {
+    pub fn new(paths: VzPaths, run: Arc<dyn Runner>) -> Vzctl {
+        Vzctl { paths, run }
+    }
+
+    fn vzctl(&self, args: Vec<String>) -> DResult<super::run::Output> {
+        let what = format!("vzctl {}", args.first().cloned().unwrap_or_default());
+        self.run.run(&self.paths.vzctl, &args)?.ok(&what)
+    }
+
+    /// The `vzctl set` arguments that apply a plan (`--save` keeps them in the config).
+    pub fn limit_args(id: VeId, l: &Limits) -> Vec<String> {
+        let mut a = argv![
+            "set",
+            id,
+            "--privvmpages",
+            format!(
+                "{}:{}",
+                l.memory_mb as u64 * PAGES_PER_MB,
+                l.memory_limit_mb as u64 * PAGES_PER_MB
+            ),
+            "--numproc",
+            format!("{}:{}", l.processes, l.processes),
+            "--cpuunits",
+            l.cpu_shares,
+        ];
+        if l.disk_mb > 0 {
+            let kb = l.disk_mb as u64 * 1024;
+            a.extend(argv!["--diskspace", format!("{}:{}", kb, kb + kb / 10)]);
+        }
+        a.push("--save".into());
+        a
+    }
+
+    fn exec(&self, id: VeId, args: &[&str]) -> DResult<super::run::Output> {
+        let mut a = argv!["exec2", id];
+        a.extend(args.iter().map(|s| s.to_string()));
+        self.run.run(&self.paths.vzctl, &a)
+    }
+}
+
+impl Driver for Vzctl {
+    fn kind(&self) -> &'static str {
+        "vzctl"
+    }
+
+    fn version(&self) -> String {
+        self.run
+            .run(&self.paths.vzctl, &argv!["--version"])
+            .map(|o| o.stdout.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    }
+
+    fn check(&self) -> Vec<CheckItem> {
+        let v = self.run.run(&self.paths.vzctl, &argv!["--version"]);
+        vec![
+            CheckItem::new(
+                "vzctl",
+                matches!(&v, Ok(o) if o.code == 0),
+                match &v {
+                    Ok(o) => o.stdout.trim().to_string(),
+                    Err(e) => e.to_string(),
+                },
+            ),
+            CheckItem::new(
+                "OpenVZ kernel (/proc/user_beancounters)",
+                self.paths.beancounters.exists(),
+                self.paths.beancounters.display().to_string(),
+            ),
+        ]
+    }
+
+    fn create(&self, spec: &EnvSpec, _template: &Path) -> DResult<()> {
+        let id = spec.id;
+        self.vzctl(argv!["create", id, "--ostemplate", spec.template])?;
+        let mut set = argv!["set", id, "--ipadd", spec.ip, "--hostname", spec.hostname];
+        for ns in &spec.nameservers {
+            set.extend(argv!["--nameserver", ns]);
+        }
+        if let Some(d) = &spec.search_domain {
+            set.extend(argv!["--searchdomain", d]);
+        }
+        set.push("--save".into());
+        self.vzctl(set)?;
+        self.vzctl(Self::limit_args(id, &spec.limits))?;
+        Ok(())
+    }
+
+    fn start(&self, spec: &EnvSpec) -> DResult<Change> {
+        let id = spec.id;
+        let change = match self.state(id)? {
+            EnvState::Running => Change::AlreadySo,
+            EnvState::Stopped => {
+                self.vzctl(argv!["start", id])?;
+                Change::Done
+            }
+            EnvState::Absent => {
+                return Err(DriverError::msg(format!("container {id} does not exist")))
+            }
+        };
+        // The user, as the seed's create_env adds it, and exactly the keys asked for.
+        let user = spec.username.as_str();
+        if self.exec(id, &["id", "-u", user])?.code != 0 {
+            self.exec(id, &["useradd", "-m", "-s", "/bin/bash", user])?
+                .ok("useradd")?;
+        }
+        let home_ssh = format!("/home/{user}/.ssh");
+        self.exec(id, &["mkdir", "-p", &home_ssh])?.ok("mkdir")?;
+        let keys: String = spec.keys.iter().map(|k| format!("{k}\n")).collect();
+        let host_path = self
+            .paths
+            .ve_root
+            .join(id.to_string())
+            .join(format!("home/{user}/.ssh/authorized_keys"));
+        if let Some(parent) = host_path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&host_path, keys)?;
+        self.exec(id, &["chown", "-R", &format!("{user}:{user}"), &home_ssh])?
+            .ok("chown")?;
+        self.exec(id, &["chmod", "700", &home_ssh])?.ok("chmod")?;
+        self.exec(
+            id,
+            &["chmod", "600", &format!("{home_ssh}/authorized_keys")],
+        )?
+        .ok("chmod")?;
+        Ok(change)
+    }
+
+    fn stop(&self, id: VeId) -> DResult<Change> {
+        if self.state(id)? != EnvState::Running {
+            return Ok(Change::AlreadySo);
+        }
+        self.vzctl(argv!["stop", id])?;
+        Ok(Change::Done)
+    }
+
+    fn destroy(&self, _: Option<&EnvSpec>, id: VeId) -> DResult<Change> {
+        match self.state(id)? {
+            EnvState::Absent => return Ok(Change::AlreadySo),
+            EnvState::Running => {
+                self.vzctl(argv!["stop", id])?;
+            }
+            EnvState::Stopped => {}
+        }
+        self.vzctl(argv!["destroy", id])?;
+        Ok(Change::Done)
+    }
+
+    fn state(&self, id: VeId) -> DResult<EnvState> {
+        // `CTID 101 exist mounted running` / `... exist unmounted down` / `... deleted ...`
+        let out = self.vzctl(argv!["status", id])?;
+        let words: Vec<&str> = out.stdout.split_whitespace().collect();
+        Ok(if words.contains(&"deleted") {
+            EnvState::Absent
+        } else if words.contains(&"running") {
+            EnvState::Running
+        } else if words.contains(&"exist") {
+            EnvState::Stopped
+        } else {
+            return Err(DriverError::msg(format!(
+                "cannot read vzctl status: {}",
+                out.stdout.trim()
+            )));
+        })
+    }
+
+    fn set_limits(&self, spec: &EnvSpec, limits: &Limits) -> DResult<()> {
+        self.vzctl(Self::limit_args(spec.id, limits))?;
+        Ok(())
+    }
+
+    fn usage(&self, id: VeId) -> DResult<Vec<Counter>> {
+        let text = std::fs::read_to_string(&self.paths.beancounters).map_err(|e| {
+            DriverError::msg(format!(
+                "cannot read {}: {e}",
+                self.paths.beancounters.display()
+            ))
+        })?;
+        let all = super::beancounters::parse(&text).map_err(|e| DriverError::msg(e.to_string()))?;
+        Ok(all.get(&id.get()).cloned().unwrap_or_default())
+    }
+}

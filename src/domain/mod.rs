@@ -1,0 +1,37 @@
+//! Values checked once at the edge. Once parsed, a value is safe to put into SQL, a file on a
+//! host or a command line; the rest of the code never sees an unchecked string.
+
+mod macros {
+    /// Implements Serialize/Deserialize through `Display`/`parse`, so a value read from JSON is
+    /// checked exactly like one typed into a form.
+    macro_rules! via_string {
+        ($t:ty) => {
+            impl serde::Serialize for $t {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    s.collect_str(self)
+                }
+            }
+            impl<'de> serde::Deserialize<'de> for $t {
+                fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    let s = <String as serde::Deserialize>::deserialize(d)?;
+                    <$t>::parse(&s).map_err(|e| serde::de::Error::custom(e.message))
+                }
+            }
+            impl std::str::FromStr for $t {
+                type Err = $crate::domain::FieldError;
+                fn from_str(s: &str) -> Result<Self, $crate::domain::FieldError> {
+                    <$t>::parse(s)
+                }
+            }
+        };
+    }
+
+    pub(crate) use via_string;
+}
+pub(crate) use macros::via_string;
+
+mod account;
+mod host;
+
+pub use account::*;
+pub use host::*;

@@ -1,0 +1,423 @@
+//! The seed's message shapes, `{"command", "arguments"}` and `{"code", "returned"}`, and the
+//! typed commands they carry. Every argument is parsed into a domain type here, before any
+//! handler sees it; what does not parse gets a non-zero code and runs nothing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::domain::{DnsName, Limits, PrivateIp, SshPublicKey, TemplateName, Username, VeId};
+
+/// A request, exactly as the seed specifies it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub command: String,
+    #[serde(default)]
+    pub arguments: Vec<Value>,
+}
+
+/// A reply: `code` 0 for success; on failure `returned` holds the lines of standard error (or
+/// one clear message).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub code: i32,
+    #[serde(default)]
+    pub returned: Vec<Value>,
+}
+
+/// The reply codes. 0 is success; every other code is a failure of a documented kind.
+pub mod code {
+    /// The command ran and succeeded.
+    pub const OK: i32 = 0;
+    /// The command ran and failed on the host; `returned` has its standard error.
+    pub const FAILED: i32 = 1;
+    /// The line was not a JSON request object.
+    pub const MALFORMED: i32 = 2;
+    /// No such command.
+    pub const UNKNOWN_COMMAND: i32 = 3;
+    /// Wrong number or type of arguments, or a value that does not pass its check.
+    pub const BAD_ARGUMENTS: i32 = 4;
+    /// The request contradicts the host's state (an id that exists with another spec).
+    pub const CONFLICT: i32 = 5;
+    /// The container does not exist.
+    pub const NOT_FOUND: i32 = 6;
+    /// The line was longer than the limit; the connection is closed after this reply.
+    pub const TOO_LARGE: i32 = 7;
+    /// The command did not finish in time.
+    pub const TIMEOUT: i32 = 8;
+    /// The template is not in the host's template folder.
+    pub const NO_TEMPLATE: i32 = 9;
+}
+
+impl Reply {
+    pub fn ok(returned: Vec<Value>) -> Reply {
+        Reply {
+            code: code::OK,
+            returned,
+        }
+    }
+
+    pub fn error(code: i32, message: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            returned: vec![Value::String(message.into())],
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.code == code::OK
+    }
+
+    /// The text of `returned`, one line per element (for logs and errors).
+    pub fn text(&self) -> String {
+        self.returned
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Everything a slave host needs to make a slice: the seed's `create_env` steps, typed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSpec {
+    pub id: VeId,
+    pub template: TemplateName,
+    pub username: Username,
+    pub ip: PrivateIp,
+    pub hostname: DnsName,
+    pub nameservers: Vec<PrivateOrPublicIp>,
+    pub search_domain: Option<DnsName>,
+    pub limits: Limits,
+    /// Public keys to put in the user's `authorized_keys` inside the slice (the gateway's hop
+    /// key, and any the student added).
+    pub keys: Vec<SshPublicKey>,
+}
+
+/// A name server address (any IPv4).
+pub type PrivateOrPublicIp = std::net::Ipv4Addr;
+
+/// The part of `create_env`'s arguments after id, template and username.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvOptions {
+    ip: PrivateIp,
+    hostname: DnsName,
+    #[serde(default)]
+    nameservers: Vec<PrivateOrPublicIp>,
+    #[serde(default)]
+    search_domain: Option<DnsName>,
+    limits: Limits,
+    #[serde(default)]
+    keys: Vec<SshPublicKey>,
+}
+
+/// The commands an agent answers. There is no generic exec, and there never will be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Ping,
+    NodeInfo,
+    CreateEnv(Box<EnvSpec>),
+    StartEnv(VeId),
+    StopEnv(VeId),
+    RestartEnv(VeId),
+    DestroyEnv(VeId),
+    EnvStatus(VeId),
+    ListEnvs,
+    SetLimits(VeId, Limits),
+    Usage(Option<VeId>),
+}
+
+/// Why a request was refused before anything ran.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Refusal {
+    fn args(command: &str, message: impl std::fmt::Display) -> Refusal {
+        Refusal {
+            code: code::BAD_ARGUMENTS,
+            message: format!("{command}: {message}"),
+        }
+    }
+}
+
+impl From<Refusal> for Reply {
+    fn from(r: Refusal) -> Reply {
+        Reply::error(r.code, r.message)
+    }
+}
+
+/// The names of all commands, for `unknown command` messages and the docs.
+pub const COMMANDS: &[&str] = &[
+    "ping",
+    "node_info",
+    "create_env",
+    "start_env",
+    "stop_env",
+    "restart_env",
+    "destroy_env",
+    "env_status",
+    "list_envs",
+    "set_limits",
+    "usage",
+];
+
+fn arity(req: &Request, n: usize, shape: &str) -> Result<(), Refusal> {
+    if req.arguments.len() == n {
+        Ok(())
+    } else {
+        Err(Refusal::args(
+            &req.command,
+            format!("takes {n} argument(s) {shape}, got {}", req.arguments.len()),
+        ))
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(
+    req: &Request,
+    i: usize,
+    what: &str,
+) -> Result<T, Refusal> {
+    serde_json::from_value(req.arguments[i].clone())
+        .map_err(|e| Refusal::args(&req.command, format!("argument {} ({what}): {e}", i + 1)))
+}
+
+impl Command {
+    /// Parses a line of the wire into a typed command.
+    pub fn parse_line(line: &[u8]) -> Result<Command, Refusal> {
+        let req: Request = serde_json::from_slice(line).map_err(|e| Refusal {
+            code: code::MALFORMED,
+            message: format!(
+                "not a request object {{\"command\": ..., \"arguments\": [...]}}: {e}"
+            ),
+        })?;
+        Command::from_request(&req)
+    }
+
+    pub fn from_request(req: &Request) -> Result<Command, Refusal> {
+        let id = |req: &Request| -> Result<VeId, Refusal> {
+            arity(req, 1, "[id]")?;
+            typed(req, 0, "id")
+        };
+        Ok(match req.command.as_str() {
+            "ping" => {
+                arity(req, 0, "[]")?;
+                Command::Ping
+            }
+            "node_info" => {
+                arity(req, 0, "[]")?;
+                Command::NodeInfo
+            }
+            "list_envs" => {
+                arity(req, 0, "[]")?;
+                Command::ListEnvs
+            }
+            "create_env" => {
+                arity(req, 4, "[id, template, username, {ip, hostname, nameservers, search_domain, limits, keys}]")?;
+                let id: VeId = typed(req, 0, "id")?;
+                let template: TemplateName = typed(req, 1, "template")?;
+                let username: Username = typed::<String>(req, 2, "username").and_then(|s| {
+                    Username::parse(&s).map_err(|e| {
+                        Refusal::args(
+                            &req.command,
+                            format!("argument 3 (username): {}", e.message),
+                        )
+                    })
+                })?;
+                let o: EnvOptions = typed(req, 3, "options")?;
+                let limits = o
+                    .limits
+                    .check()
+                    .map_err(|e| Refusal::args(&req.command, e.message))?;
+                if o.nameservers.len() > 3 {
+                    return Err(Refusal::args(&req.command, "at most 3 name servers"));
+                }
+                if o.keys.len() > 64 {
+                    return Err(Refusal::args(&req.command, "at most 64 keys"));
+                }
+                Command::CreateEnv(Box::new(EnvSpec {
+                    id,
+                    template,
+                    username,
+                    ip: o.ip,
+                    hostname: o.hostname,
+                    nameservers: o.nameservers,
+                    search_domain: o.search_domain,
+                    limits,
+                    keys: o.keys,
+                }))
+            }
+            "start_env" => Command::StartEnv(id(req)?),
+            "stop_env" => Command::StopEnv(id(req)?),
+            "restart_env" => Command::RestartEnv(id(req)?),
+            "destroy_env" => Command::DestroyEnv(id(req)?),
+            "env_status" => Command::EnvStatus(id(req)?),
+            "set_limits" => {
+                arity(req, 2, "[id, limits]")?;
+                let id: VeId = typed(req, 0, "id")?;
+                let limits: Limits = typed(req, 1, "limits")?;
+                Command::SetLimits(
+                    id,
+                    limits
+                        .check()
+                        .map_err(|e| Refusal::args(&req.command, e.message))?,
+                )
+            }
+            "usage" => match req.arguments.len() {
+                0 => Command::Usage(None),
+                _ => Command::Usage(Some(id(req)?)),
+            },
+            other => {
+                let shown: String = other.chars().take(40).filter(|c| !c.is_control()).collect();
+                return Err(Refusal {
+                    code: code::UNKNOWN_COMMAND,
+                    message: format!(
+                        "unknown command `{shown}`; the commands are: {}",
+                        COMMANDS.join(", ")
+                    ),
+                });
+            }
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Ping => "ping",
+            Command::NodeInfo => "node_info",
+            Command::CreateEnv(_) => "create_env",
+            Command::StartEnv(_) => "start_env",
+            Command::StopEnv(_) => "stop_env",
+            Command::RestartEnv(_) => "restart_env",
+            Command::DestroyEnv(_) => "destroy_env",
+            Command::EnvStatus(_) => "env_status",
+            Command::ListEnvs => "list_envs",
+            Command::SetLimits(..) => "set_limits",
+            Command::Usage(_) => "usage",
+        }
+    }
+
+    /// The container the command acts on, if any.
+    pub fn target(&self) -> Option<VeId> {
+        match self {
+            Command::CreateEnv(s) => Some(s.id),
+            Command::StartEnv(id)
+            | Command::StopEnv(id)
+            | Command::RestartEnv(id)
+            | Command::DestroyEnv(id)
+            | Command::EnvStatus(id)
+            | Command::SetLimits(id, _)
+            | Command::Usage(Some(id)) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// The request that carries this command.
+    pub fn to_request(&self) -> Request {
+        let args = match self {
+            Command::Ping | Command::NodeInfo | Command::ListEnvs | Command::Usage(None) => vec![],
+            Command::CreateEnv(s) => vec![
+                json!(s.id),
+                json!(s.template),
+                json!(s.username),
+                json!({
+                    "ip": s.ip,
+                    "hostname": s.hostname,
+                    "nameservers": s.nameservers,
+                    "search_domain": s.search_domain,
+                    "limits": s.limits,
+                    "keys": s.keys,
+                }),
+            ],
+            Command::StartEnv(id)
+            | Command::StopEnv(id)
+            | Command::RestartEnv(id)
+            | Command::DestroyEnv(id)
+            | Command::EnvStatus(id)
+            | Command::Usage(Some(id)) => vec![json!(id)],
+            Command::SetLimits(id, l) => vec![json!(id), json!(l)],
+        };
+        Request {
+            command: self.name().to_string(),
+            arguments: args,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn spec() -> EnvSpec {
+        EnvSpec {
+            id: VeId::new(101).unwrap(),
+            template: TemplateName::parse("debian-12-ssh_amd64").unwrap(),
+            username: Username::parse("alice").unwrap(),
+            ip: PrivateIp::parse("10.77.0.11").unwrap(),
+            hostname: DnsName::parse("alice").unwrap(),
+            nameservers: vec!["10.77.0.1".parse().unwrap()],
+            search_domain: Some(DnsName::parse("example.edu").unwrap()),
+            limits: Limits::default(),
+            keys: vec![],
+        }
+    }
+
+    #[test]
+    fn every_command_round_trips() {
+        let id = VeId::new(4242).unwrap();
+        for c in [
+            Command::Ping,
+            Command::NodeInfo,
+            Command::CreateEnv(Box::new(spec())),
+            Command::StartEnv(id),
+            Command::StopEnv(id),
+            Command::RestartEnv(id),
+            Command::DestroyEnv(id),
+            Command::EnvStatus(id),
+            Command::ListEnvs,
+            Command::SetLimits(id, Limits::default()),
+            Command::Usage(None),
+            Command::Usage(Some(id)),
+        ] {
+            let line = serde_json::to_vec(&c.to_request()).unwrap();
+            assert_eq!(
+                Command::parse_line(&line).unwrap(),
+                c,
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let r = Command::parse_line(b"{\"command\":\"exec\",\"arguments\":[\"rm -rf /\"]}")
+            .unwrap_err();
+        assert_eq!(r.code, code::UNKNOWN_COMMAND);
+        let r = Command::parse_line(b"not json").unwrap_err();
+        assert_eq!(r.code, code::MALFORMED);
+        let r = Command::parse_line(b"{\"command\":\"start_env\",\"arguments\":[\"101; reboot\"]}")
+            .unwrap_err();
+        assert_eq!(r.code, code::BAD_ARGUMENTS);
+        assert!(r.message.contains("argument 1 (id)"), "{}", r.message);
+        let r = Command::parse_line(b"{\"command\":\"start_env\",\"arguments\":[]}").unwrap_err();
+        assert!(r.message.contains("takes 1 argument"), "{}", r.message);
+        let mut req = Command::CreateEnv(Box::new(spec())).to_request();
+        req.arguments[1] = json!("../../etc/passwd");
+        let r = Command::from_request(&req).unwrap_err();
+        assert!(r.message.contains("template"), "{}", r.message);
+        let mut req = Command::CreateEnv(Box::new(spec())).to_request();
+        req.arguments[3]["extra"] = json!("x");
+        assert!(
+            Command::from_request(&req).is_err(),
+            "unknown option keys are refused"
+        );
+    }
+}

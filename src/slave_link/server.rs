@@ -1,0 +1,149 @@
+//! The agent's side of the link: accept mutual-TLS connections and answer one request per
+//! line, in turn, each with a time limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::BufReader;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use super::frame::{read_line, write_line, FrameError};
+use super::protocol::{code, Command, Reply};
+
+/// What answers the commands (the agent). Called off the async threads; may block.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, command: Command) -> Reply;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    pub max_line: usize,
+    pub command_timeout: Duration,
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_line: super::frame::MAX_LINE,
+            command_timeout: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves until the listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    handler: Arc<dyn Handler>,
+    opts: ServerOptions,
+) -> std::io::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(opts.handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let who = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first().cloned())
+                        .map(|c| describe(&c))
+                        .unwrap_or_default();
+                    tracing::info!(%peer, client = %who, "link opened");
+                    if let Err(e) = connection(stream, peer, handler, opts).await {
+                        tracing::info!(%peer, error = %e, "link closed");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "refused a connection at the TLS handshake")
+                }
+                Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+fn describe(cert: &rustls::pki_types::CertificateDer<'_>) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(cert.as_ref());
+    d[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    handler: Arc<dyn Handler>,
+    opts: ServerOptions,
+) -> Result<(), FrameError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut stream = BufReader::new(stream);
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        match read_line(&mut stream, &mut line, opts.max_line).await {
+            Ok(Some(())) => {}
+            Ok(None) => return Ok(()),
+            Err(FrameError::TooLarge(max)) => {
+                tracing::warn!(%peer, max, "request too large; closing the link");
+                let reply = Reply::error(
+                    code::TOO_LARGE,
+                    format!("a request is at most {max} bytes; closing"),
+                );
+                write_line(stream.get_mut(), &reply).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let started = Instant::now();
+        let (name, args, reply) = match Command::parse_line(&line) {
+            Err(refusal) => (
+                "(refused)",
+                String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned(),
+                Reply::from(refusal),
+            ),
+            Ok(Command::Ping) => ("ping", String::new(), pong()),
+            Ok(cmd) => {
+                let name = cmd.name();
+                let args = serde_json::to_string(&cmd.to_request().arguments).unwrap_or_default();
+                let h = handler.clone();
+                let work = tokio::task::spawn_blocking(move || h.handle(cmd));
+                let reply = match tokio::time::timeout(opts.command_timeout, work).await {
+                    Ok(Ok(reply)) => reply,
+                    Ok(Err(e)) => Reply::error(code::FAILED, format!("the command crashed: {e}")),
+                    Err(_) => Reply::error(
+                        code::TIMEOUT,
+                        format!(
+                            "{name} did not finish within {} s",
+                            opts.command_timeout.as_secs()
+                        ),
+                    ),
+                };
+                (name, args, reply)
+            }
+        };
+        let micros = started.elapsed().as_micros() as u64;
+        if name == "ping" {
+            tracing::debug!(%peer, command = name, code = reply.code, micros, "command");
+        } else {
+            tracing::info!(%peer, command = name, arguments = %args, code = reply.code, returned = %reply.text(), micros, "command");
+        }
+        write_line(stream.get_mut(), &reply).await?;
+    }
+}
+
+/// The answer to `ping`: the agent's version.
+pub fn pong() -> Reply {
+    Reply::ok(vec!["pong".into(), env!("CARGO_PKG_VERSION").into()])
+}

@@ -1,0 +1,9 @@
+//! The slave link end to end: a real agent (simulator driver) behind real mutual TLS, and the
+//! master's client. Also: who is refused, and what bad input gets.
+
+mod helpers;
+
+mod props;
+mod refusals;
+mod round_trip;
+mod vzctl;

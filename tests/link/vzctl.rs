@@ -1,0 +1,154 @@
+//! The OpenVZ driver, checked against the exact commands it runs (no OpenVZ kernel exists on
+//! these machines: a recording runner stands in for the host).
+
+use std::sync::Arc;
+
+use slices::agent::run::{Output, RecordingRunner};
+use slices::agent::vzctl::{VzPaths, Vzctl};
+use slices::agent::{Agent, DriverKind};
+use slices::domain::{Limits, NodeName};
+use slices::slave_link::{Command, Handler};
+
+use crate::helpers::*;
+
+fn out(stdout: &str, code: i32) -> Output {
+    Output {
+        code,
+        stdout: stdout.into(),
+        stderr: if code == 0 {
+            String::new()
+        } else {
+            "failed".into()
+        },
+    }
+}
+
+fn agent() -> (tempfile::TempDir, Arc<RecordingRunner>, Agent) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &NodeName::parse("vz1").unwrap());
+    cfg.driver = DriverKind::Vzctl;
+    std::fs::create_dir_all(&cfg.templates).unwrap();
+    std::fs::write(cfg.templates.join(format!("{TEMPLATE}.tar.gz")), b"x").unwrap();
+    let seed = include_str!("../fixtures/user_beancounters.seed.txt").replace("1:\t", "101:\t");
+    std::fs::write(dir.path().join("beancounters"), seed).unwrap();
+    let runner = Arc::new(RecordingRunner::default());
+    let paths = VzPaths {
+        vzctl: "vzctl".into(),
+        beancounters: dir.path().join("beancounters"),
+        ve_root: dir.path().join("vzroot"),
+    };
+    let agent = Agent::new(cfg, Box::new(Vzctl::new(paths, runner.clone()))).unwrap();
+    (dir, runner, agent)
+}
+
+#[test]
+fn create_start_stop_destroy_run_the_seeds_commands() {
+    let (dir, runner, agent) = agent();
+    let s = spec(101, "10.77.0.11");
+    let r = agent.handle(Command::CreateEnv(Box::new(s.clone())));
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert_eq!(
+        runner.lines(),
+        vec![
+            "vzctl create 101 --ostemplate debian-12-ssh_amd64",
+            "vzctl set 101 --ipadd 10.77.0.11 --hostname alice --nameserver 10.77.0.1 --searchdomain example.edu --save",
+            "vzctl set 101 --privvmpages 65536:131072 --numproc 240:240 --cpuunits 1024 --save",
+        ]
+    );
+
+    runner.calls.lock().unwrap().clear();
+    runner.answer(
+        "vzctl",
+        "status 101",
+        out("CTID 101 exist unmounted down", 0),
+    );
+    runner.answer("vzctl", "exec2 101 id -u alice", out("", 1));
+    let r = agent.handle(Command::StartEnv(s.id));
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert_eq!(
+        runner.lines(),
+        vec![
+            "vzctl status 101",
+            "vzctl start 101",
+            "vzctl exec2 101 id -u alice",
+            "vzctl exec2 101 useradd -m -s /bin/bash alice",
+            "vzctl exec2 101 mkdir -p /home/alice/.ssh",
+            "vzctl exec2 101 chown -R alice:alice /home/alice/.ssh",
+            "vzctl exec2 101 chmod 700 /home/alice/.ssh",
+            "vzctl exec2 101 chmod 600 /home/alice/.ssh/authorized_keys",
+        ]
+    );
+    let keys = std::fs::read_to_string(
+        dir.path()
+            .join("vzroot/101/home/alice/.ssh/authorized_keys"),
+    )
+    .unwrap();
+    assert_eq!(keys, format!("{KEY}\n"));
+
+    runner.calls.lock().unwrap().clear();
+    runner.answer(
+        "vzctl",
+        "status 101",
+        out("CTID 101 exist mounted running", 0),
+    );
+    let big = Limits {
+        memory_mb: 1024,
+        memory_limit_mb: 2048,
+        processes: 500,
+        disk_mb: 10240,
+        cpu_shares: 2000,
+    };
+    assert_eq!(agent.handle(Command::SetLimits(s.id, big)).code, 0);
+    assert_eq!(agent.handle(Command::StopEnv(s.id)).code, 0);
+    assert_eq!(agent.handle(Command::DestroyEnv(s.id)).code, 0);
+    assert_eq!(
+        runner.lines(),
+        vec![
+            "vzctl set 101 --privvmpages 262144:524288 --numproc 500:500 --cpuunits 2000 --diskspace 10485760:11534336 --save",
+            "vzctl status 101",
+            "vzctl stop 101",
+            "vzctl status 101",
+            "vzctl stop 101",
+            "vzctl destroy 101",
+        ]
+    );
+}
+
+#[test]
+fn usage_reads_the_beancounters_and_failures_carry_stderr() {
+    let (_dir, runner, agent) = agent();
+    let s = spec(101, "10.77.0.11");
+    assert_eq!(
+        agent.handle(Command::CreateEnv(Box::new(s.clone()))).code,
+        0
+    );
+    let r = agent.handle(Command::Usage(Some(s.id)));
+    let counters = r.returned[0]["counters"].as_array().unwrap().clone();
+    let priv_ = counters
+        .iter()
+        .find(|c| c["resource"] == "privvmpages")
+        .unwrap();
+    assert_eq!(
+        priv_["failcnt"], 36,
+        "the seed's sample: not enough to run rails"
+    );
+    assert_eq!(priv_["barrier"], 131072);
+
+    runner.answer(
+        "vzctl",
+        "status 101",
+        Output {
+            code: 1,
+            stdout: String::new(),
+            stderr: "Unable to open /etc/vz/conf/101.conf\nContainer config file does not exist"
+                .into(),
+        },
+    );
+    let r = agent.handle(Command::StartEnv(s.id));
+    assert_eq!(r.code, 1);
+    assert_eq!(r.returned[0], "vzctl status failed (exit 1)");
+    assert_eq!(
+        r.returned[2], "Container config file does not exist",
+        "stderr comes back line by line"
+    );
+}
