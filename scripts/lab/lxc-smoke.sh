@@ -14,7 +14,8 @@
 #   SMOKE_CLONE=overlay|copy   how the container's rootfs is made from the base (default:
 #                              overlay, falling back to a plain copy if lxc-copy fails)
 #   SMOKE_KEEP=1               keep the lab folder (logs) after the run
-#   TMPDIR                     where the lab folder goes (default /tmp)
+#   TMPDIR                     where the lab folder goes (default /tmp). TMPDIR=/dev/shm
+#                              (tmpfs) extracts in about 1.3 s where ext4 here took 1.4-13 s
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -72,7 +73,7 @@ remove_cgroups() {
   # lxc.pivot is shared by all containers: remove it only when it is empty (rmdir fails
   # otherwise, which is what we want)
   for d in /sys/fs/cgroup/*/lxc.pivot /sys/fs/cgroup/lxc.pivot; do
-    [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
+    if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
   done
 }
 
@@ -97,7 +98,7 @@ remove_lab() {
 }
 
 remove_net() {
-  ip link show "$VETH" >/dev/null 2>&1 && ip link del "$VETH" 2>/dev/null || true
+  if ip link show "$VETH" >/dev/null 2>&1; then ip link del "$VETH" 2>/dev/null || true; fi
   if ip link show "$BR" >/dev/null 2>&1; then
     # any other veth still enslaved to our bridge is ours too
     local v
@@ -284,6 +285,10 @@ out=$(ssh "${SSH_OPTS[@]}" "alice@$CT_ADDR" hostname)
 timing "ssh login" "$(since "$t")"
 [ "$out" = "$CT" ] || die "ssh alice@$CT_ADDR hostname printed '$out', expected '$CT'"
 log "ssh alice@$CT_ADDR hostname -> $out"
+# shellcheck disable=SC2016 # expanded inside the container
+info=$(lxc-attach -P "$LXCP" -n "$CT" -- sh -c \
+  'echo "shadow password field of alice: $(getent shadow alice | cut -d: -f2)"; /usr/sbin/sshd -T | grep -E "^(usepam|pubkeyauthentication|passwordauthentication) "' | tr '\n' ' ')
+log "sshd: $info"
 who=$(ssh "${SSH_OPTS[@]}" "alice@$CT_ADDR" 'id -un; cat /etc/machine-id; ls /etc/ssh/ssh_host_*_key.pub | wc -l')
 log "as alice: $(echo "$who" | tr '\n' ' ')"
 
