@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the system tests drive (real sshd, Apache, LXC, SMTP, Chromium, ...).
 # Each later part adds its own here; missing ones are installed, present ones are left alone.
-packages=()
+packages=(lxc debootstrap openssh-client openssh-server iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -16,6 +16,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# The OS template the LXC system tests make slices from: built once per machine, then cached.
+export SLICES_TEST_TEMPLATE
+SLICES_TEST_TEMPLATE=$(bash scripts/lab/os-template.sh)
+export SLICES_SYSTEM_TESTS=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

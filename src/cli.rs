@@ -125,6 +125,15 @@ pub enum NodeCommand {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Measure the round trip to a node's agent: `ping` over one kept connection.
+    Ping {
+        name: String,
+        /// How many pings.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        count: u32,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// Ask a node's agent what it has (node_info), and record the answer.
     Info {
         name: String,
@@ -312,6 +321,40 @@ async fn node_command(what: NodeCommand) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 );
             }
+            Ok(())
+        }
+        NodeCommand::Ping { name, count, cfg } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let node = ctx
+                .db
+                .read(|c| crate::nodes::by_name(c, &name))
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .ok_or_else(|| anyhow::anyhow!("no node named {name}: slices node list"))?;
+            let ca = pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
+            let connect = std::time::Instant::now();
+            let mut link = crate::nodes::connect(&ca, &node, Duration::from_secs(10)).await?;
+            let connect = connect.elapsed();
+            let mut times = Vec::with_capacity(count as usize);
+            for _ in 0..count.max(1) {
+                let t = std::time::Instant::now();
+                let r = link.call(&crate::slave_link::Command::Ping).await?;
+                times.push(t.elapsed());
+                anyhow::ensure!(r.is_ok(), "ping failed: {}", r.text());
+            }
+            times.sort();
+            let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            println!(
+                "{} pings to {} over one connection (connect + TLS handshake {:.2} ms):\n  \
+                 min {:.3} ms, median {:.3} ms, 99th percentile {:.3} ms, max {:.3} ms",
+                times.len(),
+                node.name,
+                ms(connect),
+                ms(times[0]),
+                ms(pct(0.5)),
+                ms(pct(0.99)),
+                ms(*times.last().expect("at least one"))
+            );
             Ok(())
         }
         NodeCommand::Info { name, cfg } => {

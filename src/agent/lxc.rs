@@ -130,15 +130,23 @@ impl Lxc {
         result
     }
 
-    fn config_text(&self, spec: &EnvSpec, lower: &Path) -> String {
+    /// The overlay root: the extracted template below, the container's own folder above.
+    fn overlay(&self, id: VeId, lower: &Path) -> String {
+        format!(
+            "overlay:{}:{}",
+            lower.display(),
+            self.dir(id).join("delta0").display()
+        )
+    }
+
+    fn config_text(&self, spec: &EnvSpec, root: &str) -> String {
         let l = &spec.limits;
-        let upper = self.dir(spec.id).join("delta0");
         format!(
             "# Made by slices-agent for container {id}; changes are overwritten.\n\
              lxc.include = /usr/share/lxc/config/common.conf\n\
              lxc.arch = linux64\n\
              lxc.apparmor.profile = unconfined\n\
-             lxc.rootfs.path = overlay:{lower}:{upper}\n\
+             lxc.rootfs.path = {root}\n\
              lxc.uts.name = {host}\n\
              lxc.net.0.type = veth\n\
              lxc.net.0.link = {bridge}\n\
@@ -150,8 +158,6 @@ impl Lxc {
              {limits}\
              lxc.signal.halt = SIGRTMIN+3\n",
             id = spec.id,
-            lower = lower.display(),
-            upper = upper.display(),
             host = spec.hostname,
             bridge = self.bridge,
             mac = mac(spec.id),
@@ -270,23 +276,19 @@ impl Lxc {
     }
 
     fn cgroup_dirs(&self, id: VeId) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let leafs = [
-            format!("lxc.payload.{}", name(id)),
-            format!("lxc.monitor.{}", name(id)),
-        ];
-        if self.cgroup_v2() {
-            for l in &leafs {
-                out.push(self.cgroup_root.join(l));
-            }
-        } else if let Ok(entries) = std::fs::read_dir(&self.cgroup_root) {
-            for e in entries.flatten() {
-                for l in &leafs {
-                    out.push(e.path().join(l));
-                }
-            }
-        }
+        let mut out = self.cgroup_dirs_named(&format!("lxc.payload.{}", name(id)));
+        out.extend(self.cgroup_dirs_named(&format!("lxc.monitor.{}", name(id))));
         out
+    }
+
+    /// `leaf` in every cgroup hierarchy.
+    fn cgroup_dirs_named(&self, leaf: &str) -> Vec<PathBuf> {
+        if self.cgroup_v2() {
+            return vec![self.cgroup_root.join(leaf)];
+        }
+        std::fs::read_dir(&self.cgroup_root)
+            .map(|entries| entries.flatten().map(|e| e.path().join(leaf)).collect())
+            .unwrap_or_default()
     }
 
     fn read_u64(path: &Path) -> u64 {
@@ -379,8 +381,11 @@ impl Driver for Lxc {
         let lower = self.base_for(template)?;
         let dir = self.dir(spec.id);
         std::fs::create_dir_all(dir.join("delta0"))?;
+        // `lxc-create -t none` accepts only a plain folder as the root: it is made with the
+        // template's folder, then the config gets the overlay, which lxc-start mounts.
         let conf = self.lxc_path.join(format!(".{}.conf", name(spec.id)));
-        std::fs::write(&conf, self.config_text(spec, &lower))?;
+        let plain = format!("dir:{}", lower.display());
+        std::fs::write(&conf, self.config_text(spec, &plain))?;
         let out = self.lxc(
             "lxc-create",
             spec.id,
@@ -388,6 +393,10 @@ impl Driver for Lxc {
         );
         let _ = std::fs::remove_file(&conf);
         out?.ok("lxc-create")?;
+        std::fs::write(
+            dir.join("config"),
+            self.config_text(spec, &self.overlay(spec.id, &lower)),
+        )?;
         self.write_identity(spec)?;
         Ok(())
     }
@@ -402,7 +411,10 @@ impl Driver for Lxc {
             EnvState::Stopped => {
                 // The spec may have changed since creation (limits, name servers).
                 let lower = self.lower_of(id)?;
-                std::fs::write(self.dir(id).join("config"), self.config_text(spec, &lower))?;
+                std::fs::write(
+                    self.dir(id).join("config"),
+                    self.config_text(spec, &self.overlay(id, &lower)),
+                )?;
                 self.write_identity(spec)?;
                 self.flush_neighbour(spec);
                 self.lxc("lxc-start", id, argv!["-d"])?.ok("lxc-start")?;
@@ -446,6 +458,10 @@ impl Driver for Lxc {
                 let _ = std::fs::remove_dir(&cg);
             }
         }
+        // LXC's shared `lxc.pivot` folders: removing one fails harmlessly while in use.
+        for pivot in self.cgroup_dirs_named("lxc.pivot") {
+            let _ = std::fs::remove_dir(&pivot);
+        }
         if let Some(spec) = spec {
             self.flush_neighbour(spec);
         }
@@ -476,7 +492,7 @@ impl Driver for Lxc {
         let lower = self.lower_of(id)?;
         std::fs::write(
             self.dir(id).join("config"),
-            self.config_text(&updated, &lower),
+            self.config_text(&updated, &self.overlay(id, &lower)),
         )?;
         if self.state(id)? == EnvState::Running {
             for (key, value) in self.cgroup_settings(limits) {

@@ -271,7 +271,7 @@ impl Agent {
             if TemplateName::parse(name).is_err() {
                 continue;
             }
-            let meta = entry.metadata()?;
+            let meta = std::fs::metadata(entry.path())?; // follows a symlinked template
             if !meta.is_file() {
                 continue;
             }

@@ -1,0 +1,130 @@
+//! Shared by the system tests that drive real host parts (LXC, bridges, sshd, Apache).
+//!
+//! They run when `SLICES_SYSTEM_TESTS=1` (the README's test command sets it, after installing
+//! what they need). Without it they say they were skipped; with it, a missing part is a
+//! failure, never a silent pass.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// True when system tests should run; prints why not otherwise.
+pub fn enabled(test: &str) -> bool {
+    if std::env::var("SLICES_SYSTEM_TESTS").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("{test}: skipped (set SLICES_SYSTEM_TESTS=1, as scripts/test.sh does, to run it)");
+    false
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command and ignores how it ends (clean-up).
+pub fn quiet(program: &str, args: &[&str]) {
+    let _ = Command::new(program).args(args).output();
+}
+
+/// The cached OS template (built once per machine by scripts/lab/os-template.sh).
+pub fn template() -> PathBuf {
+    if let Ok(p) = std::env::var("SLICES_TEST_TEMPLATE") {
+        return PathBuf::from(p);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab/os-template.sh");
+    PathBuf::from(sh("bash", &[script]).trim())
+}
+
+/// A bridge with the host's address on it, removed on drop.
+pub struct Bridge {
+    pub name: String,
+}
+
+impl Bridge {
+    pub fn new(name: &str, host_cidr: &str) -> Bridge {
+        assert!(name.len() <= 15);
+        quiet("ip", &["link", "del", name]);
+        sh("ip", &["link", "add", name, "type", "bridge"]);
+        sh("ip", &["addr", "add", host_cidr, "dev", name]);
+        sh("ip", &["link", "set", name, "up"]);
+        Bridge { name: name.into() }
+    }
+
+    /// Interfaces still attached to the bridge.
+    pub fn ports(&self) -> Vec<String> {
+        sh("ip", &["-o", "link", "show", "master", &self.name])
+            .lines()
+            .filter_map(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        quiet("ip", &["link", "del", &self.name]);
+    }
+}
+
+/// Waits until a TCP port answers, up to `secs`.
+pub fn wait_for_port(addr: &str, secs: u64) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    let sa: std::net::SocketAddr = addr.parse().unwrap();
+    while start.elapsed().as_secs() < secs {
+        if std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_millis(200)).is_ok()
+        {
+            return start.elapsed();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{addr} did not answer within {secs} s");
+}
+
+/// A new ed25519 key pair in `dir`: (private key path, public key line).
+pub fn keypair(dir: &std::path::Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    sh(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            key.to_str().unwrap(),
+        ],
+    );
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_string())
+}
+
+/// `ssh` options for test hosts whose keys are new every time.
+pub const SSH_OPTS: &[&str] = &[
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "LogLevel=ERROR",
+];
