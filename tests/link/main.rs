@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod binaries;
+
 mod props;
 mod refusals;
 mod round_trip;

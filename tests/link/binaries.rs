@@ -1,0 +1,104 @@
+//! The two real binaries, as an operator uses them: `slices node add` writes the agent's
+//! bundle, `slices-agent run` serves with it, `slices node info|ping|list` talk to it.
+
+use std::process::{Child, Command, Stdio};
+
+fn slices(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_slices"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("SLICES_CONFIG")
+        .output()
+        .unwrap()
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn enroll_a_node_run_its_agent_and_reach_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bundle = dir.path().join("bundle");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let address = format!("127.0.0.1:{port}");
+
+    let out = slices(&data, &["node", "add", "node9", "--address", &address, "--bundle", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("slices-agent run"));
+    for f in ["ca.pem", "agent.pem", "agent.key", "agent.toml"] {
+        assert!(bundle.join(f).is_file(), "{f}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(bundle.join("agent.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mode = std::fs::metadata(data.join("ca/ca.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the CA key is private");
+    // A second node with the same name is refused.
+    let again = slices(&data, &["node", "add", "node9", "--address", &address, "--bundle", dir.path().join("b2").to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    // Bad names and addresses are refused with the rule.
+    let bad = slices(&data, &["node", "add", "Node 9;", "--address", &address]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("node name"));
+    let bad = slices(&data, &["node", "add", "node10", "--address", "$(reboot):22"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("HOST:PORT"));
+
+    // The agent's configuration, as written, pointed at this test's folders and the simulator.
+    let toml = std::fs::read_to_string(bundle.join("agent.toml")).unwrap();
+    let toml = toml
+        .replace("/etc/slices-agent", bundle.to_str().unwrap())
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("driver = \"lxc\"", "driver = \"sim\"")
+        .replace("/var/lib/slices-agent", dir.path().join("agent").to_str().unwrap());
+    std::fs::write(bundle.join("agent.toml"), toml).unwrap();
+    std::fs::create_dir_all(dir.path().join("agent/templates")).unwrap();
+    std::fs::write(dir.path().join("agent/templates/tiny.tar.gz"), b"x").unwrap();
+    let config = bundle.join("agent.toml");
+
+    let check = Command::new(env!("CARGO_BIN_EXE_slices-agent"))
+        .args(["check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+
+    let agent = Kill(
+        Command::new(env!("CARGO_BIN_EXE_slices-agent"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(start.elapsed().as_secs() < 10, "the agent did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let info = slices(&data, &["node", "info", "node9"]);
+    assert!(info.status.success(), "{}", String::from_utf8_lossy(&info.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(json["simulated"], true);
+    assert_eq!(json["templates"][0]["name"], "tiny");
+    let ping = slices(&data, &["node", "ping", "node9", "-n", "50"]);
+    assert!(String::from_utf8_lossy(&ping.stdout).contains("50 pings to node9"));
+    let list = slices(&data, &["node", "list"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("never"));
+
+    drop(agent);
+    let info = slices(&data, &["node", "info", "node9"]);
+    assert!(!info.status.success());
+    assert!(String::from_utf8_lossy(&info.stderr).contains("did not answer"));
+    let list = slices(&data, &["node", "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("last error"));
+}
