@@ -14,14 +14,24 @@ use slices::slave_link::pki::{self, Ca};
 use slices::slave_link::{server, AgentClient, Command, EnvSpec, ServerOptions};
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run());
 }
 
 async fn run() {
-    let rounds: u32 = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let rounds: u32 = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
     let template = system::template();
-    let work = tempfile::Builder::new().prefix("slices-bench-").tempdir_in("/dev/shm").unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("slices-bench-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
     let _bridge = system::Bridge::new("slbr-bench", "10.79.0.1/24");
     let ca = Ca::open_or_create(&work.path().join("ca")).unwrap();
     let node = NodeName::parse("bench").unwrap();
@@ -46,8 +56,20 @@ async fn run() {
     let agent = Arc::new(Agent::from_config(cfg).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(server::serve(listener, pki::server_config(ca.cert_pem(), &id).unwrap(), agent, ServerOptions::default()));
-    let mut m = AgentClient::connect(&address, &node, ca.client_config().unwrap(), Duration::from_secs(180)).await.unwrap();
+    tokio::spawn(server::serve(
+        listener,
+        pki::server_config(ca.cert_pem(), &id).unwrap(),
+        agent,
+        ServerOptions::default(),
+    ));
+    let mut m = AgentClient::connect(
+        &address,
+        &node,
+        ca.client_config().unwrap(),
+        Duration::from_secs(180),
+    )
+    .await
+    .unwrap();
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("LXC slice life through the agent, {rounds} rounds (first create also extracts the template):");
@@ -65,7 +87,10 @@ async fn run() {
             keys: vec![],
         };
         let t = Instant::now();
-        let r = m.call(&Command::CreateEnv(Box::new(spec.clone()))).await.unwrap();
+        let r = m
+            .call(&Command::CreateEnv(Box::new(spec.clone())))
+            .await
+            .unwrap();
         assert_eq!(r.code, 0, "{}", r.text());
         let create = t.elapsed();
         let t = Instant::now();
@@ -81,7 +106,11 @@ async fn run() {
         let destroy = t.elapsed();
         println!(
             "{round:>5}  {:>9.0}  {:>8.0}  {:>7.0}  {:>7.0}  {:>10.0}",
-            ms(create), ms(start), ms(sshd), ms(stop), ms(destroy)
+            ms(create),
+            ms(start),
+            ms(sshd),
+            ms(stop),
+            ms(destroy)
         );
     }
 }

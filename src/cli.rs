@@ -134,6 +134,12 @@ pub enum NodeCommand {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Bring a node's OS templates in step with the master's template folder.
+    SyncTemplates {
+        name: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// Ask a node's agent what it has (node_info), and record the answer.
     Info {
         name: String,
@@ -355,6 +361,31 @@ async fn node_command(what: NodeCommand) -> anyhow::Result<()> {
                 ms(pct(0.99)),
                 ms(*times.last().expect("at least one"))
             );
+            Ok(())
+        }
+        NodeCommand::SyncTemplates { name, cfg } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let node = ctx
+                .db
+                .read(|c| crate::nodes::by_name(c, &name))
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .ok_or_else(|| anyhow::anyhow!("no node named {name}: slices node list"))?;
+            let ca = pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
+            let dir = Arc::new(crate::templates::TemplateDir::new(
+                &ctx.config.os_templates_dir(),
+            )?);
+            let mut link = crate::nodes::connect(&ca, &node, Duration::from_secs(30)).await?;
+            let started = std::time::Instant::now();
+            let done = crate::nodes::sync_templates(&mut link, dir.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("syncing templates to {name}: {e}"))?;
+            if done.is_empty() {
+                println!("The master has no templates in {}.", dir.dir().display());
+            }
+            for s in &done {
+                println!("{}\t{}\t{} bytes sent", s.name, s.outcome, s.bytes_sent);
+            }
+            println!("({:.1} s)", started.elapsed().as_secs_f64());
             Ok(())
         }
         NodeCommand::Info { name, cfg } => {

@@ -225,6 +225,9 @@ settings! {
     secret_key: Secret = Secret::default();
     /// Folder of templates that replace the built-in ones with the same name (optional).
     templates_dir: Option<PathBuf> = None;
+    /// Folder of OS templates (NAME.tar.gz) that nodes are kept in step with.
+    /// Empty: DATA/os-templates.
+    os_templates: Option<PathBuf> = None;
     /// Connections to SQLite for reading (writing always uses one connection).
     db_readers: u32 = 8;
 }
@@ -336,6 +339,13 @@ impl Config {
             return Err(bad("max_body_bytes", "must be at least 1024"));
         }
         Ok(())
+    }
+
+    /// The master's OS template folder.
+    pub fn os_templates_dir(&self) -> PathBuf {
+        self.os_templates
+            .clone()
+            .unwrap_or_else(|| self.data.join("os-templates"))
     }
 
     /// True when the web interface is served over HTTPS.

@@ -14,4 +14,5 @@ pub mod error;
 pub mod nodes;
 pub mod slave_link;
 pub mod store;
+pub mod templates;
 pub mod web;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 use crate::domain::{NodeName, Subnet, TemplateName, VeId};
 use crate::slave_link::protocol::code;
 use crate::slave_link::{Command, EnvSpec, Handler, Reply};
+use crate::templates::{PutOutcome, TemplateDir, TemplateInfo};
 pub use driver::{Change, CheckItem, Counter, Driver, DriverError, EnvState};
 
 /// Which driver runs the containers.
@@ -167,43 +168,13 @@ impl Specs {
     }
 }
 
-/// Template files and their SHA-256, hashed once per file version.
-#[derive(Default)]
-struct TemplateHashes {
-    cache: HashMap<String, (u64, SystemTime, String)>,
-}
-
-/// One template on the host.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TemplateInfo {
-    pub name: String,
-    pub sha256: String,
-    pub size: u64,
-}
-
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// The agent: checks, locks per container, and hands the work to the driver.
 pub struct Agent {
     pub config: AgentConfig,
     driver: Box<dyn Driver>,
     specs: Specs,
     locks: Mutex<HashMap<VeId, Arc<Mutex<()>>>>,
-    hashes: Mutex<TemplateHashes>,
+    templates: TemplateDir,
 }
 
 impl Agent {
@@ -211,14 +182,14 @@ impl Agent {
         let dir = config.state.join("envs");
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::create_dir_all(&config.templates)
+        let templates = TemplateDir::new(&config.templates)
             .with_context(|| format!("cannot create {}", config.templates.display()))?;
         Ok(Agent {
             config,
             driver,
             specs: Specs { dir },
             locks: Mutex::new(HashMap::new()),
-            hashes: Mutex::new(TemplateHashes::default()),
+            templates,
         })
     }
 
@@ -256,45 +227,42 @@ impl Agent {
     }
 
     pub fn template_path(&self, name: &TemplateName) -> PathBuf {
-        self.config.templates.join(name.file_name())
+        self.templates.path(name)
     }
 
     /// The templates in the folder, with their hashes.
     pub fn templates(&self) -> std::io::Result<Vec<TemplateInfo>> {
+        self.templates.list()
+    }
+
+    /// Which of the master's templates this node lacks or has another version of.
+    fn sync_templates(&self, manifest: &[TemplateInfo]) -> Result<Reply, DriverError> {
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.config.templates)? {
-            let entry = entry?;
-            let file = entry.file_name().to_string_lossy().into_owned();
-            let Some(name) = file.strip_suffix(".tar.gz") else {
-                continue;
-            };
-            if TemplateName::parse(name).is_err() {
-                continue;
-            }
-            let meta = std::fs::metadata(entry.path())?; // follows a symlinked template
-            if !meta.is_file() {
-                continue;
-            }
-            let (size, mtime) = (meta.len(), meta.modified()?);
-            let mut hashes = self.hashes.lock().expect("hash cache");
-            let sha = match hashes.cache.get(name) {
-                Some((s, m, h)) if *s == size && *m == mtime => h.clone(),
-                _ => {
-                    let h = sha256_file(&entry.path())?;
-                    hashes
-                        .cache
-                        .insert(name.to_string(), (size, mtime, h.clone()));
-                    h
-                }
-            };
-            out.push(TemplateInfo {
-                name: name.to_string(),
-                sha256: sha,
-                size,
-            });
+        for want in manifest {
+            let have = self.templates.info(&want.name)?;
+            let current = have.as_ref().is_some_and(|h| h.sha256 == want.sha256);
+            out.push(json!({
+                "name": want.name,
+                "state": if current { "current" } else { "needed" },
+                "have": have.map(|h| h.sha256),
+            }));
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(Reply::ok(out))
+    }
+
+    fn put_template(&self, want: &TemplateInfo, offset: u64, data: &[u8]) -> Reply {
+        match self.templates.put(want, offset, data) {
+            Ok(PutOutcome::Partial(n)) => Reply::ok(vec!["partial".into(), n.into()]),
+            Ok(PutOutcome::Installed) => Reply::ok(vec!["installed".into()]),
+            Ok(PutOutcome::Resume(n)) => Reply {
+                code: code::CONFLICT,
+                returned: vec![
+                    format!("put_template: resume from offset {n}").into(),
+                    n.into(),
+                ],
+            },
+            Err(e) => Reply::error(code::FAILED, format!("put_template: {e}")),
+        }
     }
 
     fn node_info(&self) -> Result<Value, DriverError> {
@@ -451,6 +419,8 @@ impl Agent {
                 Ok(_) => Reply::ok(vec![json!({"id": id, "counters": self.driver.usage(id)?})]),
                 Err(r) => r,
             },
+            Command::SyncTemplates(manifest) => self.sync_templates(&manifest)?,
+            Command::PutTemplate { info, offset, data } => self.put_template(&info, offset, &data),
             Command::Usage(None) => {
                 let mut out = Vec::new();
                 for spec in self.specs.all()? {
@@ -495,7 +465,7 @@ impl Agent {
                     "none yet: put NAME.tar.gz files in the template folder".to_string()
                 } else {
                     t.iter()
-                        .map(|t| t.name.clone())
+                        .map(|t| t.name.to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
                 },

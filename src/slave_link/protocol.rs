@@ -5,7 +5,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use base64::Engine as _;
+
 use crate::domain::{DnsName, Limits, PrivateIp, SshPublicKey, TemplateName, Username, VeId};
+use crate::templates::{Sha256Hex, TemplateInfo};
+
+/// The largest template accepted.
+pub const MAX_TEMPLATE_BYTES: u64 = 64 << 30;
 
 /// A request, exactly as the seed specifies it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +136,14 @@ pub enum Command {
     ListEnvs,
     SetLimits(VeId, Limits),
     Usage(Option<VeId>),
+    /// The master's templates: the node says which it lacks or has another version of.
+    SyncTemplates(Vec<TemplateInfo>),
+    /// One piece of a template, in order; the last one installs it after checking its hash.
+    PutTemplate {
+        info: TemplateInfo,
+        offset: u64,
+        data: Vec<u8>,
+    },
 }
 
 /// Why a request was refused before anything ran.
@@ -168,6 +182,8 @@ pub const COMMANDS: &[&str] = &[
     "list_envs",
     "set_limits",
     "usage",
+    "sync_templates",
+    "put_template",
 ];
 
 fn arity(req: &Request, n: usize, shape: &str) -> Result<(), Refusal> {
@@ -271,6 +287,47 @@ impl Command {
                         .map_err(|e| Refusal::args(&req.command, e.message))?,
                 )
             }
+            "sync_templates" => {
+                arity(req, 1, "[[{name, sha256, size}, ...]]")?;
+                let manifest: Vec<TemplateInfo> = typed(req, 0, "manifest")?;
+                if manifest.len() > 1000 {
+                    return Err(Refusal::args(&req.command, "at most 1000 templates"));
+                }
+                Command::SyncTemplates(manifest)
+            }
+            "put_template" => {
+                arity(req, 5, "[name, sha256, size, offset, data_base64]")?;
+                let name: TemplateName = typed(req, 0, "name")?;
+                let sha256: Sha256Hex = typed(req, 1, "sha256")?;
+                let size: u64 = typed(req, 2, "size")?;
+                let offset: u64 = typed(req, 3, "offset")?;
+                let b64: String = typed(req, 4, "data")?;
+                if size > MAX_TEMPLATE_BYTES {
+                    return Err(Refusal::args(&req.command, "a template is at most 64 GiB"));
+                }
+                if b64.len() > (crate::templates::CHUNK * 4).div_ceil(3) + 4 {
+                    return Err(Refusal::args(&req.command, "a piece is at most 512 KiB"));
+                }
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_bytes())
+                    .map_err(|e| {
+                        Refusal::args(&req.command, format!("argument 5 (data): not base64: {e}"))
+                    })?;
+                if offset
+                    .checked_add(data.len() as u64)
+                    .is_none_or(|end| end > size)
+                {
+                    return Err(Refusal::args(
+                        &req.command,
+                        "the piece ends past the template's size",
+                    ));
+                }
+                Command::PutTemplate {
+                    info: TemplateInfo { name, sha256, size },
+                    offset,
+                    data,
+                }
+            }
             "usage" => match req.arguments.len() {
                 0 => Command::Usage(None),
                 _ => Command::Usage(Some(id(req)?)),
@@ -301,6 +358,8 @@ impl Command {
             Command::ListEnvs => "list_envs",
             Command::SetLimits(..) => "set_limits",
             Command::Usage(_) => "usage",
+            Command::SyncTemplates(_) => "sync_templates",
+            Command::PutTemplate { .. } => "put_template",
         }
     }
 
@@ -343,6 +402,14 @@ impl Command {
             | Command::EnvStatus(id)
             | Command::Usage(Some(id)) => vec![json!(id)],
             Command::SetLimits(id, l) => vec![json!(id), json!(l)],
+            Command::SyncTemplates(m) => vec![json!(m)],
+            Command::PutTemplate { info, offset, data } => vec![
+                json!(info.name),
+                json!(info.sha256),
+                json!(info.size),
+                json!(offset),
+                json!(base64::engine::general_purpose::STANDARD.encode(data)),
+            ],
         };
         Request {
             command: self.name().to_string(),
@@ -383,6 +450,20 @@ mod tests {
             Command::EnvStatus(id),
             Command::ListEnvs,
             Command::SetLimits(id, Limits::default()),
+            Command::SyncTemplates(vec![TemplateInfo {
+                name: TemplateName::parse("t1").unwrap(),
+                sha256: Sha256Hex::parse(&"ab".repeat(32)).unwrap(),
+                size: 3,
+            }]),
+            Command::PutTemplate {
+                info: TemplateInfo {
+                    name: TemplateName::parse("t1").unwrap(),
+                    sha256: Sha256Hex::parse(&"ab".repeat(32)).unwrap(),
+                    size: 3,
+                },
+                offset: 0,
+                data: vec![1, 2, 3],
+            },
             Command::Usage(None),
             Command::Usage(Some(id)),
         ] {

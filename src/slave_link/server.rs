@@ -116,7 +116,16 @@ where
             Ok(Command::Ping) => ("ping", String::new(), pong()),
             Ok(cmd) => {
                 let name = cmd.name();
-                let args = serde_json::to_string(&cmd.to_request().arguments).unwrap_or_default();
+                let mut args =
+                    serde_json::to_string(&cmd.to_request().arguments).unwrap_or_default();
+                if args.len() > 300 {
+                    let cut = (0..=300)
+                        .rev()
+                        .find(|i| args.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    args.truncate(cut);
+                    args.push_str("...");
+                }
                 let h = handler.clone();
                 let work = tokio::task::spawn_blocking(move || h.handle(cmd));
                 let reply = match tokio::time::timeout(opts.command_timeout, work).await {

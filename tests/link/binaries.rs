@@ -32,25 +32,62 @@ fn enroll_a_node_run_its_agent_and_reach_it() {
     };
     let address = format!("127.0.0.1:{port}");
 
-    let out = slices(&data, &["node", "add", "node9", "--address", &address, "--bundle", bundle.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = slices(
+        &data,
+        &[
+            "node",
+            "add",
+            "node9",
+            "--address",
+            &address,
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("slices-agent run"));
     for f in ["ca.pem", "agent.pem", "agent.key", "agent.toml"] {
         assert!(bundle.join(f).is_file(), "{f}");
     }
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(bundle.join("agent.key")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(bundle.join("agent.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
-    let mode = std::fs::metadata(data.join("ca/ca.key")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(data.join("ca/ca.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600, "the CA key is private");
     // A second node with the same name is refused.
-    let again = slices(&data, &["node", "add", "node9", "--address", &address, "--bundle", dir.path().join("b2").to_str().unwrap()]);
+    let again = slices(
+        &data,
+        &[
+            "node",
+            "add",
+            "node9",
+            "--address",
+            &address,
+            "--bundle",
+            dir.path().join("b2").to_str().unwrap(),
+        ],
+    );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
     // Bad names and addresses are refused with the rule.
     let bad = slices(&data, &["node", "add", "Node 9;", "--address", &address]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("node name"));
-    let bad = slices(&data, &["node", "add", "node10", "--address", "$(reboot):22"]);
+    let bad = slices(
+        &data,
+        &["node", "add", "node10", "--address", "$(reboot):22"],
+    );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("HOST:PORT"));
 
     // The agent's configuration, as written, pointed at this test's folders and the simulator.
@@ -59,7 +96,10 @@ fn enroll_a_node_run_its_agent_and_reach_it() {
         .replace("/etc/slices-agent", bundle.to_str().unwrap())
         .replace("0.0.0.0", "127.0.0.1")
         .replace("driver = \"lxc\"", "driver = \"sim\"")
-        .replace("/var/lib/slices-agent", dir.path().join("agent").to_str().unwrap());
+        .replace(
+            "/var/lib/slices-agent",
+            dir.path().join("agent").to_str().unwrap(),
+        );
     std::fs::write(bundle.join("agent.toml"), toml).unwrap();
     std::fs::create_dir_all(dir.path().join("agent/templates")).unwrap();
     std::fs::write(dir.path().join("agent/templates/tiny.tar.gz"), b"x").unwrap();
@@ -69,7 +109,11 @@ fn enroll_a_node_run_its_agent_and_reach_it() {
         .args(["check", "--config", config.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 
     let agent = Kill(
         Command::new(env!("CARGO_BIN_EXE_slices-agent"))
@@ -86,7 +130,11 @@ fn enroll_a_node_run_its_agent_and_reach_it() {
     }
 
     let info = slices(&data, &["node", "info", "node9"]);
-    assert!(info.status.success(), "{}", String::from_utf8_lossy(&info.stderr));
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(json["simulated"], true);
     assert_eq!(json["templates"][0]["name"], "tiny");

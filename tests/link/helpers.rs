@@ -37,7 +37,7 @@ pub fn config(dir: &std::path::Path, name: &NodeName) -> AgentConfig {
 /// A CA, a node certificate and a running agent with the simulator.
 pub async fn start_agent() -> Lab {
     start_agent_with(ServerOptions {
-        max_line: 64 * 1024,
+        max_line: slices::slave_link::frame::MAX_LINE,
         command_timeout: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(5),
     })

@@ -8,4 +8,5 @@ mod binaries;
 mod props;
 mod refusals;
 mod round_trip;
+mod templates;
 mod vzctl;

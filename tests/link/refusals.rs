@@ -190,7 +190,7 @@ async fn an_oversized_line_gets_an_error_and_the_link_is_closed() {
     let mut m = lab.master().await;
     let huge = format!(
         "{{\"command\":\"ping\",\"arguments\":[\"{}\"]}}",
-        "a".repeat(200 * 1024)
+        "a".repeat(1536 * 1024)
     );
     let r = m.send_bytes(huge.as_bytes()).await.unwrap();
     assert_eq!(r.code, code::TOO_LARGE);

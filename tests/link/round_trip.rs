@@ -23,8 +23,11 @@ async fn a_slice_goes_through_its_whole_life_over_mutual_tls() {
     assert_eq!(t["name"], TEMPLATE);
     assert_eq!(
         t["sha256"],
-        slices::agent::sha256_file(&lab.dir.path().join(format!("templates/{TEMPLATE}.tar.gz")))
-            .unwrap()
+        slices::templates::sha256_file(
+            &lab.dir.path().join(format!("templates/{TEMPLATE}.tar.gz"))
+        )
+        .unwrap()
+        .to_string()
     );
 
     let s = spec(101, "10.77.0.11");
