@@ -69,3 +69,103 @@ CREATE TABLE nodes (
     last_error   TEXT,
     info         TEXT            -- the last node_info reply, JSON
 );
+
+-- version: 3
+-- Resource plans (a slice's limits). The quota issue adds per-user and per-course rules.
+CREATE TABLE plans (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    memory_mb       INTEGER NOT NULL,
+    memory_limit_mb INTEGER NOT NULL,
+    processes       INTEGER NOT NULL,
+    disk_mb         INTEGER NOT NULL,
+    cpu_shares      INTEGER NOT NULL,
+    is_default      INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO plans (name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares, is_default)
+VALUES ('standard', 256, 512, 240, 0, 1024, 1);
+
+-- OS templates the master offers (the files are in the master's os-templates folder).
+CREATE TABLE templates (
+    name        TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    created_at  INTEGER NOT NULL
+);
+
+-- A student's slice, from request to destruction.
+CREATE TABLE slices (
+    id           INTEGER PRIMARY KEY,
+    user_id      INTEGER NOT NULL REFERENCES users(id),
+    state        TEXT NOT NULL CHECK (state IN ('requested', 'approved', 'queued', 'provisioning',
+                     'running', 'stopped', 'failed', 'denied', 'destroying', 'destroyed')),
+    step         TEXT NOT NULL DEFAULT '',
+    failure      TEXT NOT NULL DEFAULT '',
+    template     TEXT NOT NULL,
+    plan_id      INTEGER NOT NULL REFERENCES plans(id),
+    course       TEXT NOT NULL DEFAULT '',
+    purpose      TEXT NOT NULL DEFAULT '',
+    node_id      INTEGER REFERENCES nodes(id),
+    wanted_node  INTEGER REFERENCES nodes(id),
+    veid         INTEGER,
+    ip           TEXT,
+    hostname     TEXT NOT NULL,
+    subdomain    TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    decided_at   INTEGER,
+    decided_by   INTEGER REFERENCES users(id),
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX slices_by_user ON slices(user_id);
+CREATE INDEX slices_by_state ON slices(state, requested_at);
+-- Never two live slices on one address or one container id of a node.
+CREATE UNIQUE INDEX slices_ip ON slices(node_id, ip) WHERE ip IS NOT NULL;
+CREATE UNIQUE INDEX slices_veid ON slices(node_id, veid) WHERE veid IS NOT NULL;
+
+-- What happened to a slice, for its owner and staff.
+CREATE TABLE slice_events (
+    id       INTEGER PRIMARY KEY,
+    slice_id INTEGER NOT NULL REFERENCES slices(id) ON DELETE CASCADE,
+    at       INTEGER NOT NULL,
+    message  TEXT NOT NULL
+);
+CREATE INDEX slice_events_by_slice ON slice_events(slice_id, id);
+
+-- Durable background work. A job is claimed with a lease; an expired lease is taken again.
+-- `checkpoint` records the steps with an effect that are done, so a retry skips them.
+CREATE TABLE jobs (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    payload      TEXT NOT NULL DEFAULT '{}',
+    state        TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 8,
+    run_after    INTEGER NOT NULL,
+    lease_owner  TEXT,
+    lease_until  INTEGER,
+    last_error   TEXT NOT NULL DEFAULT '',
+    checkpoint   TEXT NOT NULL DEFAULT '{}',
+    slice_id     INTEGER REFERENCES slices(id),
+    node_id      INTEGER REFERENCES nodes(id),
+    user_id      INTEGER REFERENCES users(id),
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    finished_at  INTEGER
+);
+CREATE INDEX jobs_ready ON jobs(state, run_after);
+CREATE INDEX jobs_by_slice ON jobs(slice_id);
+
+-- Every command sent to an agent, with its answer.
+CREATE TABLE agent_log (
+    id          INTEGER PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    node_id     INTEGER REFERENCES nodes(id),
+    job_id      INTEGER REFERENCES jobs(id),
+    slice_id    INTEGER REFERENCES slices(id),
+    command     TEXT NOT NULL,
+    arguments   TEXT NOT NULL,
+    code        INTEGER,
+    returned    TEXT NOT NULL DEFAULT '',
+    duration_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX agent_log_by_slice ON agent_log(slice_id, id);
+CREATE INDEX agent_log_by_job ON agent_log(job_id, id);

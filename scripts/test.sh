@@ -18,9 +18,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The OS template the LXC system tests make slices from: built once per machine, then cached.
-export SLICES_TEST_TEMPLATE
-SLICES_TEST_TEMPLATE=$(bash scripts/lab/os-template.sh)
-export SLICES_SYSTEM_TESTS=1
+export TEST_SLICES_TEMPLATE
+TEST_SLICES_TEMPLATE=$(bash scripts/lab/os-template.sh)
+export TEST_SLICES_SYSTEM=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

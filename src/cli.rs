@@ -62,6 +62,11 @@ pub enum Command {
         #[command(subcommand)]
         what: NodeCommand,
     },
+    /// Background jobs: list, show (with the agent commands it sent), retry, cancel.
+    Jobs {
+        #[command(subcommand)]
+        what: JobsCommand,
+    },
     /// Exit 0 when the running server answers /healthz, non-zero otherwise.
     Healthcheck {
         #[command(flatten)]
@@ -148,6 +153,38 @@ pub enum NodeCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Jobs, failed first, then the newest.
+    List {
+        /// Only jobs in this state (queued, running, succeeded, failed, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// One job, with every agent command it sent and the answers.
+    Show {
+        id: i64,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Run a failed or cancelled job again, from its last checkpoint.
+    Retry {
+        id: i64,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Cancel a job that has not finished.
+    Cancel {
+        id: i64,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
 impl ConfigArgs {
     pub fn load(&self, extra: &[(&str, String)]) -> anyhow::Result<Config> {
         let mut flags: Vec<(&str, String)> = Vec::new();
@@ -226,6 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Node { what } => node_command(what).await,
+        Command::Jobs { what } => jobs_command(what),
         Command::Healthcheck { cfg, url } => {
             let url = match url {
                 Some(u) => u,
@@ -245,6 +283,94 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await??;
             println!("{body}");
             Ok(())
+        }
+    }
+}
+
+fn jobs_command(what: JobsCommand) -> anyhow::Result<()> {
+    use crate::jobs::queue;
+    let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
+    match what {
+        JobsCommand::List { state, limit, cfg } => {
+            const STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+            if let Some(s) = &state {
+                anyhow::ensure!(
+                    STATES.contains(&s.as_str()),
+                    "a job state is one of {}",
+                    STATES.join(", ")
+                );
+            }
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let jobs = ctx
+                .db
+                .read(|c| queue::list(c, state.as_deref(), limit))
+                .map_err(e)?;
+            if jobs.is_empty() {
+                println!("No jobs.");
+            }
+            for j in jobs {
+                println!(
+                    "{}\t{}\t{}\tattempt {}/{}\tslice {}\t{}",
+                    j.id,
+                    j.kind,
+                    j.state,
+                    j.attempts,
+                    j.max_attempts,
+                    j.slice_id
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    j.last_error
+                );
+            }
+            Ok(())
+        }
+        JobsCommand::Show { id, cfg } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let (job, log) = ctx
+                .db
+                .read(|c| {
+                    Ok::<_, crate::error::Error>((
+                        queue::get(c, id)?,
+                        queue::command_log(c, Some(id), None, 200)?,
+                    ))
+                })
+                .map_err(e)?;
+            let job = job.ok_or_else(|| anyhow::anyhow!("no job {id}"))?;
+            println!("{}", serde_json::to_string_pretty(&job)?);
+            println!("\nAgent commands (newest first):");
+            for l in log {
+                println!(
+                    "  {}  {}  {} {}  -> {} {}  ({} ms)",
+                    crate::web::render::format_time(l.at),
+                    l.node.unwrap_or_default(),
+                    l.command,
+                    l.arguments,
+                    l.code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "no answer".into()),
+                    l.returned,
+                    l.duration_ms
+                );
+            }
+            Ok(())
+        }
+        JobsCommand::Retry { id, cfg } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            if ctx.db.write(|tx| queue::retry_now(tx, id)).map_err(e)? {
+                println!("Job {id} is queued again; the running master picks it up.");
+                Ok(())
+            } else {
+                bail!("job {id} is not failed or cancelled")
+            }
+        }
+        JobsCommand::Cancel { id, cfg } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            if ctx.db.write(|tx| queue::cancel(tx, id)).map_err(e)? {
+                println!("Job {id} is cancelled.");
+                Ok(())
+            } else {
+                bail!("job {id} has finished already (or does not exist)")
+            }
         }
     }
 }
@@ -440,10 +566,38 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(first)
 }
 
-/// Runs the master until Ctrl-C or SIGTERM.
+/// Holds the data folder for this process: two masters on one database would run each
+/// other's jobs.
+fn lock_data_folder(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data.join("master.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another slices master is running on {} (it holds {}); stop it first",
+            data.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// Runs the master until Ctrl-C or SIGTERM: the web interface and the job loop.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let ctx = Context::open(config)?;
+    let _lock = lock_data_folder(&ctx.config.data)?;
+    let runner = crate::jobs::JobRunner::new(
+        ctx.clone(),
+        crate::jobs::RunnerConfig::from_config(&ctx.config)?,
+    )?;
+    let (stop_jobs, stopped) = tokio::sync::watch::channel(false);
+    let jobs = tokio::spawn(runner.clone().run(stopped));
     let app = Application::build(ctx.clone())?;
     let base = app.base_url().to_string();
     tracing::info!(url = %base, data = %ctx.config.data.display(), ms = started.elapsed().as_millis() as u64, "slices is ready");
@@ -454,6 +608,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     announce_first_admin(&ctx, &base).await?;
     spawn_housekeeping(ctx.clone());
     app.run_until_stopped().await?;
+    let _ = stop_jobs.send(true);
+    let _ = jobs.await;
     tracing::info!("slices stopped");
     Ok(())
 }

@@ -228,6 +228,26 @@ settings! {
     /// Folder of OS templates (NAME.tar.gz) that nodes are kept in step with.
     /// Empty: DATA/os-templates.
     os_templates: Option<PathBuf> = None;
+    /// Name servers written into each slice's resolv.conf, comma-separated IPv4 addresses.
+    slice_nameservers: String = String::new();
+    /// Search domain written into each slice's resolv.conf (empty: none).
+    slice_search_domain: String = String::new();
+    /// Background jobs running at once, in all.
+    jobs_concurrency: usize = 16;
+    /// Background jobs running at once on one node.
+    jobs_per_node: usize = 4;
+    /// A running job's lease, in seconds; a job whose lease runs out is taken again.
+    job_lease_secs: u64 = 60;
+    /// How many times a job is tried before it fails.
+    job_max_attempts: u32 = 8;
+    /// The first retry of a failed step waits this long; each next one twice as long.
+    job_retry_base_secs: u64 = 2;
+    /// How often each node is asked how it is, in seconds.
+    node_health_secs: u64 = 30;
+    /// How often OS templates are synced to every node, in minutes (0: only on demand).
+    template_sync_minutes: u64 = 60;
+    /// How long to wait for an agent's answer, in seconds.
+    agent_timeout_secs: u64 = 330;
     /// Connections to SQLite for reading (writing always uses one connection).
     db_readers: u32 = 8;
 }

@@ -21,10 +21,14 @@ pub enum Event {
     AccountEnabled,
     AccountCreated,
     InviteCreated,
+    SliceApproved,
+    SliceDenied,
+    NodeUnreachable,
+    NodeReachable,
 }
 
 impl Event {
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 16] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -37,6 +41,10 @@ impl Event {
         Event::AccountEnabled,
         Event::AccountCreated,
         Event::InviteCreated,
+        Event::SliceApproved,
+        Event::SliceDenied,
+        Event::NodeUnreachable,
+        Event::NodeReachable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +61,10 @@ impl Event {
             Event::AccountEnabled => "account_enabled",
             Event::AccountCreated => "account_created",
             Event::InviteCreated => "invite_created",
+            Event::SliceApproved => "slice_approved",
+            Event::SliceDenied => "slice_denied",
+            Event::NodeUnreachable => "node_unreachable",
+            Event::NodeReachable => "node_reachable",
         }
     }
 

@@ -1,6 +1,6 @@
 //! Shared by the system tests that drive real host parts (LXC, bridges, sshd, Apache).
 //!
-//! They run when `SLICES_SYSTEM_TESTS=1` (the README's test command sets it, after installing
+//! They run when `TEST_SLICES_SYSTEM=1` (the README's test command sets it, after installing
 //! what they need). Without it they say they were skipped; with it, a missing part is a
 //! failure, never a silent pass.
 #![allow(dead_code)]
@@ -10,10 +10,10 @@ use std::process::Command;
 
 /// True when system tests should run; prints why not otherwise.
 pub fn enabled(test: &str) -> bool {
-    if std::env::var("SLICES_SYSTEM_TESTS").as_deref() == Ok("1") {
+    if std::env::var("TEST_SLICES_SYSTEM").as_deref() == Ok("1") {
         return true;
     }
-    eprintln!("{test}: skipped (set SLICES_SYSTEM_TESTS=1, as scripts/test.sh does, to run it)");
+    eprintln!("{test}: skipped (set TEST_SLICES_SYSTEM=1, as scripts/test.sh does, to run it)");
     false
 }
 
@@ -39,7 +39,7 @@ pub fn quiet(program: &str, args: &[&str]) {
 
 /// The cached OS template (built once per machine by scripts/lab/os-template.sh).
 pub fn template() -> PathBuf {
-    if let Ok(p) = std::env::var("SLICES_TEST_TEMPLATE") {
+    if let Ok(p) = std::env::var("TEST_SLICES_TEMPLATE") {
         return PathBuf::from(p);
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab/os-template.sh");

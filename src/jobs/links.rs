@@ -1,0 +1,122 @@
+//! Connections to the agents: kept open and reused, a few per node, and every command
+//! written to the agent log with its answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::params;
+
+use crate::nodes::Node;
+use crate::slave_link::{AgentClient, Command, LinkError, Reply};
+use crate::store::{now, Db};
+
+pub struct Links {
+    tls: Arc<rustls::ClientConfig>,
+    idle: Mutex<HashMap<i64, Vec<AgentClient>>>,
+    timeout: Duration,
+    db: Db,
+}
+
+/// How a command appears in the log: everything but bulk data (a template's bytes).
+pub fn describe(cmd: &Command) -> String {
+    match cmd {
+        Command::PutTemplate { info, offset, data } => {
+            format!(
+                "[\"{}\", \"{}\", {}, {offset}, ({} bytes)]",
+                info.name,
+                info.sha256,
+                info.size,
+                data.len()
+            )
+        }
+        other => serde_json::to_string(&other.to_request().arguments).unwrap_or_default(),
+    }
+}
+
+impl Links {
+    pub fn new(db: Db, tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Links {
+        Links {
+            tls,
+            idle: Mutex::new(HashMap::new()),
+            timeout,
+            db,
+        }
+    }
+
+    async fn checkout(&self, node: &Node) -> Result<AgentClient, LinkError> {
+        if let Some(c) = self
+            .idle
+            .lock()
+            .expect("links")
+            .get_mut(&node.id)
+            .and_then(|v| v.pop())
+        {
+            return Ok(c);
+        }
+        self.connect(node).await
+    }
+
+    /// A connection of its own (for long transfers that should not hold a shared one).
+    pub async fn connect(&self, node: &Node) -> Result<AgentClient, LinkError> {
+        let name = crate::domain::NodeName::parse(&node.name).map_err(|e| LinkError::Tls {
+            node: node.name.clone(),
+            message: e.message,
+        })?;
+        AgentClient::connect(&node.address, &name, self.tls.clone(), self.timeout).await
+    }
+
+    /// Forgets a node's idle connections (its address or certificate changed).
+    pub fn forget(&self, node_id: i64) {
+        self.idle.lock().expect("links").remove(&node_id);
+    }
+
+    /// Sends one command to a node's agent and logs it (node, job, slice, command, arguments,
+    /// code, answer, duration).
+    pub async fn call(
+        &self,
+        node: &Node,
+        job: Option<i64>,
+        slice: Option<i64>,
+        cmd: &Command,
+    ) -> Result<Reply, LinkError> {
+        let started = Instant::now();
+        let result = match self.checkout(node).await {
+            Ok(mut client) => {
+                let r = client.call(cmd).await;
+                if r.is_ok() {
+                    self.idle
+                        .lock()
+                        .expect("links")
+                        .entry(node.id)
+                        .or_default()
+                        .push(client);
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
+        let ms = started.elapsed().as_millis() as i64;
+        let (code, returned) = match &result {
+            Ok(r) => (Some(r.code as i64), r.text()),
+            Err(e) => (None, e.to_string()),
+        };
+        let (node_id, command, args) = (node.id, cmd.name(), describe(cmd));
+        let db = self.db.clone();
+        let logged = tokio::task::spawn_blocking(move || {
+            db.write(|tx| {
+                tx.prepare_cached(
+                    "INSERT INTO agent_log (at, node_id, job_id, slice_id, command, arguments, code, returned, duration_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![now(), node_id, job, slice, command, args, code, returned, ms])?;
+                Ok::<_, crate::error::Error>(())
+            })
+        })
+        .await;
+        if !matches!(logged, Ok(Ok(()))) {
+            tracing::warn!(node = %node.name, command, "could not write the agent log");
+        }
+        result
+    }
+}

@@ -1,0 +1,134 @@
+//! The job loop: durable workflows that take an approved request to a running slice, and
+//! back. Jobs are rows (`queue.rs`); the runner (`runner.rs`) claims them with a lease, runs
+//! several at once (bounded overall and per node), and retries with back-off. Each step with
+//! an effect is recorded in the job's checkpoint in the same transaction as the effect's
+//! record, and every agent command is idempotent, so a master killed at any moment resumes
+//! where it was and never does a step twice.
+
+pub mod links;
+pub mod queue;
+pub mod runner;
+mod work;
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::store::now;
+
+pub use links::Links;
+pub use runner::{JobRunner, RunnerConfig};
+
+/// The kinds of job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Provision,
+    Start,
+    Stop,
+    Restart,
+    Destroy,
+    NodeHealth,
+    TemplateSync,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 7] = [
+        JobKind::Provision,
+        JobKind::Start,
+        JobKind::Stop,
+        JobKind::Restart,
+        JobKind::Destroy,
+        JobKind::NodeHealth,
+        JobKind::TemplateSync,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Provision => "provision",
+            JobKind::Start => "start",
+            JobKind::Stop => "stop",
+            JobKind::Restart => "restart",
+            JobKind::Destroy => "destroy",
+            JobKind::NodeHealth => "node_health",
+            JobKind::TemplateSync => "template_sync",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            JobKind::Provision => "provisioned",
+            JobKind::Start => "started",
+            JobKind::Stop => "stopped",
+            JobKind::Restart => "restarted",
+            JobKind::Destroy => "destroyed",
+            JobKind::NodeHealth => "checked",
+            JobKind::TemplateSync => "synced",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            JobKind::Provision => "Provisioning",
+            JobKind::Start => "Start",
+            JobKind::Stop => "Stop",
+            JobKind::Restart => "Restart",
+            JobKind::Destroy => "Destroy",
+            JobKind::NodeHealth => "Health check",
+            JobKind::TemplateSync => "Template sync",
+        }
+    }
+}
+
+/// Queues a job for a slice (runs as soon as a worker is free).
+pub fn enqueue(
+    conn: &Connection,
+    kind: JobKind,
+    slice_id: i64,
+    user_id: Option<i64>,
+    node_id: Option<i64>,
+) -> Result<i64> {
+    insert(conn, kind, Some(slice_id), user_id, node_id, now())
+}
+
+/// Queues a job about a node (health, template sync) unless one is already waiting.
+pub fn enqueue_for_node(
+    conn: &Connection,
+    kind: JobKind,
+    node_id: i64,
+    at: i64,
+) -> Result<Option<i64>> {
+    let waiting: i64 = conn.query_row(
+        "SELECT count(*) FROM jobs WHERE kind = ?1 AND node_id = ?2 AND state IN ('queued', 'running')",
+        params![kind.as_str(), node_id],
+        |r| r.get(0),
+    )?;
+    if waiting > 0 {
+        return Ok(None);
+    }
+    insert(conn, kind, None, None, Some(node_id), at).map(Some)
+}
+
+fn insert(
+    conn: &Connection,
+    kind: JobKind,
+    slice_id: Option<i64>,
+    user_id: Option<i64>,
+    node_id: Option<i64>,
+    at: i64,
+) -> Result<i64> {
+    let max_attempts = match kind {
+        JobKind::NodeHealth => 1,
+        _ => 8,
+    };
+    conn.prepare_cached(
+        "INSERT INTO jobs (kind, state, max_attempts, run_after, slice_id, user_id, node_id, created_at, updated_at)
+         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?
+    .execute(params![kind.as_str(), max_attempts, at, slice_id, user_id, node_id, now()])?;
+    Ok(conn.last_insert_rowid())
+}

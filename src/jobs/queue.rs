@@ -1,0 +1,294 @@
+//! The `jobs` table: claiming with a lease, checkpoints, and how a job ends.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::JobKind;
+use crate::error::Result;
+use crate::store::now;
+
+/// A job as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_after: i64,
+    pub lease_owner: Option<String>,
+    pub last_error: String,
+    pub checkpoint: serde_json::Value,
+    pub slice_id: Option<i64>,
+    pub node_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl Job {
+    pub fn kind(&self) -> Option<JobKind> {
+        JobKind::parse(&self.kind)
+    }
+
+    /// True when the step with an effect named `step` is already done.
+    pub fn done(&self, step: &str) -> bool {
+        self.checkpoint
+            .get(step)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    }
+}
+
+const COLUMNS: &str =
+    "id, kind, state, attempts, max_attempts, run_after, lease_owner, last_error, checkpoint, \
+    slice_id, node_id, user_id, created_at, updated_at, finished_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let cp: String = r.get(8)?;
+    Ok(Job {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        state: r.get(2)?,
+        attempts: r.get(3)?,
+        max_attempts: r.get(4)?,
+        run_after: r.get(5)?,
+        lease_owner: r.get(6)?,
+        last_error: r.get(7)?,
+        checkpoint: serde_json::from_str(&cp).unwrap_or_else(|_| serde_json::json!({})),
+        slice_id: r.get(9)?,
+        node_id: r.get(10)?,
+        user_id: r.get(11)?,
+        created_at: r.get(12)?,
+        updated_at: r.get(13)?,
+        finished_at: r.get(14)?,
+    })
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Job>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+/// Claims up to `limit` jobs that are due (or whose lease ran out), at most `per_node` running
+/// per node counting `busy`. Runs inside the caller's write transaction, so two claims can
+/// never take the same job.
+pub fn claim(
+    conn: &Connection,
+    owner: &str,
+    lease_secs: i64,
+    limit: usize,
+    per_node: usize,
+    busy: &HashMap<i64, usize>,
+) -> Result<Vec<Job>> {
+    if limit == 0 {
+        return Ok(vec![]);
+    }
+    let t = now();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM jobs
+         WHERE (state = 'queued' AND run_after <= ?1) OR (state = 'running' AND lease_until < ?1)
+         ORDER BY run_after, id LIMIT ?2"
+    ))?;
+    let candidates = stmt
+        .query_map(params![t, (limit * 4 + 16) as i64], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut taken: HashMap<i64, usize> = busy.clone();
+    let mut out = Vec::new();
+    for mut job in candidates {
+        if out.len() >= limit {
+            break;
+        }
+        if let Some(node) = job.node_id {
+            let n = taken.entry(node).or_default();
+            if *n >= per_node {
+                continue;
+            }
+            *n += 1;
+        }
+        conn.prepare_cached(
+            "UPDATE jobs SET state = 'running', lease_owner = ?2, lease_until = ?3, attempts = attempts + 1,
+                             updated_at = ?4 WHERE id = ?1",
+        )?
+        .execute(params![job.id, owner, t + lease_secs, t])?;
+        job.state = "running".into();
+        job.attempts += 1;
+        job.lease_owner = Some(owner.to_string());
+        out.push(job);
+    }
+    Ok(out)
+}
+
+/// Keeps the leases of running jobs alive.
+pub fn renew(conn: &Connection, owner: &str, ids: &[i64], lease_secs: i64) -> Result<()> {
+    let t = now();
+    let mut stmt = conn.prepare_cached(
+        "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+    )?;
+    for id in ids {
+        stmt.execute(params![id, owner, t + lease_secs])?;
+    }
+    Ok(())
+}
+
+/// After a restart (the data folder is locked to one master), jobs left running by the dead
+/// process are queued again at once rather than waiting for their leases to run out.
+pub fn requeue_orphans(conn: &Connection, owner: &str) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, run_after = ?2,
+                         attempts = max(attempts - 1, 0), updated_at = ?2
+         WHERE state = 'running' AND (lease_owner IS NULL OR lease_owner <> ?1)",
+        params![owner, now()],
+    )?)
+}
+
+/// Records a step with an effect as done.
+pub fn checkpoint(conn: &Connection, id: i64, step: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET checkpoint = json_set(checkpoint, '$.' || ?2, json('true')), updated_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, step, now()])?;
+    Ok(())
+}
+
+pub fn succeed(conn: &Connection, id: i64) -> Result<()> {
+    let t = now();
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, last_error = '',
+                         finished_at = ?2, updated_at = ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, t])?;
+    Ok(())
+}
+
+pub fn fail(conn: &Connection, id: i64, error: &str) -> Result<()> {
+    let t = now();
+    conn.execute(
+        "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_until = NULL, last_error = ?2,
+                         finished_at = ?3, updated_at = ?3 WHERE id = ?1",
+        params![id, error, t],
+    )?;
+    Ok(())
+}
+
+/// Tries again after `delay_secs`.
+pub fn retry_later(conn: &Connection, id: i64, error: &str, delay_secs: i64) -> Result<()> {
+    let t = now();
+    conn.execute(
+        "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, last_error = ?2,
+                         run_after = ?3, updated_at = ?4 WHERE id = ?1",
+        params![id, error, t + delay_secs, t],
+    )?;
+    Ok(())
+}
+
+/// Waits (not a failure: the attempt does not count), for example for room on a node.
+pub fn wait(conn: &Connection, id: i64, note: &str, delay_secs: i64) -> Result<()> {
+    let t = now();
+    conn.execute(
+        "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, last_error = ?2,
+                         run_after = ?3, attempts = max(attempts - 1, 0), updated_at = ?4 WHERE id = ?1",
+        params![id, note, t + delay_secs, t],
+    )?;
+    Ok(())
+}
+
+/// Wakes the provisioning jobs that wait for room (a slice was destroyed, a node came).
+pub fn wake_waiting(conn: &Connection) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE jobs SET run_after = ?1 WHERE kind = 'provision' AND state = 'queued' AND run_after > ?1
+           AND slice_id IN (SELECT id FROM slices WHERE state = 'queued')",
+        params![now()],
+    )?)
+}
+
+/// Staff: run a failed or cancelled job again (from its checkpoint).
+pub fn retry_now(conn: &Connection, id: i64) -> Result<bool> {
+    let t = now();
+    Ok(conn.execute(
+        "UPDATE jobs SET state = 'queued', attempts = 0, run_after = ?2, finished_at = NULL, updated_at = ?2
+         WHERE id = ?1 AND state IN ('failed', 'cancelled')",
+        params![id, t],
+    )? == 1)
+}
+
+/// Staff: cancel a job that has not finished (a running one stops at its next step).
+pub fn cancel(conn: &Connection, id: i64) -> Result<bool> {
+    let t = now();
+    Ok(conn.execute(
+        "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, finished_at = ?2,
+                         updated_at = ?2 WHERE id = ?1 AND state IN ('queued', 'running')",
+        params![id, t],
+    )? == 1)
+}
+
+/// Still ours to run? (Cancelled meanwhile, or taken by another after our lease ran out.)
+pub fn still_ours(conn: &Connection, id: i64, owner: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM jobs WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+            params![id, owner],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Jobs for the shell and the staff page: failed first, then the newest.
+pub fn list(conn: &Connection, state: Option<&str>, limit: u32) -> Result<Vec<Job>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1)
+         ORDER BY state = 'failed' DESC, id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt
+        .query_map(params![state, limit], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The agent commands a job or slice sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    pub at: i64,
+    pub node: Option<String>,
+    pub job_id: Option<i64>,
+    pub command: String,
+    pub arguments: String,
+    pub code: Option<i64>,
+    pub returned: String,
+    pub duration_ms: i64,
+}
+
+pub fn command_log(
+    conn: &Connection,
+    job_id: Option<i64>,
+    slice_id: Option<i64>,
+    limit: u32,
+) -> Result<Vec<LogEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.at, n.name, l.job_id, l.command, l.arguments, l.code, l.returned, l.duration_ms
+         FROM agent_log l LEFT JOIN nodes n ON n.id = l.node_id
+         WHERE (?1 IS NULL OR l.job_id = ?1) AND (?2 IS NULL OR l.slice_id = ?2)
+         ORDER BY l.id DESC LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![job_id, slice_id, limit], |r| {
+            Ok(LogEntry {
+                at: r.get(0)?,
+                node: r.get(1)?,
+                job_id: r.get(2)?,
+                command: r.get(3)?,
+                arguments: r.get(4)?,
+                code: r.get(5)?,
+                returned: r.get(6)?,
+                duration_ms: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

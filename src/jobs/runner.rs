@@ -1,0 +1,341 @@
+//! The loop that runs jobs: claim what is due, run it, record how it ended; renew leases;
+//! schedule node health checks and template syncs.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use super::queue::{self, Job};
+use super::work::Outcome;
+use super::{JobKind, Links};
+use crate::context::Context;
+use crate::domain::DnsName;
+use crate::error::Result;
+use crate::slices;
+use crate::store::now;
+use crate::templates::TemplateDir;
+
+/// How the loop behaves (from the configuration).
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Jobs running at once, in all.
+    pub concurrency: usize,
+    /// Jobs running at once on one node.
+    pub per_node: usize,
+    pub lease_secs: i64,
+    /// The first retry waits this long; each next one twice as long (with jitter), up to 10 min.
+    pub retry_base_secs: i64,
+    /// How many times a job is tried before it fails.
+    pub max_attempts: i64,
+    /// How often each node is asked how it is.
+    pub health_secs: i64,
+    /// How often templates are synced to every node (0: only on demand).
+    pub template_sync_secs: i64,
+    /// A node not heard from for this long gets no new slices.
+    pub node_stale_secs: i64,
+    /// How long to wait for an agent's answer.
+    pub agent_timeout: Duration,
+    /// Name servers and search domain written into each slice.
+    pub nameservers: Vec<Ipv4Addr>,
+    pub search_domain: Option<DnsName>,
+    /// How often the loop looks for due work when nothing wakes it.
+    pub tick: Duration,
+}
+
+impl RunnerConfig {
+    pub fn from_config(c: &crate::config::Config) -> anyhow::Result<RunnerConfig> {
+        let nameservers = c
+            .slice_nameservers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| anyhow::anyhow!("slice_nameservers: `{s}` is not an IPv4 address"))
+            })
+            .collect::<anyhow::Result<Vec<Ipv4Addr>>>()?;
+        let search_domain = if c.slice_search_domain.is_empty() {
+            None
+        } else {
+            Some(
+                DnsName::parse(&c.slice_search_domain)
+                    .map_err(|e| anyhow::anyhow!("slice_search_domain: {}", e.message))?,
+            )
+        };
+        Ok(RunnerConfig {
+            concurrency: c.jobs_concurrency.max(1),
+            per_node: c.jobs_per_node.max(1),
+            lease_secs: c.job_lease_secs.max(5) as i64,
+            retry_base_secs: c.job_retry_base_secs as i64,
+            max_attempts: c.job_max_attempts.max(1) as i64,
+            health_secs: c.node_health_secs.max(1) as i64,
+            template_sync_secs: c.template_sync_minutes as i64 * 60,
+            node_stale_secs: (c.node_health_secs as i64 * 4).max(60),
+            agent_timeout: Duration::from_secs(c.agent_timeout_secs.max(1)),
+            nameservers,
+            search_domain,
+            tick: Duration::from_millis(500),
+        })
+    }
+}
+
+pub struct JobRunner {
+    pub(super) ctx: Arc<Context>,
+    pub(super) links: Arc<Links>,
+    pub(super) owner: String,
+    pub(super) cfg: RunnerConfig,
+    pub(super) templates: Arc<TemplateDir>,
+    wake: Arc<Notify>,
+}
+
+/// Waits before retry number `attempt` (1 = the first retry): base, 2 base, 4 base, ...,
+/// up to ten minutes, each within ±25 %.
+pub fn backoff(base: i64, attempt: i64) -> i64 {
+    if base <= 0 {
+        return 0;
+    }
+    let d = base
+        .saturating_mul(1i64 << (attempt - 1).clamp(0, 20))
+        .min(600);
+    let jitter = d / 4;
+    d + if jitter > 0 {
+        rand::thread_rng().gen_range(-jitter..=jitter)
+    } else {
+        0
+    }
+}
+
+impl JobRunner {
+    pub fn new(ctx: Arc<Context>, cfg: RunnerConfig) -> anyhow::Result<Arc<JobRunner>> {
+        let ca = crate::slave_link::pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
+        let links = Arc::new(Links::new(
+            ctx.db.clone(),
+            ca.client_config()?,
+            cfg.agent_timeout,
+        ));
+        let templates = Arc::new(TemplateDir::new(&ctx.config.os_templates_dir())?);
+        let owner = format!(
+            "master-{}-{:08x}",
+            std::process::id(),
+            rand::thread_rng().gen::<u32>()
+        );
+        Ok(Arc::new(JobRunner {
+            ctx,
+            links,
+            owner,
+            cfg,
+            templates,
+            wake: Arc::new(Notify::new()),
+        }))
+    }
+
+    /// Makes the loop look for work now (a job was queued).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Runs until `stop` turns true. Jobs left running by a previous process are taken again.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let owner = self.owner.clone();
+        match self
+            .ctx
+            .db
+            .run(move |db| db.write(|tx| queue::requeue_orphans(tx, &owner)))
+            .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(jobs = n, "resuming jobs left unfinished by the last run")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "could not resume unfinished jobs"),
+        }
+        let running: Arc<Mutex<HashMap<i64, Option<i64>>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        let mut tick = tokio::time::interval(self.cfg.tick);
+        let mut renew =
+            tokio::time::interval(Duration::from_secs((self.cfg.lease_secs / 3).max(1) as u64));
+        let mut last_health = 0i64;
+        let mut last_sync = now();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = tick.tick() => {}
+                _ = self.wake.notified() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = renew.tick() => {
+                    let ids: Vec<i64> = running.lock().expect("running").keys().copied().collect();
+                    if !ids.is_empty() {
+                        let (owner, lease) = (self.owner.clone(), self.cfg.lease_secs);
+                        let _ = self.ctx.db.run(move |db| db.write(|tx| queue::renew(tx, &owner, &ids, lease))).await;
+                    }
+                    continue;
+                }
+            }
+            let t = now();
+            let health_due = t - last_health >= self.cfg.health_secs;
+            let sync_due =
+                self.cfg.template_sync_secs > 0 && t - last_sync >= self.cfg.template_sync_secs;
+            if health_due || sync_due {
+                if health_due {
+                    last_health = t;
+                }
+                if sync_due {
+                    last_sync = t;
+                }
+                let _ = self
+                    .ctx
+                    .db
+                    .run(move |db| db.write(|tx| schedule_node_jobs(tx, health_due, sync_due)))
+                    .await;
+            }
+            let busy: HashMap<i64, usize> = {
+                let r = running.lock().expect("running");
+                let mut m = HashMap::new();
+                for node in r.values().flatten() {
+                    *m.entry(*node).or_default() += 1;
+                }
+                m
+            };
+            let free = self
+                .cfg
+                .concurrency
+                .saturating_sub(running.lock().expect("running").len());
+            if free == 0 {
+                continue;
+            }
+            let (owner, lease, per_node) =
+                (self.owner.clone(), self.cfg.lease_secs, self.cfg.per_node);
+            let claimed = self
+                .ctx
+                .db
+                .run(move |db| {
+                    db.write(|tx| queue::claim(tx, &owner, lease, free, per_node, &busy))
+                })
+                .await;
+            let claimed = match claimed {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming jobs");
+                    continue;
+                }
+            };
+            for job in claimed {
+                running.lock().expect("running").insert(job.id, job.node_id);
+                let this = self.clone();
+                let running = running.clone();
+                tasks.spawn(async move {
+                    let span = tracing::info_span!("job", id = job.id, kind = %job.kind, slice = ?job.slice_id);
+                    let _ = &span;
+                    let outcome = this.execute(&job).await;
+                    this.finish(&job, outcome).await;
+                    running.lock().expect("running").remove(&job.id);
+                    this.wake();
+                });
+            }
+        }
+        tasks.abort_all();
+    }
+
+    async fn finish(&self, job: &Job, outcome: Outcome) {
+        let job = job.clone();
+        let retry = (self.cfg.retry_base_secs, self.cfg.max_attempts);
+        let owner = self.owner.clone();
+        let log = format!("{outcome:?}");
+        let result = self
+            .ctx
+            .db
+            .run(move |db| db.write(|tx| record_outcome(tx, &job, outcome, retry, &owner)))
+            .await;
+        match result {
+            Ok(()) => tracing::debug!(outcome = %log, "job ran"),
+            Err(e) => {
+                tracing::error!(error = %e, outcome = %log, "could not record a job's outcome")
+            }
+        }
+    }
+}
+
+fn record_outcome(
+    tx: &rusqlite::Transaction,
+    job: &Job,
+    outcome: Outcome,
+    (base, max_attempts): (i64, i64),
+    owner: &str,
+) -> Result<()> {
+    if !queue::still_ours(tx, job.id, owner)? {
+        return Ok(()); // cancelled meanwhile
+    }
+    let fails_slice = matches!(
+        job.kind(),
+        Some(JobKind::Provision) | Some(JobKind::Destroy)
+    );
+    match outcome {
+        Outcome::Done => queue::succeed(tx, job.id)?,
+        Outcome::Abandoned => {}
+        Outcome::Wait(note, secs) => queue::wait(tx, job.id, &note, secs)?,
+        Outcome::Retry(e) if job.attempts < job.max_attempts.min(max_attempts) => {
+            let delay = backoff(base, job.attempts);
+            tracing::warn!(job = job.id, attempt = job.attempts, delay, error = %e, "job will be retried");
+            queue::retry_later(tx, job.id, &e, delay)?;
+            if let Some(s) = job.slice_id {
+                slices::event(
+                    tx,
+                    s,
+                    &format!(
+                        "Attempt {} failed ({e}); trying again in {delay} s.",
+                        job.attempts
+                    ),
+                )?;
+            }
+        }
+        Outcome::Retry(e) | Outcome::Fail(e) => {
+            tracing::warn!(job = job.id, error = %e, "job failed");
+            queue::fail(tx, job.id, &e)?;
+            if let Some(s) = job.slice_id {
+                if fails_slice {
+                    slices::fail(tx, s, &e)?;
+                } else {
+                    slices::event(tx, s, &format!("{} failed: {e}", job.kind))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Queues a health check (and, when due, a template sync) for every enabled node.
+fn schedule_node_jobs(tx: &rusqlite::Transaction, health: bool, sync: bool) -> Result<()> {
+    let t = now();
+    for node in crate::nodes::list(tx)? {
+        if !node.enabled {
+            continue;
+        }
+        if health {
+            super::enqueue_for_node(tx, JobKind::NodeHealth, node.id, t)?;
+        }
+        if sync {
+            super::enqueue_for_node(tx, JobKind::TemplateSync, node.id, t)?;
+        }
+    }
+    // Health checks older than an hour are not worth keeping (their log lines go with them).
+    tx.execute(
+        "DELETE FROM agent_log WHERE command = 'node_info' AND at < ?1
+           AND job_id IN (SELECT id FROM jobs WHERE kind = 'node_health')",
+        [t - 3600],
+    )?;
+    tx.execute(
+        "DELETE FROM jobs WHERE kind = 'node_health' AND state IN ('succeeded', 'failed') AND finished_at < ?1
+           AND id NOT IN (SELECT job_id FROM agent_log WHERE job_id IS NOT NULL)",
+        [t - 3600],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,265 @@
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slices::accounts::{self, Event, Grant, SignUpForm, User};
+use slices::agent::{sim::Sim, Agent, AgentConfig, DriverKind};
+use slices::config::Config;
+use slices::context::Context;
+use slices::domain::{NodeAddress, NodeName, Role, Subnet, TemplateName};
+use slices::jobs::{JobRunner, RunnerConfig};
+use slices::slave_link::pki::{self, Ca};
+use slices::slave_link::{server, ServerOptions};
+use slices::slices::{Slice, State};
+use tokio::sync::watch;
+
+pub const TEMPLATE: &str = "debian-12-ssh_amd64";
+
+pub struct Node {
+    pub name: String,
+    pub address: String,
+    pub state: std::path::PathBuf,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    /// Containers the simulator holds.
+    pub fn containers(&self) -> usize {
+        std::fs::read_dir(self.state.join("sim"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Stops the agent (the node goes down).
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub ctx: Arc<Context>,
+    pub nodes: Vec<Node>,
+    pub ca: Ca,
+}
+
+pub fn config(dir: &std::path::Path) -> Config {
+    let flags = [
+        ("data", dir.join("data").display().to_string()),
+        ("listen", "127.0.0.1:0".to_string()),
+        ("job_retry_base_secs", "1".to_string()),
+        ("node_health_secs", "1".to_string()),
+        ("job_lease_secs", "10".to_string()),
+        ("template_sync_minutes", "0".to_string()),
+    ];
+    Config::load(None, Vec::<(String, String)>::new(), &flags).unwrap()
+}
+
+/// Starts one simulated agent with its own certificate from the fleet's CA.
+pub async fn start_agent(
+    dir: &std::path::Path,
+    ca: &Ca,
+    name: &str,
+    subnet: &str,
+    op_ms: u64,
+) -> Node {
+    let node = NodeName::parse(name).unwrap();
+    let id = ca.issue_node(&node).unwrap();
+    let root = dir.join(name);
+    let cfg = AgentConfig {
+        name: node,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ca: root.join("ca.pem"),
+        cert: root.join("agent.pem"),
+        key: root.join("agent.key"),
+        driver: DriverKind::Sim,
+        templates: root.join("templates"),
+        state: root.join("state"),
+        bridge: "unused".into(),
+        subnet: Subnet::parse(subnet).unwrap(),
+        sim_op_ms: op_ms,
+        command_timeout_secs: 30,
+    };
+    std::fs::create_dir_all(&cfg.templates).unwrap();
+    std::fs::write(
+        cfg.templates.join(format!("{TEMPLATE}.tar.gz")),
+        b"template",
+    )
+    .unwrap();
+    let state = cfg.state.clone();
+    let driver = Box::new(Sim::new(&cfg.state, Duration::from_millis(op_ms)).unwrap());
+    let agent = Arc::new(Agent::new(cfg, driver).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let tls = pki::server_config(ca.cert_pem(), &id).unwrap();
+    let task = tokio::spawn(server::serve(
+        listener,
+        tls,
+        agent,
+        ServerOptions::default(),
+    ));
+    Node {
+        name: name.into(),
+        address,
+        state,
+        task,
+    }
+}
+
+/// A master database with `n` registered nodes, each with a running simulated agent.
+pub async fn fleet(n: usize, subnet: impl Fn(usize) -> String, op_ms: u64) -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::open(config(dir.path())).unwrap();
+    let ca = Ca::open_or_create(&ctx.config.data.join("ca")).unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let node = start_agent(dir.path(), &ca, &format!("node{i}"), &subnet(i), op_ms).await;
+        ctx.db
+            .write(|tx| {
+                slices::nodes::add(
+                    tx,
+                    &NodeName::parse(&node.name).unwrap(),
+                    &NodeAddress::parse(&node.address).unwrap(),
+                )
+            })
+            .unwrap();
+        nodes.push(node);
+    }
+    ctx.db
+        .write(|tx| {
+            slices::slices::add_template(
+                tx,
+                &TemplateName::parse(TEMPLATE).unwrap(),
+                "Debian 12 with sshd",
+            )
+        })
+        .unwrap();
+    Fleet {
+        dir,
+        ctx,
+        nodes,
+        ca,
+    }
+}
+
+pub struct Running {
+    pub runner: Arc<JobRunner>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+impl Fleet {
+    /// Starts the master's job loop in this process.
+    pub fn run_jobs(&self, adjust: impl FnOnce(&mut RunnerConfig)) -> Running {
+        let mut cfg = RunnerConfig::from_config(&self.ctx.config).unwrap();
+        cfg.tick = Duration::from_millis(50);
+        adjust(&mut cfg);
+        let runner = JobRunner::new(self.ctx.clone(), cfg).unwrap();
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(runner.clone().run(rx));
+        Running { runner, stop, task }
+    }
+
+    pub fn user(&self, name: &str, role: Role) -> User {
+        let pw = "correct horse battery".to_string();
+        let form = SignUpForm {
+            username: name.into(),
+            email: format!("{name}@example.edu"),
+            display_name: name.into(),
+            password: pw.clone(),
+            password_confirm: pw,
+        };
+        accounts::create_account(
+            &self.ctx.db,
+            &self.ctx.policy,
+            form.check().unwrap(),
+            Grant {
+                role,
+                event: Event::AccountCreated,
+                creator: None,
+                origin: None,
+                invite: None,
+            },
+        )
+        .unwrap()
+        .0
+    }
+
+    /// A student asks for a slice and staff approve it; returns the slice id.
+    pub fn request_and_approve(&self, student: &User, staff: &User) -> i64 {
+        self.ctx
+            .db
+            .write(|tx| {
+                let s = slices::slices::request(
+                    tx,
+                    student,
+                    &slices::slices::Request {
+                        template: TemplateName::parse(TEMPLATE).unwrap(),
+                        plan_id: None,
+                        course: "CS 3650".into(),
+                        purpose: "systems homework".into(),
+                    },
+                )?;
+                slices::slices::approve(tx, staff, s.id, None, "127.0.0.1")
+            })
+            .unwrap()
+            .id
+    }
+
+    pub fn slice(&self, id: i64) -> Slice {
+        self.ctx
+            .db
+            .read(|c| slices::slices::get(c, id))
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Waits until the slice is in `state` (panics with its story after `secs`).
+    pub async fn wait_for(&self, id: i64, state: State, secs: u64) -> Slice {
+        let start = std::time::Instant::now();
+        loop {
+            let s = self.slice(id);
+            if s.state == state {
+                return s;
+            }
+            if start.elapsed().as_secs() >= secs {
+                let events = self
+                    .ctx
+                    .db
+                    .read(|c| slices::slices::events(c, id, 50))
+                    .unwrap();
+                let jobs = self
+                    .ctx
+                    .db
+                    .read(|c| slices::jobs::queue::list(c, None, 50))
+                    .unwrap();
+                for j in jobs.iter().filter(|j| j.slice_id == Some(id)) {
+                    eprintln!(
+                        "job {} {} {}: attempt {}, {}",
+                        j.id, j.kind, j.state, j.attempts, j.last_error
+                    );
+                }
+                panic!(
+                    "slice {id} is {:?} (step `{}`), not {state:?}: {events:#?}",
+                    s.state, s.step
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.ctx
+            .db
+            .read(|c| Ok::<_, slices::error::Error>(c.query_row(sql, [], |r| r.get(0))?))
+            .unwrap()
+    }
+}

@@ -1,0 +1,237 @@
+use std::collections::HashSet;
+
+use slices::domain::Role;
+use slices::jobs::JobKind;
+use slices::slices::State;
+
+use crate::fleet::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
+    let f = fleet(2, |i| format!("10.80.{i}.0/24"), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    let jobs = f.run_jobs(|_| {});
+    let id = f.request_and_approve(&alice, &staff);
+    let s = f.wait_for(id, State::Running, 20).await;
+    assert!(s.node_id.is_some());
+    assert_eq!(s.veid, Some(101));
+    assert!(s.ip.as_deref().unwrap().starts_with("10.80."), "{:?}", s.ip);
+    assert_eq!(s.hostname, "alice");
+    assert_eq!(f.nodes.iter().map(|n| n.containers()).sum::<usize>(), 1);
+
+    // The story is told, and every agent command is in the log with its answer.
+    let events: Vec<String> = f
+        .ctx
+        .db
+        .read(|c| slices::slices::events(c, id, 20))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert!(
+        events.iter().any(|e| e.starts_with("Approved by tess")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.starts_with("Placed on node")),
+        "{events:?}"
+    );
+    assert!(events[0].starts_with("Running on node"), "{events:?}");
+    let log = f
+        .ctx
+        .db
+        .read(|c| slices::jobs::queue::command_log(c, None, Some(id), 20))
+        .unwrap();
+    let commands: Vec<(&str, Option<i64>)> = log
+        .iter()
+        .rev()
+        .map(|l| (l.command.as_str(), l.code))
+        .collect();
+    assert_eq!(
+        commands,
+        vec![("create_env", Some(0)), ("start_env", Some(0))]
+    );
+    assert!(
+        log[1].arguments.contains("\"alice\""),
+        "{}",
+        log[1].arguments
+    );
+
+    // Stop, start, destroy.
+    f.ctx
+        .db
+        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Stop))
+        .unwrap();
+    jobs.runner.wake();
+    f.wait_for(id, State::Stopped, 10).await;
+    f.ctx
+        .db
+        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Start))
+        .unwrap();
+    jobs.runner.wake();
+    f.wait_for(id, State::Running, 10).await;
+    // A student cannot touch another's slice (it does not exist for them).
+    let bob = f.user("bob", Role::Student);
+    assert!(f
+        .ctx
+        .db
+        .write(|tx| slices::slices::act(tx, &bob, id, JobKind::Destroy))
+        .is_err());
+    f.ctx
+        .db
+        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Destroy))
+        .unwrap();
+    jobs.runner.wake();
+    let s = f.wait_for(id, State::Destroyed, 10).await;
+    assert_eq!(
+        (s.ip, s.veid),
+        (None, None),
+        "the address and id are released"
+    );
+    assert_eq!(f.nodes.iter().map(|n| n.containers()).sum::<usize>(), 0);
+    jobs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_at_the_same_moment_never_share_an_address_or_an_id() {
+    let f = fleet(2, |i| format!("10.81.{i}.0/24"), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let student = f.user(&format!("s{i:02}"), Role::Student);
+        ids.push(f.request_and_approve(&student, &staff));
+    }
+    let jobs = f.run_jobs(|c| {
+        c.concurrency = 16;
+        c.per_node = 8;
+    });
+    let mut seen = HashSet::new();
+    for id in &ids {
+        let s = f.wait_for(*id, State::Running, 30).await;
+        assert!(
+            seen.insert((s.node_id, s.ip.clone())),
+            "address used twice: {:?}",
+            s.ip
+        );
+        assert!(
+            seen.insert((s.node_id, s.veid.map(|v| v.to_string()))),
+            "id used twice: {:?}",
+            s.veid
+        );
+    }
+    assert_eq!(f.nodes.iter().map(|n| n.containers()).sum::<usize>(), 30);
+    // Spread: the ranking sends slices to the node with more room.
+    assert!(
+        f.nodes.iter().all(|n| n.containers() >= 10),
+        "{:?}",
+        f.nodes.iter().map(|n| n.containers()).collect::<Vec<_>>()
+    );
+    jobs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_queues_requests_and_a_destroyed_slice_makes_room() {
+    // A /29 has five addresses for slices.
+    let f = fleet(1, |_| "10.82.0.0/29".into(), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let mut ids = Vec::new();
+    let mut students = Vec::new();
+    for i in 0..6 {
+        let s = f.user(&format!("q{i}"), Role::Student);
+        ids.push(f.request_and_approve(&s, &staff));
+        students.push(s);
+    }
+    let jobs = f.run_jobs(|_| {});
+    for id in &ids[..5] {
+        f.wait_for(*id, State::Running, 20).await;
+    }
+    let waiting = f.wait_for(ids[5], State::Queued, 10).await;
+    let place = f
+        .ctx
+        .db
+        .read(|c| slices::slices::queue_position(c, &waiting))
+        .unwrap();
+    assert_eq!(place, 1);
+    let job_state = f.count(&format!(
+        "SELECT count(*) FROM jobs WHERE slice_id = {} AND state = 'queued'",
+        ids[5]
+    ));
+    assert_eq!(job_state, 1, "waiting is not failing");
+
+    let freed = f.slice(ids[2]).ip.unwrap();
+    f.ctx
+        .db
+        .write(|tx| slices::slices::act(tx, &students[2], ids[2], JobKind::Destroy))
+        .unwrap();
+    jobs.runner.wake();
+    let s = f.wait_for(ids[5], State::Running, 20).await;
+    assert_eq!(s.ip.unwrap(), freed, "the freed address is reused");
+    assert_eq!(f.nodes[0].containers(), 5);
+    jobs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_is_down_is_retried_with_back_off_then_failed_for_staff_to_see() {
+    let f = fleet(1, |_| "10.83.0.0/24".into(), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    // Learn the node's state while it is up, then take it down.
+    let jobs = f.run_jobs(|c| c.max_attempts = 3);
+    let start = std::time::Instant::now();
+    while f.count("SELECT count(*) FROM nodes WHERE info IS NOT NULL") == 0 {
+        assert!(start.elapsed().as_secs() < 10, "no health check");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    jobs.stop().await;
+    f.nodes[0].kill();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let id = f.request_and_approve(&alice, &staff);
+    let jobs = f.run_jobs(|c| {
+        c.max_attempts = 3;
+        c.health_secs = 3600; // keep the node "recently seen" for this test
+    });
+    let s = f.wait_for(id, State::Failed, 30).await;
+    assert!(s.failure.contains("create_env"), "{}", s.failure);
+    let job = f
+        .ctx
+        .db
+        .read(|c| slices::jobs::queue::list(c, Some("failed"), 10))
+        .unwrap()
+        .into_iter()
+        .find(|j| j.slice_id == Some(id))
+        .expect("the failed job is listed");
+    assert_eq!(job.attempts, 3);
+    assert!(!job.last_error.is_empty());
+    let events: Vec<String> = f
+        .ctx
+        .db
+        .read(|c| slices::slices::events(c, id, 20))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    let retries: Vec<&String> = events
+        .iter()
+        .filter(|e| e.contains("trying again in"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{events:?}");
+    // Back-off: the waits grow (1 s, then about 2 s).
+    let log = f
+        .ctx
+        .db
+        .read(|c| slices::jobs::queue::command_log(c, Some(job.id), None, 10))
+        .unwrap();
+    assert_eq!(log.len(), 3, "three attempts, each logged");
+    assert!(
+        log.iter().all(|l| l.code.is_none()),
+        "no answer from a down agent"
+    );
+    let gaps: Vec<i64> = log.windows(2).map(|w| w[0].at - w[1].at).collect();
+    assert!(
+        gaps[0] >= gaps[1],
+        "the second wait is not shorter: {gaps:?}"
+    );
+    jobs.stop().await;
+}
