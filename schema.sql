@@ -116,6 +116,7 @@ CREATE TABLE slices (
     updated_at   INTEGER NOT NULL
 );
 CREATE INDEX slices_by_user ON slices(user_id);
+CREATE INDEX slices_by_node ON slices(node_id, state);
 CREATE INDEX slices_by_state ON slices(state, requested_at);
 -- Never two live slices on one address or one container id of a node.
 CREATE UNIQUE INDEX slices_ip ON slices(node_id, ip) WHERE ip IS NOT NULL;
@@ -152,6 +153,7 @@ CREATE TABLE jobs (
     finished_at  INTEGER
 );
 CREATE INDEX jobs_ready ON jobs(state, run_after);
+CREATE INDEX jobs_leases ON jobs(state, lease_until);
 CREATE INDEX jobs_by_slice ON jobs(slice_id);
 
 -- Every command sent to an agent, with its answer.

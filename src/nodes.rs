@@ -61,6 +61,13 @@ pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Node>> {
         .optional()?)
 }
 
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Node>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
 pub fn list(conn: &Connection) -> Result<Vec<Node>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM nodes ORDER BY name"))?;
     let rows = stmt

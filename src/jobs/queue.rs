@@ -90,14 +90,21 @@ pub fn claim(
         return Ok(vec![]);
     }
     let t = now();
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM jobs
-         WHERE (state = 'queued' AND run_after <= ?1) OR (state = 'running' AND lease_until < ?1)
-         ORDER BY run_after, id LIMIT ?2"
-    ))?;
-    let candidates = stmt
-        .query_map(params![t, (limit * 4 + 16) as i64], from_row)?
+    // Two index lookups (due jobs; expired leases) rather than one scan of the table.
+    let want = (limit * 4 + 16) as i64;
+    let mut candidates = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE state = 'queued' AND run_after <= ?1 ORDER BY run_after, id LIMIT ?2"
+        ))?
+        .query_map(params![t, want], from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    candidates.extend(
+        conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE state = 'running' AND lease_until < ?1 ORDER BY lease_until LIMIT ?2"
+        ))?
+        .query_map(params![t, want], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?,
+    );
     let mut taken: HashMap<i64, usize> = busy.clone();
     let mut out = Vec::new();
     for mut job in candidates {

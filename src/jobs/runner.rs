@@ -91,6 +91,9 @@ pub struct JobRunner {
     pub(super) cfg: RunnerConfig,
     pub(super) templates: Arc<TemplateDir>,
     wake: Arc<Notify>,
+    /// Counts the moments room may have appeared (a node answered, a slice was destroyed),
+    /// so a provisioning that found no room while one happened looks again at once.
+    room: std::sync::atomic::AtomicU64,
 }
 
 /// Waits before retry number `attempt` (1 = the first retry): base, 2 base, 4 base, ...,
@@ -131,12 +134,41 @@ impl JobRunner {
             cfg,
             templates,
             wake: Arc::new(Notify::new()),
+            room: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
     /// Makes the loop look for work now (a job was queued).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    pub(super) fn room_generation(&self) -> u64 {
+        self.room.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(super) fn room_changed(&self) {
+        self.room.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Asks every enabled node how it is, all at once, before any slice is placed.
+    async fn first_health_round(self: &Arc<Self>) {
+        let nodes = match self.ctx.db.run(|db| db.read(crate::nodes::list)).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "listing nodes");
+                return;
+            }
+        };
+        let mut checks = JoinSet::new();
+        for node in nodes.into_iter().filter(|n| n.enabled) {
+            let this = self.clone();
+            checks.spawn(async move {
+                let _ = this.check_node(&node, None).await;
+            });
+        }
+        while checks.join_next().await.is_some() {}
     }
 
     pub fn owner(&self) -> &str {
@@ -163,7 +195,8 @@ impl JobRunner {
         let mut tick = tokio::time::interval(self.cfg.tick);
         let mut renew =
             tokio::time::interval(Duration::from_secs((self.cfg.lease_secs / 3).max(1) as u64));
-        let mut last_health = 0i64;
+        self.first_health_round().await;
+        let mut last_health = now();
         let mut last_sync = now();
         loop {
             tokio::select! {

@@ -70,12 +70,10 @@ fn db_err(e: Error) -> Outcome {
 /// Live slices hold their node's resources.
 const LIVE: &str = "('provisioning', 'running', 'stopped', 'destroying')";
 
-/// A node a slice can go to, with what ranks it.
+/// A node a slice can go to.
 struct Candidate {
     node: Node,
     subnet: Subnet,
-    free_mb: i64,
-    slices: i64,
 }
 
 /// Chooses a node for a slice and gives it a container id and an address there, or None when
@@ -98,50 +96,49 @@ fn place(
         return Ok(None);
     }
     let plan = slices::plan_limits(conn, slice.plan_id)?;
-    let mut best: Option<Candidate> = None;
-    for node in nodes::list(conn)? {
-        if !node.enabled || node.draining {
-            continue;
-        }
-        if slice.wanted_node.is_some_and(|w| w != node.id) {
-            continue;
-        }
-        if node.last_seen_at.is_none_or(|t| t < now() - stale_secs) {
-            continue;
-        }
-        let Some(info) = &node.info else { continue };
-        let has_template = info["templates"]
-            .as_array()
-            .is_some_and(|ts| ts.iter().any(|t| t["name"] == slice.template.as_str()));
-        let Some(subnet) = info["subnet"].as_str().and_then(|s| Subnet::parse(s).ok()) else {
+    // The filter and ranking in one query; node_info is read with SQLite's JSON functions.
+    let mut stmt = conn.prepare_cached(&format!(
+        "WITH held AS (
+             SELECT s.node_id, sum(p.memory_mb) AS mb, count(*) AS n
+             FROM slices s JOIN plans p ON p.id = s.plan_id
+             WHERE s.node_id IS NOT NULL AND s.state IN {LIVE} GROUP BY s.node_id)
+         SELECT n.id, json_extract(n.info, '$.subnet') AS subnet, coalesce(h.n, 0) AS count,
+                json_extract(n.info, '$.memory_mb') - coalesce(h.mb, 0) AS free
+         FROM nodes n LEFT JOIN held h ON h.node_id = n.id
+         WHERE n.enabled AND NOT n.draining AND n.last_seen_at >= ?1
+           AND (?2 IS NULL OR n.id = ?2)
+           AND EXISTS (SELECT 1 FROM json_each(n.info, '$.templates') t
+                       WHERE json_extract(t.value, '$.name') = ?3)
+           AND free >= ?4
+         ORDER BY free DESC, count ASC, n.id"
+    ))?;
+    let rows = stmt
+        .query_map(
+            params![
+                now() - stale_secs,
+                slice.wanted_node,
+                slice.template,
+                plan.memory_mb
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut best = None;
+    for (node_id, subnet, count) in rows {
+        let Some(subnet) = subnet.and_then(|s| Subnet::parse(&s).ok()) else {
             continue;
         };
-        if !has_template {
-            continue;
-        }
-        let (held_mb, count): (i64, i64) = conn.query_row(
-            &format!(
-                "SELECT coalesce(sum(p.memory_mb), 0), count(*) FROM slices s JOIN plans p ON p.id = s.plan_id
-                 WHERE s.node_id = ?1 AND s.state IN {LIVE}"
-            ),
-            [node.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let free_mb = info["memory_mb"].as_i64().unwrap_or(0) - held_mb;
-        if free_mb < plan.memory_mb as i64 || count as usize >= subnet.assignable().count() {
-            continue;
-        }
-        let better = match &best {
-            None => true,
-            Some(b) => (free_mb, -count) > (b.free_mb, -b.slices),
-        };
-        if better {
-            best = Some(Candidate {
-                node,
-                subnet,
-                free_mb,
-                slices: count,
-            });
+        if (count as usize) < subnet.assignable().count() {
+            if let Some(node) = nodes::by_id(conn, node_id)? {
+                best = Some(Candidate { node, subnet });
+                break;
+            }
         }
     }
     let Some(c) = best else { return Ok(None) };
@@ -224,7 +221,7 @@ impl JobRunner {
             db.read(|c| {
                 let s = slices::get(c, slice_id)?.ok_or(Error::NotFound("slice"))?;
                 let n = match s.node_id {
-                    Some(id) => nodes::list(c)?.into_iter().find(|n| n.id == id),
+                    Some(id) => nodes::by_id(c, id)?,
                     None => None,
                 };
                 Ok((s, n))
@@ -289,6 +286,7 @@ impl JobRunner {
     }
 
     async fn provision(&self, job: &Job) -> Outcome {
+        let room_seen = self.room_generation();
         let Some(slice_id) = job.slice_id else {
             return Outcome::Fail("no slice".into());
         };
@@ -330,7 +328,11 @@ impl JobRunner {
                         );
                         // Room appears when a slice is destroyed (which wakes this job) or a node
                         // reports in, at the latest at the next health check.
-                        let wait = self.cfg.health_secs.clamp(1, 30);
+                        let wait = if self.room_generation() != room_seen {
+                            0 // room changed while this ran: look again at once
+                        } else {
+                            self.cfg.health_secs.clamp(1, 30)
+                        };
                         return Outcome::Wait(
                             format!("no node has room (place {position} in the queue)"),
                             wait,
@@ -457,7 +459,7 @@ impl JobRunner {
             }))
             .await
         );
-        self.wake();
+        self.room_changed();
         Outcome::Done
     }
 
@@ -466,17 +468,23 @@ impl JobRunner {
             return Outcome::Fail("no node".into());
         };
         let node = step!(
-            self.db(
-                move |db| db.read(|c| Ok(nodes::list(c)?.into_iter().find(|n| n.id == node_id)))
-            )
-            .await
+            self.db(move |db| db.read(|c| nodes::by_id(c, node_id)))
+                .await
         );
-        let Some(node) = node else {
-            return Outcome::Done;
-        };
+        match node {
+            Some(node) => self.check_node(&node, Some(job.id)).await,
+            None => Outcome::Done,
+        }
+    }
+
+    /// Asks a node how it is and records the answer; staff are told (audit log) when a node
+    /// stops answering and when it is back. A node that answers may have room: waiting
+    /// requests are woken.
+    pub(super) async fn check_node(&self, node: &Node, job_id: Option<i64>) -> Outcome {
+        let node = node.clone();
         let r = self
             .links
-            .call(&node, Some(job.id), None, &Command::NodeInfo)
+            .call(&node, job_id, None, &Command::NodeInfo)
             .await;
         let outcome: std::result::Result<Value, String> = match r {
             Ok(r) if r.is_ok() => Ok(r.returned.into_iter().next().unwrap_or_default()),
@@ -516,7 +524,7 @@ impl JobRunner {
             .await
         );
         if ok {
-            self.wake();
+            self.room_changed();
         }
         Outcome::Done
     }
@@ -526,10 +534,8 @@ impl JobRunner {
             return Outcome::Fail("no node".into());
         };
         let node = step!(
-            self.db(
-                move |db| db.read(|c| Ok(nodes::list(c)?.into_iter().find(|n| n.id == node_id)))
-            )
-            .await
+            self.db(move |db| db.read(|c| nodes::by_id(c, node_id)))
+                .await
         );
         let Some(node) = node else {
             return Outcome::Done;

@@ -41,6 +41,7 @@ pub struct Db {
     readers: Pool<Manager>,
     writer: Pool<Manager>,
     path: PathBuf,
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn configure(conn: &mut Connection, read_only: bool) -> rusqlite::Result<()> {
@@ -77,6 +78,7 @@ impl Db {
             readers,
             writer,
             path: path.to_path_buf(),
+            commits: Default::default(),
         })
     }
 
@@ -105,7 +107,14 @@ impl Db {
             .map_err(StoreError::from)?;
         let out = f(&tx)?;
         tx.commit().map_err(StoreError::from)?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(out)
+    }
+
+    /// How many write transactions this handle (and its clones) committed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs blocking database work on the blocking thread pool, off the async threads.
