@@ -171,3 +171,36 @@ CREATE TABLE agent_log (
 );
 CREATE INDEX agent_log_by_slice ON agent_log(slice_id, id);
 CREATE INDEX agent_log_by_job ON agent_log(job_id, id);
+
+-- version: 4
+-- Mail. A message is written here in the same transaction as the event that causes it, and
+-- sent by the master's loop with retries; it is rendered from its kind and data when sent
+-- (and when staff read it), so the outbox never holds half a message.
+CREATE TABLE outbox (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    to_addr     TEXT NOT NULL,
+    to_name     TEXT NOT NULL DEFAULT '',
+    data        TEXT NOT NULL DEFAULT '{}',
+    state       TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_try    INTEGER NOT NULL,
+    last_error  TEXT NOT NULL DEFAULT '',
+    created_at  INTEGER NOT NULL,
+    sent_at     INTEGER,
+    user_id     INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    slice_id    INTEGER REFERENCES slices(id) ON DELETE SET NULL
+);
+CREATE INDEX outbox_due ON outbox(state, next_try);
+
+ALTER TABLE users ADD COLUMN email_verified_at INTEGER;
+
+-- Single-use links sent by mail: verify an address, reset a password.
+CREATE TABLE email_tokens (
+    token_hash BLOB PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    purpose    TEXT NOT NULL CHECK (purpose IN ('verify', 'reset')),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+) WITHOUT ROWID;

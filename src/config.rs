@@ -248,6 +248,28 @@ settings! {
     template_sync_minutes: u64 = 60;
     /// How long to wait for an agent's answer, in seconds.
     agent_timeout_secs: u64 = 330;
+    /// The domain under which slices serve web apps: NAME.<domain> (also used in mail).
+    domain: String = "slices.localhost".to_string();
+    /// The host students ssh to (the gateway), as they should type it.
+    gateway_host: String = "localhost".to_string();
+    /// The gateway's ssh port.
+    gateway_port: u16 = 22;
+    /// How mail leaves: file (each message an .eml file in DATA/mail) or smtp.
+    mail_transport: String = "file".to_string();
+    /// The sender of every message.
+    mail_from: String = "Slices <slices@localhost>".to_string();
+    /// SMTP server (with mail_transport = "smtp").
+    smtp_host: String = String::new();
+    /// SMTP port: 587 for STARTTLS, 465 for implicit TLS, 25 without.
+    smtp_port: u16 = 587;
+    /// starttls, tls (implicit, port 465) or none.
+    smtp_tls: String = "starttls".to_string();
+    /// SMTP login (empty: none).
+    smtp_username: String = String::new();
+    /// SMTP password.
+    smtp_password: Secret = Secret::default();
+    /// The first retry of an undelivered message waits this long; each next one twice as long.
+    mail_retry_base_secs: u64 = 60;
     /// Connections to SQLite for reading (writing always uses one connection).
     db_readers: u32 = 8;
 }

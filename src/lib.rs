@@ -12,6 +12,7 @@ pub mod context;
 pub mod domain;
 pub mod error;
 pub mod jobs;
+pub mod mail;
 pub mod nodes;
 pub mod slave_link;
 pub mod slices;

@@ -138,6 +138,40 @@ pub fn in_state(conn: &Connection, state: State) -> Result<Vec<Slice>> {
     Ok(rows)
 }
 
+/// What messages about a slice show: the slice, its owner, its node.
+pub fn mail_data(conn: &Connection, slice: &Slice) -> Result<serde_json::Value> {
+    let owner =
+        crate::accounts::users::by_id(conn, slice.user_id)?.ok_or(Error::NotFound("user"))?;
+    let node = match slice.node_id {
+        Some(id) => crate::nodes::by_id(conn, id)?.map(|n| n.name),
+        None => None,
+    };
+    Ok(serde_json::json!({
+        "slice": {
+            "id": slice.id, "hostname": slice.hostname, "subdomain": slice.subdomain, "ip": slice.ip,
+            "node": node, "template": slice.template, "course": slice.course, "purpose": slice.purpose,
+            "username": owner.username,
+        },
+        "student": {"username": owner.username, "display_name": owner.display_name},
+    }))
+}
+
+/// Mails a slice's owner about it.
+pub fn mail_owner(
+    conn: &Connection,
+    slice_id: i64,
+    kind: crate::mail::Kind,
+    extra: serde_json::Value,
+) -> Result<()> {
+    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
+    let mut data = mail_data(conn, &slice)?;
+    if let (serde_json::Value::Object(d), serde_json::Value::Object(e)) = (&mut data, extra) {
+        d.extend(e);
+    }
+    crate::mail::to_user(conn, kind, slice.user_id, data, Some(slice_id))?;
+    Ok(())
+}
+
 /// Notes something that happened to a slice (shown to its owner and staff).
 pub fn event(conn: &Connection, slice_id: i64, message: &str) -> Result<()> {
     conn.prepare_cached("INSERT INTO slice_events (slice_id, at, message) VALUES (?1, ?2, ?3)")?
@@ -248,6 +282,12 @@ fn plain(field: &'static str, s: &str, max: usize) -> Result<String> {
 
 /// A student's request: a new slice in state `requested`, waiting for staff.
 pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
+    let user = &crate::accounts::users::by_id(conn, user.id)?.ok_or(Error::NotFound("user"))?;
+    if user.email_verified_at.is_none() {
+        return Err(Error::Forbidden(
+            "Confirm your email address first: open the link we mailed you (or ask for a new one on your account page).".into(),
+        ));
+    }
     let known: bool = conn
         .query_row(
             "SELECT 1 FROM templates WHERE name = ?1",
@@ -311,6 +351,12 @@ pub fn approve(
         params![slice_id, t, staff.id, node],
     )?;
     event(conn, slice_id, &format!("Approved by {}.", staff.username))?;
+    mail_owner(
+        conn,
+        slice_id,
+        crate::mail::Kind::Approved,
+        serde_json::json!({}),
+    )?;
     jobs::enqueue(
         conn,
         JobKind::Provision,

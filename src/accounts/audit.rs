@@ -25,10 +25,13 @@ pub enum Event {
     SliceDenied,
     NodeUnreachable,
     NodeReachable,
+    EmailVerified,
+    PasswordResetRequested,
+    PasswordReset,
 }
 
 impl Event {
-    pub const ALL: [Event; 16] = [
+    pub const ALL: [Event; 19] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -45,6 +48,9 @@ impl Event {
         Event::SliceDenied,
         Event::NodeUnreachable,
         Event::NodeReachable,
+        Event::EmailVerified,
+        Event::PasswordResetRequested,
+        Event::PasswordReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +71,9 @@ impl Event {
             Event::SliceDenied => "slice_denied",
             Event::NodeUnreachable => "node_unreachable",
             Event::NodeReachable => "node_reachable",
+            Event::EmailVerified => "email_verified",
+            Event::PasswordResetRequested => "password_reset_requested",
+            Event::PasswordReset => "password_reset",
         }
     }
 

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::token::{looks_like_token, new_token, token_hash};
-use super::users::{from_row, User, COLUMNS};
+use super::users::{from_row, User, COLUMNS, COLUMN_COUNT};
 use crate::error::Result;
 use crate::store::now;
 
@@ -62,7 +62,7 @@ pub fn lookup(conn: &Connection, token: &str, life: Lifetimes) -> Result<Option<
              WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?3"
         ))?
         .query_row(params![token_hash(token), t, t - life.idle_secs], |r| {
-            Ok((from_row(r)?, r.get::<_, i64>(9)?))
+            Ok((from_row(r)?, r.get::<_, i64>(COLUMN_COUNT)?))
         })
         .optional()?;
     Ok(match found {

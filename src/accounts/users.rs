@@ -19,6 +19,7 @@ pub struct User {
     pub last_login_at: Option<i64>,
     pub disabled_at: Option<i64>,
     pub disabled_reason: Option<String>,
+    pub email_verified_at: Option<i64>,
 }
 
 impl User {
@@ -28,7 +29,11 @@ impl User {
 }
 
 pub(crate) const COLUMNS: &str =
-    "id, username, email, display_name, role, created_at, last_login_at, disabled_at, disabled_reason";
+    "id, username, email, display_name, role, created_at, last_login_at, \
+    disabled_at, disabled_reason, email_verified_at";
+
+/// How many columns [`COLUMNS`] has (the next one in a query is at this index).
+pub(crate) const COLUMN_COUNT: usize = 10;
 
 pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(4)?;
@@ -44,6 +49,7 @@ pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         last_login_at: r.get(6)?,
         disabled_at: r.get(7)?,
         disabled_reason: r.get(8)?,
+        email_verified_at: r.get(9)?,
     })
 }
 
@@ -108,7 +114,7 @@ pub fn for_login(conn: &Connection, login: &str) -> Result<Option<(User, String)
         .prepare_cached(&format!(
             "SELECT {COLUMNS}, password_hash FROM users WHERE {column} = ?1"
         ))?
-        .query_row([login], |r| Ok((from_row(r)?, r.get(9)?)))
+        .query_row([login], |r| Ok((from_row(r)?, r.get(COLUMN_COUNT)?)))
         .optional()?)
 }
 
@@ -204,4 +210,13 @@ pub fn search(
         .query_map(params![pat, role, limit, offset as i64], from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((rows, total))
+}
+
+/// Marks the email address confirmed.
+pub fn set_verified(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, ?2) WHERE id = ?1",
+        params![id, now()],
+    )?;
+    Ok(())
 }

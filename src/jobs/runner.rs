@@ -91,6 +91,7 @@ pub struct JobRunner {
     pub(super) cfg: RunnerConfig,
     pub(super) templates: Arc<TemplateDir>,
     wake: Arc<Notify>,
+    mail: Arc<MailSender>,
     /// Counts the moments room may have appeared (a node answered, a slice was destroyed),
     /// so a provisioning that found no room while one happened looks again at once.
     room: std::sync::atomic::AtomicU64,
@@ -122,6 +123,7 @@ impl JobRunner {
             cfg.agent_timeout,
         ));
         let templates = Arc::new(TemplateDir::new(&ctx.config.os_templates_dir())?);
+        let mail = Arc::new(MailSender::from_config(&ctx.config)?);
         let owner = format!(
             "master-{}-{:08x}",
             std::process::id(),
@@ -135,6 +137,7 @@ impl JobRunner {
             templates,
             wake: Arc::new(Notify::new()),
             room: std::sync::atomic::AtomicU64::new(0),
+            mail,
         }))
     }
 
@@ -195,6 +198,11 @@ impl JobRunner {
         let mut tick = tokio::time::interval(self.cfg.tick);
         let mut renew =
             tokio::time::interval(Duration::from_secs((self.cfg.lease_secs / 3).max(1) as u64));
+        tokio::spawn(
+            self.mail
+                .clone()
+                .run(self.ctx.db.clone(), self.cfg.tick, stop.clone()),
+        );
         self.first_health_round().await;
         let mut last_health = now();
         let mut last_sync = now();
@@ -336,6 +344,31 @@ fn record_outcome(
             if let Some(s) = job.slice_id {
                 if fails_slice {
                     slices::fail(tx, s, &e)?;
+                    if job.kind() == Some(JobKind::Provision) {
+                        // Staff get the command log; the student a plain note.
+                        let slice =
+                            slices::get(tx, s)?.ok_or(crate::error::Error::NotFound("slice"))?;
+                        let mut data = slices::mail_data(tx, &slice)?;
+                        let log: Vec<serde_json::Value> = queue::command_log(tx, Some(job.id), None, 10)?
+                            .into_iter()
+                            .rev()
+                            .map(|l| serde_json::json!({"command": l.command, "code": l.code, "returned": l.returned}))
+                            .collect();
+                        data["log"] = serde_json::json!(log);
+                        data["reason"] = serde_json::json!(e);
+                        crate::mail::to_staff(
+                            tx,
+                            crate::mail::Kind::ProvisioningFailedStaff,
+                            data,
+                            Some(s),
+                        )?;
+                        slices::mail_owner(
+                            tx,
+                            s,
+                            crate::mail::Kind::ProvisioningFailed,
+                            serde_json::json!({}),
+                        )?;
+                    }
                 } else {
                     slices::event(tx, s, &format!("{} failed: {e}", job.kind))?;
                 }
@@ -371,4 +404,58 @@ fn schedule_node_jobs(tx: &rusqlite::Transaction, health: bool, sync: bool) -> R
         [t - 3600],
     )?;
     Ok(())
+}
+
+/// Delivers the outbox: each tick, what is due.
+pub struct MailSender {
+    transport: crate::mail::Transport,
+    site: crate::mail::Site,
+    from: lettre::message::Mailbox,
+    retry_base_secs: i64,
+}
+
+impl MailSender {
+    pub fn from_config(c: &crate::config::Config) -> anyhow::Result<MailSender> {
+        Ok(MailSender {
+            transport: crate::mail::Transport::from_config(c)?,
+            site: crate::mail::Site::from_config(c),
+            from: c.mail_from.parse().map_err(|e| {
+                anyhow::anyhow!("mail_from `{}` is not an address: {e}", c.mail_from)
+            })?,
+            retry_base_secs: c.mail_retry_base_secs as i64,
+        })
+    }
+
+    /// Sends what is due now; how many went.
+    pub async fn send_now(&self, db: &crate::store::Db) -> usize {
+        crate::mail::send_due(
+            db,
+            &self.transport,
+            &self.site,
+            &self.from,
+            self.retry_base_secs,
+            20,
+        )
+        .await
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        db: crate::store::Db,
+        tick: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let _ = db
+            .run(|db| db.write(|tx| crate::mail::requeue_sending(tx)))
+            .await;
+        let mut every = tokio::time::interval(tick.max(Duration::from_millis(200)));
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = every.tick() => {
+                    while self.send_now(&db).await > 0 {}
+                }
+            }
+        }
+    }
 }

@@ -80,21 +80,38 @@ struct Candidate {
 /// no node has room. Filter: enabled, not draining, heard from recently, has the template,
 /// room for the plan's memory, a free address. Rank: most free memory, then fewest slices.
 /// First come, first served: while an earlier-approved slice waits, a later one waits behind.
-fn place(
-    conn: &Connection,
-    slice: &Slice,
-    job_id: i64,
-    stale_secs: i64,
-) -> Result<Option<(Node, i64, String)>> {
-    let ahead: i64 = conn.query_row(
-        "SELECT count(*) FROM slices WHERE state = 'queued' AND id <> ?1
-           AND (decided_at < ?2 OR (decided_at = ?2 AND id < ?1))",
-        params![slice.id, slice.decided_at.unwrap_or(0)],
-        |r| r.get(0),
-    )?;
-    if ahead > 0 {
-        return Ok(None);
+fn place(conn: &Connection, slice: &Slice, job_id: i64, stale_secs: i64) -> Result<Option<Node>> {
+    // Everyone approved before this slice and not yet placed goes first, in order, in this
+    // same transaction; the first that does not fit stops the line.
+    let waiting: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM slices WHERE state IN ('approved', 'queued') AND node_id IS NULL
+               AND (decided_at < ?1 OR (decided_at = ?1 AND id <= ?2))
+             ORDER BY decided_at, id",
+        )?
+        .query_map(params![slice.decided_at.unwrap_or(0), slice.id], |r| {
+            r.get(0)
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut placed = None;
+    for id in waiting {
+        let Some(s) = slices::get(conn, id)? else {
+            continue;
+        };
+        match place_one(conn, &s, stale_secs)? {
+            Some(node) if id == slice.id => placed = Some(node),
+            Some(_) => {}
+            None => return Ok(None),
+        }
     }
+    if placed.is_some() {
+        queue::checkpoint(conn, job_id, "placed")?;
+    }
+    Ok(placed)
+}
+
+/// Places one slice, if some node has room for it.
+fn place_one(conn: &Connection, slice: &Slice, stale_secs: i64) -> Result<Option<Node>> {
     let plan = slices::plan_limits(conn, slice.plan_id)?;
     // The filter and ranking in one query; node_info is read with SQLite's JSON functions.
     let mut stmt = conn.prepare_cached(&format!(
@@ -166,7 +183,6 @@ fn place(
                            failure = '', updated_at = ?5 WHERE id = ?1",
         params![slice.id, c.node.id, veid, ip, now()],
     )?;
-    queue::checkpoint(conn, job_id, "placed")?;
     slices::event(
         conn,
         slice.id,
@@ -178,7 +194,7 @@ fn place(
     if slice.state == State::Queued {
         queue::wake_waiting(conn)?; // the next in line may fit too
     }
-    Ok(Some((c.node, veid, ip)))
+    Ok(Some(c.node))
 }
 
 impl JobRunner {
@@ -306,7 +322,7 @@ impl JobRunner {
                         .await
                 );
                 match placed {
-                    Some((n, _, _)) => n,
+                    Some(n) => n,
                     None => {
                         let s = slice.clone();
                         let position = step!(
@@ -383,13 +399,15 @@ impl JobRunner {
         }
         let message = format!("Running on node {} at {}.", node.name, spec.ip);
         step!(
-            self.db(move |db| db.write(|tx| slices::set_state(
-                tx,
-                slice_id,
-                State::Running,
-                "",
-                &message
-            )))
+            self.db(move |db| db.write(|tx| {
+                slices::set_state(tx, slice_id, State::Running, "", &message)?;
+                slices::mail_owner(
+                    tx,
+                    slice_id,
+                    crate::mail::Kind::SliceReady,
+                    serde_json::json!({}),
+                )
+            }))
             .await
         );
         Outcome::Done
@@ -418,8 +436,19 @@ impl JobRunner {
             .await;
         step!(judge(cmd.name(), r));
         step!(
-            self.db(move |db| db.write(|tx| slices::set_state(tx, slice_id, state, "", message)))
-                .await
+            self.db(move |db| db.write(|tx| {
+                slices::set_state(tx, slice_id, state, "", message)?;
+                if state == State::Stopped {
+                    slices::mail_owner(
+                        tx,
+                        slice_id,
+                        crate::mail::Kind::SliceStopped,
+                        serde_json::json!({}),
+                    )?;
+                }
+                Ok(())
+            }))
+            .await
         );
         Outcome::Done
     }
@@ -454,6 +483,7 @@ impl JobRunner {
                     params![slice_id, now()],
                 )?;
                 slices::event(tx, slice_id, "Destroyed; its address is free again.")?;
+                slices::mail_owner(tx, slice_id, crate::mail::Kind::SliceDestroyed, serde_json::json!({}))?;
                 queue::wake_waiting(tx)?;
                 Ok(())
             }))

@@ -1,0 +1,436 @@
+//! Mail: an outbox table written in the same transaction as the event that causes a message,
+//! and a sender that delivers it (SMTP through lettre, or `.eml` files in the data folder)
+//! with retries. A message is stored as its kind and data and rendered from a template when
+//! sent or read, so what staff read in the outbox is exactly what goes out.
+
+mod send;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+use crate::error::Result;
+use crate::store::now;
+
+pub use send::{build, requeue_sending, send_due, SendError, Transport};
+
+/// The messages Slices sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    VerifyEmail,
+    PasswordReset,
+    NewRequest,
+    Approved,
+    Denied,
+    SliceReady,
+    ProvisioningFailedStaff,
+    ProvisioningFailed,
+    SliceStopped,
+    SliceDestroyed,
+    Test,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 11] = [
+        Kind::VerifyEmail,
+        Kind::PasswordReset,
+        Kind::NewRequest,
+        Kind::Approved,
+        Kind::Denied,
+        Kind::SliceReady,
+        Kind::ProvisioningFailedStaff,
+        Kind::ProvisioningFailed,
+        Kind::SliceStopped,
+        Kind::SliceDestroyed,
+        Kind::Test,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::VerifyEmail => "verify_email",
+            Kind::PasswordReset => "password_reset",
+            Kind::NewRequest => "new_request",
+            Kind::Approved => "approved",
+            Kind::Denied => "denied",
+            Kind::SliceReady => "slice_ready",
+            Kind::ProvisioningFailedStaff => "provisioning_failed_staff",
+            Kind::ProvisioningFailed => "provisioning_failed",
+            Kind::SliceStopped => "slice_stopped",
+            Kind::SliceDestroyed => "slice_destroyed",
+            Kind::Test => "test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// What messages need to know about the site: where it is, and how students reach slices.
+#[derive(Debug, Clone, Serialize)]
+pub struct Site {
+    pub base_url: String,
+    pub domain: String,
+    pub gateway_host: String,
+    pub gateway_port: u16,
+}
+
+impl Site {
+    pub fn from_config(c: &crate::config::Config) -> Site {
+        Site {
+            base_url: c.base_url(),
+            domain: c.domain.clone(),
+            gateway_host: c.gateway_host.clone(),
+            gateway_port: c.gateway_port,
+        }
+    }
+
+    /// The exact command a student types to reach their slice.
+    pub fn ssh_command(&self, username: &str) -> String {
+        if self.gateway_port == 22 {
+            format!("ssh {username}@{}", self.gateway_host)
+        } else {
+            format!(
+                "ssh -p {} {username}@{}",
+                self.gateway_port, self.gateway_host
+            )
+        }
+    }
+
+    /// The web address of a slice.
+    pub fn web_address(&self, subdomain: &str) -> String {
+        format!("http://{subdomain}.{}/", self.domain)
+    }
+}
+
+macro_rules! mail_templates {
+    ($($name:literal),* $(,)?) => {
+        &[$( ($name, include_str!(concat!("../../templates/mail/", $name))), )*]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = mail_templates![
+    "layout.html",
+    "verify_email.txt",
+    "password_reset.txt",
+    "new_request.txt",
+    "approved.txt",
+    "denied.txt",
+    "slice_ready.txt",
+    "provisioning_failed_staff.txt",
+    "provisioning_failed.txt",
+    "slice_stopped.txt",
+    "slice_destroyed.txt",
+    "test.txt",
+];
+
+fn tera() -> &'static tera::Tera {
+    static T: OnceLock<tera::Tera> = OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = tera::Tera::default();
+        t.autoescape_on(vec![".html"]);
+        t.add_raw_templates(TEMPLATES.iter().copied())
+            .expect("the mail templates compile");
+        t
+    })
+}
+
+/// A message ready to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// One line, no control characters, at most 200 characters: a subject can never carry a
+/// header of its own.
+pub fn one_line(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let words: Vec<&str> = flat.split_whitespace().collect();
+    words.join(" ").chars().take(200).collect()
+}
+
+/// Renders a message: `templates/mail/KIND.txt` starts with `Subject: ...` and a blank line;
+/// the rest is the plain text, which `layout.html` also turns into the HTML part.
+pub fn render(kind: Kind, data: &Value, site: &Site) -> std::result::Result<Rendered, tera::Error> {
+    let mut ctx = tera::Context::from_value(data.clone()).unwrap_or_default();
+    ctx.insert("site", site);
+    if let Some(token) = data.get("token").and_then(Value::as_str) {
+        let path = if kind == Kind::PasswordReset {
+            "reset"
+        } else {
+            "verify"
+        };
+        ctx.insert("link", &format!("{}/{path}/{token}", site.base_url));
+    }
+    if let Some(slice) = data.get("slice") {
+        if let Some(u) = slice.get("username").and_then(Value::as_str) {
+            ctx.insert("ssh", &site.ssh_command(u));
+        }
+        if let Some(sub) = slice.get("subdomain").and_then(Value::as_str) {
+            ctx.insert("web", &site.web_address(sub));
+        }
+    }
+    let full = tera().render(&format!("{}.txt", kind.as_str()), &ctx)?;
+    let (head, body) = full.split_once("\n\n").unwrap_or(("", &full));
+    let subject = one_line(head.trim().strip_prefix("Subject:").unwrap_or(head));
+    let text = body.trim().to_string() + "\n";
+    let paragraphs: Vec<Vec<Part>> = text.split("\n\n").map(parts).collect();
+    let mut hctx = tera::Context::new();
+    hctx.insert("subject", &subject);
+    hctx.insert("paragraphs", &paragraphs);
+    let html = tera().render("layout.html", &hctx)?;
+    Ok(Rendered {
+        subject,
+        text,
+        html,
+    })
+}
+
+/// A piece of a paragraph for the HTML part: text, a link, or a command to copy.
+#[derive(Serialize)]
+struct Part {
+    kind: &'static str,
+    text: String,
+}
+
+fn parts(paragraph: &str) -> Vec<Part> {
+    let mut out = Vec::new();
+    for (i, line) in paragraph.lines().enumerate() {
+        if i > 0 {
+            out.push(Part {
+                kind: "br",
+                text: String::new(),
+            });
+        }
+        let trimmed = line.trim();
+        if let Some(cmd) = trimmed.strip_prefix("$ ") {
+            out.push(Part {
+                kind: "code",
+                text: cmd.to_string(),
+            });
+            continue;
+        }
+        for (j, word) in line.split(' ').enumerate() {
+            if j > 0 {
+                out.push(Part {
+                    kind: "text",
+                    text: " ".into(),
+                });
+            }
+            let kind = if word.starts_with("http://") || word.starts_with("https://") {
+                "link"
+            } else {
+                "text"
+            };
+            out.push(Part {
+                kind,
+                text: word.to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// The message's data with its single-use token hidden, for showing to staff (a reset link
+/// in the outbox would let a reader take over the account).
+pub fn without_secrets(data: &Value) -> Value {
+    let mut d = data.clone();
+    if let Some(Value::String(t)) = d.get_mut("token") {
+        *t = "(hidden)".into();
+    }
+    d
+}
+
+/// One message in the outbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: i64,
+    pub kind: String,
+    pub to_addr: String,
+    pub to_name: String,
+    pub data: Value,
+    pub state: String,
+    pub attempts: i64,
+    pub next_try: i64,
+    pub last_error: String,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub user_id: Option<i64>,
+    pub slice_id: Option<i64>,
+}
+
+const COLUMNS: &str =
+    "id, kind, to_addr, to_name, data, state, attempts, next_try, last_error, created_at, sent_at, user_id, slice_id";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    let data: String = r.get(4)?;
+    Ok(Message {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        to_addr: r.get(2)?,
+        to_name: r.get(3)?,
+        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+        state: r.get(5)?,
+        attempts: r.get(6)?,
+        next_try: r.get(7)?,
+        last_error: r.get(8)?,
+        created_at: r.get(9)?,
+        sent_at: r.get(10)?,
+        user_id: r.get(11)?,
+        slice_id: r.get(12)?,
+    })
+}
+
+/// Writes a message into the outbox (call it inside the transaction of the event).
+pub fn enqueue(
+    conn: &Connection,
+    kind: Kind,
+    to_addr: &str,
+    to_name: &str,
+    data: Value,
+    user_id: Option<i64>,
+    slice_id: Option<i64>,
+) -> Result<i64> {
+    let t = now();
+    conn.prepare_cached(
+        "INSERT INTO outbox (kind, to_addr, to_name, data, state, next_try, created_at, user_id, slice_id)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5, ?6, ?7)",
+    )?
+    .execute(params![kind.as_str(), to_addr, to_name, data.to_string(), t, user_id, slice_id])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// A message to one user (by id), with `data` for the template.
+pub fn to_user(
+    conn: &Connection,
+    kind: Kind,
+    user_id: i64,
+    mut data: Value,
+    slice_id: Option<i64>,
+) -> Result<i64> {
+    let user = crate::accounts::users::by_id(conn, user_id)?
+        .ok_or(crate::error::Error::NotFound("user"))?;
+    if let Value::Object(m) = &mut data {
+        m.insert(
+            "user".into(),
+            serde_json::json!({
+                "username": user.username, "display_name": user.display_name, "email": user.email,
+            }),
+        );
+    }
+    enqueue(
+        conn,
+        kind,
+        &user.email,
+        &user.display_name,
+        data,
+        Some(user_id),
+        slice_id,
+    )
+}
+
+/// The same message to every enabled staff member and admin.
+pub fn to_staff(
+    conn: &Connection,
+    kind: Kind,
+    data: Value,
+    slice_id: Option<i64>,
+) -> Result<usize> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM users WHERE role IN ('staff', 'admin') AND disabled_at IS NULL",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in &ids {
+        to_user(conn, kind, *id, data.clone(), slice_id)?;
+    }
+    Ok(ids.len())
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Message>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+/// The outbox, failed first, then newest; optionally one state.
+pub fn list(
+    conn: &Connection,
+    state: Option<&str>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<Message>, u64)> {
+    let total: u64 = conn.query_row(
+        "SELECT count(*) FROM outbox WHERE (?1 IS NULL OR state = ?1)",
+        params![state],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1)
+         ORDER BY state = 'failed' DESC, id DESC LIMIT ?2 OFFSET ?3"
+    ))?;
+    let rows = stmt
+        .query_map(params![state, limit, offset as i64], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}
+
+/// Staff: try a failed message again.
+pub fn retry(conn: &Connection, id: i64) -> Result<bool> {
+    Ok(conn.execute(
+        "UPDATE outbox SET state = 'queued', attempts = 0, next_try = ?2 WHERE id = ?1 AND state = 'failed'",
+        params![id, now()],
+    )? == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> Site {
+        Site {
+            base_url: "https://slices.example.edu".into(),
+            domain: "example.edu".into(),
+            gateway_host: "gw.example.edu".into(),
+            gateway_port: 22,
+        }
+    }
+
+    #[test]
+    fn every_template_renders_with_a_subject() {
+        let data = serde_json::json!({
+            "user": {"username": "alice", "display_name": "Alice <b>", "email": "a@example.edu"},
+            "link": "https://slices.example.edu/verify/abc",
+            "slice": {"id": 7, "hostname": "alice", "subdomain": "alice", "ip": "10.77.0.11",
+                      "node": "node1", "template": "debian-12", "course": "CS", "purpose": "x"},
+            "ssh": "ssh alice@gw.example.edu", "web": "http://alice.example.edu/",
+            "reason": "no room", "student": {"username": "alice", "display_name": "Alice"},
+            "log": [{"command": "create_env", "code": 1, "returned": "boom"}],
+        });
+        for kind in Kind::ALL {
+            let r = render(kind, &data, &site()).unwrap_or_else(|e| panic!("{kind:?}: {e:?}"));
+            assert!(!r.subject.is_empty(), "{kind:?}");
+            assert!(!r.text.trim().is_empty(), "{kind:?}");
+            assert!(r.html.contains("<html"), "{kind:?}");
+            assert!(
+                !r.html.contains("Alice <b>"),
+                "{kind:?}: names are escaped in HTML"
+            );
+        }
+    }
+
+    #[test]
+    fn subjects_stay_one_line() {
+        assert_eq!(one_line("a\r\nBcc: evil@x\tz"), "a Bcc: evil@x z");
+        assert_eq!(one_line(&"x".repeat(500)).len(), 200);
+    }
+}
