@@ -67,6 +67,11 @@ pub enum Command {
         #[command(subcommand)]
         what: JobsCommand,
     },
+    /// Mail: send a test message now and say what happened.
+    Mail {
+        #[command(subcommand)]
+        what: MailCommand,
+    },
     /// Exit 0 when the running server answers /healthz, non-zero otherwise.
     Healthcheck {
         #[command(flatten)]
@@ -148,6 +153,16 @@ pub enum NodeCommand {
     /// Ask a node's agent what it has (node_info), and record the answer.
     Info {
         name: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailCommand {
+    /// Send a test message to ADDRESS through the configured transport, now.
+    Test {
+        address: String,
         #[command(flatten)]
         cfg: ConfigArgs,
     },
@@ -264,6 +279,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Node { what } => node_command(what).await,
         Command::Jobs { what } => jobs_command(what),
+        Command::Mail {
+            what: MailCommand::Test { address, cfg },
+        } => {
+            let email = crate::domain::Email::parse(&address)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let sender = crate::jobs::runner::MailSender::from_context(&ctx)?;
+            let id = ctx
+                .db
+                .write(|tx| {
+                    crate::mail::enqueue(
+                        tx,
+                        crate::mail::Kind::Test,
+                        email.as_str(),
+                        "",
+                        serde_json::json!({}),
+                        None,
+                        None,
+                    )
+                })
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            sender.send_now(&ctx.db).await;
+            let m = ctx
+                .db
+                .read(|c| crate::mail::get(c, id))
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .ok_or_else(|| anyhow::anyhow!("the test message vanished"))?;
+            match m.state.as_str() {
+                "sent" if ctx.config.mail_transport == "file" => {
+                    println!("Sent: written to {}", ctx.config.data.join("mail").join(format!("{id}.eml")).display());
+                    Ok(())
+                }
+                "sent" => {
+                    println!("Sent to {} through {}:{}.", email, ctx.config.smtp_host, ctx.config.smtp_port);
+                    Ok(())
+                }
+                "failed" => bail!("not sent, for good: {}", m.last_error),
+                _ => bail!(
+                    "not sent yet: {}\nA running master keeps trying; see the outbox in the staff pages.",
+                    m.last_error
+                ),
+            }
+        }
         Command::Healthcheck { cfg, url } => {
             let url = match url {
                 Some(u) => u,
@@ -592,13 +650,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let ctx = Context::open(config)?;
     let _lock = lock_data_folder(&ctx.config.data)?;
+    let app = Application::build(ctx.clone())?;
     let runner = crate::jobs::JobRunner::new(
         ctx.clone(),
         crate::jobs::RunnerConfig::from_config(&ctx.config)?,
     )?;
     let (stop_jobs, stopped) = tokio::sync::watch::channel(false);
     let jobs = tokio::spawn(runner.clone().run(stopped));
-    let app = Application::build(ctx.clone())?;
     let base = app.base_url().to_string();
     tracing::info!(url = %base, data = %ctx.config.data.display(), ms = started.elapsed().as_millis() as u64, "slices is ready");
     println!(

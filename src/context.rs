@@ -16,6 +16,8 @@ pub struct Context {
     pub policy: Policy,
     /// Key for signing form tokens and short-lived cookies.
     pub secret: Vec<u8>,
+    /// The address the web interface is reached at, once it listens (port 0 becomes real).
+    pub public_base: std::sync::OnceLock<String>,
 }
 
 impl Context {
@@ -37,7 +39,18 @@ impl Context {
             config,
             db,
             secret,
+            public_base: std::sync::OnceLock::new(),
         }))
+    }
+}
+
+impl Context {
+    /// The base URL for links: the configured public URL, or where the server listens.
+    pub fn base_url(&self) -> String {
+        self.public_base
+            .get()
+            .cloned()
+            .unwrap_or_else(|| self.config.base_url())
     }
 }
 

@@ -322,7 +322,14 @@ pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
         id,
         "Requested; waiting for the lab staff to approve it.",
     )?;
-    get(conn, id)?.ok_or(Error::NotFound("slice"))
+    let slice = get(conn, id)?.ok_or(Error::NotFound("slice"))?;
+    crate::mail::to_staff(
+        conn,
+        crate::mail::Kind::NewRequest,
+        mail_data(conn, &slice)?,
+        Some(id),
+    )?;
+    Ok(slice)
 }
 
 /// Staff approve a request: the slice is `approved` and its provisioning job is queued, in
@@ -408,6 +415,12 @@ pub fn deny(
         conn,
         slice_id,
         &format!("Denied by {}: {reason}", staff.username),
+    )?;
+    mail_owner(
+        conn,
+        slice_id,
+        crate::mail::Kind::Denied,
+        serde_json::json!({ "reason": reason }),
     )?;
     audit::record(
         conn,

@@ -123,7 +123,7 @@ impl JobRunner {
             cfg.agent_timeout,
         ));
         let templates = Arc::new(TemplateDir::new(&ctx.config.os_templates_dir())?);
-        let mail = Arc::new(MailSender::from_config(&ctx.config)?);
+        let mail = Arc::new(MailSender::from_context(&ctx)?);
         let owner = format!(
             "master-{}-{:08x}",
             std::process::id(),
@@ -415,10 +415,11 @@ pub struct MailSender {
 }
 
 impl MailSender {
-    pub fn from_config(c: &crate::config::Config) -> anyhow::Result<MailSender> {
+    pub fn from_context(ctx: &Context) -> anyhow::Result<MailSender> {
+        let c = &ctx.config;
         Ok(MailSender {
             transport: crate::mail::Transport::from_config(c)?,
-            site: crate::mail::Site::from_config(c),
+            site: crate::mail::Site::from_context(ctx),
             from: c.mail_from.parse().map_err(|e| {
                 anyhow::anyhow!("mail_from `{}` is not an address: {e}", c.mail_from)
             })?,

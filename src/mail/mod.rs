@@ -78,9 +78,10 @@ pub struct Site {
 }
 
 impl Site {
-    pub fn from_config(c: &crate::config::Config) -> Site {
+    pub fn from_context(ctx: &crate::context::Context) -> Site {
+        let c = &ctx.config;
         Site {
-            base_url: c.base_url(),
+            base_url: ctx.base_url(),
             domain: c.domain.clone(),
             gateway_host: c.gateway_host.clone(),
             gateway_port: c.gateway_port,

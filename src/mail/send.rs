@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -94,6 +94,12 @@ impl Transport {
     }
 }
 
+/// Quoted-printable: readable in the raw message, safe for any line length.
+fn qp(s: &str) -> Body {
+    Body::new_with_encoding(s.to_string(), ContentTransferEncoding::QuotedPrintable)
+        .unwrap_or_else(|_| Body::new(s.to_string()))
+}
+
 /// Builds the lettre message: both parts, a Message-ID that is the same for every attempt.
 pub fn build(
     msg: &Message,
@@ -121,12 +127,12 @@ pub fn build(
                 .singlepart(
                     SinglePart::builder()
                         .header(ContentType::TEXT_PLAIN)
-                        .body(r.text.clone()),
+                        .body(qp(&r.text)),
                 )
                 .singlepart(
                     SinglePart::builder()
                         .header(ContentType::TEXT_HTML)
-                        .body(r.html.clone()),
+                        .body(qp(&r.html)),
                 ),
         )
         .map_err(|e| SendError::permanent(e.to_string()))

@@ -158,7 +158,10 @@ async fn signup(
             &state,
             "/",
             token,
-            &format!("Welcome, {}. Your account is ready.", user.display_name),
+            &format!(
+                "Welcome, {}. Your account is ready; we mailed {} a link to confirm the address.",
+                user.display_name, user.email
+            ),
         )),
         Ok((_, None)) => Err(WebError::Internal(anyhow::anyhow!(
             "sign-up made no session"

@@ -3,6 +3,7 @@
 
 mod account;
 mod auth;
+mod email;
 pub mod error;
 pub mod form;
 pub mod render;
@@ -107,6 +108,7 @@ impl Application {
         } else {
             config.base_url()
         };
+        let _ = ctx.public_base.set(base_url.clone());
         let templates = render::load_templates(config.templates_dir.as_deref())?;
         let state = web::Data::new(AppState {
             ctx: ctx.clone(),
@@ -162,6 +164,7 @@ impl Application {
                 .configure(auth::routes)
                 .configure(account::routes)
                 .configure(staff::routes)
+                .configure(email::routes)
                 .default_service(web::to(not_found))
         })
         .workers(workers)

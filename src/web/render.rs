@@ -28,6 +28,11 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "staff/users.html",
     "staff/user.html",
     "staff/audit.html",
+    "staff/outbox.html",
+    "staff/message.html",
+    "verify.html",
+    "forgot.html",
+    "reset.html",
 ];
 
 /// Loads the embedded templates, replacing any that `dir` has a file of the same name for.
@@ -81,6 +86,8 @@ struct Me<'a> {
     role: &'a str,
     is_staff: bool,
     is_admin: bool,
+    verified: bool,
+    email: &'a str,
 }
 
 /// A page's data: the template's own values plus the viewer, form token and notice.
@@ -150,6 +157,8 @@ impl Page {
                     role: u.role.as_str(),
                     is_staff: u.role.is_staff(),
                     is_admin: u.role == crate::domain::Role::Admin,
+                    verified: u.email_verified_at.is_some(),
+                    email: &u.email,
                 },
             );
         }

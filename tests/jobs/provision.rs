@@ -58,6 +58,38 @@ async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
         log[1].arguments
     );
 
+    // The mail: staff heard of the request; the student of the approval and the ready slice,
+    // with the exact ssh command and web address.
+    let outbox = f
+        .ctx
+        .db
+        .read(|c| slices::mail::list(c, None, 50, 0))
+        .unwrap()
+        .0;
+    let to = |addr: &str, kind: &str| {
+        outbox
+            .iter()
+            .find(|m| m.to_addr == addr && m.kind == kind)
+            .cloned()
+    };
+    assert!(
+        to("tess@example.edu", "new_request").is_some(),
+        "{:?}",
+        outbox
+            .iter()
+            .map(|m| (&m.to_addr, &m.kind))
+            .collect::<Vec<_>>()
+    );
+    assert!(to("alice@example.edu", "approved").is_some());
+    let ready = to("alice@example.edu", "slice_ready").expect("the ready mail");
+    let site = slices::mail::Site::from_context(&f.ctx);
+    let text = slices::mail::render(slices::mail::Kind::SliceReady, &ready.data, &site)
+        .unwrap()
+        .text;
+    assert!(text.contains("$ ssh alice@localhost"), "{text}");
+    assert!(text.contains("http://alice.slices.localhost/"), "{text}");
+    assert!(text.contains(s.ip.as_deref().unwrap()), "{text}");
+
     // Stop, start, destroy.
     f.ctx
         .db
@@ -90,6 +122,56 @@ async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
         "the address and id are released"
     );
     assert_eq!(f.nodes.iter().map(|n| n.containers()).sum::<usize>(), 0);
+    let kinds: Vec<String> = f
+        .ctx
+        .db
+        .read(|c| slices::mail::list(c, None, 50, 0))
+        .unwrap()
+        .0
+        .into_iter()
+        .filter(|m| m.to_addr == "alice@example.edu")
+        .map(|m| m.kind)
+        .collect();
+    assert!(
+        kinds.contains(&"slice_stopped".to_string())
+            && kinds.contains(&"slice_destroyed".to_string()),
+        "{kinds:?}"
+    );
+    // A denied request: the student reads the reason.
+    let carl = f.user("carl", Role::Student);
+    let denied = f
+        .ctx
+        .db
+        .write(|tx| {
+            let r = slices::slices::request(
+                tx,
+                &carl,
+                &slices::slices::Request {
+                    template: TEMPLATE.parse().unwrap(),
+                    plan_id: None,
+                    course: String::new(),
+                    purpose: String::new(),
+                },
+            )?;
+            slices::slices::deny(tx, &staff, r.id, "Use the course's shared server.", "")
+        })
+        .unwrap();
+    assert_eq!(denied.state, State::Denied);
+    let outbox = f
+        .ctx
+        .db
+        .read(|c| slices::mail::list(c, None, 50, 0))
+        .unwrap()
+        .0;
+    let m = outbox
+        .iter()
+        .find(|m| m.kind == "denied")
+        .expect("the denial mail");
+    assert_eq!(m.to_addr, "carl@example.edu");
+    let text = slices::mail::render(slices::mail::Kind::Denied, &m.data, &site)
+        .unwrap()
+        .text;
+    assert!(text.contains("Use the course's shared server."), "{text}");
     jobs.stop().await;
 }
 
@@ -194,6 +276,30 @@ async fn an_agent_that_is_down_is_retried_with_back_off_then_failed_for_staff_to
     });
     let s = f.wait_for(id, State::Failed, 30).await;
     assert!(s.failure.contains("create_env"), "{}", s.failure);
+    // Staff get the command log by mail; the student a plain note.
+    let outbox = f
+        .ctx
+        .db
+        .read(|c| slices::mail::list(c, None, 50, 0))
+        .unwrap()
+        .0;
+    let staff_mail = outbox
+        .iter()
+        .find(|m| m.kind == "provisioning_failed_staff")
+        .expect("staff told");
+    assert_eq!(staff_mail.to_addr, "tess@example.edu");
+    let site = slices::mail::Site::from_context(&f.ctx);
+    let text = slices::mail::render(
+        slices::mail::Kind::ProvisioningFailedStaff,
+        &staff_mail.data,
+        &site,
+    )
+    .unwrap()
+    .text;
+    assert!(text.contains("create_env -> no answer"), "{text}");
+    assert!(outbox
+        .iter()
+        .any(|m| m.kind == "provisioning_failed" && m.to_addr == "alice@example.edu"));
     let job = f
         .ctx
         .db
