@@ -256,6 +256,19 @@ impl Fleet {
         }
     }
 
+    /// Waits until a count query gives `want` (the job's own record follows its last step).
+    pub async fn wait_count(&self, sql: &str, want: i64, secs: u64) {
+        let start = std::time::Instant::now();
+        while self.count(sql) != want {
+            assert!(
+                start.elapsed().as_secs() < secs,
+                "`{sql}` is {}, not {want}",
+                self.count(sql)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn count(&self, sql: &str) -> i64 {
         self.ctx
             .db

@@ -79,10 +79,12 @@ async fn a_master_killed_mid_provision_resumes_and_does_nothing_twice() {
         f.count("SELECT count(*) FROM slices WHERE ip IS NOT NULL"),
         1
     );
-    assert_eq!(
-        f.count("SELECT count(*) FROM jobs WHERE kind = 'provision' AND state = 'succeeded'"),
-        1
-    );
+    f.wait_count(
+        "SELECT count(*) FROM jobs WHERE kind = 'provision' AND state = 'succeeded'",
+        1,
+        10,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
