@@ -204,3 +204,14 @@ CREATE TABLE email_tokens (
     expires_at INTEGER NOT NULL,
     used_at    INTEGER
 ) WITHOUT ROWID;
+
+-- version: 5
+-- How staff hear of new requests: a mail each, a daily digest, or none.
+ALTER TABLE users ADD COLUMN request_mail TEXT NOT NULL DEFAULT 'each'
+    CHECK (request_mail IN ('each', 'daily', 'none'));
+-- The digests sent, one per staff member and day, so a restart never sends one twice.
+CREATE TABLE digests (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    day     TEXT NOT NULL,
+    PRIMARY KEY (user_id, day)
+) WITHOUT ROWID;

@@ -268,6 +268,8 @@ settings! {
     smtp_username: String = String::new();
     /// SMTP password.
     smtp_password: Secret = Secret::default();
+    /// The hour of the day (UTC, 0 to 23) the daily digest of waiting requests goes out.
+    digest_hour: u32 = 8;
     /// The first retry of an undelivered message waits this long; each next one twice as long.
     mail_retry_base_secs: u64 = 60;
     /// Connections to SQLite for reading (writing always uses one connection).
@@ -373,6 +375,9 @@ impl Config {
         }
         if self.session_hours == 0 || self.session_idle_minutes == 0 {
             return Err(bad("session_hours", "session lifetimes must be above zero"));
+        }
+        if self.digest_hour > 23 {
+            return Err(bad("digest_hour", "an hour of the day is 0 to 23"));
         }
         if self.db_readers == 0 {
             return Err(bad("db_readers", "at least one reader is needed"));

@@ -220,3 +220,23 @@ pub fn set_verified(conn: &Connection, id: i64) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// How a staff member hears of new requests: `each`, `daily` or `none`.
+pub fn request_mail(conn: &Connection, id: i64) -> Result<String> {
+    Ok(
+        conn.query_row("SELECT request_mail FROM users WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+pub fn set_request_mail(conn: &Connection, id: i64, how: &str) -> Result<()> {
+    if !["each", "daily", "none"].contains(&how) {
+        return Err(FieldError::new("request_mail", "Choose each, daily or none.").into());
+    }
+    conn.execute(
+        "UPDATE users SET request_mail = ?2 WHERE id = ?1",
+        params![id, how],
+    )?;
+    Ok(())
+}

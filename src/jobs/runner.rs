@@ -408,6 +408,7 @@ fn schedule_node_jobs(tx: &rusqlite::Transaction, health: bool, sync: bool) -> R
 
 /// Delivers the outbox: each tick, what is due.
 pub struct MailSender {
+    digest_hour: u32,
     transport: crate::mail::Transport,
     site: crate::mail::Site,
     from: lettre::message::Mailbox,
@@ -418,6 +419,7 @@ impl MailSender {
     pub fn from_context(ctx: &Context) -> anyhow::Result<MailSender> {
         let c = &ctx.config;
         Ok(MailSender {
+            digest_hour: c.digest_hour,
             transport: crate::mail::Transport::from_config(c)?,
             site: crate::mail::Site::from_context(ctx),
             from: c.mail_from.parse().map_err(|e| {
@@ -450,10 +452,19 @@ impl MailSender {
             .run(|db| db.write(|tx| crate::mail::requeue_sending(tx)))
             .await;
         let mut every = tokio::time::interval(tick.max(Duration::from_millis(200)));
+        let mut digest_checked = std::time::Instant::now() - Duration::from_secs(3600);
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = every.tick() => {
+                    let now = time::OffsetDateTime::now_utc();
+                    if u32::from(now.hour()) >= self.digest_hour && digest_checked.elapsed() >= Duration::from_secs(60) {
+                        digest_checked = std::time::Instant::now();
+                        let day = format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day());
+                        if let Ok(Err(e)) = db.run(move |db| Ok::<_, crate::error::Error>(db.write(|tx| crate::mail::queue_digests(tx, &day)))).await {
+                            tracing::error!(error = %e, "queueing the daily digests");
+                        }
+                    }
                     while self.send_now(&db).await > 0 {}
                 }
             }

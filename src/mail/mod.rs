@@ -29,11 +29,12 @@ pub enum Kind {
     ProvisioningFailed,
     SliceStopped,
     SliceDestroyed,
+    RequestsDigest,
     Test,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::VerifyEmail,
         Kind::PasswordReset,
         Kind::NewRequest,
@@ -44,6 +45,7 @@ impl Kind {
         Kind::ProvisioningFailed,
         Kind::SliceStopped,
         Kind::SliceDestroyed,
+        Kind::RequestsDigest,
         Kind::Test,
     ];
 
@@ -59,6 +61,7 @@ impl Kind {
             Kind::ProvisioningFailed => "provisioning_failed",
             Kind::SliceStopped => "slice_stopped",
             Kind::SliceDestroyed => "slice_destroyed",
+            Kind::RequestsDigest => "requests_digest",
             Kind::Test => "test",
         }
     }
@@ -124,6 +127,7 @@ const TEMPLATES: &[(&str, &str)] = mail_templates![
     "provisioning_failed.txt",
     "slice_stopped.txt",
     "slice_destroyed.txt",
+    "requests_digest.txt",
     "test.txt",
 ];
 
@@ -344,11 +348,15 @@ pub fn to_staff(
     data: Value,
     slice_id: Option<i64>,
 ) -> Result<usize> {
+    // For a new request, only those who want a mail for each (others get the daily digest,
+    // or nothing).
+    let each_only = kind == Kind::NewRequest;
     let ids: Vec<i64> = conn
         .prepare_cached(
-            "SELECT id FROM users WHERE role IN ('staff', 'admin') AND disabled_at IS NULL",
+            "SELECT id FROM users WHERE role IN ('staff', 'admin') AND disabled_at IS NULL
+               AND (?1 = 0 OR request_mail = 'each')",
         )?
-        .query_map([], |r| r.get(0))?
+        .query_map([each_only as i64], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for id in &ids {
         to_user(conn, kind, *id, data.clone(), slice_id)?;
@@ -385,6 +393,44 @@ pub fn list(
     Ok((rows, total))
 }
 
+/// The daily digest of waiting requests, for staff who chose it and have not had today's
+/// (`day` is the date, `YYYY-MM-DD`). Each is written with its record, in one transaction.
+pub fn queue_digests(conn: &Connection, day: &str) -> Result<usize> {
+    let waiting: Vec<Value> = conn
+        .prepare_cached(
+            "SELECT u.username, u.display_name, s.course, s.requested_at FROM slices s JOIN users u ON u.id = s.user_id
+             WHERE s.state = 'requested' ORDER BY s.requested_at LIMIT 200",
+        )?
+        .query_map([], |r| {
+            Ok(serde_json::json!({
+                "username": r.get::<_, String>(0)?,
+                "display_name": r.get::<_, String>(1)?,
+                "course": r.get::<_, String>(2)?,
+                "asked": crate::web::render::format_time(r.get(3)?),
+            }))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if waiting.is_empty() {
+        return Ok(0);
+    }
+    let staff: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM users WHERE role IN ('staff', 'admin') AND disabled_at IS NULL AND request_mail = 'daily'
+               AND id NOT IN (SELECT user_id FROM digests WHERE day = ?1)",
+        )?
+        .query_map([day], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in &staff {
+        conn.execute(
+            "INSERT INTO digests (user_id, day) VALUES (?1, ?2)",
+            params![id, day],
+        )?;
+        let data = serde_json::json!({ "count": waiting.len(), "requests": waiting });
+        to_user(conn, Kind::RequestsDigest, *id, data, None)?;
+    }
+    Ok(staff.len())
+}
+
 /// Staff: try a failed message again.
 pub fn retry(conn: &Connection, id: i64) -> Result<bool> {
     Ok(conn.execute(
@@ -416,6 +462,7 @@ mod tests {
             "ssh": "ssh alice@gw.example.edu", "web": "http://alice.example.edu/",
             "reason": "no room", "student": {"username": "alice", "display_name": "Alice"},
             "log": [{"command": "create_env", "code": 1, "returned": "boom"}],
+            "count": 2, "requests": [{"username": "bob", "display_name": "Bob", "course": "CS", "asked": "today"}],
         });
         for kind in Kind::ALL {
             let r = render(kind, &data, &site()).unwrap_or_else(|e| panic!("{kind:?}: {e:?}"));

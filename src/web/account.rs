@@ -29,9 +29,16 @@ async fn account_page(
         .db
         .run(move |db| db.read(|c| sessions::count_for(c, id)))
         .await?;
+    let id = session.user.id;
+    let request_mail = state
+        .ctx
+        .db
+        .run(move |db| db.read(|c| crate::accounts::users::request_mail(c, id)))
+        .await?;
     let mut page = Page::new("account.html")
         .with("user", &session.user)
-        .with("session_count", &count);
+        .with("session_count", &count)
+        .with("request_mail", &request_mail);
     if let Some(e) = err {
         page = page.errors(e);
     }
@@ -121,8 +128,37 @@ async fn logout_everywhere(
     Ok(resp)
 }
 
+#[derive(Deserialize)]
+pub struct RequestMailForm {
+    #[serde(default)]
+    request_mail: String,
+}
+
+#[post("/account/request-mail")]
+async fn set_request_mail(
+    state: State,
+    LoggedIn(_, session): LoggedIn,
+    posted: Posted<RequestMailForm>,
+) -> Result<HttpResponse, WebError> {
+    if !session.user.role.is_staff() {
+        return Err(WebError::Forbidden("This setting is for lab staff.".into()));
+    }
+    let (id, how) = (session.user.id, posted.form.request_mail.clone());
+    state
+        .ctx
+        .db
+        .run(move |db| db.write(|tx| crate::accounts::users::set_request_mail(tx, id, &how)))
+        .await?;
+    Ok(see_other(
+        &state,
+        "/account",
+        Some("Saved: how you hear of new requests."),
+    ))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(home)
+    cfg.service(set_request_mail)
+        .service(home)
         .service(account)
         .service(change_password)
         .service(logout_everywhere);

@@ -3,5 +3,6 @@
 
 mod fleet;
 
+mod digest;
 mod provision;
 mod restart;
