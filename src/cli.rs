@@ -433,6 +433,21 @@ fn jobs_command(what: JobsCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The context, a registered node and the master's CA, for the commands that talk to a node.
+fn node_and_ca(
+    cfg: &ConfigArgs,
+    name: &str,
+) -> anyhow::Result<(Arc<Context>, crate::nodes::Node, crate::slave_link::pki::Ca)> {
+    let ctx = Context::open(cfg.load(&[])?)?;
+    let node = ctx
+        .db
+        .read(|c| crate::nodes::by_name(c, name))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .ok_or_else(|| anyhow::anyhow!("no node named {name}: slices node list"))?;
+    let ca = crate::slave_link::pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
+    Ok((ctx, node, ca))
+}
+
 async fn node_command(what: NodeCommand) -> anyhow::Result<()> {
     use crate::domain::{NodeAddress, NodeName};
     use crate::slave_link::pki;
@@ -514,13 +529,7 @@ async fn node_command(what: NodeCommand) -> anyhow::Result<()> {
             Ok(())
         }
         NodeCommand::Ping { name, count, cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
-            let node = ctx
-                .db
-                .read(|c| crate::nodes::by_name(c, &name))
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .ok_or_else(|| anyhow::anyhow!("no node named {name}: slices node list"))?;
-            let ca = pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
+            let (_ctx, node, ca) = node_and_ca(&cfg, &name)?;
             let connect = std::time::Instant::now();
             let mut link = crate::nodes::connect(&ca, &node, Duration::from_secs(10)).await?;
             let connect = connect.elapsed();
@@ -548,13 +557,7 @@ async fn node_command(what: NodeCommand) -> anyhow::Result<()> {
             Ok(())
         }
         NodeCommand::SyncTemplates { name, cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
-            let node = ctx
-                .db
-                .read(|c| crate::nodes::by_name(c, &name))
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .ok_or_else(|| anyhow::anyhow!("no node named {name}: slices node list"))?;
-            let ca = pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
+            let (ctx, node, ca) = node_and_ca(&cfg, &name)?;
             let dir = Arc::new(crate::templates::TemplateDir::new(
                 &ctx.config.os_templates_dir(),
             )?);
@@ -573,13 +576,7 @@ async fn node_command(what: NodeCommand) -> anyhow::Result<()> {
             Ok(())
         }
         NodeCommand::Info { name, cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
-            let node = ctx
-                .db
-                .read(|c| crate::nodes::by_name(c, &name))
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .ok_or_else(|| anyhow::anyhow!("no node named {name}: slices node list"))?;
-            let ca = pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
+            let (ctx, node, ca) = node_and_ca(&cfg, &name)?;
             let result = async {
                 let mut link = crate::nodes::connect(&ca, &node, Duration::from_secs(10)).await?;
                 link.call(&crate::slave_link::Command::NodeInfo).await
