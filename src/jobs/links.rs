@@ -44,19 +44,6 @@ impl Links {
         }
     }
 
-    async fn checkout(&self, node: &Node) -> Result<AgentClient, LinkError> {
-        if let Some(c) = self
-            .idle
-            .lock()
-            .expect("links")
-            .get_mut(&node.id)
-            .and_then(|v| v.pop())
-        {
-            return Ok(c);
-        }
-        self.connect(node).await
-    }
-
     /// A connection of its own (for long transfers that should not hold a shared one).
     pub async fn connect(&self, node: &Node) -> Result<AgentClient, LinkError> {
         let name = crate::domain::NodeName::parse(&node.name).map_err(|e| LinkError::Tls {
@@ -64,6 +51,25 @@ impl Links {
             message: e.message,
         })?;
         AgentClient::connect(&node.address, &name, self.tls.clone(), self.timeout).await
+    }
+
+    /// Sends on one connection and keeps it for later if it is still good.
+    async fn call_on(
+        &self,
+        node: &Node,
+        mut client: AgentClient,
+        cmd: &Command,
+    ) -> Result<Reply, LinkError> {
+        let r = client.call(cmd).await;
+        if r.is_ok() {
+            self.idle
+                .lock()
+                .expect("links")
+                .entry(node.id)
+                .or_default()
+                .push(client);
+        }
+        r
     }
 
     /// Forgets a node's idle connections (its address or certificate changed).
@@ -81,20 +87,26 @@ impl Links {
         cmd: &Command,
     ) -> Result<Reply, LinkError> {
         let started = Instant::now();
-        let result = match self.checkout(node).await {
-            Ok(mut client) => {
-                let r = client.call(cmd).await;
-                if r.is_ok() {
-                    self.idle
-                        .lock()
-                        .expect("links")
-                        .entry(node.id)
-                        .or_default()
-                        .push(client);
-                }
-                r
-            }
-            Err(e) => Err(e),
+        let pooled = self
+            .idle
+            .lock()
+            .expect("links")
+            .get_mut(&node.id)
+            .and_then(|v| v.pop());
+        let result = match pooled {
+            Some(client) => match self.call_on(node, client, cmd).await {
+                // A kept connection the agent closed meanwhile (it restarted): once more on a
+                // new one. Every command is idempotent, so this is always safe.
+                Err(LinkError::Closed | LinkError::Io(_)) => match self.connect(node).await {
+                    Ok(fresh) => self.call_on(node, fresh, cmd).await,
+                    Err(e) => Err(e),
+                },
+                other => other,
+            },
+            None => match self.connect(node).await {
+                Ok(fresh) => self.call_on(node, fresh, cmd).await,
+                Err(e) => Err(e),
+            },
         };
         let ms = started.elapsed().as_millis() as i64;
         let (code, returned) = match &result {

@@ -150,3 +150,97 @@ fn enroll_a_node_run_its_agent_and_reach_it() {
     let list = slices(&data, &["node", "list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("last error"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_to_a_restarted_agent_is_replaced_without_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bundle = dir.path().join("bundle");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let out = slices(
+        &data,
+        &[
+            "node",
+            "add",
+            "node5",
+            "--address",
+            &address,
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let toml = std::fs::read_to_string(bundle.join("agent.toml"))
+        .unwrap()
+        .replace("/etc/slices-agent", bundle.to_str().unwrap())
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("driver = \"lxc\"", "driver = \"sim\"")
+        .replace(
+            "/var/lib/slices-agent",
+            dir.path().join("agent").to_str().unwrap(),
+        );
+    std::fs::write(bundle.join("agent.toml"), toml).unwrap();
+    let start_agent = || {
+        let child = Command::new(env!("CARGO_BIN_EXE_slices-agent"))
+            .args([
+                "run",
+                "--config",
+                bundle.join("agent.toml").to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(start.elapsed().as_secs() < 10, "the agent did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Kill(child)
+    };
+
+    let ctx = slices::context::Context::open(
+        slices::config::Config::load(
+            None,
+            Vec::<(String, String)>::new(),
+            &[("data", data.display().to_string())],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let node = ctx
+        .db
+        .read(|c| slices::nodes::by_name(c, "node5"))
+        .unwrap()
+        .unwrap();
+    let ca = slices::slave_link::pki::Ca::open_or_create(&data.join("ca")).unwrap();
+    let links = slices::jobs::Links::new(
+        ctx.db.clone(),
+        ca.client_config().unwrap(),
+        std::time::Duration::from_secs(5),
+    );
+    let ping = slices::slave_link::Command::Ping;
+
+    let agent = start_agent();
+    assert_eq!(links.call(&node, None, None, &ping).await.unwrap().code, 0);
+    drop(agent); // the kept connection dies with it
+    let _agent = start_agent();
+    let r = links.call(&node, None, None, &ping).await;
+    assert_eq!(r.expect("the stale connection is replaced").code, 0);
+    let logged: i64 = ctx
+        .db
+        .read(|c| {
+            Ok::<_, slices::error::Error>(c.query_row(
+                "SELECT count(*) FROM agent_log WHERE code = 0",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(logged, 2, "each call is logged once, with its answer");
+}
