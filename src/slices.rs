@@ -491,3 +491,142 @@ pub fn queue_position(conn: &Connection, slice: &Slice) -> Result<i64> {
         |r| r.get(0),
     )?)
 }
+
+/// A template students may choose.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateChoice {
+    pub name: String,
+    pub description: String,
+}
+
+pub fn template_choices(conn: &Connection) -> Result<Vec<TemplateChoice>> {
+    let mut stmt = conn.prepare_cached("SELECT name, description FROM templates ORDER BY name")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(TemplateChoice {
+                name: r.get(0)?,
+                description: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// A plan students may choose.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanChoice {
+    pub id: i64,
+    pub name: String,
+    pub limits: Limits,
+    pub is_default: bool,
+}
+
+pub fn plan_choices(conn: &Connection) -> Result<Vec<PlanChoice>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares, is_default
+         FROM plans ORDER BY is_default DESC, memory_mb, name",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(PlanChoice {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                limits: Limits {
+                    memory_mb: r.get(2)?,
+                    memory_limit_mb: r.get(3)?,
+                    processes: r.get(4)?,
+                    disk_mb: r.get(5)?,
+                    cpu_shares: r.get(6)?,
+                },
+                is_default: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// A slice with its owner's and node's names, for staff lists.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub slice: Slice,
+    pub username: String,
+    pub display_name: String,
+    pub node: Option<String>,
+}
+
+/// Requests waiting for staff, oldest first; optionally one course, or older than some age.
+pub fn waiting_requests(
+    conn: &Connection,
+    course: &str,
+    older_than_secs: i64,
+) -> Result<Vec<Listed>> {
+    let cols: String = COLUMNS
+        .split(", ")
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols}, u.username, u.display_name, NULL FROM slices s JOIN users u ON u.id = s.user_id
+         WHERE s.state = 'requested' AND (?1 = '' OR s.course = ?1) AND s.requested_at <= ?2
+         ORDER BY s.requested_at, s.id LIMIT 500"
+    ))?;
+    let rows = stmt
+        .query_map(params![course, now() - older_than_secs], listed)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn listed(r: &Row<'_>) -> rusqlite::Result<Listed> {
+    Ok(Listed {
+        slice: from_row(r)?,
+        username: r.get(18)?,
+        display_name: r.get(19)?,
+        node: r.get(20)?,
+    })
+}
+
+/// The courses named in waiting requests (for the filter).
+pub fn waiting_courses(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT course FROM slices WHERE state = 'requested' AND course <> '' ORDER BY course",
+    )?;
+    let rows = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Staff search: by username, node, address or state; a page and the total.
+pub fn search(
+    conn: &Connection,
+    q: &str,
+    state: Option<State>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<Listed>, u64)> {
+    let cols: String = COLUMNS
+        .split(", ")
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pat = crate::accounts::users::like_pattern(q.trim());
+    let st = state.map(State::as_str);
+    let filter = "(u.username LIKE ?1 ESCAPE '\\' OR coalesce(n.name, '') LIKE ?1 ESCAPE '\\'
+                   OR coalesce(s.ip, '') LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR s.state = ?2)";
+    let total: u64 = conn.query_row(
+        &format!(
+            "SELECT count(*) FROM slices s JOIN users u ON u.id = s.user_id LEFT JOIN nodes n ON n.id = s.node_id
+             WHERE {filter}"
+        ),
+        params![pat, st],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols}, u.username, u.display_name, n.name FROM slices s JOIN users u ON u.id = s.user_id
+         LEFT JOIN nodes n ON n.id = s.node_id WHERE {filter} ORDER BY s.id DESC LIMIT ?3 OFFSET ?4"
+    ))?;
+    let rows = stmt
+        .query_map(params![pat, st, limit, offset as i64], listed)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}

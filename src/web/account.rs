@@ -11,11 +11,6 @@ use super::State;
 use crate::accounts::{self, sessions};
 use crate::error::Error;
 
-#[get("/")]
-async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResponse, WebError> {
-    Page::new("home.html").render(&state, &req, &viewer)
-}
-
 async fn account_page(
     state: &State,
     req: &HttpRequest,
@@ -158,7 +153,6 @@ async fn set_request_mail(
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(set_request_mail)
-        .service(home)
         .service(account)
         .service(change_password)
         .service(logout_everywhere);

@@ -7,7 +7,9 @@ mod email;
 pub mod error;
 pub mod form;
 pub mod render;
+mod requests;
 pub mod session;
+mod slices;
 mod staff;
 pub mod tls;
 
@@ -36,6 +38,15 @@ pub struct AppState {
 pub type State = web::Data<AppState>;
 
 const STYLE: &str = include_str!("../../static/style.css");
+const SCRIPT: &str = include_str!("../../static/app.js");
+
+#[get("/static/app.js")]
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(SCRIPT)
+}
 
 #[get("/static/style.css")]
 async fn stylesheet() -> HttpResponse {
@@ -160,11 +171,14 @@ impl Application {
                     })
                 })
                 .service(stylesheet)
+                .service(script)
                 .service(healthz)
                 .configure(auth::routes)
                 .configure(account::routes)
                 .configure(staff::routes)
                 .configure(email::routes)
+                .configure(slices::routes)
+                .configure(requests::routes)
                 .default_service(web::to(not_found))
         })
         .workers(workers)

@@ -33,6 +33,10 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "verify.html",
     "forgot.html",
     "reset.html",
+    "request.html",
+    "staff/requests.html",
+    "staff/slices.html",
+    "staff/slice.html",
 ];
 
 /// Loads the embedded templates, replacing any that `dir` has a file of the same name for.

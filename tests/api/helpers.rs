@@ -158,10 +158,11 @@ impl TestApp {
 
     /// Who the home page says is logged in.
     pub async fn whoami(&self, c: &Client) -> Option<String> {
+        // The navigation names the logged-in user in its link to the account page.
         let body = self.get(c, "/").await.text().await.unwrap();
-        let start =
-            body.find("You are logged in as <strong>")? + "You are logged in as <strong>".len();
-        let end = body[start..].find("</strong>")? + start;
+        let link = body.find("<a href=\"/account\"")?;
+        let start = body[link..].find('>')? + link + 1;
+        let end = body[start..].find("</a>")? + start;
         Some(body[start..end].to_string())
     }
 

@@ -6,5 +6,6 @@ mod helpers;
 mod accounts;
 mod bad_input;
 mod cli;
+mod slice_pages;
 mod staff;
 mod store;

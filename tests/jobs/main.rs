@@ -6,3 +6,4 @@ mod fleet;
 mod digest;
 mod provision;
 mod restart;
+mod web;

@@ -1,0 +1,302 @@
+//! Students' slices: the dashboard, the request form, start/stop/restart/destroy, and a small
+//! status answer the dashboard polls while a slice is being set up.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::error::WebError;
+use super::form::Posted;
+use super::render::{see_other, Page};
+use super::session::{LoggedIn, Viewer};
+use super::State;
+use crate::error::Error;
+use crate::jobs::JobKind;
+use crate::mail::Site;
+use crate::slices::{self, Slice, State as SliceState};
+
+/// What the dashboard shows of one slice.
+#[derive(Serialize)]
+pub struct SliceView {
+    pub slice: Slice,
+    pub node: Option<String>,
+    pub ssh: String,
+    pub web: String,
+    pub place: Option<i64>,
+    pub events: Vec<slices::Event>,
+    pub busy: bool,
+}
+
+fn busy(state: SliceState) -> bool {
+    matches!(
+        state,
+        SliceState::Requested
+            | SliceState::Approved
+            | SliceState::Queued
+            | SliceState::Provisioning
+            | SliceState::Destroying
+    )
+}
+
+fn view(
+    c: &rusqlite::Connection,
+    site: &Site,
+    username: &str,
+    s: Slice,
+) -> crate::error::Result<SliceView> {
+    let node = match s.node_id {
+        Some(id) => crate::nodes::by_id(c, id)?.map(|n| n.name),
+        None => None,
+    };
+    let place = if s.state == SliceState::Queued {
+        Some(slices::queue_position(c, &s)?)
+    } else {
+        None
+    };
+    Ok(SliceView {
+        events: slices::events(c, s.id, 5)?,
+        ssh: site.ssh_command(username),
+        web: site.web_address(&s.subdomain),
+        busy: busy(s.state),
+        node,
+        place,
+        slice: s,
+    })
+}
+
+#[get("/")]
+async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResponse, WebError> {
+    let Some(user) = viewer.user().cloned() else {
+        return Page::new("home.html").render(&state, &req, &viewer);
+    };
+    let site = Site::from_context(&state.ctx);
+    let views = state
+        .ctx
+        .db
+        .run(move |db| {
+            db.read(|c| {
+                slices::for_user(c, user.id)?
+                    .into_iter()
+                    .filter(|s| s.state != SliceState::Destroyed)
+                    .map(|s| view(c, &site, &user.username, s))
+                    .collect::<crate::error::Result<Vec<_>>>()
+            })
+        })
+        .await?;
+    Page::new("home.html")
+        .with("slices", &views)
+        .render(&state, &req, &viewer)
+}
+
+/// The state of one of the viewer's slices, as JSON (the dashboard polls it).
+#[get("/slices/{id}/status")]
+async fn status(
+    state: State,
+    LoggedIn(_, session): LoggedIn,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, WebError> {
+    let (id, user) = (id.into_inner(), session.user.clone());
+    let site = Site::from_context(&state.ctx);
+    let v = state
+        .ctx
+        .db
+        .run(move |db| {
+            db.read(|c| {
+                let s =
+                    slices::get(c, id)?.filter(|s| s.user_id == user.id || user.role.is_staff());
+                let s = s.ok_or(Error::NotFound("slice"))?;
+                view(c, &site, &user.username, s)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "state": v.slice.state, "step": v.slice.step, "failure": v.slice.failure,
+            "ip": v.slice.ip, "node": v.node, "place": v.place, "busy": v.busy,
+            "events": v.events.iter().map(|e| serde_json::json!({"at": super::render::format_time(e.at), "message": e.message})).collect::<Vec<_>>(),
+        })))
+}
+
+async fn request_page(
+    state: &State,
+    req: &HttpRequest,
+    viewer: &Viewer,
+    form: &RequestForm,
+    err: Option<&Error>,
+) -> Result<HttpResponse, WebError> {
+    let (templates, plans) = state
+        .ctx
+        .db
+        .run(|db| {
+            db.read(|c| Ok::<_, Error>((slices::template_choices(c)?, slices::plan_choices(c)?)))
+        })
+        .await?;
+    let mut page = Page::new("request.html")
+        .with("templates", &templates)
+        .with("plans", &plans)
+        .with("form", form);
+    if let Some(e) = err {
+        page = page.errors(e);
+    }
+    page.render(state, req, viewer)
+}
+
+#[derive(Deserialize, Serialize, Default, Clone)]
+pub struct RequestForm {
+    #[serde(default)]
+    template: String,
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    course: String,
+    #[serde(default)]
+    purpose: String,
+}
+
+#[get("/request")]
+async fn request_form(
+    state: State,
+    req: HttpRequest,
+    LoggedIn(viewer, _): LoggedIn,
+) -> Result<HttpResponse, WebError> {
+    request_page(&state, &req, &viewer, &RequestForm::default(), None).await
+}
+
+#[post("/request")]
+async fn request(
+    state: State,
+    req: HttpRequest,
+    LoggedIn(_, session): LoggedIn,
+    posted: Posted<RequestForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let f = form.clone();
+    let user = session.user.clone();
+    let result = state
+        .ctx
+        .db
+        .run(move |db| {
+            let template = crate::domain::TemplateName::parse(&f.template).map_err(|_| {
+                crate::domain::FieldError::new("template", "Choose one of the offered templates.")
+            })?;
+            let plan_id = if f.plan.is_empty() {
+                None
+            } else {
+                Some(f.plan.parse::<i64>().map_err(|_| {
+                    crate::domain::FieldError::new("plan", "Choose one of the offered plans.")
+                })?)
+            };
+            db.write(|tx| {
+                slices::request(
+                    tx,
+                    &user,
+                    &slices::Request {
+                        template,
+                        plan_id,
+                        course: f.course,
+                        purpose: f.purpose,
+                    },
+                )
+            })
+        })
+        .await;
+    match result {
+        Ok(_) => Ok(see_other(
+            &state,
+            "/",
+            Some("Your request is in. The lab staff will look at it; you will get a mail."),
+        )),
+        Err(e @ (Error::Invalid(_) | Error::Forbidden(_))) => {
+            request_page(&state, &req, &viewer, &form, Some(&e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DestroyForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// start, stop, restart; the owner or staff.
+#[post("/slices/{id}/{action}")]
+async fn act(
+    state: State,
+    LoggedIn(_, session): LoggedIn,
+    path: web::Path<(i64, String)>,
+    posted: Posted<DestroyForm>,
+) -> Result<HttpResponse, WebError> {
+    let (id, action) = path.into_inner();
+    let kind = match action.as_str() {
+        "start" => JobKind::Start,
+        "stop" => JobKind::Stop,
+        "restart" => JobKind::Restart,
+        "destroy" => JobKind::Destroy,
+        _ => return Err(WebError::NotFound),
+    };
+    let user = session.user.clone();
+    let confirm = posted.form.confirm.trim().to_string();
+    // Back to where the action was asked from: the owner's dashboard, or the staff page.
+    let (uid, staff) = (user.id, user.role.is_staff());
+    let owner = state
+        .ctx
+        .db
+        .run(move |db| db.read(|c| slices::get(c, id)))
+        .await?
+        .filter(|s| s.user_id == uid || staff)
+        .ok_or(WebError::NotFound)?
+        .user_id;
+    let back = if owner == uid {
+        "/".to_string()
+    } else {
+        format!("/staff/slices/{id}")
+    };
+    let result = state
+        .ctx
+        .db
+        .run(move |db| {
+            db.write(|tx| {
+                if kind == JobKind::Destroy {
+                    let s = slices::get(tx, id)?.ok_or(Error::NotFound("slice"))?;
+                    if confirm != s.hostname {
+                        return Err(crate::domain::FieldError::new(
+                            "confirm",
+                            format!("Type the slice's name, {}, to destroy it.", s.hostname),
+                        )
+                        .into());
+                    }
+                }
+                slices::act(tx, &user, id, kind)
+            })
+        })
+        .await;
+    match result {
+        Ok(s) => Ok(see_other(
+            &state,
+            &back,
+            Some(&format!("{} of {} is under way.", kind.noun(), s.hostname)),
+        )),
+        Err(Error::Invalid(list)) => Ok(see_other(
+            &state,
+            &back,
+            Some(
+                &list
+                    .iter()
+                    .map(|e| e.message.clone())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        )),
+        Err(Error::Forbidden(m)) => Ok(see_other(&state, &back, Some(&m))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(home)
+        .service(status)
+        .service(request_form)
+        .service(request)
+        .service(act);
+}

@@ -1,0 +1,47 @@
+// Keeps the dashboard's slices up to date while they change, without reloading the page.
+(function () {
+  "use strict";
+  function set(section, field, value) {
+    var el = section.querySelector('[data-field="' + field + '"]');
+    if (!el) return;
+    el.textContent = value == null || value === "" ? (field === "node" || field === "ip" ? "—" : "") : value;
+    if (field === "step" || field === "place" || field === "failure") el.hidden = !value;
+  }
+  function poll(section) {
+    var id = section.getAttribute("data-slice");
+    fetch("/slices/" + id + "/status", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (s) {
+        if (!s) return;
+        var badge = section.querySelector('[data-field="state"]');
+        badge.textContent = s.state;
+        badge.className = "badge state-" + s.state;
+        set(section, "step", s.step);
+        set(section, "place", s.place ? "No node has room right now: you are number " + s.place + " in the queue." : "");
+        set(section, "failure", s.state === "failed" ? s.failure : "");
+        set(section, "node", s.node);
+        set(section, "ip", s.ip);
+        var events = section.querySelector('[data-field="events"]');
+        events.textContent = "";
+        s.events.forEach(function (e) {
+          var li = document.createElement("li");
+          var t = document.createElement("time");
+          t.textContent = e.at;
+          li.appendChild(t);
+          li.appendChild(document.createTextNode(" " + e.message));
+          events.appendChild(li);
+        });
+        section.querySelectorAll("[data-show-when]").forEach(function (el) {
+          el.hidden = el.getAttribute("data-show-when") !== s.state;
+        });
+        section.querySelectorAll("[data-show-in]").forEach(function (el) {
+          el.hidden = el.getAttribute("data-show-in").split(" ").indexOf(s.state) < 0;
+        });
+        if (s.busy) setTimeout(function () { poll(section); }, 1500);
+      })
+      .catch(function () { setTimeout(function () { poll(section); }, 5000); });
+  }
+  document.querySelectorAll("section.slice[data-busy=true]").forEach(function (s) {
+    setTimeout(function () { poll(s); }, 1500);
+  });
+})();

@@ -1,0 +1,303 @@
+//! Requesting, approving and managing slices through the pages, and who may do what.
+
+use reqwest::StatusCode;
+use slices::domain::{Role, TemplateName};
+
+use crate::helpers::*;
+
+fn offer_template(app: &TestApp) {
+    app.ctx
+        .db
+        .write(|tx| {
+            slices::slices::add_template(
+                tx,
+                &TemplateName::parse("debian-12").unwrap(),
+                "Debian 12 with sshd",
+            )
+        })
+        .unwrap();
+}
+
+fn slice_state(app: &TestApp, id: i64) -> String {
+    app.ctx
+        .db
+        .read(|c| slices::slices::get(c, id))
+        .unwrap()
+        .unwrap()
+        .state
+        .as_str()
+        .to_string()
+}
+
+fn only_slice_of(app: &TestApp, username: &str) -> i64 {
+    app.ctx
+        .db
+        .read(|c| {
+            let u = slices::accounts::users::by_username(c, username)?.unwrap();
+            slices::slices::for_user(c, u.id)
+        })
+        .unwrap()[0]
+        .id
+}
+
+#[actix_web::test]
+async fn a_student_asks_and_staff_decide() {
+    let app = spawn_app().await;
+    offer_template(&app);
+    app.add_user("sam", Role::Student);
+    app.add_user("pat", Role::Student);
+    app.add_user("tess", Role::Staff);
+    let sam = app.logged_in_as("sam").await;
+    let home = app.get(&sam, "/").await.text().await.unwrap();
+    assert!(
+        home.contains("You have no slice yet"),
+        "an empty state says what to do"
+    );
+    let form = app.get(&sam, "/request").await.text().await.unwrap();
+    assert!(form.contains("Debian 12 with sshd"));
+    assert!(form.contains("standard: 256 MB memory"));
+    let r = app
+        .post(
+            &sam,
+            "/request",
+            "/request",
+            &[
+                ("template", "debian-12"),
+                ("course", "CS 3650"),
+                ("purpose", "homework"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let id = only_slice_of(&app, "sam");
+    assert_eq!(slice_state(&app, id), "requested");
+    let home = app.get(&sam, "/").await.text().await.unwrap();
+    assert!(home.contains("state-requested"), "{home}");
+
+    // A template that is not offered is refused, with the form kept.
+    let r = app
+        .post(
+            &sam,
+            "/request",
+            "/request",
+            &[("template", "centos-5"), ("course", "CS 9")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Choose one of the offered templates"));
+    assert!(body.contains("value=\"CS 9\""));
+
+    // Staff see it in the queue, filter by course, and approve.
+    let tess = app.logged_in_as("tess").await;
+    let queue = app
+        .get(&tess, "/staff/requests")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        queue.contains("sam") && queue.contains("homework"),
+        "{queue}"
+    );
+    let other_course = app
+        .get(&tess, "/staff/requests?course=CS+1000")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(other_course.contains("Nothing waits for a decision"));
+    let r = app
+        .post(
+            &tess,
+            "/staff/requests",
+            &format!("/staff/requests/{id}/approve"),
+            &[("node", "")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(slice_state(&app, id), "approved");
+    assert_eq!(app.audit_count("slice_approved", &format!("slice {id}")), 1);
+
+    // Deny one (a reason is required), bulk-approve two.
+    let pat = app.logged_in_as("pat").await;
+    for _ in 0..3 {
+        app.post(&pat, "/request", "/request", &[("template", "debian-12")])
+            .await;
+    }
+    let ids: Vec<i64> = app
+        .ctx
+        .db
+        .read(|c| {
+            let u = slices::accounts::users::by_username(c, "pat")?.unwrap();
+            slices::slices::for_user(c, u.id)
+        })
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    app.post(
+        &tess,
+        "/staff/requests",
+        &format!("/staff/requests/{}/deny", ids[0]),
+        &[("reason", " ")],
+    )
+    .await;
+    assert_eq!(
+        slice_state(&app, ids[0]),
+        "requested",
+        "no reason, no denial"
+    );
+    app.post(
+        &tess,
+        "/staff/requests",
+        &format!("/staff/requests/{}/deny", ids[0]),
+        &[("reason", "One per student.")],
+    )
+    .await;
+    assert_eq!(slice_state(&app, ids[0]), "denied");
+    let tick1 = format!("approve_{}", ids[1]);
+    let tick2 = format!("approve_{}", ids[2]);
+    let r = app
+        .post(
+            &tess,
+            "/staff/requests",
+            "/staff/requests/approve",
+            &[(&tick1, "on"), (&tick2, "on")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        (slice_state(&app, ids[1]), slice_state(&app, ids[2])),
+        ("approved".into(), "approved".into())
+    );
+    let home = app.get(&pat, "/").await.text().await.unwrap();
+    assert!(home.contains("One per student."), "the student reads why");
+
+    // Staff search slices and open one.
+    let list = app
+        .get(&tess, "/staff/slices?q=pat&state=approved")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("2 slices."), "{list}");
+    let detail = app
+        .get(&tess, &format!("/staff/slices/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(detail.contains("Agent commands") && detail.contains("No command was sent"));
+}
+
+#[actix_web::test]
+async fn requests_need_a_confirmed_address() {
+    let app = spawn_app().await;
+    offer_template(&app);
+    let c = browser();
+    app.signup(&c, "newbie", "newbie@example.edu", "New Bie")
+        .await;
+    let r = app
+        .post(&c, "/request", "/request", &[("template", "debian-12")])
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("Confirm your email address first"));
+    let n = app
+        .ctx
+        .db
+        .read(|c| {
+            Ok::<_, slices::error::Error>(
+                c.query_row("SELECT count(*) FROM slices", [], |r| r.get::<_, i64>(0))?,
+            )
+        })
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[actix_web::test]
+async fn a_slice_is_its_owners_and_staffs_only() {
+    let app = spawn_app().await;
+    offer_template(&app);
+    app.add_user("own", Role::Student);
+    app.add_user("eve", Role::Student);
+    let own = app.logged_in_as("own").await;
+    app.post(&own, "/request", "/request", &[("template", "debian-12")])
+        .await;
+    let id = only_slice_of(&app, "own");
+    let r = app.get(&own, &format!("/slices/{id}/status")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(json["state"], "requested");
+    assert_eq!(json["busy"], true);
+
+    let eve = app.logged_in_as("eve").await;
+    assert_eq!(
+        app.get(&eve, &format!("/slices/{id}/status"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = app
+        .post(
+            &eve,
+            "/",
+            &format!("/slices/{id}/destroy"),
+            &[("confirm", "own")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&eve, "/staff/requests").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.get(&eve, &format!("/staff/slices/{id}")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let r = app
+        .post(&eve, "/", &format!("/staff/requests/{id}/approve"), &[])
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(slice_state(&app, id), "requested");
+    // Anonymous: to the log-in page.
+    let r = app.get(&browser(), &format!("/slices/{id}/status")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // Destroying needs the typed name; a wrong one changes nothing.
+    app.add_user("tess", Role::Staff);
+    let tess = app.logged_in_as("tess").await;
+    app.post(
+        &tess,
+        "/staff/requests",
+        &format!("/staff/requests/{id}/approve"),
+        &[],
+    )
+    .await;
+    let r = app
+        .post(
+            &own,
+            "/",
+            &format!("/slices/{id}/destroy"),
+            &[("confirm", "oops")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(slice_state(&app, id), "approved");
+    let home = app.get(&own, "/").await.text().await.unwrap();
+    assert!(
+        home.contains("Type the slice&#x27;s name, own, to destroy it."),
+        "{home}"
+    );
+    app.post(
+        &own,
+        "/",
+        &format!("/slices/{id}/destroy"),
+        &[("confirm", "own")],
+    )
+    .await;
+    assert_eq!(slice_state(&app, id), "destroying");
+}
