@@ -76,6 +76,16 @@ pub fn list(conn: &Connection) -> Result<Vec<Node>> {
     Ok(rows)
 }
 
+/// Sets `enabled` or `draining`; false when there is no such node.
+pub fn set_flag(conn: &Connection, name: &str, column: &str, value: i64) -> Result<bool> {
+    let sql = match column {
+        "enabled" => "UPDATE nodes SET enabled = ?2 WHERE name = ?1",
+        "draining" => "UPDATE nodes SET draining = ?2 WHERE name = ?1",
+        _ => return Err(Error::NotFound("setting")),
+    };
+    Ok(conn.execute(sql, params![name, value])? == 1)
+}
+
 /// Records what a node said (or that it did not answer).
 pub fn record_contact(
     conn: &Connection,

@@ -28,10 +28,11 @@ pub enum Event {
     EmailVerified,
     PasswordResetRequested,
     PasswordReset,
+    NodeChanged,
 }
 
 impl Event {
-    pub const ALL: [Event; 19] = [
+    pub const ALL: [Event; 20] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -51,6 +52,7 @@ impl Event {
         Event::EmailVerified,
         Event::PasswordResetRequested,
         Event::PasswordReset,
+        Event::NodeChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +76,7 @@ impl Event {
             Event::EmailVerified => "email_verified",
             Event::PasswordResetRequested => "password_reset_requested",
             Event::PasswordReset => "password_reset",
+            Event::NodeChanged => "node_changed",
         }
     }
 

@@ -5,6 +5,7 @@ mod account;
 mod auth;
 mod email;
 pub mod error;
+mod fleet;
 pub mod form;
 pub mod render;
 mod requests;
@@ -179,6 +180,7 @@ impl Application {
                 .configure(email::routes)
                 .configure(slices::routes)
                 .configure(requests::routes)
+                .configure(fleet::routes)
                 .default_service(web::to(not_found))
         })
         .workers(workers)

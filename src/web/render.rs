@@ -37,6 +37,9 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "staff/requests.html",
     "staff/slices.html",
     "staff/slice.html",
+    "staff/jobs.html",
+    "staff/job.html",
+    "staff/nodes.html",
 ];
 
 /// Loads the embedded templates, replacing any that `dir` has a file of the same name for.

@@ -148,6 +148,82 @@ async fn the_dashboard_follows_a_request_to_running() {
         detail.contains("create_env") && detail.contains("start_env"),
         "{detail}"
     );
+    // Nodes: health and capacity; draining keeps new slices away, and is audited.
+    let nodes = tess
+        .get(format!("{base}/staff/nodes"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        nodes.contains("node0") && nodes.contains("answering") && nodes.contains("simulated"),
+        "{nodes}"
+    );
+    let status = form(
+        &tess,
+        &base,
+        "/staff/nodes",
+        "/staff/nodes/node0/drain",
+        &[],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    let node = f
+        .ctx
+        .db
+        .read(|c| slices::nodes::by_name(c, "node0"))
+        .unwrap()
+        .unwrap();
+    assert!(node.draining);
+    // Jobs: the provisioning job, with the commands it sent.
+    let list = tess
+        .get(format!("{base}/staff/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("provision") && list.contains("succeeded"),
+        "{list}"
+    );
+    let job = f
+        .ctx
+        .db
+        .read(|c| slices::jobs::queue::list(c, Some("succeeded"), 50))
+        .unwrap();
+    let provision = job.iter().find(|j| j.kind == "provision").unwrap();
+    let page = tess
+        .get(format!("{base}/staff/jobs/{}", provision.id))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("create_env"), "{page}");
+    // Students see none of it.
+    assert_eq!(
+        alice
+            .get(format!("{base}/staff/nodes"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        reqwest::StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        alice
+            .get(format!("{base}/staff/jobs"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        reqwest::StatusCode::FORBIDDEN
+    );
     jobs.stop().await;
     handle.stop(false).await;
 }
