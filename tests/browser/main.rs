@@ -1,0 +1,141 @@
+//! The whole flow in a real browser (headless Chromium through chromedriver): sign up,
+//! confirm the address, ask for a slice, staff approve, and the student's dashboard reaches
+//! "running" without a reload and shows the ssh command. Screenshots of the main pages go to
+//! target/screenshots/.
+
+#[path = "../jobs/fleet.rs"]
+#[allow(dead_code)]
+mod fleet;
+#[path = "../common/system.rs"]
+mod system;
+#[path = "../common/webdriver.rs"]
+mod webdriver;
+
+use std::path::PathBuf;
+
+use fleet::*;
+use slices::domain::Role;
+
+fn shot(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/screenshots")
+        .join(format!("{name}.png"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_request_approve_and_watch_it_run() {
+    if !system::enabled("browser test") {
+        return;
+    }
+    let f = fleet(1, |_| "10.86.0.0/24".into(), 400).await;
+    f.user("tess", Role::Staff);
+    let app = slices::web::Application::build(f.ctx.clone()).unwrap();
+    let base = app.base_url().to_string();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let jobs = f.run_jobs(|_| {});
+    let driver = webdriver::Driver::start();
+
+    // A student signs up.
+    let alice = driver.session(1200, 900).await;
+    alice.go(&format!("{base}/signup")).await;
+    alice.screenshot(&shot("signup")).await;
+    alice.fill("#username", "alice").await;
+    alice.fill("#email", "alice@example.edu").await;
+    alice.fill("#display_name", "Alice Liddell").await;
+    alice.fill("#password", "correct horse battery").await;
+    alice
+        .fill("#password_confirm", "correct horse battery")
+        .await;
+    alice.click("main form button[type=submit]").await;
+    alice
+        .wait_text("main", 10, |t| {
+            t.contains("Please confirm your email address")
+        })
+        .await;
+
+    // She follows the link in her mail (taken from the outbox, as the mail would carry it).
+    let token = f
+        .ctx
+        .db
+        .read(|c| slices::mail::list(c, None, 10, 0))
+        .unwrap()
+        .0
+        .into_iter()
+        .find(|m| m.kind == "verify_email")
+        .unwrap()
+        .data["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice.go(&format!("{base}/verify/{token}")).await;
+    alice.click("main form[action^='/verify'] button").await;
+    alice
+        .wait_text("main", 10, |t| t.contains("is confirmed"))
+        .await;
+
+    // She asks for a slice.
+    alice.go(&format!("{base}/request")).await;
+    alice.screenshot(&shot("request")).await;
+    alice.fill("#course", "CS 3650").await;
+    alice.click("main form button[type=submit]").await;
+    alice.wait_url(&format!("{base}/"), 10).await;
+    let state = alice.text("[data-field=state]").await;
+    assert_eq!(state, "requested");
+    // The page is marked, so a reload would show: it must not reload from here on.
+    alice.script("window.__noReload = true; return true;").await;
+
+    // Staff approve in their own browser.
+    let tess = driver.session(1200, 900).await;
+    tess.go(&format!("{base}/login")).await;
+    tess.fill("#login", "tess").await;
+    tess.fill("#password", "correct horse battery").await;
+    tess.click("main form button[type=submit]").await;
+    tess.wait_url(&format!("{base}/"), 10).await;
+    tess.go(&format!("{base}/staff/requests")).await;
+    tess.screenshot(&shot("staff-requests")).await;
+    tess.click("main form[action$='/approve'].row button").await;
+    tess.wait_text("main", 10, |t| t.contains("Approved slice"))
+        .await;
+
+    // Alice's dashboard follows on its own: provisioning, then running, with the ssh command.
+    alice
+        .wait_text("[data-field=state]", 30, |t| {
+            t == "provisioning" || t == "running"
+        })
+        .await;
+    alice
+        .wait_text("[data-field=state]", 30, |t| t == "running")
+        .await;
+    assert_eq!(
+        alice.script("return window.__noReload === true;").await,
+        serde_json::json!(true),
+        "no reload happened"
+    );
+    assert!(
+        alice.displayed("[data-show-when=running]").await,
+        "the connection box shows"
+    );
+    let connect = alice.text("[data-show-when=running]").await;
+    assert!(connect.contains("ssh alice@localhost"), "{connect}");
+    assert!(alice.text("[data-field=ip]").await.starts_with("10.86.0."));
+    alice.screenshot(&shot("dashboard-running")).await;
+
+    tess.go(&format!("{base}/staff/slices")).await;
+    tess.screenshot(&shot("staff-slices")).await;
+    tess.go(&format!("{base}/staff/nodes")).await;
+    tess.screenshot(&shot("staff-nodes")).await;
+    let phone = driver.session(390, 844).await;
+    phone.go(&format!("{base}/login")).await;
+    phone.fill("#login", "alice").await;
+    phone.fill("#password", "correct horse battery").await;
+    phone.click("main form button[type=submit]").await;
+    phone.wait_url(&format!("{base}/"), 10).await;
+    phone.screenshot(&shot("dashboard-phone")).await;
+
+    alice.close().await;
+    tess.close().await;
+    phone.close().await;
+    jobs.stop().await;
+    handle.stop(false).await;
+}
