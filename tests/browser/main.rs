@@ -4,7 +4,6 @@
 //! target/screenshots/.
 
 #[path = "../jobs/fleet.rs"]
-#[allow(dead_code)]
 mod fleet;
 #[path = "../common/system.rs"]
 mod system;
