@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod authz;
 mod bad_input;
 mod cli;
 mod slice_pages;

@@ -1,0 +1,162 @@
+//! Every route, as a stranger, a student and staff: who gets in, who is sent to log in, who
+//! is refused; and a student never sees another's slice.
+
+use reqwest::{Method, StatusCode};
+use slices::domain::{Role, TemplateName};
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn every_route_admits_only_whom_it_should() {
+    let app = spawn_app().await;
+    app.ctx
+        .db
+        .write(|tx| slices::slices::add_template(tx, &TemplateName::parse("t1").unwrap(), ""))
+        .unwrap();
+    app.add_user("stu", Role::Student);
+    app.add_user("sue", Role::Student);
+    app.add_user("tess", Role::Staff);
+    let stu = app.logged_in_as("stu").await;
+    let sue = app.logged_in_as("sue").await;
+    let tess = app.logged_in_as("tess").await;
+    app.post(&stu, "/request", "/request", &[("template", "t1")])
+        .await;
+    let slice = app
+        .ctx
+        .db
+        .read(|c| slices::slices::in_state(c, slices::slices::State::Requested))
+        .unwrap()[0]
+        .id;
+    let job = app
+        .ctx
+        .db
+        .write(|tx| slices::jobs::enqueue(tx, slices::jobs::JobKind::Stop, slice, None, None))
+        .unwrap();
+    let message = app
+        .ctx
+        .db
+        .read(|c| slices::mail::list(c, None, 1, 0))
+        .unwrap()
+        .0[0]
+        .id;
+
+    // (path, what a stranger gets, a student, staff)
+    let ok = StatusCode::OK;
+    let login = StatusCode::SEE_OTHER;
+    let no = StatusCode::FORBIDDEN;
+    let pages = [
+        ("/".to_string(), ok, ok, ok),
+        ("/login".into(), ok, login, login),
+        ("/signup".into(), ok, login, login),
+        ("/forgot".into(), ok, ok, ok),
+        ("/healthz".into(), ok, ok, ok),
+        ("/static/style.css".into(), ok, ok, ok),
+        ("/static/app.js".into(), ok, ok, ok),
+        ("/account".into(), login, ok, ok),
+        ("/request".into(), login, ok, ok),
+        (format!("/slices/{slice}/status"), login, ok, ok),
+        ("/staff/users".into(), login, no, ok),
+        ("/staff/users/stu".into(), login, no, ok),
+        ("/staff/audit".into(), login, no, ok),
+        ("/staff/outbox".into(), login, no, ok),
+        (format!("/staff/outbox/{message}"), login, no, ok),
+        ("/staff/requests".into(), login, no, ok),
+        ("/staff/slices".into(), login, no, ok),
+        (format!("/staff/slices/{slice}"), login, no, ok),
+        ("/staff/jobs".into(), login, no, ok),
+        (format!("/staff/jobs/{job}"), login, no, ok),
+        ("/staff/nodes".into(), login, no, ok),
+    ];
+    for (path, stranger, student, staff) in &pages {
+        for (who, client, want) in [
+            ("stranger", browser(), *stranger),
+            ("student", stu.clone(), *student),
+            ("staff", tess.clone(), *staff),
+        ] {
+            let got = app.get(&client, path).await.status();
+            assert_eq!(got, want, "GET {path} as {who}");
+        }
+    }
+    // Another student's slice does not exist for sue.
+    assert_eq!(
+        app.get(&sue, &format!("/slices/{slice}/status"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Every staff action, posted by a student with a valid form token: refused, nothing done.
+    let posts = [
+        "/staff/users/sue/role".to_string(),
+        "/staff/users/sue/disable".into(),
+        "/staff/users/sue/enable".into(),
+        "/staff/users/sue/verify".into(),
+        format!("/staff/outbox/{message}/retry"),
+        format!("/staff/requests/{slice}/approve"),
+        format!("/staff/requests/{slice}/deny"),
+        "/staff/requests/approve".into(),
+        format!("/staff/jobs/{job}/retry"),
+        format!("/staff/jobs/{job}/cancel"),
+        "/staff/nodes/node1/drain".into(),
+        "/account/request-mail".into(),
+    ];
+    for path in &posts {
+        let r = app
+            .post(
+                &stu,
+                "/account",
+                path,
+                &[("role", "admin"), ("reason", "x"), ("request_mail", "none")],
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::FORBIDDEN,
+            "POST {path} as a student"
+        );
+        // And a stranger is sent to log in.
+        let token = app.csrf(&browser(), "/login").await;
+        let r = browser()
+            .request(Method::POST, app.url(path))
+            .header("Origin", &app.base)
+            .form(&[("csrf", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::SEE_OTHER,
+            "POST {path} as a stranger"
+        );
+    }
+    // Another's slice cannot be acted on.
+    for action in ["start", "stop", "restart", "destroy"] {
+        let r = app
+            .post(
+                &sue,
+                "/",
+                &format!("/slices/{slice}/{action}"),
+                &[("confirm", "stu")],
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::NOT_FOUND,
+            "{action} by another student"
+        );
+    }
+    let s = app
+        .ctx
+        .db
+        .read(|c| slices::slices::get(c, slice))
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.state, slices::slices::State::Requested, "nothing changed");
+    let user = app
+        .ctx
+        .db
+        .read(|c| slices::accounts::users::by_username(c, "sue"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((user.role, user.disabled_at), (Role::Student, None));
+}
