@@ -37,7 +37,9 @@
         section.querySelectorAll("[data-show-in]").forEach(function (el) {
           el.hidden = el.getAttribute("data-show-in").split(" ").indexOf(s.state) < 0;
         });
-        if (s.busy) setTimeout(function () { poll(section); }, 1500);
+        // Quick while work is under way; slower while waiting for staff or for room.
+        var slow = s.state === "requested" || s.state === "queued";
+        if (s.busy) setTimeout(function () { poll(section); }, slow ? 10000 : 1500);
       })
       .catch(function () { setTimeout(function () { poll(section); }, 5000); });
   }
