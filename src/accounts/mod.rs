@@ -161,14 +161,7 @@ pub fn create_account(
         audit::record(tx, event, &actor, &user.username, &format!("role {role}"))?;
         if event == Event::SignUp {
             // The address is confirmed by a link sent to it (in this same transaction).
-            let token = email_tokens::create(tx, user.id, email_tokens::Purpose::Verify)?;
-            crate::mail::to_user(
-                tx,
-                crate::mail::Kind::VerifyEmail,
-                user.id,
-                serde_json::json!({ "token": token }),
-                None,
-            )?;
+            send_verification(tx, user.id)?;
         } else {
             // Made by staff, the shell or an invite link: the address is taken as given.
             users::set_verified(tx, user.id)?;
@@ -551,6 +544,15 @@ pub fn first_admin_invite(db: &Db) -> Result<Option<String>> {
     })
 }
 
+/// Mails a fresh single-use link that confirms the account's address (inside the caller's
+/// transaction).
+fn send_verification(tx: &rusqlite::Connection, user_id: i64) -> Result<()> {
+    let token = email_tokens::create(tx, user_id, email_tokens::Purpose::Verify)?;
+    let data = serde_json::json!({ "token": token });
+    crate::mail::to_user(tx, crate::mail::Kind::VerifyEmail, user_id, data, None)?;
+    Ok(())
+}
+
 /// Confirms an address with the link mailed at sign-up.
 pub fn verify_email(db: &Db, token: &str, ip: &str) -> Result<User> {
     db.write(|tx| {
@@ -585,14 +587,7 @@ pub fn resend_verification(db: &Db, user: &User) -> Result<bool> {
         {
             return Ok(false);
         }
-        let token = email_tokens::create(tx, user.id, email_tokens::Purpose::Verify)?;
-        crate::mail::to_user(
-            tx,
-            crate::mail::Kind::VerifyEmail,
-            user.id,
-            serde_json::json!({ "token": token }),
-            None,
-        )?;
+        send_verification(tx, user.id)?;
         Ok(true)
     })
 }

@@ -493,14 +493,15 @@ impl JobRunner {
         Outcome::Done
     }
 
+    /// The node a node job is about (None when it was removed meanwhile).
+    async fn job_node(&self, job: &Job) -> std::result::Result<Option<Node>, Outcome> {
+        let node_id = job.node_id.ok_or_else(|| Outcome::Fail("no node".into()))?;
+        self.db(move |db| db.read(|c| nodes::by_id(c, node_id)))
+            .await
+    }
+
     async fn node_health(&self, job: &Job) -> Outcome {
-        let Some(node_id) = job.node_id else {
-            return Outcome::Fail("no node".into());
-        };
-        let node = step!(
-            self.db(move |db| db.read(|c| nodes::by_id(c, node_id)))
-                .await
-        );
+        let node = step!(self.job_node(job).await);
         match node {
             Some(node) => self.check_node(&node, Some(job.id)).await,
             None => Outcome::Done,
@@ -560,13 +561,7 @@ impl JobRunner {
     }
 
     async fn template_sync(&self, job: &Job) -> Outcome {
-        let Some(node_id) = job.node_id else {
-            return Outcome::Fail("no node".into());
-        };
-        let node = step!(
-            self.db(move |db| db.read(|c| nodes::by_id(c, node_id)))
-                .await
-        );
+        let node = step!(self.job_node(job).await);
         let Some(node) = node else {
             return Outcome::Done;
         };
