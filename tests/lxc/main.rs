@@ -2,16 +2,17 @@
 //! template, start it, log in to it with the user's key over its private IP, read its usage,
 //! stop and destroy it, and check that nothing is left behind.
 
+#[path = "../common/lxc_node.rs"]
+mod lxc_node;
 #[path = "../common/system.rs"]
 mod system;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use slices::agent::{Agent, AgentConfig, DriverKind};
-use slices::domain::{DnsName, Limits, NodeName, PrivateIp, Subnet, TemplateName, Username, VeId};
-use slices::slave_link::pki::{self, Ca};
-use slices::slave_link::{code, server, AgentClient, Command, EnvSpec, ServerOptions};
+use lxc_node::LxcNode;
+use slices::agent::Agent;
+use slices::domain::{DnsName, Limits, PrivateIp, TemplateName, Username, VeId};
+use slices::slave_link::{code, Command, EnvSpec};
 use system::*;
 
 const BRIDGE: &str = "slbr-lxct";
@@ -22,35 +23,12 @@ async fn a_real_container_from_create_to_destroy() {
     if !enabled("lxc system test") {
         return;
     }
-    let template = template();
-    let work = tempfile::Builder::new()
-        .prefix("slices-lxc-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
-    let bridge = Bridge::new(BRIDGE, "10.78.0.1/24");
-
-    // The CA, the node's bundle, and the agent with the lxc driver.
-    let ca = Ca::open_or_create(&work.path().join("ca")).unwrap();
-    let node = NodeName::parse("lxc1").unwrap();
-    let id = ca.issue_node(&node).unwrap();
-    let templates = work.path().join("templates");
-    std::fs::create_dir_all(&templates).unwrap();
-    std::os::unix::fs::symlink(&template, templates.join("debian-12-ssh_amd64.tar.gz")).unwrap();
-    let cfg = AgentConfig {
-        name: node.clone(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ca: work.path().join("unused"),
-        cert: work.path().join("unused"),
-        key: work.path().join("unused"),
-        driver: DriverKind::Lxc,
-        templates,
-        state: work.path().join("state"),
-        bridge: BRIDGE.into(),
-        subnet: Subnet::parse(SUBNET).unwrap(),
-        sim_op_ms: 0,
-        command_timeout_secs: 120,
-    };
-    let agent = Arc::new(Agent::from_config(cfg).unwrap());
+    let LxcNode {
+        agent,
+        master: mut m,
+        bridge,
+        work,
+    } = lxc_node::start("lxc1", BRIDGE, SUBNET).await;
     for item in agent.check() {
         if ["lxc installed", "bridge", "memory cgroup", "pids cgroup"].contains(&item.what.as_str())
         {
@@ -61,23 +39,6 @@ async fn a_real_container_from_create_to_destroy() {
             );
         }
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let tls = pki::server_config(ca.cert_pem(), &id).unwrap();
-    tokio::spawn(server::serve(
-        listener,
-        tls,
-        agent.clone(),
-        ServerOptions::default(),
-    ));
-    let mut m = AgentClient::connect(
-        &address,
-        &node,
-        ca.client_config().unwrap(),
-        Duration::from_secs(180),
-    )
-    .await
-    .unwrap();
 
     let (key, public) = keypair(work.path(), "alice-key");
     let spec = EnvSpec {

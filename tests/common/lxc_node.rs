@@ -1,0 +1,77 @@
+//! One slave host for the LXC system test and benchmark: the agent with the real `lxc` driver,
+//! its own CA and certificate, state on tmpfs, the cached OS template, a bridge, and the
+//! master's connection to it over mutual TLS.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slices::agent::{Agent, AgentConfig, DriverKind};
+use slices::domain::{NodeName, Subnet};
+use slices::slave_link::pki::{self, Ca};
+use slices::slave_link::{server, AgentClient, ServerOptions};
+
+use super::system::{template, Bridge};
+
+pub struct LxcNode {
+    pub agent: Arc<Agent>,
+    pub master: AgentClient,
+    pub bridge: Bridge,
+    /// The agent's folders (on /dev/shm); removed on drop, after the bridge.
+    pub work: tempfile::TempDir,
+}
+
+/// Starts it: `bridge` (at most 15 characters) gets the subnet's first address.
+pub async fn start(name: &str, bridge: &str, subnet: &str) -> LxcNode {
+    let subnet = Subnet::parse(subnet).unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("slices-lxc-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let bridge = Bridge::new(bridge, &format!("{}/{}", subnet.gateway(), subnet.prefix()));
+    let ca = Ca::open_or_create(&work.path().join("ca")).unwrap();
+    let node = NodeName::parse(name).unwrap();
+    let id = ca.issue_node(&node).unwrap();
+    let templates = work.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::os::unix::fs::symlink(template(), templates.join("debian-12-ssh_amd64.tar.gz")).unwrap();
+    let unused = work.path().join("unused"); // the agent runs in-process: no files for TLS
+    let cfg = AgentConfig {
+        name: node.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ca: unused.clone(),
+        cert: unused.clone(),
+        key: unused,
+        driver: DriverKind::Lxc,
+        templates,
+        state: work.path().join("state"),
+        bridge: bridge.name.clone(),
+        subnet,
+        sim_op_ms: 0,
+        command_timeout_secs: 120,
+    };
+    let agent = Arc::new(Agent::from_config(cfg).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let tls = pki::server_config(ca.cert_pem(), &id).unwrap();
+    tokio::spawn(server::serve(
+        listener,
+        tls,
+        agent.clone(),
+        ServerOptions::default(),
+    ));
+    let master = AgentClient::connect(
+        &address,
+        &node,
+        ca.client_config().unwrap(),
+        Duration::from_secs(180),
+    )
+    .await
+    .unwrap();
+    LxcNode {
+        agent,
+        master,
+        bridge,
+        work,
+    }
+}
