@@ -215,3 +215,28 @@ CREATE TABLE digests (
     day     TEXT NOT NULL,
     PRIMARY KEY (user_id, day)
 ) WITHOUT ROWID;
+
+-- version: 6
+-- Students' own SSH public keys: they go into the gateway account's authorized_keys.
+CREATE TABLE ssh_keys (
+    id          INTEGER PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (user_id, fingerprint)
+);
+-- The public half of the user's hop key (gateway -> slice); the private half is only on the
+-- gateway, in the user's home there.
+ALTER TABLE users ADD COLUMN hop_key TEXT;
+-- Each reconcile of the gateway, for staff: what changed, or why it failed.
+CREATE TABLE gateway_runs (
+    id          INTEGER PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    scope       TEXT NOT NULL,
+    ok          INTEGER NOT NULL,
+    changes     INTEGER NOT NULL,
+    summary     TEXT NOT NULL,
+    error       TEXT NOT NULL DEFAULT '',
+    duration_ms INTEGER NOT NULL
+);

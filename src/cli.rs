@@ -72,6 +72,12 @@ pub enum Command {
         #[command(subcommand)]
         what: TemplateCommand,
     },
+    /// The gateway host: what differs from the database (plan), put it right (apply), the
+    /// master's key for it (key), the last runs (runs).
+    Gateway {
+        #[command(subcommand)]
+        what: GatewayCommand,
+    },
     /// Mail: send a test message now and say what happened.
     Mail {
         #[command(subcommand)]
@@ -175,6 +181,40 @@ pub enum TemplateCommand {
     },
     /// The templates offered, and whether the master has each file.
     List {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GatewayCommand {
+    /// Print what apply would change (for everyone, or one user), changing nothing.
+    Plan {
+        /// Only this user's account, files and keys (the map is always compared whole).
+        #[arg(long)]
+        user: Option<String>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Make the gateway match the database, and print what changed.
+    Apply {
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Print the master's public key (made on first use), for the gateway's authorized_keys.
+    Key {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// The last applies: when, for whom, what changed or why it failed.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
         #[command(flatten)]
         cfg: ConfigArgs,
     },
@@ -301,6 +341,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Node { what } => node_command(what).await,
         Command::Jobs { what } => jobs_command(what),
+        Command::Gateway { what } => {
+            tokio::task::spawn_blocking(move || gateway_command(what)).await?
+        }
         Command::Template { what } => {
             let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
             match what {
@@ -816,4 +859,87 @@ pub fn http_get(url: &str, pinned_cert: Option<PathBuf>) -> anyhow::Result<Strin
         bail!("unhealthy: {status} {body}");
     }
     Ok(body.trim().to_string())
+}
+
+fn gateway_command(what: GatewayCommand) -> anyhow::Result<()> {
+    use crate::gateway::{Gateway, Scope, Settings};
+    let scope = |user: Option<String>| -> anyhow::Result<Scope> {
+        Ok(match user {
+            None => Scope::All,
+            Some(u) => Scope::User(
+                crate::domain::Username::parse(&u).map_err(|e| anyhow::anyhow!("{}", e.message))?,
+            ),
+        })
+    };
+    match what {
+        GatewayCommand::Plan { user, json, cfg } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let gw = Gateway::from_config(&ctx.config)?;
+            let plan = gw.plan(&ctx.db, &scope(user)?)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                println!("Gateway: {}", gw.settings().describe());
+                print!("{plan}");
+            }
+            Ok(())
+        }
+        GatewayCommand::Apply { user, cfg } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let gw = Gateway::from_config(&ctx.config)?;
+            let report = gw.apply(&ctx.db, &scope(user)?)?;
+            println!("Gateway: {}", gw.settings().describe());
+            print!("{}", report.plan);
+            println!(
+                "Applied {} change{} in {} ms.",
+                report.plan.changes.len(),
+                if report.plan.changes.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                report.duration_ms
+            );
+            if !report.new_hop_keys.is_empty() {
+                println!(
+                    "New hop keys for {}: their slices are sent the public half by the running master.",
+                    report.new_hop_keys.join(", ")
+                );
+            }
+            Ok(())
+        }
+        GatewayCommand::Key { cfg } => {
+            let config = cfg.load(&[])?;
+            let settings = Settings::from_config(&config)?;
+            let line = crate::gateway::master_key(&settings)?;
+            println!("{line}");
+            eprintln!(
+                "Put this line in the gateway's /root/.ssh/authorized_keys (private half: {}).",
+                settings.key_file.display()
+            );
+            Ok(())
+        }
+        GatewayCommand::Runs { limit, cfg } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let runs = ctx
+                .db
+                .read(|c| crate::gateway::runs(c, limit))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if runs.is_empty() {
+                println!("No gateway runs yet: `slices gateway apply` makes one.");
+            }
+            for r in runs {
+                let when = crate::web::render::format_time(r.at);
+                if r.ok {
+                    println!(
+                        "{when}  {:<12} ok, {} change(s), {} ms",
+                        r.scope, r.changes, r.duration_ms
+                    );
+                } else {
+                    println!("{when}  {:<12} FAILED: {}", r.scope, r.error);
+                }
+            }
+            Ok(())
+        }
+    }
 }

@@ -254,6 +254,23 @@ settings! {
     gateway_host: String = "localhost".to_string();
     /// The gateway's ssh port.
     gateway_port: u16 = 22;
+    /// Where the gateway's logins and web map are kept: `local` (files under DATA/gateway and
+    /// no Unix accounts, for trying Slices on one machine) or `ssh://root@HOST[:PORT]` (the
+    /// gateway host, reached over SSH with gateway_key).
+    gateway_target: String = "local".to_string();
+    /// The gateway's SSH host key, as `SHA256:...` (`ssh-keygen -lf` on its host key). Empty:
+    /// refused, and `slices gateway plan` prints the key it was offered.
+    gateway_host_key: String = String::new();
+    /// The master's private key for the gateway (OpenSSH format). Empty: DATA/gateway/master_ed25519,
+    /// made on first use; `slices gateway key` prints the line for the gateway's authorized_keys.
+    gateway_key: Option<PathBuf> = None;
+    /// On the gateway: the folder of login-shell scripts (NAME.sh) and homes (NAME/).
+    gateway_users_dir: String = "/home/users".to_string();
+    /// On the gateway: Apache's RewriteMap of `NAME PRIVATE_IP` lines.
+    gateway_map_file: String = "/etc/apache2/openvz.map".to_string();
+    /// How often the whole gateway is compared with the database and put right, in minutes
+    /// (0: only on changes and on demand).
+    gateway_sync_minutes: u64 = 10;
     /// How mail leaves: file (each message an .eml file in DATA/mail) or smtp.
     mail_transport: String = "file".to_string();
     /// The sender of every message.

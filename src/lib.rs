@@ -11,6 +11,7 @@ pub mod config;
 pub mod context;
 pub mod domain;
 pub mod error;
+pub mod gateway;
 pub mod jobs;
 pub mod mail;
 pub mod nodes;

@@ -29,10 +29,12 @@ pub enum Event {
     PasswordResetRequested,
     PasswordReset,
     NodeChanged,
+    KeyAdded,
+    KeyRemoved,
 }
 
 impl Event {
-    pub const ALL: [Event; 20] = [
+    pub const ALL: [Event; 22] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -53,6 +55,8 @@ impl Event {
         Event::PasswordResetRequested,
         Event::PasswordReset,
         Event::NodeChanged,
+        Event::KeyAdded,
+        Event::KeyRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +81,8 @@ impl Event {
             Event::PasswordResetRequested => "password_reset_requested",
             Event::PasswordReset => "password_reset",
             Event::NodeChanged => "node_changed",
+            Event::KeyAdded => "key_added",
+            Event::KeyRemoved => "key_removed",
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod email_tokens;
 pub mod invites;
+pub mod keys;
 pub mod password;
 pub mod sessions;
 pub mod token;

@@ -415,6 +415,20 @@ impl Agent {
                 }
                 Err(r) => r,
             },
+            Command::SetKeys(id, keys) => match self.existing(id)? {
+                Ok(mut spec) => {
+                    spec.keys = keys;
+                    self.specs.put(&spec)?;
+                    // Starting a running slice changes nothing but the user and its keys.
+                    if self.driver.state(id)? == EnvState::Running {
+                        self.driver.start(&spec)?;
+                        Reply::ok(vec!["applied".into()])
+                    } else {
+                        Reply::ok(vec!["saved; applied at the next start".into()])
+                    }
+                }
+                Err(r) => r,
+            },
             Command::Usage(Some(id)) => match self.existing(id)? {
                 Ok(_) => Reply::ok(vec![json!({"id": id, "counters": self.driver.usage(id)?})]),
                 Err(r) => r,

@@ -397,6 +397,10 @@ impl SshPublicKey {
     pub fn kind(&self) -> &str {
         &self.kind
     }
+
+    pub fn comment(&self) -> &str {
+        &self.comment
+    }
 }
 
 impl fmt::Display for SshPublicKey {

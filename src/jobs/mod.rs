@@ -30,10 +30,14 @@ pub enum JobKind {
     Destroy,
     NodeHealth,
     TemplateSync,
+    /// Makes the gateway match the database: for one user (`user_id`) or all.
+    Gateway,
+    /// Gives a slice its current keys (the gateway's hop key for its user).
+    Keys,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 9] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -41,6 +45,8 @@ impl JobKind {
         JobKind::Destroy,
         JobKind::NodeHealth,
         JobKind::TemplateSync,
+        JobKind::Gateway,
+        JobKind::Keys,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +58,8 @@ impl JobKind {
             JobKind::Destroy => "destroy",
             JobKind::NodeHealth => "node_health",
             JobKind::TemplateSync => "template_sync",
+            JobKind::Gateway => "gateway",
+            JobKind::Keys => "keys",
         }
     }
 
@@ -68,6 +76,8 @@ impl JobKind {
             JobKind::Destroy => "destroyed",
             JobKind::NodeHealth => "checked",
             JobKind::TemplateSync => "synced",
+            JobKind::Gateway => "applied",
+            JobKind::Keys => "given its keys",
         }
     }
 
@@ -80,6 +90,8 @@ impl JobKind {
             JobKind::Destroy => "Destroy",
             JobKind::NodeHealth => "Health check",
             JobKind::TemplateSync => "Template sync",
+            JobKind::Gateway => "Gateway apply",
+            JobKind::Keys => "Key update",
         }
     }
 }
@@ -111,6 +123,19 @@ pub fn enqueue_for_node(
         return Ok(None);
     }
     insert(conn, kind, None, None, Some(node_id), at).map(Some)
+}
+
+/// Queues a gateway run: for one user, or for all (unless one is already waiting).
+pub fn enqueue_gateway(conn: &Connection, user_id: Option<i64>) -> Result<Option<i64>> {
+    let waiting: i64 = conn.query_row(
+        "SELECT count(*) FROM jobs WHERE kind = 'gateway' AND user_id IS ?1 AND state = 'queued'",
+        params![user_id],
+        |r| r.get(0),
+    )?;
+    if waiting > 0 {
+        return Ok(None);
+    }
+    insert(conn, JobKind::Gateway, None, user_id, None, now()).map(Some)
 }
 
 fn insert(

@@ -36,6 +36,8 @@ pub struct RunnerConfig {
     pub health_secs: i64,
     /// How often templates are synced to every node (0: only on demand).
     pub template_sync_secs: i64,
+    /// How often the whole gateway is reconciled (0: only on changes and on demand).
+    pub gateway_sync_secs: i64,
     /// A node not heard from for this long gets no new slices.
     pub node_stale_secs: i64,
     /// How long to wait for an agent's answer.
@@ -75,6 +77,7 @@ impl RunnerConfig {
             max_attempts: c.job_max_attempts.max(1) as i64,
             health_secs: c.node_health_secs.max(1) as i64,
             template_sync_secs: c.template_sync_minutes as i64 * 60,
+            gateway_sync_secs: c.gateway_sync_minutes as i64 * 60,
             node_stale_secs: (c.node_health_secs as i64 * 4).max(60),
             agent_timeout: Duration::from_secs(c.agent_timeout_secs.max(1)),
             nameservers,
@@ -90,6 +93,7 @@ pub struct JobRunner {
     pub(super) owner: String,
     pub(super) cfg: RunnerConfig,
     pub(super) templates: Arc<TemplateDir>,
+    pub(super) gateway: Arc<crate::gateway::Gateway>,
     wake: Arc<Notify>,
     mail: Arc<MailSender>,
     /// Counts the moments room may have appeared (a node answered, a slice was destroyed),
@@ -124,6 +128,7 @@ impl JobRunner {
         ));
         let templates = Arc::new(TemplateDir::new(&ctx.config.os_templates_dir())?);
         let mail = Arc::new(MailSender::from_context(&ctx)?);
+        let gateway = Arc::new(crate::gateway::Gateway::from_config(&ctx.config)?);
         let owner = format!(
             "master-{}-{:08x}",
             std::process::id(),
@@ -135,6 +140,7 @@ impl JobRunner {
             owner,
             cfg,
             templates,
+            gateway,
             wake: Arc::new(Notify::new()),
             room: std::sync::atomic::AtomicU64::new(0),
             mail,
@@ -206,6 +212,8 @@ impl JobRunner {
         self.first_health_round().await;
         let mut last_health = now();
         let mut last_sync = now();
+        // The gateway is put right once at start, then every gateway_sync_secs.
+        let mut last_gateway = 0;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
@@ -225,6 +233,14 @@ impl JobRunner {
             let health_due = t - last_health >= self.cfg.health_secs;
             let sync_due =
                 self.cfg.template_sync_secs > 0 && t - last_sync >= self.cfg.template_sync_secs;
+            if self.cfg.gateway_sync_secs > 0 && t - last_gateway >= self.cfg.gateway_sync_secs {
+                last_gateway = t;
+                let _ = self
+                    .ctx
+                    .db
+                    .run(|db| db.write(|tx| super::enqueue_gateway(tx, None).map(|_| ())))
+                    .await;
+            }
             if health_due || sync_due {
                 if health_due {
                     last_health = t;

@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use super::queue::{self, Job};
 use super::runner::JobRunner;
-use crate::domain::{DnsName, PrivateIp, Subnet, TemplateName, Username, VeId};
+use crate::domain::{DnsName, PrivateIp, SshPublicKey, Subnet, TemplateName, Username, VeId};
 use crate::error::{Error, Result};
+use crate::gateway::Scope;
 use crate::nodes::{self, Node};
 use crate::slave_link::{code, Command, EnvSpec, LinkError, Reply};
 use crate::slices::{self, Slice, State};
@@ -81,6 +82,11 @@ struct Candidate {
 /// room for the plan's memory, a free address. Rank: most free memory, then fewest slices.
 /// First come, first served: while an earlier-approved slice waits, a later one waits behind.
 fn place(conn: &Connection, slice: &Slice, job_id: i64, stale_secs: i64) -> Result<Option<Node>> {
+    // Another job's placement may have placed this slice since it was read.
+    if let Some(node_id) = slices::get(conn, slice.id)?.and_then(|s| s.node_id) {
+        queue::checkpoint(conn, job_id, "placed")?;
+        return nodes::by_id(conn, node_id);
+    }
     // Everyone approved before this slice and not yet placed goes first, in order, in this
     // same transaction; the first that does not fit stops the line.
     let waiting: Vec<i64> = conn
@@ -179,7 +185,7 @@ fn place_one(conn: &Connection, slice: &Slice, stale_secs: i64) -> Result<Option
         .find(|v| !ids.contains(v))
         .expect("a free id");
     conn.execute(
-        "UPDATE slices SET node_id = ?2, veid = ?3, ip = ?4, state = 'provisioning', step = 'creating the container',
+        "UPDATE slices SET node_id = ?2, veid = ?3, ip = ?4, state = 'provisioning', step = 'setting up the gateway login',
                            failure = '', updated_at = ?5 WHERE id = ?1",
         params![slice.id, c.node.id, veid, ip, now()],
     )?;
@@ -225,6 +231,8 @@ impl JobRunner {
             Some(Destroy) => self.destroy(job).await,
             Some(NodeHealth) => self.node_health(job).await,
             Some(TemplateSync) => self.template_sync(job).await,
+            Some(Gateway) => self.gateway_job(job).await,
+            Some(Keys) => self.keys(job).await,
             None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
         }
     }
@@ -249,12 +257,16 @@ impl JobRunner {
     /// The spec the agent needs for a placed slice.
     async fn spec(&self, slice: &Slice) -> std::result::Result<EnvSpec, Outcome> {
         let (user_id, plan_id) = (slice.user_id, slice.plan_id);
-        let (username, limits) = self
+        let (username, limits, hop_key) = self
             .db(move |db| {
                 db.read(|c| {
                     let u = crate::accounts::users::by_id(c, user_id)?
                         .ok_or(Error::NotFound("user"))?;
-                    Ok((u.username, slices::plan_limits(c, plan_id)?))
+                    let hop: Option<String> =
+                        c.query_row("SELECT hop_key FROM users WHERE id = ?1", [user_id], |r| {
+                            r.get(0)
+                        })?;
+                    Ok((u.username, slices::plan_limits(c, plan_id)?, hop))
                 })
             })
             .await?;
@@ -270,7 +282,12 @@ impl JobRunner {
             nameservers: self.cfg.nameservers.clone(),
             search_domain: self.cfg.search_domain.clone(),
             limits,
-            keys: vec![],
+            // The gateway's hop key for this user: the only way in.
+            keys: hop_key
+                .as_deref()
+                .and_then(|k| SshPublicKey::parse(k).ok())
+                .into_iter()
+                .collect(),
         })
     }
 
@@ -358,7 +375,29 @@ impl JobRunner {
             }
         };
         let (slice, _) = step!(self.slice_and_node(slice_id).await);
-        let spec = step!(self.spec(&slice).await);
+        let mut spec = step!(self.spec(&slice).await);
+        if !job.done("gateway") {
+            if !self.ours(job).await {
+                return Outcome::Abandoned;
+            }
+            step!(self.gateway_apply(Scope::User(spec.username.clone())).await);
+            step!(
+                self.record(
+                    job,
+                    "gateway",
+                    "creating the container",
+                    "Gateway login ready.".into()
+                )
+                .await
+            );
+            spec = step!(self.spec(&slice).await);
+        }
+        if spec.keys.is_empty() {
+            return Outcome::Retry(format!(
+                "the gateway holds no hop key for {} yet",
+                spec.username
+            ));
+        }
         if !job.done("created") {
             if !self.ours(job).await {
                 return Outcome::Abandoned;
@@ -485,6 +524,8 @@ impl JobRunner {
                 slices::event(tx, slice_id, "Destroyed; its address is free again.")?;
                 slices::mail_owner(tx, slice_id, crate::mail::Kind::SliceDestroyed, serde_json::json!({}))?;
                 queue::wake_waiting(tx)?;
+                // Its login and web address go from the gateway.
+                crate::gateway::queue_user(tx, slice.user_id)?;
                 Ok(())
             }))
             .await
@@ -557,6 +598,74 @@ impl JobRunner {
         if ok {
             self.room_changed();
         }
+        Outcome::Done
+    }
+
+    /// Runs a gateway apply off the async threads.
+    async fn gateway_apply(
+        &self,
+        scope: Scope,
+    ) -> std::result::Result<crate::gateway::Report, Outcome> {
+        let (gw, db) = (self.gateway.clone(), self.ctx.db.clone());
+        match tokio::task::spawn_blocking(move || gw.apply(&db, &scope)).await {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(e)) => Err(Outcome::Retry(format!("gateway: {e:#}"))),
+            Err(e) => Err(Outcome::Retry(format!("gateway: {e}"))),
+        }
+    }
+
+    async fn gateway_job(&self, job: &Job) -> Outcome {
+        let scope = match job.user_id {
+            None => Scope::All,
+            Some(id) => {
+                let user = step!(
+                    self.db(move |db| db.read(|c| crate::accounts::users::by_id(c, id)))
+                        .await
+                );
+                match user.map(|u| Username::parse(&u.username)) {
+                    Some(Ok(u)) => Scope::User(u),
+                    _ => return Outcome::Fail("no such user".into()),
+                }
+            }
+        };
+        let report = step!(self.gateway_apply(scope).await);
+        if !report.plan.is_empty() {
+            tracing::info!(scope = %report.scope, changes = report.plan.changes.len(), ms = report.duration_ms, "gateway applied");
+        }
+        Outcome::Done
+    }
+
+    /// Gives a slice the keys of its spec (after the user's hop key changed).
+    async fn keys(&self, job: &Job) -> Outcome {
+        let Some(slice_id) = job.slice_id else {
+            return Outcome::Fail("no slice".into());
+        };
+        let (slice, node) = step!(self.slice_and_node(slice_id).await);
+        let Some(node) = node else {
+            return Outcome::Done;
+        };
+        if !matches!(slice.state, State::Running | State::Stopped) || slice.veid.is_none() {
+            return Outcome::Done;
+        }
+        let spec = step!(self.spec(&slice).await);
+        let r = self
+            .links
+            .call(
+                &node,
+                Some(job.id),
+                Some(slice_id),
+                &Command::SetKeys(spec.id, spec.keys.clone()),
+            )
+            .await;
+        step!(judge("set_keys", r));
+        step!(
+            self.db(move |db| db.write(|tx| slices::event(
+                tx,
+                slice_id,
+                "The gateway's key for this slice was renewed."
+            )))
+            .await
+        );
         Outcome::Done
     }
 

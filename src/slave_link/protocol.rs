@@ -135,6 +135,9 @@ pub enum Command {
     EnvStatus(VeId),
     ListEnvs,
     SetLimits(VeId, Limits),
+    /// Replaces the keys in the user's `authorized_keys` inside the slice (now if it runs,
+    /// else at its next start).
+    SetKeys(VeId, Vec<SshPublicKey>),
     Usage(Option<VeId>),
     /// The master's templates: the node says which it lacks or has another version of.
     SyncTemplates(Vec<TemplateInfo>),
@@ -181,6 +184,7 @@ pub const COMMANDS: &[&str] = &[
     "env_status",
     "list_envs",
     "set_limits",
+    "set_keys",
     "usage",
     "sync_templates",
     "put_template",
@@ -287,6 +291,15 @@ impl Command {
                         .map_err(|e| Refusal::args(&req.command, e.message))?,
                 )
             }
+            "set_keys" => {
+                arity(req, 2, "[id, [key, ...]]")?;
+                let id: VeId = typed(req, 0, "id")?;
+                let keys: Vec<SshPublicKey> = typed(req, 1, "keys")?;
+                if keys.len() > 100 {
+                    return Err(Refusal::args(&req.command, "at most 100 keys"));
+                }
+                Command::SetKeys(id, keys)
+            }
             "sync_templates" => {
                 arity(req, 1, "[[{name, sha256, size}, ...]]")?;
                 let manifest: Vec<TemplateInfo> = typed(req, 0, "manifest")?;
@@ -357,6 +370,7 @@ impl Command {
             Command::EnvStatus(_) => "env_status",
             Command::ListEnvs => "list_envs",
             Command::SetLimits(..) => "set_limits",
+            Command::SetKeys(..) => "set_keys",
             Command::Usage(_) => "usage",
             Command::SyncTemplates(_) => "sync_templates",
             Command::PutTemplate { .. } => "put_template",
@@ -373,6 +387,7 @@ impl Command {
             | Command::DestroyEnv(id)
             | Command::EnvStatus(id)
             | Command::SetLimits(id, _)
+            | Command::SetKeys(id, _)
             | Command::Usage(Some(id)) => Some(*id),
             _ => None,
         }
@@ -402,6 +417,7 @@ impl Command {
             | Command::EnvStatus(id)
             | Command::Usage(Some(id)) => vec![json!(id)],
             Command::SetLimits(id, l) => vec![json!(id), json!(l)],
+            Command::SetKeys(id, k) => vec![json!(id), json!(k)],
             Command::SyncTemplates(m) => vec![json!(m)],
             Command::PutTemplate { info, offset, data } => vec![
                 json!(info.name),

@@ -15,6 +15,8 @@ use super::system::{template, Bridge};
 
 pub struct LxcNode {
     pub agent: Arc<Agent>,
+    /// Where the agent listens (for the master's nodes table).
+    pub address: String,
     pub master: AgentClient,
     pub bridge: Bridge,
     /// The agent's folders (on /dev/shm); removed on drop, after the bridge.
@@ -23,13 +25,25 @@ pub struct LxcNode {
 
 /// Starts it: `bridge` (at most 15 characters) gets the subnet's first address.
 pub async fn start(name: &str, bridge: &str, subnet: &str) -> LxcNode {
+    start_with_ca(name, bridge, subnet, None).await
+}
+
+/// Starts it with its certificate from `ca` (the master's), or from a CA of its own.
+pub async fn start_with_ca(name: &str, bridge: &str, subnet: &str, ca: Option<&Ca>) -> LxcNode {
     let subnet = Subnet::parse(subnet).unwrap();
     let work = tempfile::Builder::new()
         .prefix("slices-lxc-")
         .tempdir_in("/dev/shm")
         .unwrap();
     let bridge = Bridge::new(bridge, &format!("{}/{}", subnet.gateway(), subnet.prefix()));
-    let ca = Ca::open_or_create(&work.path().join("ca")).unwrap();
+    let own;
+    let ca = match ca {
+        Some(ca) => ca,
+        None => {
+            own = Ca::open_or_create(&work.path().join("ca")).unwrap();
+            &own
+        }
+    };
     let node = NodeName::parse(name).unwrap();
     let id = ca.issue_node(&node).unwrap();
     let templates = work.path().join("templates");
@@ -70,6 +84,7 @@ pub async fn start(name: &str, bridge: &str, subnet: &str) -> LxcNode {
     .unwrap();
     LxcNode {
         agent,
+        address,
         master,
         bridge,
         work,

@@ -45,7 +45,12 @@ pub struct Fleet {
 }
 
 pub fn config(dir: &std::path::Path) -> Config {
-    let flags = [
+    config_with(dir, &[])
+}
+
+/// The test configuration with some settings added or changed.
+pub fn config_with(dir: &std::path::Path, extra: &[(&str, String)]) -> Config {
+    let mut flags = vec![
         ("data", dir.join("data").display().to_string()),
         ("listen", "127.0.0.1:0".to_string()),
         ("job_retry_base_secs", "1".to_string()),
@@ -53,6 +58,7 @@ pub fn config(dir: &std::path::Path) -> Config {
         ("job_lease_secs", "10".to_string()),
         ("template_sync_minutes", "0".to_string()),
     ];
+    flags.extend(extra.iter().cloned());
     Config::load(None, Vec::<(String, String)>::new(), &flags).unwrap()
 }
 
@@ -109,8 +115,18 @@ pub async fn start_agent(
 
 /// A master database with `n` registered nodes, each with a running simulated agent.
 pub async fn fleet(n: usize, subnet: impl Fn(usize) -> String, op_ms: u64) -> Fleet {
+    fleet_with(n, subnet, op_ms, &[]).await
+}
+
+/// A fleet whose master has some settings added or changed.
+pub async fn fleet_with(
+    n: usize,
+    subnet: impl Fn(usize) -> String,
+    op_ms: u64,
+    extra: &[(&str, String)],
+) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::open(config(dir.path())).unwrap();
+    let ctx = Context::open(config_with(dir.path(), extra)).unwrap();
     let ca = Ca::open_or_create(&ctx.config.data.join("ca")).unwrap();
     let mut nodes = Vec::new();
     for i in 0..n {

@@ -28,6 +28,7 @@ async fn a_real_container_from_create_to_destroy() {
         master: mut m,
         bridge,
         work,
+        ..
     } = lxc_node::start("lxc1", BRIDGE, SUBNET).await;
     for item in agent.check() {
         if ["lxc installed", "bridge", "memory cgroup", "pids cgroup"].contains(&item.what.as_str())

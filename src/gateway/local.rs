@@ -1,0 +1,136 @@
+//! The `local` gateway target: the same files an SSH gateway gets, under a folder of the
+//! master (DATA/gateway), and no Unix accounts. It lets Slices run on one machine with nothing
+//! else installed, and shows exactly what a real gateway would hold.
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::{Actual, ActualUser, Settings, Target, UserFile};
+use crate::domain::Username;
+
+pub struct LocalTarget {
+    users: PathBuf,
+    map: PathBuf,
+}
+
+impl LocalTarget {
+    pub fn new(root: &Path, settings: &Settings) -> anyhow::Result<LocalTarget> {
+        let inside = |p: &str| root.join(p.trim_start_matches('/'));
+        let t = LocalTarget {
+            users: inside(settings.users_dir.as_str()),
+            map: inside(settings.map_file.as_str()),
+        };
+        std::fs::create_dir_all(&t.users)
+            .with_context(|| format!("cannot create {}", t.users.display()))?;
+        Ok(t)
+    }
+
+    fn path(&self, user: &Username, f: UserFile) -> PathBuf {
+        match f {
+            UserFile::Script => self.users.join(format!("{user}.sh")),
+            other => self.users.join(user.as_str()).join(other.in_home()),
+        }
+    }
+
+    fn read_user(&self, name: &str) -> ActualUser {
+        let home = self.users.join(name);
+        let read = |p: PathBuf| std::fs::read_to_string(p).ok();
+        ActualUser {
+            account: home.is_dir(),
+            home: home.is_dir(),
+            script: read(self.users.join(format!("{name}.sh"))),
+            keys: read(home.join(UserFile::AuthorizedKeys.in_home())),
+            hop_public: read(home.join(UserFile::HopPublic.in_home())),
+        }
+    }
+}
+
+/// Writes a file whole: a temporary file beside it, renamed over it.
+pub(super) fn replace(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let dir = path.parent().context("a file has a folder")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.slices-new",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
+
+impl Target for LocalTarget {
+    fn read(&mut self, only: Option<&Username>) -> anyhow::Result<Actual> {
+        let mut actual = Actual {
+            accounts_managed: false,
+            map: std::fs::read_to_string(&self.map).ok(),
+            ..Actual::default()
+        };
+        let names: Vec<String> = match only {
+            Some(u) => vec![u.to_string()],
+            None => {
+                let mut names = std::collections::BTreeSet::new();
+                for entry in std::fs::read_dir(&self.users)? {
+                    let entry = entry?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name.starts_with('.') {
+                        continue;
+                    }
+                    match name.strip_suffix(".sh") {
+                        Some(n) => names.insert(n.to_string()),
+                        None if entry.file_type()?.is_dir() => names.insert(name),
+                        None => false,
+                    };
+                }
+                names.into_iter().collect()
+            }
+        };
+        for name in names {
+            let u = self.read_user(&name);
+            if u != ActualUser::default() {
+                actual.users.insert(name, u);
+            }
+        }
+        Ok(actual)
+    }
+
+    fn add_users(&mut self, users: &[Username]) -> anyhow::Result<()> {
+        for u in users {
+            let ssh = self.users.join(u.as_str()).join(".ssh");
+            std::fs::create_dir_all(&ssh)?;
+            let known = ssh.join("known_hosts");
+            if !known.exists() {
+                replace(&known, b"", 0o600)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_user(&mut self, user: &Username) -> anyhow::Result<()> {
+        let home = self.users.join(user.as_str());
+        if home.exists() {
+            std::fs::remove_dir_all(&home)?;
+        }
+        let script = self.path(user, UserFile::Script);
+        if script.exists() {
+            std::fs::remove_file(script)?;
+        }
+        Ok(())
+    }
+
+    fn write_files(&mut self, files: &[(Username, UserFile, Vec<u8>)]) -> anyhow::Result<()> {
+        for (u, f, bytes) in files {
+            replace(&self.path(u, *f), bytes, f.mode())?;
+        }
+        Ok(())
+    }
+
+    fn write_map(&mut self, text: &str) -> anyhow::Result<()> {
+        replace(&self.map, text.as_bytes(), 0o644)
+    }
+}
