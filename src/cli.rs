@@ -211,6 +211,11 @@ pub enum GatewayCommand {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Print the Apache lines that serve NAME.<domain> from the map.
+    Apache {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// The last applies: when, for whom, what changed or why it failed.
     Runs {
         #[arg(long, default_value_t = 20)]
@@ -916,6 +921,17 @@ fn gateway_command(what: GatewayCommand) -> anyhow::Result<()> {
             eprintln!(
                 "Put this line in the gateway's /root/.ssh/authorized_keys (private half: {}).",
                 settings.key_file.display()
+            );
+            Ok(())
+        }
+        GatewayCommand::Apache { cfg } => {
+            let config = cfg.load(&[])?;
+            let settings = Settings::from_config(&config)?;
+            let domain = crate::domain::DnsName::parse(&config.domain)
+                .map_err(|e| anyhow::anyhow!("domain: {}", e.message))?;
+            print!(
+                "{}",
+                crate::gateway::apache_config(&domain, &settings.map_file)
             );
             Ok(())
         }

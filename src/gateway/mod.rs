@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::domain::{PrivateIp, SshPublicKey, Username};
 use crate::store::{now, Db};
 
-pub use render::{login_script, map_text};
+pub use render::{apache_config, login_script, map_text};
 
 /// A path on the gateway host: absolute, of plain characters only (it reaches command lines).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -67,6 +67,25 @@ pub fn map_text(map: &[(String, PrivateIp)]) -> String {
     t
 }
 
+/// The Apache lines that send `NAME.<domain>` to the slice the map names (mod_rewrite and
+/// mod_proxy_http; the seed's RewriteMap, with unknown names answered 404 instead of proxied
+/// to nowhere). `slices gateway apache` prints them for the gateway's site configuration.
+pub fn apache_config(domain: &crate::domain::DnsName, map_file: &super::RemotePath) -> String {
+    let escaped = domain.as_str().replace('.', "\\.");
+    format!(
+        "# NAME.{domain} -> the web server of NAME's slice (written by `slices gateway apache`).\n\
+         RewriteEngine On\n\
+         RewriteMap slices \"txt:{map_file}\"\n\
+         RewriteMap slices_lc int:tolower\n\
+         RewriteCond %{{HTTP_HOST}} ^([a-z0-9-]+)\\.{escaped}(:[0-9]+)?$ [NC]\n\
+         RewriteCond ${{slices:${{slices_lc:%1}}|NOTFOUND}} !=NOTFOUND\n\
+         RewriteRule ^/(.*)$ http://${{slices:${{slices_lc:%1}}}}/$1 [P,L]\n\
+         RewriteCond %{{HTTP_HOST}} ^([a-z0-9-]+)\\.{escaped}(:[0-9]+)?$ [NC]\n\
+         RewriteRule ^ - [R=404,L]\n\
+         ProxyPreserveHost On\n"
+    )
+}
+
 /// A DNS label fit for a map key: `[a-z0-9-]`, 1 to 63, no leading or trailing `-`.
 pub fn valid_label(s: &str) -> bool {
     !s.is_empty()

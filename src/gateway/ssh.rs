@@ -108,6 +108,8 @@ impl SshTarget {
         let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
             .with_context(|| format!("cannot reach the gateway at {addr}"))?;
         let mut sess = ssh2::Session::new()?;
+        // The key pinned is the gateway's ed25519 host key, whatever else it offers.
+        sess.method_pref(ssh2::MethodType::HostKey, "ssh-ed25519")?;
         sess.set_tcp_stream(tcp);
         sess.set_timeout(120_000);
         sess.handshake()

@@ -1,1 +1,413 @@
-//! (system test: next)
+//! System test: a real sshd on loopback is the gateway, the master reaches it over SSH (ssh2)
+//! with its own key and the host key pinned, slices are real LXC containers, and a real
+//! Apache serves NAME.example.test from the generated map.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use slices::accounts::{self, Actor};
+use slices::domain::{NodeAddress, NodeName, Role, SshPublicKey};
+use slices::gateway::{Gateway, Scope, Settings};
+use slices::jobs::JobKind;
+use slices::slices::State;
+
+use crate::fleet::fleet_with;
+use crate::lxc_node;
+use crate::system::*;
+
+const BRIDGE: &str = "slbr-gwt";
+const SUBNET: &str = "10.83.0.0/24";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The gateway host's parts: sshd and Apache, with their files in one root-owned folder.
+struct Lab {
+    dir: PathBuf,
+    sshd: Child,
+    apache_conf: PathBuf,
+    ssh_port: u16,
+    web_port: u16,
+    host_key: String,
+}
+
+impl Lab {
+    fn start() -> Lab {
+        // Under /var/lib, not /tmp: sshd refuses keys under a world-writable folder.
+        let dir = PathBuf::from(format!("/var/lib/slices-gw-test-{}", std::process::id()));
+        quiet("rm", &["-rf", dir.to_str().unwrap()]);
+        sh("install", &["-d", "-m", "755", dir.to_str().unwrap()]);
+        for sub in ["root_keys", "run"] {
+            sh(
+                "install",
+                &["-d", "-m", "755", dir.join(sub).to_str().unwrap()],
+            );
+        }
+        let hk = dir.join("host_key");
+        sh(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-f", hk.to_str().unwrap()],
+        );
+        let host_key = sh("ssh-keygen", &["-lf", &format!("{}.pub", hk.display())])
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let ssh_port = free_port();
+        let d = dir.display();
+        let conf = format!(
+            "Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\n\
+             AuthorizedKeysFile .ssh/authorized_keys {d}/root_keys/%u\n\
+             Subsystem sftp /usr/lib/openssh/sftp-server\n"
+        );
+        std::fs::write(dir.join("sshd_config"), conf).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let sshd = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-f"])
+            .arg(dir.join("sshd_config"))
+            .arg("-E")
+            .arg(dir.join("sshd.log"))
+            .spawn()
+            .expect("sshd");
+        wait_for_port(&format!("127.0.0.1:{ssh_port}"), 10);
+        Lab {
+            apache_conf: dir.join("httpd.conf"),
+            dir,
+            sshd,
+            ssh_port,
+            web_port: free_port(),
+            host_key,
+        }
+    }
+
+    fn start_apache(&self, site: &str) {
+        let d = self.dir.display();
+        let m = "/usr/lib/apache2/modules";
+        let conf = format!(
+            "ServerRoot {d}\nServerName localhost\nListen 127.0.0.1:{port}\nPidFile {d}/run/apache.pid\n\
+             DefaultRuntimeDir {d}/run\nMutex file:{d}/run default\nErrorLog {d}/apache-error.log\n\
+             LogLevel warn\nUser www-data\nGroup www-data\n\
+             LoadModule mpm_event_module {m}/mod_mpm_event.so\n\
+             LoadModule authz_core_module {m}/mod_authz_core.so\n\
+             LoadModule rewrite_module {m}/mod_rewrite.so\n\
+             LoadModule proxy_module {m}/mod_proxy.so\n\
+             LoadModule proxy_http_module {m}/mod_proxy_http.so\n\
+             ProxyTimeout 10\n{site}",
+            port = self.web_port
+        );
+        std::fs::write(&self.apache_conf, conf).unwrap();
+        sh(
+            "apache2",
+            &["-f", self.apache_conf.to_str().unwrap(), "-k", "start"],
+        );
+        wait_for_port(&format!("127.0.0.1:{}", self.web_port), 10);
+    }
+
+    fn users(&self) -> PathBuf {
+        self.dir.join("users")
+    }
+
+    fn map(&self) -> PathBuf {
+        self.dir.join("openvz.map")
+    }
+
+    /// `ssh -p PORT -i KEY USER@127.0.0.1 ARGS...` through the gateway: (exit code, stdout).
+    fn ssh(&self, key: &Path, user: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+        let port = self.ssh_port.to_string();
+        let mut cmd = Command::new("ssh");
+        cmd.args(SSH_OPTS)
+            .args(["-p", &port, "-i"])
+            .arg(key)
+            .arg(format!("{user}@127.0.0.1"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+        if self.apache_conf.exists() {
+            quiet(
+                "apache2",
+                &["-f", self.apache_conf.to_str().unwrap(), "-k", "stop"],
+            );
+        }
+        // Accounts the test's gateway made (their shell is in its users folder).
+        let users = self.users();
+        if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
+            for line in passwd.lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                if f.len() == 7 && f[6].starts_with(users.to_str().unwrap()) {
+                    quiet("userdel", &["-f", f[0]]);
+                }
+            }
+        }
+        quiet("rm", &["-rf", self.dir.to_str().unwrap()]);
+    }
+}
+
+/// Retries an ssh through the gateway until it succeeds (the slice's sshd may still start).
+fn ssh_ok(lab: &Lab, key: &Path, user: &str, args: &[&str]) -> String {
+    let start = Instant::now();
+    loop {
+        let (code, out, err) = lab.ssh(key, user, args, "");
+        if code == 0 {
+            return out;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "ssh {user}@gateway {args:?}: exit {code}: {err}\nsshd log:\n{}",
+            std::fs::read_to_string(lab.dir.join("sshd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+async fn get(port: u16, host: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/"))
+        .header(reqwest::header::HOST, host)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed().as_secs() < 30, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn account_exists(name: &str) -> bool {
+    Command::new("getent")
+        .args(["passwd", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_the_web() {
+    if !enabled("gateway::real") {
+        return;
+    }
+    for (name, exists) in [("slgw-alice", false), ("slgw-bob", false)] {
+        assert_eq!(account_exists(name), exists, "a stale test account {name}");
+    }
+    let lab = Lab::start();
+    let f = fleet_with(
+        0,
+        |_| String::new(),
+        0,
+        &[
+            (
+                "gateway_target",
+                format!("ssh://root@127.0.0.1:{}", lab.ssh_port),
+            ),
+            ("gateway_host_key", lab.host_key.clone()),
+            ("gateway_users_dir", lab.users().display().to_string()),
+            ("gateway_map_file", lab.map().display().to_string()),
+            ("domain", "example.test".into()),
+            ("slice_nameservers", "10.83.0.1".into()),
+        ],
+    )
+    .await;
+    // The master's key goes into root's authorized keys on the gateway.
+    let settings = Settings::from_config(&f.ctx.config).unwrap();
+    let master_pub = slices::gateway::master_key(&settings).unwrap();
+    std::fs::write(lab.dir.join("root_keys/root"), format!("{master_pub}\n")).unwrap();
+    // A wrong pinned key is refused before anything is sent.
+    let mut wrong = settings.clone();
+    wrong.host_key = Some("SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into());
+    let err = Gateway::new(wrong)
+        .plan(&f.ctx.db, &Scope::All)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("host key has changed"), "{err}");
+
+    let node = lxc_node::start_with_ca("gw1", BRIDGE, SUBNET, Some(&f.ca)).await;
+    f.ctx
+        .db
+        .write(|tx| {
+            slices::nodes::add(
+                tx,
+                &NodeName::parse("gw1").unwrap(),
+                &NodeAddress::parse(&node.address).unwrap(),
+            )
+        })
+        .unwrap();
+    let staff = f.user("tess", Role::Staff);
+    // Usernames unlikely to exist on a test machine.
+    let alice = f.user("slgw-alice", Role::Student);
+    let bob = f.user("slgw-bob", Role::Student);
+    let keys = tempfile::tempdir().unwrap();
+    let (alice_key, alice_pub) = keypair(keys.path(), "alice");
+    let (bob_key, bob_pub) = keypair(keys.path(), "bob");
+    for (u, k) in [(&alice, &alice_pub), (&bob, &bob_pub)] {
+        let k = SshPublicKey::parse(k).unwrap();
+        f.ctx
+            .db
+            .write(|tx| accounts::keys::add(tx, u.id, &k, &Actor::default()))
+            .unwrap();
+    }
+    let a = f.request_and_approve(&alice, &staff);
+    let b = f.request_and_approve(&bob, &staff);
+    let jobs = f.run_jobs(|c| c.agent_timeout = Duration::from_secs(180));
+    let sa = f.wait_for(a, State::Running, 120).await;
+    let sb = f.wait_for(b, State::Running, 120).await;
+    let ip_a = sa.ip.clone().unwrap();
+
+    // The accounts exist with the login shell the seed describes.
+    let users = lab.users();
+    let passwd = sh("getent", &["passwd", "slgw-alice"]);
+    assert!(
+        passwd
+            .trim()
+            .ends_with(&format!(":{}/slgw-alice.sh", users.display())),
+        "{passwd}"
+    );
+    let private = users.join("slgw-alice/.ssh/slice_ed25519");
+    let meta = std::fs::metadata(&private).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let uid: u32 = sh("id", &["-u", "slgw-alice"]).trim().parse().unwrap();
+    assert_eq!(meta.uid(), uid, "the hop key belongs to its user");
+
+    // ssh through the gateway lands in the user's own slice.
+    let out = ssh_ok(&lab, &alice_key, "slgw-alice", &["hostname"]);
+    assert_eq!(out.trim(), "slgw-alice");
+    let out = ssh_ok(&lab, &bob_key, "slgw-bob", &["hostname; id -un"]);
+    assert_eq!(out, "slgw-bob\nslgw-bob\n");
+    // The remote command's exit code comes back.
+    let (code, _, _) = lab.ssh(&alice_key, "slgw-alice", &["exit 7"], "");
+    assert_eq!(code, 7);
+    // No command: the login shell reads standard input, in the slice.
+    let (code, out, err) = lab.ssh(&alice_key, "slgw-alice", &[], "echo in-$(hostname)\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("in-slgw-alice"), "{out}");
+    // scp (SFTP through the forwarded subsystem) copies a file into the slice.
+    let file = keys.path().join("hello.txt");
+    std::fs::write(&file, "hello through the gateway\n").unwrap();
+    let port = lab.ssh_port.to_string();
+    let mut scp: Vec<&str> = SSH_OPTS.to_vec();
+    let (k, src) = (alice_key.to_str().unwrap(), file.to_str().unwrap());
+    scp.extend(["-P", &port, "-i", k, src, "slgw-alice@127.0.0.1:hello.txt"]);
+    sh("scp", &scp);
+    let out = ssh_ok(&lab, &alice_key, "slgw-alice", &["cat hello.txt"]);
+    assert_eq!(out, "hello through the gateway\n");
+    // A command that looks like an ssh option is only a command in the slice: it never
+    // becomes an option of the gateway's ssh (`-E FILE` would make it write FILE there).
+    let marker = format!("/tmp/slices-gw-option-{}", std::process::id());
+    let (code, _, _) = lab.ssh(
+        &alice_key,
+        "slgw-alice",
+        // (`--` keeps the test's own ssh client from taking it as its option.)
+        &["--", &format!("-E{marker}")],
+        "",
+    );
+    assert_ne!(code, 0);
+    assert!(
+        !Path::new(&marker).exists(),
+        "an option reached the gateway's ssh"
+    );
+    // Bob cannot reach alice's slice: his key is not alice's.
+    let (code, out, _) = lab.ssh(&bob_key, "slgw-alice", &["hostname"], "");
+    assert_eq!(code, 255, "{out}");
+    // Nor can he use alice's hop key: it is hers alone on the gateway.
+    let (_, out, _) = lab.ssh(
+        &bob_key,
+        "slgw-bob",
+        &[&format!("ssh -o BatchMode=yes -o StrictHostKeyChecking=no slgw-alice@{ip_a} hostname || echo refused")],
+        "",
+    );
+    assert!(out.contains("refused"), "{out}");
+
+    // Apache serves NAME.example.test from the map.
+    let domain = slices::domain::DnsName::parse("example.test").unwrap();
+    lab.start_apache(&slices::gateway::apache_config(&domain, &settings.map_file));
+    let lxc_path = node.work.path().join("state/lxc");
+    let server = "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 80, Listen => 5, ReuseAddr => 1) or die $!; \
+                  while (my $c = $s->accept) { while (my $l = <$c>) { last if $l =~ /^\\r?\\n$/ } \
+                  print $c \"HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello from alice's slice\\n\"; close $c }";
+    sh(
+        "lxc-attach",
+        &[
+            "-P",
+            lxc_path.to_str().unwrap(),
+            "-n",
+            &format!("ve{}", sa.veid.unwrap()),
+            "--",
+            "sh",
+            "-c",
+            "nohup perl -e \"$1\" >/dev/null 2>&1 &",
+            "sh",
+            server,
+        ],
+    );
+    wait_for_port(&format!("{ip_a}:80"), 20);
+    let (status, body) = get(lab.web_port, "slgw-alice.example.test").await;
+    assert_eq!((status, body.as_str()), (200, "hello from alice's slice\n"));
+    let (status, _) = get(lab.web_port, "nobody.example.test").await;
+    assert_eq!(status, 404);
+
+    // Nothing differs now: a second apply changes nothing.
+    let gw = Gateway::new(settings.clone());
+    let plan = gw.plan(&f.ctx.db, &Scope::All).unwrap();
+    assert!(plan.is_empty(), "{plan}");
+
+    // Destroying a slice removes its account, files and map line; the web name is gone.
+    for (user, id) in [(&alice, a), (&bob, b)] {
+        f.ctx
+            .db
+            .write(|tx| slices::slices::act(tx, user, id, JobKind::Destroy))
+            .unwrap();
+    }
+    jobs.runner.wake();
+    f.wait_for(a, State::Destroyed, 60).await;
+    f.wait_for(b, State::Destroyed, 60).await;
+    wait_until("accounts removed", || {
+        !account_exists("slgw-alice") && !account_exists("slgw-bob")
+    })
+    .await;
+    assert!(!users.join("slgw-alice").exists() && !users.join("slgw-alice.sh").exists());
+    let map = std::fs::read_to_string(lab.map()).unwrap();
+    assert!(!map.contains("slgw-"), "{map}");
+    let (status, _) = get(lab.web_port, "slgw-alice.example.test").await;
+    assert_eq!(status, 404);
+    let plan = gw.plan(&f.ctx.db, &Scope::All).unwrap();
+    assert!(plan.is_empty(), "{plan}");
+    let _ = sb;
+    jobs.stop().await;
+    drop(node);
+}
