@@ -211,6 +211,9 @@ pub enum GatewayCommand {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Print the helper script the master runs on the gateway (install it at gateway_helper
+    /// when the master logs in as an account other than root).
+    Helper,
     /// Print the Apache lines that serve NAME.<domain> from the map.
     Apache {
         #[command(flatten)]
@@ -922,6 +925,10 @@ fn gateway_command(what: GatewayCommand) -> anyhow::Result<()> {
                 "Put this line in the gateway's /root/.ssh/authorized_keys (private half: {}).",
                 settings.key_file.display()
             );
+            Ok(())
+        }
+        GatewayCommand::Helper => {
+            print!("{}", crate::gateway::helper());
             Ok(())
         }
         GatewayCommand::Apache { cfg } => {

@@ -268,6 +268,9 @@ settings! {
     gateway_users_dir: String = "/home/users".to_string();
     /// On the gateway: Apache's RewriteMap of `NAME PRIVATE_IP` lines.
     gateway_map_file: String = "/etc/apache2/openvz.map".to_string();
+    /// On the gateway: the installed helper, run through sudo when gateway_target logs in as
+    /// an account other than root (`slices gateway helper` prints it).
+    gateway_helper: String = "/usr/local/sbin/slices-gateway".to_string();
     /// How often the whole gateway is compared with the database and put right, in minutes
     /// (0: only on changes and on demand).
     gateway_sync_minutes: u64 = 10;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::{Actual, ActualUser, Settings, Target, UserFile};
+use super::{Actual, ActualUser, Batch, Settings, Target, UserFile};
 use crate::domain::Username;
 
 pub struct LocalTarget {
@@ -99,8 +99,8 @@ impl Target for LocalTarget {
         Ok(actual)
     }
 
-    fn add_users(&mut self, users: &[Username]) -> anyhow::Result<()> {
-        for u in users {
+    fn apply(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        for u in &batch.add {
             let ssh = self.users.join(u.as_str()).join(".ssh");
             std::fs::create_dir_all(&ssh)?;
             let known = ssh.join("known_hosts");
@@ -108,29 +108,22 @@ impl Target for LocalTarget {
                 replace(&known, b"", 0o600)?;
             }
         }
-        Ok(())
-    }
-
-    fn remove_user(&mut self, user: &Username) -> anyhow::Result<()> {
-        let home = self.users.join(user.as_str());
-        if home.exists() {
-            std::fs::remove_dir_all(&home)?;
-        }
-        let script = self.path(user, UserFile::Script);
-        if script.exists() {
-            std::fs::remove_file(script)?;
-        }
-        Ok(())
-    }
-
-    fn write_files(&mut self, files: &[(Username, UserFile, Vec<u8>)]) -> anyhow::Result<()> {
-        for (u, f, bytes) in files {
+        for (u, f, bytes) in &batch.files {
             replace(&self.path(u, *f), bytes, f.mode())?;
         }
+        if let Some(text) = &batch.map {
+            replace(&self.map, text.as_bytes(), 0o644)?;
+        }
+        for u in &batch.remove {
+            let home = self.users.join(u.as_str());
+            if home.exists() {
+                std::fs::remove_dir_all(&home)?;
+            }
+            let script = self.path(u, UserFile::Script);
+            if script.exists() {
+                std::fs::remove_file(script)?;
+            }
+        }
         Ok(())
-    }
-
-    fn write_map(&mut self, text: &str) -> anyhow::Result<()> {
-        replace(&self.map, text.as_bytes(), 0o644)
     }
 }

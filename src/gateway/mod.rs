@@ -34,6 +34,7 @@ use crate::domain::{PrivateIp, SshPublicKey, Username};
 use crate::store::{now, Db};
 
 pub use render::{apache_config, login_script, map_text};
+pub use ssh::helper;
 
 /// A path on the gateway host: absolute, of plain characters only (it reaches command lines).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +130,8 @@ pub struct Settings {
     pub host_key: Option<String>,
     /// The master's private key for the SSH target.
     pub key_file: PathBuf,
+    /// Where the helper is installed on the gateway (used when not logging in as root).
+    pub helper: RemotePath,
 }
 
 impl Settings {
@@ -149,6 +152,8 @@ impl Settings {
             users_dir,
             map_file,
             host_key,
+            helper: RemotePath::parse(&c.gateway_helper)
+                .map_err(|e| anyhow!("gateway_helper: {e}"))?,
             key_file: c
                 .gateway_key
                 .clone()
@@ -227,18 +232,23 @@ pub struct Actual {
     pub accounts_managed: bool,
 }
 
+/// What one apply does, in this order: make accounts (where the target has them), homes and
+/// `.ssh` folders; write files (each replaced whole, with its mode and owner); replace the map
+/// atomically (a temporary file renamed over it); remove users (account, home and script).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub add: Vec<Username>,
+    pub files: Vec<(Username, UserFile, Vec<u8>)>,
+    pub map: Option<String>,
+    pub remove: Vec<Username>,
+}
+
 /// A place the gateway's files and accounts are kept.
 pub trait Target: Send {
     /// Reads the managed state: every user under the users folder, or only `only`.
     fn read(&mut self, only: Option<&Username>) -> anyhow::Result<Actual>;
-    /// Makes accounts (where the target has them), homes and `.ssh` folders.
-    fn add_users(&mut self, users: &[Username]) -> anyhow::Result<()>;
-    /// Removes a user's account, home and script.
-    fn remove_user(&mut self, user: &Username) -> anyhow::Result<()>;
-    /// Writes files (each replaced whole) with their modes and owners.
-    fn write_files(&mut self, files: &[(Username, UserFile, Vec<u8>)]) -> anyhow::Result<()>;
-    /// Replaces the RewriteMap atomically (a temporary file renamed over it).
-    fn write_map(&mut self, text: &str) -> anyhow::Result<()>;
+    /// Does a batch of changes.
+    fn apply(&mut self, batch: &Batch) -> anyhow::Result<()>;
 }
 
 /// What a user with a live slice should have.
@@ -692,24 +702,16 @@ fn execute(
     plan: &Plan,
     hop: &mut BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
-    let adds: Vec<Username> = plan
-        .changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::AddUser { user } => Some(user.clone()),
-            _ => None,
-        })
-        .collect();
-    if !adds.is_empty() {
-        t.add_users(&adds).context("adding users")?;
-    }
-    let mut files = Vec::new();
+    let mut batch = Batch::default();
     for c in &plan.changes {
         match c {
+            Change::AddUser { user } => batch.add.push(user.clone()),
             Change::HopKey { user } => {
                 let (private, public) = hop_key_pair(user)?;
-                files.push((user.clone(), UserFile::HopPrivate, private.into_bytes()));
-                files.push((
+                batch
+                    .files
+                    .push((user.clone(), UserFile::HopPrivate, private.into_bytes()));
+                batch.files.push((
                     user.clone(),
                     UserFile::HopPublic,
                     public.clone().into_bytes(),
@@ -717,30 +719,24 @@ fn execute(
                 hop.insert(user.to_string(), public);
             }
             Change::Script { user, text, .. } => {
-                files.push((user.clone(), UserFile::Script, text.clone().into_bytes()))
+                batch
+                    .files
+                    .push((user.clone(), UserFile::Script, text.clone().into_bytes()))
             }
-            Change::Keys { user, text, .. } => files.push((
+            Change::Keys { user, text, .. } => batch.files.push((
                 user.clone(),
                 UserFile::AuthorizedKeys,
                 text.clone().into_bytes(),
             )),
-            _ => {}
+            Change::RemoveUser { user } => {
+                batch.remove.push(user.clone());
+                hop.remove(user.as_str());
+            }
+            Change::Map { text, .. } => batch.map = Some(text.clone()),
         }
     }
-    if !files.is_empty() {
-        t.write_files(&files).context("writing files")?;
-    }
-    for c in &plan.changes {
-        if let Change::RemoveUser { user } = c {
-            t.remove_user(user)
-                .with_context(|| format!("removing {user}"))?;
-            hop.remove(user.as_str());
-        }
-    }
-    for c in &plan.changes {
-        if let Change::Map { text, .. } = c {
-            t.write_map(text).context("writing the map")?;
-        }
+    if !plan.changes.is_empty() {
+        t.apply(&batch)?;
     }
     Ok(())
 }

@@ -108,6 +108,7 @@ mod tests {
             map_file: super::super::RemotePath::parse("/etc/apache2/openvz.map").unwrap(),
             host_key: None,
             key_file: "/tmp/k".into(),
+            helper: super::super::RemotePath::parse("/usr/local/sbin/slices-gateway").unwrap(),
         }
     }
 

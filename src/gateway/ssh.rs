@@ -1,11 +1,14 @@
 //! The SSH gateway target: a real host, reached with ssh2 (libssh2) as root (or an account
 //! with password-less sudo), with the master's key and the host key pinned.
 //!
-//! Nothing typed by a user is ever part of a command string. Each command is a fixed script
-//! run as `sh -c SCRIPT sh ARG...`, and the arguments (usernames, paths from the config) are
-//! checked types, each quoted as one word. File contents travel on standard input: the files
-//! of a whole plan as one tar stream (owners by name, modes exact), the map through a
-//! temporary file renamed over the old one.
+//! Everything runs through one helper script (`helper.sh`, shipped in the binary): as root it
+//! is sent inline (`sh -c HELPER slices-gateway OP ARGS`); as another account the installed
+//! copy runs through `sudo -n`, so that account can do nothing else as root. The arguments
+//! are checked types (usernames, paths from the config), each quoted as one word, and checked
+//! again by the helper; nothing typed by a user is ever part of a command string. A read is
+//! one command (accounts, a tar of the users folder without private keys, the map); an apply
+//! is one command whose standard input is a tar of the files to write (owners by name, exact
+//! modes), the map among them, renamed over the old one.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -14,13 +17,15 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
 
-use super::{Actual, ActualUser, Settings, Target, TargetSpec, UserFile};
+use super::{Actual, ActualUser, Batch, Settings, Target, TargetSpec, UserFile};
 use crate::domain::Username;
 
 pub struct SshTarget {
     sess: ssh2::Session,
     settings: Settings,
+    /// Logged in as another account than root: the helper runs through `sudo -n`.
     sudo: bool,
+    helper: String,
 }
 
 /// Output of one remote command.
@@ -58,41 +63,24 @@ fn fingerprint(sess: &ssh2::Session) -> anyhow::Result<String> {
     ))
 }
 
-const READ_ALL: &str = r#"cd "$1" 2>/dev/null || exit 0
-exec tar -cf - --ignore-failed-read --anchored --exclude=./*/.ssh/slice_ed25519 --exclude=./*/.ssh/known_hosts ."#;
+/// The helper script, with its version (a hash of its text) filled in.
+pub fn helper() -> String {
+    use sha2::{Digest, Sha256};
+    const RAW: &str = include_str!("helper.sh");
+    let digest = Sha256::digest(RAW.as_bytes());
+    let version: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    RAW.replace("@VERSION@", &version)
+}
 
-const READ_ONE: &str = r#"cd "$1" 2>/dev/null || exit 0
-exec tar -cf - --ignore-failed-read --no-recursion "./$2.sh" "./$2" "./$2/.ssh/authorized_keys" "./$2/.ssh/slice_ed25519.pub" 2>/dev/null"#;
-
-const READ_MAP: &str = r#"[ -f "$1" ] || exit 3
-exec cat -- "$1""#;
-
-/// Makes accounts `$2...` with homes under `$1`. An existing account is used only if its
-/// login shell is ours: Slices never takes over an account it did not make.
-const ADD_USERS: &str = r#"d="$1"; shift
-install -d -m 755 -o root -g root "$d" || exit 1
-for u in "$@"; do
-  if shell=$(getent passwd "$u" | cut -d: -f7) && [ -n "$shell" ]; then
-    [ "$shell" = "$d/$u.sh" ] || { echo "the account $u exists on the gateway and is not one Slices made" >&2; exit 1; }
-  else
-    useradd -M -d "$d/$u" -s "$d/$u.sh" -p '*' -U -c "Slices user" "$u" || exit 1
-  fi
-  install -d -m 755 -o root -g root "$d/$u" "$d/$u/.ssh" || exit 1
-  [ -e "$d/$u/.ssh/known_hosts" ] || install -m 600 -o "$u" -g "$(id -g "$u")" /dev/null "$d/$u/.ssh/known_hosts" || exit 1
-done"#;
-
-/// Removes user `$2` (only an account whose shell is ours) and its files under `$1`.
-const REMOVE_USER: &str = r#"d="$1"; u="$2"
-if [ "$(getent passwd "$u" | cut -d: -f7)" = "$d/$u.sh" ]; then
-  pkill -KILL -u "$u" 2>/dev/null
-  userdel -f "$u" || exit 1
-fi
-rm -rf -- "$d/$u" "$d/$u.sh""#;
-
-const WRITE_FILES: &str = r#"exec tar -x -C "$1" -f -"#;
-
-const WRITE_MAP: &str = r#"t="$1.slices-new"
-cat > "$t" && chmod 644 "$t" && mv -f -- "$t" "$1""#;
+fn helper_version(text: &str) -> String {
+    text.lines()
+        .skip_while(|l| !l.starts_with("version)"))
+        .nth(1)
+        .and_then(|l| l.trim().strip_prefix("echo \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or("")
+        .to_string()
+}
 
 impl SshTarget {
     pub fn connect(settings: &Settings) -> anyhow::Result<SshTarget> {
@@ -107,6 +95,9 @@ impl SshTarget {
             .ok_or_else(|| anyhow!("the gateway {host} has no address"))?;
         let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
             .with_context(|| format!("cannot reach the gateway at {addr}"))?;
+        // Many small requests go one after another: without this, Nagle's algorithm and
+        // delayed ACKs cost ~40 ms each (seen: 90 ms per command, 5 ms with it).
+        tcp.set_nodelay(true)?;
         let mut sess = ssh2::Session::new()?;
         // The key pinned is the gateway's ed25519 host key, whatever else it offers.
         sess.method_pref(ssh2::MethodType::HostKey, "ssh-ed25519")?;
@@ -136,19 +127,64 @@ impl SshTarget {
                     settings.key_file.display()
                 )
             })?;
-        Ok(SshTarget {
+        let target = SshTarget {
             sess,
             settings: settings.clone(),
             sudo: user != "root",
-        })
+            helper: helper(),
+        };
+        if target.sudo {
+            // Another account runs the installed helper through sudo: it must be this one.
+            let out = target.helper_run("version", &[], b"")?;
+            let want = helper_version(&target.helper);
+            let have = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.code != 0 || have != want {
+                bail!(
+                    "the helper {} on the gateway is {} (this master needs version {want}): \
+                     install it as root with `slices gateway helper > {0}; chmod 755 {0}`, and let \
+                     {user} run it: `{user} ALL=(root) NOPASSWD: {0}` in /etc/sudoers.d/slices ({})",
+                    settings.helper,
+                    if have.is_empty() { "missing or not allowed".to_string() } else { format!("version {have}") },
+                    out.stderr.trim()
+                );
+            }
+        }
+        Ok(target)
+    }
+
+    /// Runs a helper operation: inline as root, else the installed copy through sudo.
+    fn helper_run(&self, op: &str, args: &[&str], stdin: &[u8]) -> anyhow::Result<Output> {
+        let mut argv: Vec<&str> = if self.sudo {
+            vec!["sudo", "-n", self.settings.helper.as_str()]
+        } else {
+            vec!["sh", "-c", &self.helper, "slices-gateway"]
+        };
+        argv.push(op);
+        argv.extend_from_slice(args);
+        self.exec(&argv, stdin)
+    }
+
+    /// Like `helper_run`, but a non-zero exit is an error that carries the helper's message.
+    fn helper_ok(
+        &self,
+        what: &str,
+        op: &str,
+        args: &[&str],
+        stdin: &[u8],
+    ) -> anyhow::Result<Output> {
+        let out = self.helper_run(op, args, stdin)?;
+        if out.code != 0 {
+            bail!(
+                "{what} on the gateway failed (exit {}): {}",
+                out.code,
+                out.stderr.trim()
+            );
+        }
+        Ok(out)
     }
 
     fn exec(&self, argv: &[&str], stdin: &[u8]) -> anyhow::Result<Output> {
-        let mut cmd = String::new();
-        if self.sudo {
-            cmd.push_str("sudo -n ");
-        }
-        cmd.push_str(&argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "));
+        let cmd = argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
         let mut ch = self.sess.channel_session()?;
         ch.exec(&cmd)?;
         if !stdin.is_empty() {
@@ -166,123 +202,91 @@ impl SshTarget {
             stderr,
         })
     }
-
-    /// Runs a fixed script with arguments; a non-zero exit is an error with its stderr.
-    fn script(
-        &self,
-        what: &str,
-        script: &str,
-        args: &[&str],
-        stdin: &[u8],
-    ) -> anyhow::Result<Output> {
-        let mut argv = vec!["sh", "-c", script, "sh"];
-        argv.extend_from_slice(args);
-        let out = self.exec(&argv, stdin)?;
-        if out.code != 0 && out.code != 3 {
-            bail!(
-                "{what} on the gateway failed (exit {}): {}",
-                out.code,
-                out.stderr.trim()
-            );
-        }
-        Ok(out)
-    }
-
-    fn dir(&self) -> &str {
-        self.settings.users_dir.as_str()
-    }
 }
 
 impl Target for SshTarget {
     fn read(&mut self, only: Option<&Username>) -> anyhow::Result<Actual> {
-        let dir = self.dir().to_string();
+        let dir = self.settings.users_dir.as_str().to_string();
+        let map = self.settings.map_file.as_str().to_string();
+        let mut args = vec![dir.as_str(), map.as_str()];
+        if let Some(u) = only {
+            args.push(u.as_str());
+        }
+        let out = self.helper_ok("reading", "read", &args, b"")?;
         let mut actual = Actual {
             accounts_managed: true,
             ..Actual::default()
         };
-        // Accounts whose login shell is one of ours.
-        let mut getent = vec!["getent", "passwd"];
-        if let Some(u) = only {
-            getent.push(u.as_str());
-        }
-        let out = self.exec(&getent, b"")?;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() == 7 && f[6] == format!("{dir}/{}.sh", f[0]) {
-                actual.users.entry(f[0].to_string()).or_default().account = true;
+        let mut rest = out.stdout.as_slice();
+        for want in ["passwd", "tar", "map"] {
+            let nl = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .ok_or_else(|| anyhow!("the helper's answer is cut short"))?;
+            let head = String::from_utf8_lossy(&rest[..nl]).into_owned();
+            let (name, len) = head
+                .split_once(' ')
+                .ok_or_else(|| anyhow!("the helper's answer is not understood: {head}"))?;
+            let len: usize = len.trim().parse()?;
+            let body = rest
+                .get(nl + 1..nl + 1 + len)
+                .ok_or_else(|| anyhow!("the helper's answer is cut short"))?;
+            rest = &rest[nl + 1 + len..];
+            match (want, name) {
+                ("passwd", "passwd") => {
+                    for line in String::from_utf8_lossy(body).lines() {
+                        let f: Vec<&str> = line.split(':').collect();
+                        if f.len() == 7 && f[6] == format!("{dir}/{}.sh", f[0]) {
+                            actual.users.entry(f[0].to_string()).or_default().account = true;
+                        }
+                    }
+                }
+                ("tar", "tar") => read_tar(body, &mut actual.users)?,
+                ("map", "map") => actual.map = Some(String::from_utf8_lossy(body).into_owned()),
+                ("map", "nomap") => {}
+                _ => bail!("the helper's answer is not understood: {head}"),
             }
-        }
-        let tar = match only {
-            None => self.script("reading the users folder", READ_ALL, &[&dir], b"")?,
-            Some(u) => self.script(
-                "reading the user's files",
-                READ_ONE,
-                &[&dir, u.as_str()],
-                b"",
-            )?,
-        };
-        read_tar(&tar.stdout, &mut actual.users)?;
-        let map = self.script(
-            "reading the map",
-            READ_MAP,
-            &[self.settings.map_file.as_str()],
-            b"",
-        )?;
-        if map.code == 0 {
-            actual.map = Some(String::from_utf8_lossy(&map.stdout).into_owned());
         }
         Ok(actual)
     }
 
-    fn add_users(&mut self, users: &[Username]) -> anyhow::Result<()> {
-        let dir = self.dir().to_string();
-        for chunk in users.chunks(200) {
-            let mut args = vec![dir.as_str()];
-            args.extend(chunk.iter().map(|u| u.as_str()));
-            self.script("adding users", ADD_USERS, &args, b"")?;
-        }
-        Ok(())
-    }
-
-    fn remove_user(&mut self, user: &Username) -> anyhow::Result<()> {
-        let dir = self.dir().to_string();
-        self.script("removing a user", REMOVE_USER, &[&dir, user.as_str()], b"")?;
-        Ok(())
-    }
-
-    fn write_files(&mut self, files: &[(Username, UserFile, Vec<u8>)]) -> anyhow::Result<()> {
+    fn apply(&mut self, batch: &Batch) -> anyhow::Result<()> {
         let mut b = tar::Builder::new(Vec::new());
         let mtime = crate::store::now().max(0) as u64;
-        for (u, f, bytes) in files {
-            let path = match f {
-                UserFile::Script => format!("{u}.sh"),
-                other => format!("{u}/{}", other.in_home()),
-            };
+        let mut entry = |path: &str, owner: &str, mode: u32, bytes: &[u8]| -> anyhow::Result<()> {
             let mut h = tar::Header::new_gnu();
             h.set_size(bytes.len() as u64);
-            h.set_mode(f.mode());
+            h.set_mode(mode);
             h.set_mtime(mtime);
             h.set_entry_type(tar::EntryType::Regular);
-            let owner = if f.user_owned() { u.as_str() } else { "root" };
             h.set_username(owner)?;
             h.set_groupname(owner)?;
             h.set_uid(0);
             h.set_gid(0);
-            b.append_data(&mut h, &path, bytes.as_slice())?;
+            b.append_data(&mut h, path, bytes)?;
+            Ok(())
+        };
+        for (u, f, bytes) in &batch.files {
+            let path = match f {
+                UserFile::Script => format!("{u}.sh"),
+                other => format!("{u}/{}", other.in_home()),
+            };
+            let owner = if f.user_owned() { u.as_str() } else { "root" };
+            entry(&path, owner, f.mode(), bytes)?;
+        }
+        if let Some(text) = &batch.map {
+            entry(".slices-map.new", "root", 0o644, text.as_bytes())?;
         }
         let data = b.into_inner()?;
-        let dir = self.dir().to_string();
-        self.script("writing files", WRITE_FILES, &[&dir], &data)?;
-        Ok(())
-    }
-
-    fn write_map(&mut self, text: &str) -> anyhow::Result<()> {
-        self.script(
-            "writing the map",
-            WRITE_MAP,
-            &[self.settings.map_file.as_str()],
-            text.as_bytes(),
-        )?;
+        let dir = self.settings.users_dir.as_str().to_string();
+        let map = self.settings.map_file.as_str().to_string();
+        let mut args: Vec<String> = vec![dir, map];
+        args.extend(batch.add.iter().map(|u| format!("+{u}")));
+        args.extend(batch.remove.iter().map(|u| format!("-{u}")));
+        // Thousands of new users fit one command line many times over (names are short),
+        // but keep each well under the kernel's 128 KiB per argument string.
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.helper_ok("applying", "apply", &args, &data)?;
         Ok(())
     }
 }

@@ -7,6 +7,8 @@
 
 #[path = "../jobs/fleet.rs"]
 mod fleet;
+#[path = "../common/gateway_lab.rs"]
+mod gateway_lab;
 mod local;
 #[path = "../common/lxc_node.rs"]
 mod lxc_node;

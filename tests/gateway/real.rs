@@ -2,8 +2,8 @@
 //! with its own key and the host key pinned, slices are real LXC containers, and a real
 //! Apache serves NAME.example.test from the generated map.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use slices::accounts::{self, Actor};
@@ -13,164 +13,12 @@ use slices::jobs::JobKind;
 use slices::slices::State;
 
 use crate::fleet::fleet_with;
+use crate::gateway_lab::Lab;
 use crate::lxc_node;
 use crate::system::*;
 
 const BRIDGE: &str = "slbr-gwt";
 const SUBNET: &str = "10.83.0.0/24";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The gateway host's parts: sshd and Apache, with their files in one root-owned folder.
-struct Lab {
-    dir: PathBuf,
-    sshd: Child,
-    apache_conf: PathBuf,
-    ssh_port: u16,
-    web_port: u16,
-    host_key: String,
-}
-
-impl Lab {
-    fn start() -> Lab {
-        // Under /var/lib, not /tmp: sshd refuses keys under a world-writable folder.
-        let dir = PathBuf::from(format!("/var/lib/slices-gw-test-{}", std::process::id()));
-        quiet("rm", &["-rf", dir.to_str().unwrap()]);
-        sh("install", &["-d", "-m", "755", dir.to_str().unwrap()]);
-        for sub in ["root_keys", "run"] {
-            sh(
-                "install",
-                &["-d", "-m", "755", dir.join(sub).to_str().unwrap()],
-            );
-        }
-        let hk = dir.join("host_key");
-        sh(
-            "ssh-keygen",
-            &["-q", "-t", "ed25519", "-N", "", "-f", hk.to_str().unwrap()],
-        );
-        let host_key = sh("ssh-keygen", &["-lf", &format!("{}.pub", hk.display())])
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .to_string();
-        let ssh_port = free_port();
-        let d = dir.display();
-        let conf = format!(
-            "Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-             UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             PermitRootLogin prohibit-password\n\
-             AuthorizedKeysFile .ssh/authorized_keys {d}/root_keys/%u\n\
-             Subsystem sftp /usr/lib/openssh/sftp-server\n"
-        );
-        std::fs::write(dir.join("sshd_config"), conf).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let sshd = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-f"])
-            .arg(dir.join("sshd_config"))
-            .arg("-E")
-            .arg(dir.join("sshd.log"))
-            .spawn()
-            .expect("sshd");
-        wait_for_port(&format!("127.0.0.1:{ssh_port}"), 10);
-        Lab {
-            apache_conf: dir.join("httpd.conf"),
-            dir,
-            sshd,
-            ssh_port,
-            web_port: free_port(),
-            host_key,
-        }
-    }
-
-    fn start_apache(&self, site: &str) {
-        let d = self.dir.display();
-        let m = "/usr/lib/apache2/modules";
-        let conf = format!(
-            "ServerRoot {d}\nServerName localhost\nListen 127.0.0.1:{port}\nPidFile {d}/run/apache.pid\n\
-             DefaultRuntimeDir {d}/run\nMutex file:{d}/run default\nErrorLog {d}/apache-error.log\n\
-             LogLevel warn\nUser www-data\nGroup www-data\n\
-             LoadModule mpm_event_module {m}/mod_mpm_event.so\n\
-             LoadModule authz_core_module {m}/mod_authz_core.so\n\
-             LoadModule rewrite_module {m}/mod_rewrite.so\n\
-             LoadModule proxy_module {m}/mod_proxy.so\n\
-             LoadModule proxy_http_module {m}/mod_proxy_http.so\n\
-             ProxyTimeout 10\n{site}",
-            port = self.web_port
-        );
-        std::fs::write(&self.apache_conf, conf).unwrap();
-        sh(
-            "apache2",
-            &["-f", self.apache_conf.to_str().unwrap(), "-k", "start"],
-        );
-        wait_for_port(&format!("127.0.0.1:{}", self.web_port), 10);
-    }
-
-    fn users(&self) -> PathBuf {
-        self.dir.join("users")
-    }
-
-    fn map(&self) -> PathBuf {
-        self.dir.join("openvz.map")
-    }
-
-    /// `ssh -p PORT -i KEY USER@127.0.0.1 ARGS...` through the gateway: (exit code, stdout).
-    fn ssh(&self, key: &Path, user: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
-        let port = self.ssh_port.to_string();
-        let mut cmd = Command::new("ssh");
-        cmd.args(SSH_OPTS)
-            .args(["-p", &port, "-i"])
-            .arg(key)
-            .arg(format!("{user}@127.0.0.1"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.sshd.kill();
-        let _ = self.sshd.wait();
-        if self.apache_conf.exists() {
-            quiet(
-                "apache2",
-                &["-f", self.apache_conf.to_str().unwrap(), "-k", "stop"],
-            );
-        }
-        // Accounts the test's gateway made (their shell is in its users folder).
-        let users = self.users();
-        if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
-            for line in passwd.lines() {
-                let f: Vec<&str> = line.split(':').collect();
-                if f.len() == 7 && f[6].starts_with(users.to_str().unwrap()) {
-                    quiet("userdel", &["-f", f[0]]);
-                }
-            }
-        }
-        quiet("rm", &["-rf", self.dir.to_str().unwrap()]);
-    }
-}
 
 /// Retries an ssh through the gateway until it succeeds (the slice's sshd may still start).
 fn ssh_ok(lab: &Lab, key: &Path, user: &str, args: &[&str]) -> String {
@@ -226,27 +74,14 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
         assert_eq!(account_exists(name), exists, "a stale test account {name}");
     }
     let lab = Lab::start();
-    let f = fleet_with(
-        0,
-        |_| String::new(),
-        0,
-        &[
-            (
-                "gateway_target",
-                format!("ssh://root@127.0.0.1:{}", lab.ssh_port),
-            ),
-            ("gateway_host_key", lab.host_key.clone()),
-            ("gateway_users_dir", lab.users().display().to_string()),
-            ("gateway_map_file", lab.map().display().to_string()),
-            ("domain", "example.test".into()),
-            ("slice_nameservers", "10.83.0.1".into()),
-        ],
-    )
-    .await;
-    // The master's key goes into root's authorized keys on the gateway.
+    let mut extra = lab.settings();
+    extra.push(("domain", "example.test".into()));
+    extra.push(("slice_nameservers", "10.83.0.1".into()));
+    let f = fleet_with(0, |_| String::new(), 0, &extra).await;
+    // The master logs in with its own key as an account that may only run the helper as root.
     let settings = Settings::from_config(&f.ctx.config).unwrap();
     let master_pub = slices::gateway::master_key(&settings).unwrap();
-    std::fs::write(lab.dir.join("root_keys/root"), format!("{master_pub}\n")).unwrap();
+    lab.authorize(&lab.admin, &master_pub);
     // A wrong pinned key is refused before anything is sent.
     let mut wrong = settings.clone();
     wrong.host_key = Some("SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into());
@@ -385,6 +220,24 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     let gw = Gateway::new(settings.clone());
     let plan = gw.plan(&f.ctx.db, &Scope::All).unwrap();
     assert!(plan.is_empty(), "{plan}");
+    // Logged in as root, the master sends the helper inline and sees the same.
+    let mut as_root = settings.clone();
+    as_root.target = slices::gateway::TargetSpec::Ssh {
+        user: "root".into(),
+        host: "127.0.0.1".into(),
+        port: lab.ssh_port,
+    };
+    lab.authorize("root", &master_pub);
+    let plan = Gateway::new(as_root).plan(&f.ctx.db, &Scope::All).unwrap();
+    assert!(plan.is_empty(), "{plan}");
+    // A helper of another version is refused, with what to do.
+    std::fs::write(lab.dir.join("slices-gateway"), "#!/bin/sh\necho 0\n").unwrap();
+    let err = Gateway::new(settings.clone())
+        .plan(&f.ctx.db, &Scope::All)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("slices gateway helper >"), "{err}");
+    std::fs::write(lab.dir.join("slices-gateway"), slices::gateway::helper()).unwrap();
 
     // Destroying a slice removes its account, files and map line; the web name is gone.
     for (user, id) in [(&alice, a), (&bob, b)] {

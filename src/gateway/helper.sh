@@ -1,0 +1,104 @@
+#!/bin/sh
+# slices-gateway: the one program the Slices master runs on the gateway host, as root (through
+# `sudo -n` when the master logs in as another account). It only reads and writes the users
+# folder and the map it is given, and only touches accounts whose login shell is in that folder.
+# Install: `slices gateway helper > /usr/local/sbin/slices-gateway; chmod 755 ...` (see
+# docs/gateway.md). Every argument is checked again here, whatever the master checked.
+#
+#   slices-gateway version
+#   slices-gateway read USERS_DIR MAP_FILE [USER]    sections "NAME BYTES\n" + bytes: passwd,
+#                                                    tar (the folder, no private keys), map
+#   slices-gateway apply USERS_DIR MAP_FILE [+USER|-USER]...   stdin: a tar of files to write;
+#                                                    +USER makes an account, -USER removes one
+set -u
+umask 022
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+
+die() { echo "slices-gateway: $*" >&2; exit 2; }
+name_ok() {
+    case "$1" in
+        [a-z]*) case "$1" in *[!a-z0-9_-]*) return 1 ;; esac ;;
+        *) return 1 ;;
+    esac
+    [ "${#1}" -le 32 ]
+}
+path_ok() {
+    case "$1" in /?*) ;; *) return 1 ;; esac
+    case "$1" in *[!A-Za-z0-9/._-]* | */../* | */.. | */./* | */ ) return 1 ;; esac
+}
+shell_of() { getent passwd "$1" | cut -d: -f7; }
+
+op="${1:-}"
+[ $# -gt 0 ] && shift
+case "$op" in
+version)
+    echo "@VERSION@"
+    ;;
+read)
+    [ $# -ge 2 ] || die "read USERS_DIR MAP_FILE [USER]"
+    d="$1"; m="$2"; u="${3:-}"
+    path_ok "$d" && path_ok "$m" || die "bad path"
+    [ -z "$u" ] || name_ok "$u" || die "bad user name"
+    t=$(mktemp -d) || exit 1
+    trap 'rm -rf "$t"' EXIT
+    if [ -n "$u" ]; then getent passwd "$u" > "$t/passwd"; else getent passwd > "$t/passwd"; fi
+    : > "$t/tar"
+    if [ -d "$d" ]; then
+        if [ -n "$u" ]; then
+            (cd "$d" && tar -cf "$t/tar" --ignore-failed-read --no-recursion \
+                "./$u.sh" "./$u" "./$u/.ssh/authorized_keys" "./$u/.ssh/slice_ed25519.pub") 2>/dev/null
+        else
+            (cd "$d" && tar -cf "$t/tar" --anchored --exclude=./.slices-map.new \
+                --exclude='./*/.ssh/slice_ed25519' --exclude='./*/.ssh/known_hosts' .) || exit 1
+        fi
+    fi
+    if [ -f "$m" ]; then cp -- "$m" "$t/map" || exit 1; part=map; else : > "$t/map"; part=nomap; fi
+    for p in passwd tar; do
+        echo "$p $(wc -c < "$t/$p")"
+        cat "$t/$p"
+    done
+    echo "$part $(wc -c < "$t/map")"
+    cat "$t/map"
+    ;;
+apply)
+    [ $# -ge 2 ] || die "apply USERS_DIR MAP_FILE [+USER|-USER]..."
+    d="$1"; m="$2"; shift 2
+    path_ok "$d" && path_ok "$m" || die "bad path"
+    for a in "$@"; do
+        case "$a" in +* | -*) name_ok "${a#?}" || die "bad user name in $a" ;; *) die "bad argument $a" ;; esac
+    done
+    install -d -m 755 -o root -g root "$d" || exit 1
+    for a in "$@"; do
+        case "$a" in +*) ;; *) continue ;; esac
+        u="${a#+}"
+        s=$(shell_of "$u")
+        if [ -n "$s" ]; then
+            [ "$s" = "$d/$u.sh" ] || die "the account $u exists on the gateway and is not one Slices made"
+        else
+            useradd -M -d "$d/$u" -s "$d/$u.sh" -p '*' -U -c "Slices user" "$u" || exit 1
+        fi
+        install -d -m 755 -o root -g root "$d/$u" "$d/$u/.ssh" || exit 1
+        [ -e "$d/$u/.ssh/known_hosts" ] ||
+            install -m 600 -o "$u" -g "$(id -g "$u")" /dev/null "$d/$u/.ssh/known_hosts" || exit 1
+    done
+    # The files, with owners by name and exact modes; the map comes as .slices-map.new.
+    tar -x -C "$d" --same-permissions --same-owner -f - || exit 1
+    if [ -f "$d/.slices-map.new" ]; then
+        cp -- "$d/.slices-map.new" "$m.slices-new" && chmod 644 "$m.slices-new" &&
+            mv -f -- "$m.slices-new" "$m" && rm -f -- "$d/.slices-map.new" || exit 1
+    fi
+    for a in "$@"; do
+        case "$a" in -*) ;; *) continue ;; esac
+        u="${a#-}"
+        if [ "$(shell_of "$u")" = "$d/$u.sh" ]; then
+            pkill -KILL -u "$u" 2>/dev/null
+            userdel -f "$u" 2>/dev/null || userdel "$u" || exit 1
+        fi
+        rm -rf -- "$d/$u" "$d/$u.sh"
+    done
+    ;;
+*)
+    die "unknown operation '$op' (version, read, apply)"
+    ;;
+esac
