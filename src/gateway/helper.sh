@@ -69,19 +69,35 @@ apply)
         case "$a" in +* | -*) name_ok "${a#?}" || die "bad user name in $a" ;; *) die "bad argument $a" ;; esac
     done
     install -d -m 755 -o root -g root "$d" || exit 1
+    t=$(mktemp -d) || exit 1
+    trap 'rm -rf "$t"' EXIT
+    : > "$t/adds"
     for a in "$@"; do
-        case "$a" in +*) ;; *) continue ;; esac
-        u="${a#+}"
-        s=$(shell_of "$u")
-        if [ -n "$s" ]; then
-            [ "$s" = "$d/$u.sh" ] || die "the account $u exists on the gateway and is not one Slices made"
-        else
-            useradd -M -d "$d/$u" -s "$d/$u.sh" -p '*' -U -c "Slices user" "$u" || exit 1
-        fi
-        install -d -m 755 -o root -g root "$d/$u" "$d/$u/.ssh" || exit 1
-        [ -e "$d/$u/.ssh/known_hosts" ] ||
-            install -m 600 -o "$u" -g "$(id -g "$u")" /dev/null "$d/$u/.ssh/known_hosts" || exit 1
+        case "$a" in +*) echo "${a#+}" >> "$t/adds" ;; esac
     done
+    if [ -s "$t/adds" ]; then
+        getent passwd > "$t/passwd"
+        # Never take over an account Slices did not make.
+        bad=$(awk -F: -v d="$d" 'NR == FNR { want[$1] = 1; next }
+            ($1 in want) && $7 != d "/" $1 ".sh" { printf "%s ", $1 }' "$t/adds" "$t/passwd")
+        [ -z "$bad" ] || die "these accounts exist on the gateway and are not ones Slices made: $bad"
+        # New accounts in one go: newusers with no password (it then complains that it set
+        # none, and leaves them locked), checked, then key-only: password field `*`.
+        awk -F: -v d="$d" 'NR == FNR { have[$1] = 1; next }
+            !($1 in have) { print $1 "::::Slices user:" d "/" $1 ":" d "/" $1 ".sh" }' \
+            "$t/passwd" "$t/adds" > "$t/new"
+        if [ -s "$t/new" ]; then
+            newusers < "$t/new" 2> "$t/newusers.err"
+            getent passwd > "$t/passwd"
+            missing=$(awk -F: -v d="$d" 'NR == FNR { ok[$1] = ($7 == d "/" $1 ".sh"); next }
+                !ok[$1] { printf "%s ", $1 }' "$t/passwd" "$t/new")
+            [ -z "$missing" ] || die "could not make accounts $missing: $(grep -v 'No password\|pam_chauthtok\|manipulation\|password not changed' "$t/newusers.err")"
+            awk -F: '{ print $1 ":*" }' "$t/new" | chpasswd -e || exit 1
+        fi
+        # Homes and .ssh belong to root: a student can change nothing here.
+        awk -v d="$d" '{ print d "/" $1; print d "/" $1 "/.ssh" }' "$t/adds" |
+            xargs install -d -m 755 -o root -g root || exit 1
+    fi
     # The files, with owners by name and exact modes; the map comes as .slices-map.new.
     tar -x -C "$d" --same-permissions --same-owner -f - || exit 1
     if [ -f "$d/.slices-map.new" ]; then

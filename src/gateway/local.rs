@@ -101,12 +101,7 @@ impl Target for LocalTarget {
 
     fn apply(&mut self, batch: &Batch) -> anyhow::Result<()> {
         for u in &batch.add {
-            let ssh = self.users.join(u.as_str()).join(".ssh");
-            std::fs::create_dir_all(&ssh)?;
-            let known = ssh.join("known_hosts");
-            if !known.exists() {
-                replace(&known, b"", 0o600)?;
-            }
+            std::fs::create_dir_all(self.users.join(u.as_str()).join(".ssh"))?;
         }
         for (u, f, bytes) in &batch.files {
             replace(&self.path(u, *f), bytes, f.mode())?;

@@ -188,6 +188,8 @@ pub enum UserFile {
     AuthorizedKeys,
     HopPrivate,
     HopPublic,
+    /// Written empty when the account is made; ssh records the slice's host key in it.
+    KnownHosts,
 }
 
 impl UserFile {
@@ -198,18 +200,20 @@ impl UserFile {
             UserFile::AuthorizedKeys => ".ssh/authorized_keys",
             UserFile::HopPrivate => ".ssh/slice_ed25519",
             UserFile::HopPublic => ".ssh/slice_ed25519.pub",
+            UserFile::KnownHosts => ".ssh/known_hosts",
         }
     }
     pub fn mode(self) -> u32 {
         match self {
             UserFile::Script => 0o755,
-            UserFile::HopPrivate => 0o600,
+            UserFile::HopPrivate | UserFile::KnownHosts => 0o600,
             _ => 0o644,
         }
     }
-    /// Owned by the user (else by root): only the private key, which ssh must read as them.
+    /// Owned by the user (else by root): the private key, which ssh must read as them, and
+    /// known_hosts, which it writes.
     pub fn user_owned(self) -> bool {
-        self == UserFile::HopPrivate
+        matches!(self, UserFile::HopPrivate | UserFile::KnownHosts)
     }
 }
 
@@ -705,7 +709,12 @@ fn execute(
     let mut batch = Batch::default();
     for c in &plan.changes {
         match c {
-            Change::AddUser { user } => batch.add.push(user.clone()),
+            Change::AddUser { user } => {
+                batch.add.push(user.clone());
+                batch
+                    .files
+                    .push((user.clone(), UserFile::KnownHosts, vec![]));
+            }
             Change::HopKey { user } => {
                 let (private, public) = hop_key_pair(user)?;
                 batch
