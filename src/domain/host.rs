@@ -345,6 +345,11 @@ impl SshPublicKey {
     pub fn parse(s: &str) -> Result<SshPublicKey, FieldError> {
         let err = |m: &str| FieldError::new("key", m);
         let s = s.trim();
+        if s.contains("PRIVATE KEY") {
+            return Err(err(
+                "That is a private key: keep it secret, and paste the public one (the .pub file) instead.",
+            ));
+        }
         if s.len() > 16_384 || s.chars().any(|c| c.is_control()) {
             return Err(err(
                 "A public key is one line, such as `ssh-ed25519 AAAA... you@laptop`.",

@@ -187,8 +187,129 @@ async fn node_action(
     ))
 }
 
+#[derive(Deserialize, Serialize, Default)]
+pub struct NodeForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    address: String,
+}
+
+async fn node_form(
+    state: &State,
+    req: &HttpRequest,
+    viewer: &super::session::Viewer,
+    form: &NodeForm,
+    err: Option<&Error>,
+) -> Result<HttpResponse, WebError> {
+    let mut page = Page::new("staff/node_new.html").with("form", form);
+    if let Some(e) = err {
+        page = page.errors(e);
+    }
+    page.render(state, req, viewer)
+}
+
+#[get("/staff/nodes/new")]
+async fn new_node(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(viewer, _): StaffOnly,
+) -> Result<HttpResponse, WebError> {
+    node_form(&state, &req, &viewer, &NodeForm::default(), None).await
+}
+
+/// Registers a node and shows, once, the commands that enroll its agent: its certificate and
+/// key are made here and never stored on the master.
+#[post("/staff/nodes/new")]
+async fn add_node(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(_, session): StaffOnly,
+    posted: Posted<NodeForm>,
+) -> Result<HttpResponse, WebError> {
+    use crate::domain::{NodeAddress, NodeName};
+    let Posted { viewer, form } = posted;
+    let (name, address) = (
+        form.name.trim().to_string(),
+        form.address.trim().to_string(),
+    );
+    let (data, ip, actor) = (
+        state.ctx.config.data.clone(),
+        viewer.ip.clone(),
+        session.user.id,
+    );
+    let result = state
+        .ctx
+        .db
+        .run(move |db| {
+            let mut errors = Vec::new();
+            let name = NodeName::parse(&name).map_err(|e| errors.push(e)).ok();
+            let address = NodeAddress::parse(&address)
+                .map_err(|e| errors.push(e))
+                .ok();
+            let (Some(name), Some(address)) = (name, address) else {
+                return Err(Error::Invalid(errors));
+            };
+            let node = db.write(|tx| {
+                let node = crate::nodes::add(tx, &name, &address)?;
+                crate::accounts::audit::record(
+                    tx,
+                    crate::accounts::audit::Event::NodeChanged,
+                    &crate::accounts::Actor {
+                        user_id: Some(actor),
+                        ip: &ip,
+                    },
+                    name.as_str(),
+                    "added",
+                )?;
+                Ok::<_, Error>(node)
+            })?;
+            let ca = crate::slave_link::pki::Ca::open_or_create(&data.join("ca"))?;
+            let id = ca.issue_node(&name)?;
+            let port = address
+                .as_str()
+                .rsplit(':')
+                .next()
+                .unwrap_or("7070")
+                .to_string();
+            let listen: std::net::SocketAddr = format!("0.0.0.0:{port}")
+                .parse()
+                .map_err(|e: std::net::AddrParseError| Error::Internal(e.into()))?;
+            let toml = crate::agent::AgentConfig::sample(
+                &name,
+                listen,
+                std::path::Path::new("/etc/slices-agent"),
+            );
+            Ok(serde_json::json!({
+                "node": node,
+                "ca": ca.cert_pem(),
+                "cert": id.cert_pem,
+                "key": id.key_pem,
+                "toml": toml,
+            }))
+        })
+        .await;
+    match result {
+        Ok(bundle) => {
+            let mut resp = Page::new("staff/node_added.html")
+                .with("b", &bundle)
+                .render(&state, &req, &viewer)?;
+            // The page holds a private key: never cached.
+            resp.headers_mut().insert(
+                actix_web::http::header::CACHE_CONTROL,
+                actix_web::http::header::HeaderValue::from_static("no-store"),
+            );
+            Ok(resp)
+        }
+        Err(e @ Error::Invalid(_)) => node_form(&state, &req, &viewer, &form, Some(&e)).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(jobs)
+    cfg.service(new_node)
+        .service(add_node)
+        .service(jobs)
         .service(job)
         .service(job_action)
         .service(nodes)

@@ -2,11 +2,13 @@
 //! templates and a stylesheet compiled into the binary.
 
 mod account;
+mod admin;
 mod auth;
 mod email;
 pub mod error;
 mod fleet;
 pub mod form;
+mod keys;
 pub mod render;
 mod requests;
 pub mod session;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub templates: Tera,
     pub https: bool,
     pub base_url: String,
+    /// The master's OS templates (hashes cached by size and time).
+    pub os_templates: crate::templates::TemplateDir,
 }
 
 pub type State = web::Data<AppState>;
@@ -127,6 +131,7 @@ impl Application {
             templates,
             https,
             base_url,
+            os_templates: crate::templates::TemplateDir::new(&config.os_templates_dir())?,
         });
         let max_body = config.max_body_bytes;
         let workers = if config.workers == 0 {
@@ -181,6 +186,8 @@ impl Application {
                 .configure(slices::routes)
                 .configure(requests::routes)
                 .configure(fleet::routes)
+                .configure(keys::routes)
+                .configure(admin::routes)
                 .default_service(web::to(not_found))
         })
         .workers(workers)

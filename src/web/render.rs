@@ -40,6 +40,14 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "staff/jobs.html",
     "staff/job.html",
     "staff/nodes.html",
+    "staff/node_new.html",
+    "staff/node_added.html",
+    "staff/templates.html",
+    "staff/plans.html",
+    "staff/gateway.html",
+    "staff/settings.html",
+    "keys.html",
+    "key_remove.html",
 ];
 
 /// Loads the embedded templates, replacing any that `dir` has a file of the same name for.

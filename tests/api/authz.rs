@@ -66,6 +66,12 @@ async fn every_route_admits_only_whom_it_should() {
         ("/staff/jobs".into(), login, no, ok),
         (format!("/staff/jobs/{job}"), login, no, ok),
         ("/staff/nodes".into(), login, no, ok),
+        ("/staff/nodes/new".into(), login, no, ok),
+        ("/staff/templates".into(), login, no, ok),
+        ("/staff/plans".into(), login, no, ok),
+        ("/staff/gateway".into(), login, no, ok),
+        ("/staff/settings".into(), login, no, ok),
+        ("/keys".into(), login, ok, ok),
     ];
     for (path, stranger, student, staff) in &pages {
         for (who, client, want) in [
@@ -98,6 +104,13 @@ async fn every_route_admits_only_whom_it_should() {
         format!("/staff/jobs/{job}/retry"),
         format!("/staff/jobs/{job}/cancel"),
         "/staff/nodes/node1/drain".into(),
+        "/staff/nodes/new".into(),
+        "/staff/templates".into(),
+        "/staff/templates/sync".into(),
+        "/staff/plans".into(),
+        "/staff/plans/1/default".into(),
+        "/staff/gateway/check".into(),
+        "/staff/gateway/apply".into(),
         "/account/request-mail".into(),
     ];
     for path in &posts {
@@ -152,6 +165,42 @@ async fn every_route_admits_only_whom_it_should() {
         .unwrap()
         .unwrap();
     assert_eq!(s.state, slices::slices::State::Requested, "nothing changed");
+    // Nothing the refused posts would have made exists.
+    let count = |sql: &str| {
+        app.ctx
+            .db
+            .read(|c| Ok::<i64, slices::error::Error>(c.query_row(sql, [], |r| r.get(0))?))
+            .unwrap()
+    };
+    assert_eq!(count("SELECT count(*) FROM nodes"), 0);
+    assert_eq!(count("SELECT count(*) FROM plans"), 1);
+    assert_eq!(
+        count("SELECT count(*) FROM jobs WHERE kind IN ('gateway', 'template_sync')"),
+        0
+    );
+    // A student's key is theirs: another student cannot see or remove it.
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKzC7OGd0Cq6HbB1cBdC4ktTXv4F0iYc1Hj2lqR8Dw8m stu@laptop";
+    let r = app.post(&stu, "/keys", "/keys", &[("key", key)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let key_id = count("SELECT id FROM ssh_keys");
+    assert_eq!(
+        app.get(&sue, &format!("/keys/{key_id}/remove"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = app
+        .post(&sue, "/keys", &format!("/keys/{key_id}/remove"), &[])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(count("SELECT count(*) FROM ssh_keys"), 1);
+    assert!(!app
+        .get(&sue, "/keys")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("SHA256:"));
     let user = app
         .ctx
         .db

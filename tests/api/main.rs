@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod admin;
 mod authz;
 mod bad_input;
 mod cli;

@@ -1,0 +1,317 @@
+//! Staff set-up pages and students' keys, over HTTP against the real server: what each form
+//! accepts, the clear error for what it refuses (nothing saved), and what each action starts.
+
+use reqwest::StatusCode;
+use slices::domain::{Role, TemplateName};
+
+use crate::helpers::*;
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKzC7OGd0Cq6HbB1cBdC4ktTXv4F0iYc1Hj2lqR8Dw8m stu@laptop";
+
+fn count(app: &TestApp, sql: &str) -> i64 {
+    app.ctx
+        .db
+        .read(|c| Ok::<i64, slices::error::Error>(c.query_row(sql, [], |r| r.get(0))?))
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn students_manage_their_ssh_keys() {
+    let app = spawn_app().await;
+    app.add_user("stu", Role::Student);
+    let stu = app.logged_in_as("stu").await;
+    let page = app.get(&stu, "/keys").await.text().await.unwrap();
+    assert!(page.contains("You have no key yet"), "{page}");
+
+    // Refused, with the reason, the text kept, nothing saved.
+    for (typed, says) in [
+        ("hello", "not an SSH public key"),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----", "That is a private key"),
+        ("ssh-ed25519 notbase64!!", "not valid base64"),
+        (&format!("{KEY}\nssh-rsa AAAA"), "one line"),
+    ] {
+        let r = app.post(&stu, "/keys", "/keys", &[("key", typed)]).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{typed}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{typed}: {body}");
+        assert!(body.contains(&escape_html(typed.lines().next().unwrap())), "{typed}: the text is kept");
+    }
+    assert_eq!(count(&app, "SELECT count(*) FROM ssh_keys"), 0);
+
+    // Added: listed with its fingerprint, and the user's gateway run is queued.
+    let r = app.post(&stu, "/keys", "/keys", &[("key", KEY)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = app.get(&stu, "/keys").await.text().await.unwrap();
+    let fp = slices::domain::SshPublicKey::parse(KEY)
+        .unwrap()
+        .fingerprint()
+        .replace('/', "&#x2F;"); // as Tera escapes it
+    assert!(page.contains(&fp) && page.contains("stu@laptop"), "{page}");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM jobs WHERE kind = 'gateway' AND state = 'queued'"
+        ),
+        1
+    );
+    // The same key twice is refused.
+    let r = app.post(&stu, "/keys", "/keys", &[("key", KEY)]).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("already added"));
+
+    // Removing asks first, then removes.
+    let id = count(&app, "SELECT id FROM ssh_keys");
+    let confirm = app
+        .get(&stu, &format!("/keys/{id}/remove"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(confirm.contains("Remove this key?") && confirm.contains(&fp));
+    let r = app
+        .post(
+            &stu,
+            &format!("/keys/{id}/remove"),
+            &format!("/keys/{id}/remove"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(count(&app, "SELECT count(*) FROM ssh_keys"), 0);
+    let audit = count(
+        &app,
+        "SELECT count(*) FROM audit WHERE event IN ('key_added', 'key_removed')",
+    );
+    assert_eq!(audit, 2);
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('/', "&#x2F;")
+}
+
+#[actix_web::test]
+async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
+    let app = spawn_app().await;
+    app.add_user("tess", Role::Staff);
+    let tess = app.logged_in_as("tess").await;
+
+    // A node: bad values are named; a good one shows the enrolment commands once.
+    let r = app
+        .post(
+            &tess,
+            "/staff/nodes/new",
+            "/staff/nodes/new",
+            &[("name", "Node 1"), ("address", "nohost")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("id=\"name-error\"") && body.contains("id=\"address-error\""),
+        "{body}"
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM nodes"), 0);
+    let r = app
+        .post(
+            &tess,
+            "/staff/nodes/new",
+            "/staff/nodes/new",
+            &[("name", "node1"), ("address", "node1.example.edu:7070")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("BEGIN PRIVATE KEY")
+            && body.contains("slices-agent run --config /etc/slices-agent/agent.toml"),
+        "{body}"
+    );
+    assert!(
+        body.contains("name = &quot;node1&quot;") || body.contains("name = \"node1\""),
+        "{body}"
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM nodes WHERE name = 'node1' AND address = 'node1.example.edu:7070'"), 1);
+    let r = app
+        .post(
+            &tess,
+            "/staff/nodes/new",
+            "/staff/nodes/new",
+            &[("name", "node1"), ("address", "x.example.edu:7070")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("exists already"));
+
+    // Plans: bad numbers are named, nothing saved; a good plan is offered; default moves.
+    let r = app
+        .post(
+            &tess,
+            "/staff/plans",
+            "/staff/plans",
+            &[
+                ("name", "large"),
+                ("memory_mb", "lots"),
+                ("memory_limit_mb", "100"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("A whole number."));
+    let r = app
+        .post(
+            &tess,
+            "/staff/plans",
+            "/staff/plans",
+            &[
+                ("name", "large"),
+                ("memory_mb", "1024"),
+                ("memory_limit_mb", "512"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("at least memory_mb"));
+    assert_eq!(count(&app, "SELECT count(*) FROM plans"), 1);
+    let r = app
+        .post(
+            &tess,
+            "/staff/plans",
+            "/staff/plans",
+            &[
+                ("name", "large"),
+                ("memory_mb", "1024"),
+                ("memory_limit_mb", "2048"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let large = count(&app, "SELECT id FROM plans WHERE name = 'large'");
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT processes FROM plans WHERE id = {large}")
+        ),
+        240
+    );
+    app.post(
+        &tess,
+        "/staff/plans",
+        &format!("/staff/plans/{large}/default"),
+        &[],
+    )
+    .await;
+    assert_eq!(count(&app, "SELECT id FROM plans WHERE is_default"), large);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM plans WHERE is_default"),
+        1
+    );
+
+    // Templates: offered without its file (said so); a hash that cannot be checked is refused.
+    let r = app
+        .post(
+            &tess,
+            "/staff/templates",
+            "/staff/templates",
+            &[
+                ("name", "debian-12"),
+                ("description", "Debian"),
+                ("sha256", &"ab".repeat(32)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("no debian-12.tar.gz on the master"));
+    let file = app.ctx.config.os_templates_dir().join("debian-12.tar.gz");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, b"not really a template").unwrap();
+    let r = app
+        .post(
+            &tess,
+            "/staff/templates",
+            "/staff/templates",
+            &[
+                ("name", "debian-12"),
+                ("description", "Debian"),
+                ("sha256", &"ab".repeat(32)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("another file or a damaged copy"));
+    let r = app
+        .post(
+            &tess,
+            "/staff/templates",
+            "/staff/templates",
+            &[("name", "debian-12"), ("description", "Debian 12")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = app
+        .get(&tess, "/staff/templates")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("debian-12") && page.contains("Debian 12") && page.contains("offered"));
+    let choices = app.ctx.db.read(slices::slices::template_choices).unwrap();
+    assert_eq!(
+        choices[0].name,
+        TemplateName::parse("debian-12").unwrap().to_string()
+    );
+    app.post(&tess, "/staff/templates", "/staff/templates/sync", &[])
+        .await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM jobs WHERE kind = 'template_sync'"
+        ),
+        1
+    );
+
+    // The gateway page: the local target, a check, and an apply queued.
+    let page = app.get(&tess, "/staff/gateway").await.text().await.unwrap();
+    assert!(page.contains("local files under"), "{page}");
+    let r = app
+        .post(&tess, "/staff/gateway", "/staff/gateway/check", &[])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("What differs now") && body.contains("~ map:"),
+        "{body}"
+    );
+    app.post(&tess, "/staff/gateway", "/staff/gateway/apply", &[])
+        .await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM jobs WHERE kind = 'gateway' AND user_id IS NULL"
+        ),
+        1
+    );
+
+    // Settings: shown, never editable; secrets masked.
+    let page = app
+        .get(&tess, "/staff/settings")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("gateway_target") && page.contains("never changes them"));
+    assert!(!page.contains("<form method=\"post\" action=\"/staff/settings"));
+}
