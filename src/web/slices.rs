@@ -69,21 +69,28 @@ async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResp
         return Page::new("home.html").render(&state, &req, &viewer);
     };
     let site = Site::from_context(&state.ctx);
-    let views = state
+    let (views, keys) = state
         .ctx
         .db
         .run(move |db| {
             db.read(|c| {
-                slices::for_user(c, user.id)?
+                let views = slices::for_user(c, user.id)?
                     .into_iter()
                     .filter(|s| s.state != SliceState::Destroyed)
                     .map(|s| view(c, &site, &user.username, s))
-                    .collect::<crate::error::Result<Vec<_>>>()
+                    .collect::<crate::error::Result<Vec<_>>>()?;
+                let keys: i64 = c.query_row(
+                    "SELECT count(*) FROM ssh_keys WHERE user_id = ?1",
+                    [user.id],
+                    |r| r.get(0),
+                )?;
+                Ok::<_, Error>((views, keys))
             })
         })
         .await?;
     Page::new("home.html")
         .with("slices", &views)
+        .with("has_keys", &(keys > 0))
         .render(&state, &req, &viewer)
 }
 

@@ -120,6 +120,58 @@ async fn sign_up_request_approve_and_watch_it_run() {
     assert!(alice.text("[data-field=ip]").await.starts_with("10.86.0."));
     alice.screenshot(&shot("dashboard-running")).await;
 
+    // No key yet: the dashboard says so; alice adds hers and her gateway login takes it.
+    assert!(alice
+        .text("[data-show-when=running]")
+        .await
+        .contains("SSH keys"));
+    alice.click("nav a[href='/keys']").await;
+    alice.wait_url(&format!("{base}/keys"), 10).await;
+    alice.fill("#key", "not a key").await;
+    alice.click("main form[action='/keys'] button").await;
+    alice
+        .wait_text("main", 10, |t| t.contains("That is not an SSH public key"))
+        .await;
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKzC7OGd0Cq6HbB1cBdC4ktTXv4F0iYc1Hj2lqR8Dw8m alice@laptop";
+    alice.fill("#key", key).await;
+    alice.click("main form[action='/keys'] button").await;
+    alice
+        .wait_text("main", 10, |t| t.contains("Key added"))
+        .await;
+    assert!(alice.text("main table").await.contains("alice@laptop"));
+    alice.screenshot(&shot("keys")).await;
+    let keys_file = f
+        .ctx
+        .config
+        .data
+        .join("gateway/home/users/alice/.ssh/authorized_keys");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&keys_file)
+        .unwrap_or_default()
+        .contains("alice@laptop")
+    {
+        assert!(
+            start.elapsed().as_secs() < 15,
+            "the gateway never got alice's key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    for (page, name) in [
+        ("/staff/gateway", "staff-gateway"),
+        ("/staff/templates", "staff-templates"),
+        ("/staff/plans", "staff-plans"),
+        ("/staff/nodes/new", "staff-node-new"),
+    ] {
+        tess.go(&format!("{base}{page}")).await;
+        tess.screenshot(&shot(name)).await;
+    }
+    tess.go(&format!("{base}/staff/gateway")).await;
+    tess.click("main form[action='/staff/gateway/check'] button")
+        .await;
+    tess.wait_text("main", 10, |t| t.contains("What differs now"))
+        .await;
+
     tess.go(&format!("{base}/staff/slices")).await;
     tess.screenshot(&shot("staff-slices")).await;
     tess.go(&format!("{base}/staff/nodes")).await;

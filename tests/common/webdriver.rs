@@ -129,8 +129,15 @@ impl Session {
             .map(str::to_string)
     }
 
+    /// Replaces the field's text (as a user selecting all and typing would).
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/clear"),
+            Some(json!({})),
+        )
+        .await;
         self.call(
             reqwest::Method::POST,
             &format!("/element/{e}/value"),
