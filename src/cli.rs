@@ -46,6 +46,9 @@ pub enum Command {
         /// Address to listen on, such as 0.0.0.0:8080.
         #[arg(long)]
         listen: Option<String>,
+        /// The embedded slave host: sim (the default), lxc (real containers here) or off.
+        #[arg(long)]
+        driver: Option<String>,
     },
     /// Print configuration.
     Config {
@@ -287,8 +290,14 @@ impl ConfigArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { cfg, listen } => {
-            let extra: Vec<(&str, String)> = listen.into_iter().map(|l| ("listen", l)).collect();
+        Command::Serve {
+            cfg,
+            listen,
+            driver,
+        } => {
+            let mut extra: Vec<(&str, String)> =
+                listen.into_iter().map(|l| ("listen", l)).collect();
+            extra.extend(driver.map(|d| ("embedded_agent", d)));
             let config = cfg.load(&extra)?;
             serve(config).await
         }
@@ -767,6 +776,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let ctx = Context::open(config)?;
     let _lock = lock_data_folder(&ctx.config.data)?;
+    let embedded = crate::embedded::start(&ctx).await?;
     let app = Application::build(ctx.clone())?;
     let runner = crate::jobs::JobRunner::new(
         ctx.clone(),
@@ -780,6 +790,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "Slices is running at {base}/  (data in {})",
         ctx.config.data.display()
     );
+    if embedded.is_some() {
+        println!(
+            "A built-in {} node `local` runs the slices (embedded_agent = \"{}\"; set it to \"off\" once real nodes are enrolled).",
+            if ctx.config.embedded_agent == "sim" { "simulated" } else { "LXC" },
+            ctx.config.embedded_agent
+        );
+    }
     announce_first_admin(&ctx, &base).await?;
     spawn_housekeeping(ctx.clone());
     app.run_until_stopped().await?;

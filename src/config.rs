@@ -254,6 +254,14 @@ settings! {
     gateway_host: String = "localhost".to_string();
     /// The gateway's ssh port.
     gateway_port: u16 = 22;
+    /// A slave host inside the master, registered as node `local`: `sim` (simulated slices,
+    /// for trying Slices out), `lxc` (real containers on this host) or `off` (production:
+    /// slave hosts are enrolled with `slices node add`).
+    embedded_agent: String = "sim".to_string();
+    /// The embedded agent's private subnet (its slices' addresses).
+    embedded_subnet: String = "10.99.0.0/24".to_string();
+    /// The bridge the embedded lxc agent attaches slices to (it holds the subnet's first address).
+    embedded_bridge: String = "slices0".to_string();
     /// Where the gateway's logins and web map are kept: `local` (files under DATA/gateway and
     /// no Unix accounts, for trying Slices on one machine) or `ssh://root@HOST[:PORT]` (the
     /// gateway host, reached over SSH with gateway_key).

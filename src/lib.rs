@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod domain;
+pub mod embedded;
 pub mod error;
 pub mod gateway;
 pub mod jobs;

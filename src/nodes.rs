@@ -54,6 +54,15 @@ pub fn add(conn: &Connection, name: &NodeName, address: &NodeAddress) -> Result<
     by_name(conn, name.as_str())?.ok_or(Error::NotFound("node"))
 }
 
+/// Moves a node to a new address (the embedded agent listens on a new port at each start).
+pub fn set_address(conn: &Connection, name: &NodeName, address: &NodeAddress) -> Result<()> {
+    conn.execute(
+        "UPDATE nodes SET address = ?2 WHERE name = ?1",
+        params![name.as_str(), address.as_str()],
+    )?;
+    Ok(())
+}
+
 pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Node>> {
     Ok(conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE name = ?1"))?

@@ -4,6 +4,7 @@
 mod fleet;
 
 mod digest;
+mod embedded;
 mod provision;
 mod restart;
 mod web;

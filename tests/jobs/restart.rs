@@ -19,7 +19,14 @@ impl Drop for Master {
 fn start_master(f: &Fleet) -> Master {
     Master(
         Command::new(env!("CARGO_BIN_EXE_slices"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--driver",
+                "off",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(&f.ctx.config.data)
             .env("SLICES_JOB_RETRY_BASE_SECS", "1")
             .env("SLICES_NODE_HEALTH_SECS", "1")
@@ -93,7 +100,14 @@ async fn a_second_master_on_the_same_data_is_refused() {
     let _first = start_master(&f);
     std::thread::sleep(Duration::from_millis(500));
     let out = Command::new(env!("CARGO_BIN_EXE_slices"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args([
+            "serve",
+            "--driver",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(&f.ctx.config.data)
         .env_remove("SLICES_CONFIG")
         .output()

@@ -1,0 +1,168 @@
+//! The embedded agent: `slices serve` with no configuration runs a slave host inside the
+//! master, so a newcomer sees the whole flow on one machine. It is a real agent (the same
+//! code, the same mutual TLS on loopback, a certificate from the master's CA), registered as
+//! node `local`, with the `sim` driver by default (shown as simulated everywhere) or `lxc`
+//! (`slices serve --driver lxc`, on a Linux host with LXC and the bridge it names).
+//!
+//! With the simulator and no template yet, a small placeholder template `demo-simulated` is
+//! made and offered, so a request can be made at once.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::agent::{Agent, AgentConfig, DriverKind};
+use crate::context::Context;
+use crate::domain::{NodeAddress, NodeName, Subnet, TemplateName};
+use crate::slave_link::{pki, server, ServerOptions};
+
+/// What the embedded agent runs, from `embedded_agent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Off,
+    Sim,
+    Lxc,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> anyhow::Result<Mode> {
+        match s {
+            "off" => Ok(Mode::Off),
+            "sim" => Ok(Mode::Sim),
+            "lxc" => Ok(Mode::Lxc),
+            other => anyhow::bail!("embedded_agent `{other}`: use off, sim or lxc"),
+        }
+    }
+}
+
+pub const NODE: &str = "local";
+pub const DEMO_TEMPLATE: &str = "demo-simulated";
+
+/// Starts the embedded agent (unless off) and registers it as node `local` at its address.
+pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<Option<String>> {
+    let mode = Mode::parse(&ctx.config.embedded_agent)?;
+    let driver = match mode {
+        Mode::Off => return Ok(None),
+        Mode::Sim => DriverKind::Sim,
+        Mode::Lxc => DriverKind::Lxc,
+    };
+    let data = &ctx.config.data;
+    let root = data.join("local-agent");
+    let name = NodeName::parse(NODE).expect("a valid node name");
+    let subnet = Subnet::parse(&ctx.config.embedded_subnet)
+        .map_err(|e| anyhow::anyhow!("embedded_subnet: {}", e.message))?;
+    let templates = ctx.config.os_templates_dir();
+    std::fs::create_dir_all(&templates)
+        .with_context(|| format!("cannot create {}", templates.display()))?;
+    if mode == Mode::Sim {
+        demo_template(ctx, &templates)?;
+    }
+    let ca = pki::Ca::open_or_create(&data.join("ca"))?;
+    let id = ca.issue_node(&name)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let unused = root.join("unused"); // in-process: the certificate is handed over in memory
+    let cfg = AgentConfig {
+        name: name.clone(),
+        listen: listener.local_addr()?,
+        ca: unused.clone(),
+        cert: unused.clone(),
+        key: unused,
+        driver,
+        // The master's own folder: the agent has every template at once, nothing to send.
+        templates,
+        state: root.join("state"),
+        bridge: ctx.config.embedded_bridge.clone(),
+        subnet,
+        sim_op_ms: 300,
+        command_timeout_secs: 300,
+    };
+    let agent = Arc::new(Agent::from_config(cfg)?);
+    if mode == Mode::Lxc {
+        for item in agent.check() {
+            if !item.ok {
+                tracing::warn!(what = %item.what, detail = %item.detail, "embedded lxc agent");
+            }
+        }
+    }
+    let tls = pki::server_config(ca.cert_pem(), &id)?;
+    tokio::spawn(server::serve(
+        listener,
+        tls,
+        agent,
+        ServerOptions::default(),
+    ));
+    let addr = NodeAddress::parse(&address).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    ctx.db
+        .write(|tx| {
+            match crate::nodes::by_name(tx, NODE)? {
+                Some(_) => crate::nodes::set_address(tx, &name, &addr)?,
+                None => {
+                    crate::nodes::add(tx, &name, &addr)?;
+                }
+            }
+            Ok::<_, crate::error::Error>(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(node = NODE, %address, driver = ?driver, "embedded agent started");
+    Ok(Some(address))
+}
+
+/// With the simulator: a tiny placeholder template, offered if no template is.
+fn demo_template(ctx: &Context, dir: &std::path::Path) -> anyhow::Result<()> {
+    let name = TemplateName::parse(DEMO_TEMPLATE).expect("a valid template name");
+    let offered = ctx
+        .db
+        .read(crate::slices::template_choices)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !offered.is_empty() {
+        return Ok(());
+    }
+    let file = dir.join(name.file_name());
+    if !file.exists() {
+        // An empty tar archive, gzipped: a valid template file with nothing in it.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&[0u8; 1024])?;
+        std::fs::write(&file, enc.finish()?)?;
+    }
+    ctx.db
+        .write(|tx| {
+            crate::slices::add_template(
+                tx,
+                &name,
+                "Simulated Debian (the built-in demo node makes no real container)",
+            )
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_placeholder_is_a_valid_gzipped_empty_tar() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::load(
+            None,
+            Vec::<(String, String)>::new(),
+            &[("data", dir.path().display().to_string())],
+        )
+        .unwrap();
+        let ctx = crate::context::Context::open(cfg).unwrap();
+        super::demo_template(&ctx, dir.path()).unwrap();
+        let file = dir.path().join("demo-simulated.tar.gz");
+        let out = std::process::Command::new("tar")
+            .args(["-tzf", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+        let offered = ctx.db.read(crate::slices::template_choices).unwrap();
+        assert_eq!(offered[0].name, "demo-simulated");
+    }
+}

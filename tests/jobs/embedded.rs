@@ -1,0 +1,233 @@
+//! The README's first command, as a newcomer runs it: `slices serve` on an empty folder, no
+//! configuration. Through HTTP only: the first admin from the printed link, a student signs
+//! up and asks, the admin approves, the slice runs on the built-in simulated node, the local
+//! gateway holds the login shell and map line, and the "ready" mail is in the mail folder.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Master(Child);
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The form token of a page.
+async fn csrf(c: &reqwest::Client, url: &str) -> String {
+    let page = c.get(url).send().await.unwrap().text().await.unwrap();
+    let at = page.find("name=\"csrf\" value=\"").expect("a form token") + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_string()
+}
+
+async fn post(
+    c: &reqwest::Client,
+    base: &str,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let token = csrf(c, &format!("{base}{page}")).await;
+    let mut form = fields.to_vec();
+    form.push(("csrf", &token));
+    c.post(format!("{base}{action}"))
+        .header("Origin", base)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("slices-data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slices"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env_remove("SLICES_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let _master = Master(child);
+    let (mut base, mut setup, mut simulated) = (String::new(), String::new(), false);
+    for line in out.lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("Slices is running at ") {
+            base = rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string();
+        }
+        simulated |= line.contains("built-in simulated node `local`");
+        if line.trim_start().starts_with("http") && line.contains("/setup/") {
+            setup = line.trim().to_string();
+            break;
+        }
+    }
+    assert!(!base.is_empty() && !setup.is_empty(), "the start-up lines");
+    assert!(simulated, "it says the node is simulated");
+
+    // The first admin, from the one-time link.
+    let admin = client();
+    let path = setup.strip_prefix(&base).unwrap();
+    let r = post(
+        &admin,
+        &base,
+        path,
+        path,
+        &[
+            ("username", "ada"),
+            ("email", "ada@example.edu"),
+            ("display_name", "Ada"),
+            ("password", "correct horse battery"),
+            ("password_confirm", "correct horse battery"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303, "admin created");
+
+    // A student signs up; the admin confirms her address by hand (the mail is a file).
+    let stu = client();
+    let r = post(
+        &stu,
+        &base,
+        "/signup",
+        "/signup",
+        &[
+            ("username", "stu"),
+            ("email", "stu@example.edu"),
+            ("display_name", "Stu"),
+            ("password", "correct horse battery"),
+            ("password_confirm", "correct horse battery"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303, "signed up");
+    let r = post(
+        &admin,
+        &base,
+        "/staff/users/stu",
+        "/staff/users/stu/verify",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+
+    // The request form offers the built-in demo template; she asks.
+    let form = stu
+        .get(format!("{base}/request"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(form.contains("demo-simulated"), "{form}");
+    let r = post(
+        &stu,
+        &base,
+        "/request",
+        "/request",
+        &[
+            ("template", "demo-simulated"),
+            ("course", "CS 101"),
+            ("purpose", "trying it"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303, "requested");
+
+    // The admin approves it from the queue.
+    let queue = admin
+        .get(format!("{base}/staff/requests"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let id: i64 = queue
+        .split("/staff/requests/")
+        .skip(1)
+        .find_map(|rest| rest.split('/').next()?.parse().ok())
+        .expect("a request in the queue");
+    let r = post(
+        &admin,
+        &base,
+        "/staff/requests",
+        &format!("/staff/requests/{id}/approve"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 303, "approved");
+
+    // Her dashboard's status reaches running on node `local`.
+    let start = Instant::now();
+    let status = loop {
+        let s: serde_json::Value = stu
+            .get(format!("{base}/slices/{id}/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s["state"] == "running" {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not running: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status["node"], "local", "{status}");
+    let ip = status["ip"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.99.0."), "{ip}");
+    let nodes = admin
+        .get(format!("{base}/staff/nodes"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(nodes.contains("simulated"), "the node is marked simulated");
+
+    // The local gateway holds her login shell and web address.
+    let script = std::fs::read_to_string(data.join("gateway/home/users/stu.sh")).unwrap();
+    assert!(script.contains(&format!("stu@{ip}")), "{script}");
+    let map = std::fs::read_to_string(data.join("gateway/etc/apache2/openvz.map")).unwrap();
+    assert!(map.contains(&format!("stu {ip}")), "{map}");
+
+    // "Your slice is ready" arrives as a mail file.
+    let start = Instant::now();
+    loop {
+        let ready = std::fs::read_dir(data.join("mail"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .any(|m| m.contains("To: Stu <stu@example.edu>") && m.contains("ssh stu@"))
+            })
+            .unwrap_or(false);
+        if ready {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no ready mail");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
