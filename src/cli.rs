@@ -86,6 +86,13 @@ pub enum Command {
         #[command(subcommand)]
         what: MailCommand,
     },
+    /// Copy the database to FILE while the master runs (a consistent online snapshot).
+    Backup {
+        /// The new file (it must not exist).
+        file: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// Exit 0 when the running server answers /healthz, non-zero otherwise.
     Healthcheck {
         #[command(flatten)]
@@ -358,6 +365,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Node { what } => node_command(what).await,
         Command::Jobs { what } => jobs_command(what),
+        Command::Backup { file, cfg } => {
+            anyhow::ensure!(
+                !file.exists(),
+                "{} exists already: choose a new file (a backup never overwrites)",
+                file.display()
+            );
+            let config = cfg.load(&[])?;
+            let db = config.data.join("slices.db");
+            anyhow::ensure!(db.is_file(), "there is no database at {}", db.display());
+            let started = std::time::Instant::now();
+            // Its own read-only connection: one read transaction, so the copy is the database
+            // at one moment while the master goes on writing.
+            let conn = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            conn.busy_timeout(std::time::Duration::from_secs(30))?;
+            conn.execute("VACUUM INTO ?1", [file.to_string_lossy()])
+                .with_context(|| format!("backup to {}", file.display()))?;
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "Backed up the database to {} ({} kB, {} ms).",
+                file.display(),
+                size / 1024,
+                started.elapsed().as_millis()
+            );
+            println!(
+                "Keep with it, from {}: ca/ (the agents' certificate authority), secret.key, \
+                 gateway/master_ed25519 and os-templates/. They are files, not in the database.",
+                config.data.display()
+            );
+            Ok(())
+        }
         Command::Gateway { what } => {
             tokio::task::spawn_blocking(move || gateway_command(what)).await?
         }

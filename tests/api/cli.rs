@@ -178,3 +178,78 @@ async fn https_serves_secure_cookies_and_the_healthcheck_pins_the_certificate() 
     .unwrap();
     assert!(r.is_err());
 }
+
+#[test]
+fn backup_copies_the_database_while_it_is_open_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = slices()
+        .args([
+            "user",
+            "add",
+            "ops",
+            "--role",
+            "admin",
+            "--email",
+            "ops@example.edu",
+            "--password-stdin",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{PASSWORD}\n").as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    // Another connection holds the database open, mid-transaction, as a running master would.
+    let live = rusqlite::Connection::open(data.join("slices.db")).unwrap();
+    live.execute_batch("BEGIN; INSERT INTO audit (at, event) VALUES (0, 'x');")
+        .unwrap();
+    let file = dir.path().join("copy.db");
+    let out = slices()
+        .arg("backup")
+        .arg(&file)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Keep with it"));
+    let copy = rusqlite::Connection::open(&file).unwrap();
+    let users: i64 = copy
+        .query_row(
+            "SELECT count(*) FROM users WHERE username = 'ops'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(users, 1);
+    let uncommitted: i64 = copy
+        .query_row("SELECT count(*) FROM audit WHERE event = 'x'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(uncommitted, 0, "only committed data");
+    live.execute_batch("ROLLBACK").unwrap();
+    // Never over an existing file.
+    let out = slices()
+        .arg("backup")
+        .arg(&file)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
+}
