@@ -483,6 +483,54 @@ pub fn act(conn: &Connection, who: &User, slice_id: i64, kind: JobKind) -> Resul
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
 }
 
+/// Staff move a slice to another node. Its container there is made anew from its template
+/// (the files in the old one are not carried over: say so before asking), then the old one
+/// is removed; the slice keeps its place at the head of the queue if the node is full.
+pub fn move_to(conn: &Connection, who: &User, slice_id: i64, node_name: &str) -> Result<Slice> {
+    if !who.role.is_staff() {
+        return Err(Error::NotFound("slice"));
+    }
+    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
+    if !matches!(slice.state, State::Running | State::Stopped | State::Failed) {
+        return Err(Error::Forbidden(format!(
+            "A {} slice cannot be moved.",
+            slice.state.as_str()
+        )));
+    }
+    let node = crate::nodes::by_name(conn, node_name)?
+        .filter(|n| n.enabled)
+        .ok_or_else(|| FieldError::new("node", "Choose an enabled node."))?;
+    if slice.node_id == Some(node.id) {
+        return Err(FieldError::new("node", format!("It is on {} already.", node.name)).into());
+    }
+    conn.execute(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2
+         WHERE slice_id = ?1 AND state = 'queued'",
+        params![slice_id, now()],
+    )?;
+    conn.execute(
+        "UPDATE slices SET state = 'provisioning', step = 'moving: removing the old container',
+                           failure = '', wanted_node = ?2, updated_at = ?3 WHERE id = ?1",
+        params![slice_id, node.id, now()],
+    )?;
+    event(
+        conn,
+        slice_id,
+        &format!(
+            "Move to node {} asked by {}: a new container is made there from the template; files in the old one are not carried over.",
+            node.name, who.username
+        ),
+    )?;
+    jobs::enqueue(
+        conn,
+        JobKind::Move,
+        slice_id,
+        Some(slice.user_id),
+        slice.node_id,
+    )?;
+    get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+}
+
 /// A queued slice's place in the queue (1 = next).
 pub fn queue_position(conn: &Connection, slice: &Slice) -> Result<i64> {
     Ok(conn.query_row(

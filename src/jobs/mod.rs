@@ -34,10 +34,12 @@ pub enum JobKind {
     Gateway,
     /// Gives a slice its current keys (the gateway's hop key for its user).
     Keys,
+    /// Re-makes a slice on the node staff chose (`wanted_node`), then provisions it there.
+    Move,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 9] = [
+    pub const ALL: [JobKind; 10] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -47,6 +49,7 @@ impl JobKind {
         JobKind::TemplateSync,
         JobKind::Gateway,
         JobKind::Keys,
+        JobKind::Move,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +63,7 @@ impl JobKind {
             JobKind::TemplateSync => "template_sync",
             JobKind::Gateway => "gateway",
             JobKind::Keys => "keys",
+            JobKind::Move => "move",
         }
     }
 
@@ -78,6 +82,7 @@ impl JobKind {
             JobKind::TemplateSync => "synced",
             JobKind::Gateway => "applied",
             JobKind::Keys => "given its keys",
+            JobKind::Move => "moved",
         }
     }
 
@@ -92,6 +97,7 @@ impl JobKind {
             JobKind::TemplateSync => "Template sync",
             JobKind::Gateway => "Gateway apply",
             JobKind::Keys => "Key update",
+            JobKind::Move => "Move",
         }
     }
 }

@@ -233,6 +233,7 @@ impl JobRunner {
             Some(TemplateSync) => self.template_sync(job).await,
             Some(Gateway) => self.gateway_job(job).await,
             Some(Keys) => self.keys(job).await,
+            Some(Move) => self.move_slice(job).await,
             None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
         }
     }
@@ -526,6 +527,56 @@ impl JobRunner {
                 queue::wake_waiting(tx)?;
                 // Its login and web address go from the gateway.
                 crate::gateway::queue_user(tx, slice.user_id)?;
+                Ok(())
+            }))
+            .await
+        );
+        self.room_changed();
+        Outcome::Done
+    }
+
+    /// A move: remove the old container (unless its node is disabled, i.e. taken out of
+    /// service), release its address and id, and provision afresh on the wanted node.
+    async fn move_slice(&self, job: &Job) -> Outcome {
+        let Some(slice_id) = job.slice_id else {
+            return Outcome::Fail("no slice".into());
+        };
+        let (slice, node) = step!(self.slice_and_node(slice_id).await);
+        if slice.state != State::Provisioning {
+            return Outcome::Done; // destroyed or acted on meanwhile
+        }
+        if !job.done("removed_old") {
+            let mut message = "The old container is removed.".to_string();
+            if let (Some(node), Some(veid)) = (&node, slice.veid) {
+                if node.enabled {
+                    let id = step!(VeId::new(veid as u64).map_err(|e| Outcome::Fail(e.message)));
+                    let r = self
+                        .links
+                        .call(node, Some(job.id), Some(slice_id), &Command::DestroyEnv(id))
+                        .await;
+                    step!(judge("destroy_env", r));
+                } else {
+                    message = format!(
+                        "Node {} is disabled: its old container {veid} is left there for staff to remove.",
+                        node.name
+                    );
+                }
+            }
+            step!(
+                self.record(job, "removed_old", "waiting for a place", message)
+                    .await
+            );
+        }
+        let user_id = slice.user_id;
+        step!(
+            self.db(move |db| db.write(|tx| {
+                tx.execute(
+                    "UPDATE slices SET node_id = NULL, veid = NULL, ip = NULL, state = 'approved',
+                                       step = '', updated_at = ?2 WHERE id = ?1",
+                    params![slice_id, now()],
+                )?;
+                super::enqueue(tx, super::JobKind::Provision, slice_id, Some(user_id), None)?;
+                queue::wake_waiting(tx)?;
                 Ok(())
             }))
             .await

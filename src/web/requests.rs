@@ -266,7 +266,7 @@ async fn detail(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, WebError> {
     let id = id.into_inner();
-    let (slice, owner, node, events, log, jobs) = state
+    let (slice, owner, node, events, log, jobs, nodes) = state
         .ctx
         .db
         .run(move |db| {
@@ -287,7 +287,12 @@ async fn detail(
                     .into_iter()
                     .filter_map(|j| crate::jobs::queue::get(c, j).ok().flatten())
                     .collect();
-                Ok::<_, Error>((s, owner, node, events, log, jobs))
+                let nodes: Vec<String> = crate::nodes::list(c)?
+                    .into_iter()
+                    .filter(|n| n.enabled && Some(n.id) != s.node_id)
+                    .map(|n| n.name)
+                    .collect();
+                Ok::<_, Error>((s, owner, node, events, log, jobs, nodes))
             })
         })
         .await?;
@@ -301,7 +306,57 @@ async fn detail(
         .with("events", &events)
         .with("log", &log)
         .with("jobs", &jobs)
+        .with("nodes", &nodes)
         .render(&state, &req, &viewer)
+}
+
+#[derive(serde::Deserialize)]
+pub struct MoveForm {
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Staff move a slice to another node (made anew there; asked with a typed confirmation).
+#[post("/staff/slices/{id}/move")]
+async fn move_slice(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    id: web::Path<i64>,
+    posted: Posted<MoveForm>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let (user, form) = (session.user.clone(), posted.form);
+    let back = format!("/staff/slices/{id}");
+    let result = state
+        .ctx
+        .db
+        .run(move |db| {
+            db.write(|tx| {
+                let s = slices::get(tx, id)?.ok_or(Error::NotFound("slice"))?;
+                if form.confirm.trim() != s.hostname {
+                    return Err(crate::domain::FieldError::new(
+                        "confirm",
+                        format!("Type the slice's name, {}, to move it.", s.hostname),
+                    )
+                    .into());
+                }
+                slices::move_to(tx, &user, id, form.node.trim())
+            })
+        })
+        .await;
+    let notice = match result {
+        Ok(s) => format!("{} is moving: follow it below.", s.hostname),
+        Err(Error::Invalid(errors)) => errors
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(Error::Forbidden(m)) => m,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(see_other(&state, &back, Some(&notice)))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -310,5 +365,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(approve)
         .service(deny)
         .service(list)
-        .service(detail);
+        .service(detail)
+        .service(move_slice);
 }

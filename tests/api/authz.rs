@@ -105,6 +105,7 @@ async fn every_route_admits_only_whom_it_should() {
         format!("/staff/jobs/{job}/cancel"),
         "/staff/nodes/node1/drain".into(),
         "/staff/nodes/new".into(),
+        format!("/staff/slices/{slice}/move"),
         "/staff/templates".into(),
         "/staff/templates/sync".into(),
         "/staff/plans".into(),

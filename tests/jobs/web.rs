@@ -227,3 +227,101 @@ async fn the_dashboard_follows_a_request_to_running() {
     jobs.stop().await;
     handle.stop(false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_move_a_slice_to_another_node_after_a_typed_confirmation() {
+    let f = fleet(2, |i| format!("10.87.{i}.0/24"), 50).await;
+    let staff = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    let id = f.request_and_approve(&alice, &staff);
+    let app = slices::web::Application::build(f.ctx.clone()).unwrap();
+    let base = app.base_url().to_string();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let jobs = f.run_jobs(|_| {});
+    let before = f.wait_for(id, slices::slices::State::Running, 20).await;
+    let from = before.node_id.unwrap();
+    let (old, new) = if from == 1 { (0, 1) } else { (1, 0) };
+    let target = format!("node{new}");
+    assert_eq!(f.nodes[old].containers(), 1);
+
+    let tess = browser();
+    form(
+        &tess,
+        &base,
+        "/login",
+        "/login",
+        &[("login", "tess"), ("password", "correct horse battery")],
+    )
+    .await;
+    let page = tess
+        .get(format!("{base}/staff/slices/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("files in the slice are not carried over"),
+        "{page}"
+    );
+    // Without the typed name nothing happens.
+    let detail = format!("/staff/slices/{id}");
+    let move_to = format!("/staff/slices/{id}/move");
+    form(
+        &tess,
+        &base,
+        &detail,
+        &move_to,
+        &[("node", &target), ("confirm", "nope")],
+    )
+    .await;
+    assert_eq!(f.slice(id).state, slices::slices::State::Running);
+    assert_eq!(f.slice(id).node_id, Some(from));
+    // With it, the slice is made anew on the other node and the old container goes.
+    let status = form(
+        &tess,
+        &base,
+        &detail,
+        &move_to,
+        &[("node", &target), ("confirm", "alice")],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    let start = Instant::now();
+    let after = loop {
+        let s = f.slice(id);
+        if s.state == slices::slices::State::Running && s.node_id != Some(from) {
+            break s;
+        }
+        assert!(start.elapsed().as_secs() < 20, "not moved: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(after
+        .ip
+        .as_deref()
+        .unwrap()
+        .starts_with(&format!("10.87.{new}.")));
+    assert_eq!(f.nodes[old].containers(), 0, "the old container is removed");
+    assert_eq!(f.nodes[new].containers(), 1);
+    // The gateway follows: the login shell and map point at the new address.
+    let ip = after.ip.unwrap();
+    let users = f.ctx.config.data.join("gateway/home/users");
+    let start = Instant::now();
+    while !std::fs::read_to_string(users.join("alice.sh"))
+        .unwrap_or_default()
+        .contains(&format!("alice@{ip}"))
+    {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "the gateway still points at the old address"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let map =
+        std::fs::read_to_string(f.ctx.config.data.join("gateway/etc/apache2/openvz.map")).unwrap();
+    assert!(map.contains(&format!("alice {ip}")), "{map}");
+    jobs.stop().await;
+    handle.stop(false).await;
+}
