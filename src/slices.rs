@@ -531,6 +531,23 @@ pub fn move_to(conn: &Connection, who: &User, slice_id: i64, node_name: &str) ->
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
 }
 
+/// How far a slice is on its way to running, in percent, while it is (None otherwise).
+pub fn progress(s: &Slice) -> Option<u8> {
+    match s.state {
+        State::Approved | State::Queued => Some(10),
+        State::Provisioning => Some(match s.step.as_str() {
+            "moving: removing the old container" => 15,
+            "waiting for a place" => 20,
+            "setting up the gateway login" => 30,
+            "creating the container" => 50,
+            "starting" => 75,
+            "finishing" => 90,
+            _ => 40,
+        }),
+        _ => None,
+    }
+}
+
 /// A queued slice's place in the queue (1 = next).
 pub fn queue_position(conn: &Connection, slice: &Slice) -> Result<i64> {
     Ok(conn.query_row(

@@ -17,6 +17,11 @@
         badge.textContent = s.state;
         badge.className = "badge state-" + s.state;
         set(section, "step", s.step);
+        var bar = section.querySelector("[data-field-progress]");
+        if (bar) {
+          bar.hidden = !s.progress;
+          if (s.progress) { bar.value = s.progress; bar.textContent = s.progress + "%"; }
+        }
         set(section, "place", s.place ? "No node has room right now: you are number " + s.place + " in the queue." : "");
         set(section, "failure", s.state === "failed" ? s.failure : "");
         set(section, "node", s.node);

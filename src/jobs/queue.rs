@@ -258,6 +258,30 @@ pub fn list(conn: &Connection, state: Option<&str>, limit: u32) -> Result<Vec<Jo
     Ok(rows)
 }
 
+/// One page of jobs (failed first, then the newest), filtered by state and kind, and how many
+/// match in all.
+pub fn page(
+    conn: &Connection,
+    state: Option<&str>,
+    kind: Option<&str>,
+    offset: u64,
+    limit: u32,
+) -> Result<(Vec<Job>, u64)> {
+    let total: i64 = conn.query_row(
+        "SELECT count(*) FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)",
+        params![state, kind],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)
+         ORDER BY state = 'failed' DESC, id DESC LIMIT ?3 OFFSET ?4"
+    ))?;
+    let rows = stmt
+        .query_map(params![state, kind, limit, offset as i64], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total as u64))
+}
+
 /// The agent commands a job or slice sent.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogEntry {

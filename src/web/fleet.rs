@@ -15,6 +15,10 @@ use crate::jobs::queue;
 pub struct JobsQuery {
     #[serde(default)]
     state: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    page: Option<u64>,
 }
 
 #[get("/staff/jobs")]
@@ -29,16 +33,34 @@ async fn jobs(
     if !q.state.is_empty() && !STATES.contains(&q.state.as_str()) {
         return Err(WebError::BadRequest("No such state.".into()));
     }
+    if !q.kind.is_empty() && crate::jobs::JobKind::parse(&q.kind).is_none() {
+        return Err(WebError::BadRequest("No such kind of job.".into()));
+    }
+    let kinds: Vec<&str> = crate::jobs::JobKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
     let filter = (!q.state.is_empty()).then(|| q.state.clone());
-    let rows = state
+    let kind = (!q.kind.is_empty()).then(|| q.kind.clone());
+    const PER_PAGE: u32 = 50;
+    let offset = super::render::Pager::offset_for(q.page, PER_PAGE);
+    let (rows, total) = state
         .ctx
         .db
-        .run(move |db| db.read(|c| queue::list(c, filter.as_deref(), 200)))
+        .run(move |db| {
+            db.read(|c| queue::page(c, filter.as_deref(), kind.as_deref(), offset, PER_PAGE))
+        })
         .await?;
+    let pager = super::render::Pager::new(q.page, PER_PAGE, total);
+    let link =
+        serde_urlencoded::to_string([("state", &q.state), ("kind", &q.kind)]).unwrap_or_default();
     Page::new("staff/jobs.html")
         .with("jobs", &rows)
         .with("query", &q)
         .with("states", &STATES)
+        .with("kinds", &kinds)
+        .with("pager", &pager)
+        .with("link", &link)
         .render(&state, &req, &viewer)
 }
 

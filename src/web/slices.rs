@@ -22,6 +22,8 @@ pub struct SliceView {
     pub ssh: String,
     pub web: String,
     pub place: Option<i64>,
+    /// Percent on the way to running, while it is.
+    pub progress: Option<u8>,
     pub events: Vec<slices::Event>,
     pub busy: bool,
 }
@@ -57,6 +59,7 @@ fn view(
         ssh: site.ssh_command(username),
         web: site.web_address(&s.subdomain),
         busy: busy(s.state),
+        progress: slices::progress(&s),
         node,
         place,
         slice: s,
@@ -119,7 +122,7 @@ async fn status(
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({
             "state": v.slice.state, "step": v.slice.step, "failure": v.slice.failure,
-            "ip": v.slice.ip, "node": v.node, "place": v.place, "busy": v.busy,
+            "ip": v.slice.ip, "node": v.node, "place": v.place, "busy": v.busy, "progress": v.progress,
             "events": v.events.iter().map(|e| serde_json::json!({"at": super::render::format_time(e.at), "message": e.message})).collect::<Vec<_>>(),
         })))
 }

@@ -113,6 +113,13 @@ async fn the_dashboard_follows_a_request_to_running() {
             .await
             .unwrap();
         let state = s["state"].as_str().unwrap().to_string();
+        if state == "provisioning" {
+            let p = s["progress"].as_u64().expect("progress while provisioning");
+            assert!((10..100).contains(&p), "{s}");
+        }
+        if state == "running" {
+            assert!(s["progress"].is_null(), "no progress bar once running");
+        }
         if seen.last() != Some(&state) {
             seen.push(state.clone());
         }
