@@ -77,6 +77,9 @@ pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<Option<String>> {
         subnet,
         sim_op_ms: 300,
         command_timeout_secs: 300,
+        // On a machine Slices is tried on, it leaves iptables alone; a slave host's own
+        // slices-agent keeps NAT and the firewall ([network] in agent.toml).
+        network: crate::agent::netpolicy::NetworkPolicy::off(),
     };
     let agent = Arc::new(Agent::from_config(cfg)?);
     if mode == Mode::Lxc {

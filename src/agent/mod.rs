@@ -5,6 +5,7 @@
 pub mod beancounters;
 pub mod driver;
 pub mod lxc;
+pub mod netpolicy;
 pub mod run;
 pub mod sim;
 pub mod vzctl;
@@ -63,6 +64,9 @@ pub struct AgentConfig {
     /// Longest a command may run, in seconds.
     #[serde(default = "default_timeout")]
     pub command_timeout_secs: u64,
+    /// NAT and the firewall for the slices (lxc and vzctl drivers).
+    #[serde(default)]
+    pub network: netpolicy::NetworkPolicy,
 }
 
 fn default_listen() -> SocketAddr {
@@ -110,7 +114,13 @@ impl AgentConfig {
              templates = \"/var/lib/slices-agent/templates\"\n\
              state = \"/var/lib/slices-agent\"\n\
              bridge = \"slbr0\"\n\
-             subnet = \"10.77.0.0/24\"\n",
+             subnet = \"10.77.0.0/24\"\n\
+             \n\
+             [network]\n\
+             # The slices leave by NAT through this interface (empty: no NAT).\n\
+             uplink = \"eth0\"\n\
+             # Only these TCP ports of the slices are open from outside; the rest is dropped.\n\
+             open_ports = [22, 80, 443]\n",
             ca = dir.join("ca.pem").display(),
             cert = dir.join("agent.pem").display(),
             key = dir.join("agent.key").display(),
@@ -211,6 +221,30 @@ impl Agent {
             )),
         };
         Agent::new(config, driver)
+    }
+
+    /// Whether this agent keeps the host's network policy (not the simulator's business).
+    fn keeps_network(&self) -> bool {
+        self.config.network.enabled && !self.driver.simulated()
+    }
+
+    /// Puts the network policy in place (at start; idempotent). Nothing under the simulator
+    /// or with `[network] enabled = false`.
+    pub fn apply_network(&self) -> anyhow::Result<Option<driver::Change>> {
+        if !self.keeps_network() {
+            return Ok(None);
+        }
+        let run = run::SystemRunner {
+            timeout: Duration::from_secs(30),
+        };
+        let change = netpolicy::apply(
+            &run,
+            &self.config.network,
+            &self.config.bridge,
+            &self.config.subnet,
+        )
+        .map_err(|e| anyhow::anyhow!("network policy: {e}"))?;
+        Ok(Some(change))
     }
 
     pub fn driver(&self) -> &dyn Driver {
@@ -487,6 +521,39 @@ impl Agent {
             Err(e) => items.push(CheckItem::new("templates", false, e.to_string())),
         }
         items.extend(self.driver.check());
+        if self.keeps_network() {
+            let run = run::SystemRunner {
+                timeout: Duration::from_secs(30),
+            };
+            let n = &self.config.network;
+            items.push(
+                match netpolicy::drift(&run, n, &self.config.bridge, &self.config.subnet) {
+                    Ok(d) if d.is_empty() => CheckItem::new(
+                        "network policy",
+                        true,
+                        format!(
+                            "in place: TCP {} open to slices{}",
+                            n.open_ports
+                                .iter()
+                                .map(u16::to_string)
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            if n.uplink.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", NAT through {}", n.uplink)
+                            }
+                        ),
+                    ),
+                    Ok(d) => CheckItem::new(
+                        "network policy",
+                        false,
+                        format!("{} (slices-agent run puts it right)", d.join("; ")),
+                    ),
+                    Err(e) => CheckItem::new("network policy", false, e.to_string()),
+                },
+            );
+        }
         items
     }
 }

@@ -45,6 +45,10 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
         ..ServerOptions::default()
     };
     let agent = Agent::from_config(cfg)?;
+    match agent.apply_network()? {
+        Some(change) => tracing::info!(?change, "network policy in place"),
+        None => tracing::info!("network policy: not kept by this agent"),
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

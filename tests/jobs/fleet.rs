@@ -86,6 +86,7 @@ pub async fn start_agent(
         subnet: Subnet::parse(subnet).unwrap(),
         sim_op_ms: op_ms,
         command_timeout_secs: 30,
+        network: slices::agent::netpolicy::NetworkPolicy::off(),
     };
     std::fs::create_dir_all(&cfg.templates).unwrap();
     std::fs::write(

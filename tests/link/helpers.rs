@@ -31,6 +31,7 @@ pub fn config(dir: &std::path::Path, name: &NodeName) -> AgentConfig {
         subnet: Subnet::parse("10.77.0.0/24").unwrap(),
         sim_op_ms: 0,
         command_timeout_secs: 5,
+        network: slices::agent::netpolicy::NetworkPolicy::off(),
     }
 }
 

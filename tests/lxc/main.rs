@@ -4,6 +4,7 @@
 
 #[path = "../common/lxc_node.rs"]
 mod lxc_node;
+mod network;
 #[path = "../common/system.rs"]
 mod system;
 
@@ -160,4 +161,12 @@ impl Drop for Cleanup {
         use slices::slave_link::Handler;
         let _ = self.0.handle(Command::DestroyEnv(self.1));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_network_policy_in_a_namespace() {
+    if !enabled("lxc network policy") {
+        return;
+    }
+    network::the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat().await;
 }

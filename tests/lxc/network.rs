@@ -1,0 +1,391 @@
+//! The slave host's network policy, for real, inside a network namespace this test makes (the
+//! host's own tables are never touched; the test checks that too). The real `slices-agent`
+//! binary runs in the namespace with the lxc driver; the test process plays the master and
+//! "the outside world" across a veth pair:
+//!
+//!     test (host ns) 10.95.0.1 ── veth ── 10.95.0.2 eth0 [ns slnet-np: agent, bridge
+//!                                                        slbr-np 10.96.0.1, slice 10.96.0.11]
+//!
+//! A real LXC slice: ports 22 and 80 answer from outside, 8080 is dropped, and the slice
+//! reaches the outside by NAT (its connections arrive from 10.95.0.2). Restarting the agent
+//! re-applies the rules without adding any.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use slices::domain::{DnsName, Limits, NodeName, PrivateIp, TemplateName, Username, VeId};
+use slices::slave_link::pki::{self, Ca};
+use slices::slave_link::{AgentClient, Command as Cmd, EnvSpec};
+
+use crate::system::*;
+
+const NS: &str = "slnet-np";
+const HOST_IF: &str = "slv-np";
+const SLICE_IP: &str = "10.96.0.11";
+
+/// A command in the namespace, as a process on that host sees it: its network, and a /sys
+/// that shows its interfaces (LXC looks for the bridge there) with the cgroup file system
+/// still in place. (`ip netns exec` remounts /sys and hides the cgroups.)
+fn in_ns(program: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("nsenter");
+    // `--` twice: nsenter and unshare must not take the program's options as theirs.
+    c.arg(format!("--net=/run/netns/{NS}"))
+        .args(["--", "unshare", "-m", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "mkdir -p /run/slices-np-cg && mount --rbind /sys/fs/cgroup /run/slices-np-cg && \
+             mount -t sysfs sysfs /sys && mount --move /run/slices-np-cg /sys/fs/cgroup && exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(program)
+        .args(args);
+    c
+}
+
+/// Everything the test made, removed on drop (also when it fails).
+struct Lab {
+    agent: Option<Child>,
+    work: tempfile::TempDir,
+}
+
+impl Lab {
+    fn ns(&self, program: &str, args: &[&str]) -> String {
+        let out = in_ns(program, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?} in {NS}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn start_agent(&mut self) {
+        let config = self.work.path().join("agent.toml");
+        let config = config.to_str().unwrap();
+        let child = in_ns(
+            env!("CARGO_BIN_EXE_slices-agent"),
+            &["run", "--config", config],
+        )
+        .spawn()
+        .unwrap();
+        self.agent = Some(child);
+        wait_for_port("10.95.0.2:7070", 20);
+    }
+
+    fn stop_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Containers first (their veths live in the namespace), then the namespace.
+        let lxc = self.work.path().join("state/lxc");
+        quiet(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                NS,
+                "lxc-stop",
+                "-k",
+                "-P",
+                lxc.to_str().unwrap(),
+                "-n",
+                "ve4201",
+            ],
+        );
+        quiet(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                NS,
+                "lxc-destroy",
+                "-P",
+                lxc.to_str().unwrap(),
+                "-n",
+                "ve4201",
+            ],
+        );
+        self.stop_agent();
+        quiet("ip", &["route", "del", "10.96.0.0/24"]);
+        quiet("ip", &["link", "del", HOST_IF]);
+        quiet("ip", &["netns", "del", NS]);
+        for dir in ["lxc.payload.ve4201", "lxc.monitor.ve4201", "lxc.pivot"] {
+            quiet("rmdir", &[&format!("/sys/fs/cgroup/{dir}")]);
+        }
+    }
+}
+
+fn connects(addr: &str, secs: u64) -> bool {
+    let sa: SocketAddr = addr.parse().unwrap();
+    TcpStream::connect_timeout(&sa, Duration::from_secs(secs)).is_ok()
+}
+
+pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
+    let host_rules = || {
+        format!(
+            "{}{}",
+            sh("iptables", &["-S"]),
+            sh("iptables", &["-t", "nat", "-S"])
+        )
+    };
+    let host_rules_before = host_rules();
+    quiet("ip", &["netns", "del", NS]);
+    quiet("ip", &["link", "del", HOST_IF]);
+    sh("ip", &["netns", "add", NS]);
+    let work = tempfile::Builder::new()
+        .prefix("slices-np-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let mut lab = Lab { agent: None, work };
+    sh(
+        "ip",
+        &[
+            "link", "add", HOST_IF, "type", "veth", "peer", "name", "np-eth0",
+        ],
+    );
+    sh("ip", &["link", "set", "np-eth0", "netns", NS]);
+    sh("ip", &["addr", "add", "10.95.0.1/30", "dev", HOST_IF]);
+    sh("ip", &["link", "set", HOST_IF, "up"]);
+    sh("ip", &["route", "add", "10.96.0.0/24", "via", "10.95.0.2"]);
+    lab.ns("ip", &["link", "set", "lo", "up"]);
+    lab.ns("ip", &["link", "set", "np-eth0", "name", "eth0"]);
+    lab.ns("ip", &["addr", "add", "10.95.0.2/30", "dev", "eth0"]);
+    lab.ns("ip", &["link", "set", "eth0", "up"]);
+    lab.ns("ip", &["route", "add", "default", "via", "10.95.0.1"]);
+    lab.ns("ip", &["link", "add", "slbr-np", "type", "bridge"]);
+    lab.ns("ip", &["addr", "add", "10.96.0.1/24", "dev", "slbr-np"]);
+    lab.ns("ip", &["link", "set", "slbr-np", "up"]);
+
+    // The agent's bundle, its templates and configuration, as `slices node add` makes them.
+    let w = lab.work.path().to_path_buf();
+    let ca = Ca::open_or_create(&w.join("ca")).unwrap();
+    let node = NodeName::parse("np1").unwrap();
+    pki::write_bundle(
+        &w.join("bundle"),
+        ca.cert_pem(),
+        &ca.issue_node(&node).unwrap(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(w.join("templates")).unwrap();
+    std::os::unix::fs::symlink(template(), w.join("templates/debian-12-ssh_amd64.tar.gz")).unwrap();
+    let b = w.join("bundle");
+    std::fs::write(
+        w.join("agent.toml"),
+        format!(
+            "name = \"np1\"\nlisten = \"10.95.0.2:7070\"\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+             driver = \"lxc\"\ntemplates = \"{t}\"\nstate = \"{s}\"\nbridge = \"slbr-np\"\n\
+             subnet = \"10.96.0.0/24\"\ncommand_timeout_secs = 120\n\n[network]\nuplink = \"eth0\"\n",
+            ca = b.join("ca.pem").display(),
+            cert = b.join("agent.pem").display(),
+            key = b.join("agent.key").display(),
+            t = w.join("templates").display(),
+            s = w.join("state").display(),
+        ),
+    )
+    .unwrap();
+    lab.start_agent();
+
+    // The rules are in the namespace, once each.
+    let rules = lab.ns("iptables", &["-S"]);
+    assert!(
+        rules.contains("-A FORWARD -o slbr-np -j SLICES-IN"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains("-A SLICES-IN -p tcp -m multiport --dports 22,80,443 -j ACCEPT"),
+        "{rules}"
+    );
+    let nat = lab.ns("iptables", &["-t", "nat", "-S"]);
+    assert!(
+        nat.contains("-A SLICES-NAT -s 10.96.0.0/24 ! -d 10.96.0.0/24 -o eth0 -j MASQUERADE"),
+        "{nat}"
+    );
+
+    let mut m = AgentClient::connect(
+        "10.95.0.2:7070",
+        &node,
+        ca.client_config().unwrap(),
+        Duration::from_secs(180),
+    )
+    .await
+    .unwrap();
+    let (_, public) = keypair(&w, "np-key");
+    let spec = EnvSpec {
+        id: VeId::new(4201).unwrap(),
+        template: TemplateName::parse("debian-12-ssh_amd64").unwrap(),
+        username: Username::parse("nora").unwrap(),
+        ip: PrivateIp::parse(SLICE_IP).unwrap(),
+        hostname: DnsName::parse("nora").unwrap(),
+        nameservers: vec![],
+        search_domain: None,
+        limits: Limits::default(),
+        keys: vec![public.parse().unwrap()],
+    };
+    let r = m
+        .call(&Cmd::CreateEnv(Box::new(spec.clone())))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "create_env: {}", r.text());
+    let r = m.call(&Cmd::StartEnv(spec.id)).await.unwrap();
+    assert_eq!(r.code, 0, "start_env: {}", r.text());
+
+    // sshd (22) answers from outside; a web server on 80 does; the same on 8080 does not.
+    wait_for_port(&format!("{SLICE_IP}:22"), 60);
+    let lxc = w.join("state/lxc");
+    let serve = |port: u16| {
+        let script = format!(
+            "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => {port}, Listen => 5, ReuseAddr => 1) or die $!; \
+             while (my $c = $s->accept) {{ print $c \"HTTP/1.0 200 OK\\r\\n\\r\\nport {port}\\n\"; close $c }}"
+        );
+        lab.ns(
+            "lxc-attach",
+            &[
+                "-P",
+                lxc.to_str().unwrap(),
+                "-n",
+                "ve4201",
+                "--",
+                "sh",
+                "-c",
+                "nohup perl -e \"$1\" >/dev/null 2>&1 &",
+                "sh",
+                &script,
+            ],
+        );
+    };
+    serve(80);
+    serve(8080);
+    // Inside the slice both listen (so a refusal from outside is the firewall's).
+    let start = Instant::now();
+    loop {
+        let inside = lab.ns(
+            "lxc-attach",
+            &[
+                "-P",
+                lxc.to_str().unwrap(),
+                "-n",
+                "ve4201",
+                "--",
+                "bash",
+                "-c",
+                "(exec 3<>/dev/tcp/127.0.0.1/8080 && echo up) 2>/dev/null || echo down",
+            ],
+        );
+        if inside.contains("up") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the test server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let start = Instant::now();
+    while !connects(&format!("{SLICE_IP}:80"), 2) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "port 80 is not open from outside"
+        );
+    }
+    assert!(
+        !connects(&format!("{SLICE_IP}:8080"), 2),
+        "port 8080 must be dropped"
+    );
+
+    // Out by NAT: the slice's connection to the outside arrives from the host's address.
+    let listener = TcpListener::bind("10.95.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    lab.ns(
+        "lxc-attach",
+        &[
+            "-P",
+            lxc.to_str().unwrap(),
+            "-n",
+            "ve4201",
+            "--",
+            "bash",
+            "-c",
+            &format!("echo hello-from-the-slice > /dev/tcp/10.95.0.1/{port}"),
+        ],
+    );
+    listener.set_nonblocking(false).unwrap();
+    let (mut conn, peer) = listener.accept().unwrap();
+    let mut got = String::new();
+    conn.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "hello-from-the-slice\n");
+    assert_eq!(
+        peer.ip().to_string(),
+        "10.95.0.2",
+        "masqueraded behind the host"
+    );
+
+    // Restarting the agent applies the policy again and adds nothing; check says in place.
+    lab.stop_agent();
+    lab.start_agent();
+    let cfg = w.join("agent.toml");
+    let cfg = cfg.to_str().unwrap();
+    let rules = lab.ns("iptables", &["-S"]);
+    assert_eq!(
+        rules.matches("-A FORWARD -o slbr-np -j SLICES-IN").count(),
+        1,
+        "{rules}"
+    );
+    assert_eq!(rules.matches("-A SLICES-IN -j DROP").count(), 1, "{rules}");
+    let check = in_ns(
+        env!("CARGO_BIN_EXE_slices-agent"),
+        &["check", "--config", cfg],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(text.contains("[ ok ] network policy: in place"), "{text}");
+    // Drift is reported: a rule added by hand to our chain.
+    lab.ns(
+        "iptables",
+        &[
+            "-A",
+            "SLICES-IN",
+            "-p",
+            "tcp",
+            "--dport",
+            "8080",
+            "-j",
+            "ACCEPT",
+        ],
+    );
+    let check = in_ns(
+        env!("CARGO_BIN_EXE_slices-agent"),
+        &["check", "--config", cfg],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("[MISS] network policy: 1 extra rule(s)"),
+        "{text}"
+    );
+
+    let mut m = AgentClient::connect(
+        "10.95.0.2:7070",
+        &node,
+        ca.client_config().unwrap(),
+        Duration::from_secs(180),
+    )
+    .await
+    .unwrap();
+    let r = m.call(&Cmd::DestroyEnv(spec.id)).await.unwrap();
+    assert_eq!(r.code, 0, "destroy_env: {}", r.text());
+    drop(lab);
+    assert_eq!(
+        host_rules(),
+        host_rules_before,
+        "the host's own tables are untouched"
+    );
+}
