@@ -240,3 +240,27 @@ CREATE TABLE gateway_runs (
     error       TEXT NOT NULL DEFAULT '',
     duration_ms INTEGER NOT NULL
 );
+
+-- version: 7
+-- What each running slice uses, sampled from its node (beancounter shape: held, maxheld,
+-- barrier, limit, failcnt), kept for a bounded time.
+CREATE TABLE usage_samples (
+    slice_id INTEGER NOT NULL REFERENCES slices(id) ON DELETE CASCADE,
+    resource TEXT NOT NULL,
+    at       INTEGER NOT NULL,
+    held     INTEGER NOT NULL,
+    maxheld  INTEGER NOT NULL,
+    barrier  INTEGER NOT NULL,
+    lim      INTEGER NOT NULL,
+    failcnt  INTEGER NOT NULL,
+    PRIMARY KEY (slice_id, resource, at)
+) WITHOUT ROWID;
+CREATE INDEX usage_by_time ON usage_samples(at);
+-- One warning a day per slice and resource whose limit was hit, so nobody is flooded.
+CREATE TABLE limit_alerts (
+    slice_id INTEGER NOT NULL REFERENCES slices(id) ON DELETE CASCADE,
+    resource TEXT NOT NULL,
+    day      TEXT NOT NULL,
+    hits     INTEGER NOT NULL,
+    PRIMARY KEY (slice_id, resource, day)
+) WITHOUT ROWID;

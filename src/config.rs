@@ -244,6 +244,10 @@ settings! {
     job_retry_base_secs: u64 = 2;
     /// How often each node is asked how it is, in seconds.
     node_health_secs: u64 = 30;
+    /// How often each node is asked what its slices use, in minutes (0: never).
+    usage_minutes: u64 = 5;
+    /// How long usage samples are kept, in days.
+    usage_keep_days: u64 = 14;
     /// How often OS templates are synced to every node, in minutes (0: only on demand).
     template_sync_minutes: u64 = 60;
     /// How long to wait for an agent's answer, in seconds.

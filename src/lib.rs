@@ -20,4 +20,5 @@ pub mod slave_link;
 pub mod slices;
 pub mod store;
 pub mod templates;
+pub mod usage;
 pub mod web;

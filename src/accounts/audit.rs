@@ -31,10 +31,11 @@ pub enum Event {
     NodeChanged,
     KeyAdded,
     KeyRemoved,
+    LimitHit,
 }
 
 impl Event {
-    pub const ALL: [Event; 22] = [
+    pub const ALL: [Event; 23] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -57,6 +58,7 @@ impl Event {
         Event::NodeChanged,
         Event::KeyAdded,
         Event::KeyRemoved,
+        Event::LimitHit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +85,7 @@ impl Event {
             Event::NodeChanged => "node_changed",
             Event::KeyAdded => "key_added",
             Event::KeyRemoved => "key_removed",
+            Event::LimitHit => "limit_hit",
         }
     }
 

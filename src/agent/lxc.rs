@@ -275,20 +275,77 @@ impl Lxc {
         );
     }
 
+    fn cgroup_dirs_of_hierarchies(&self) -> Vec<PathBuf> {
+        if self.cgroup_v2() {
+            vec![self.cgroup_root.clone()]
+        } else {
+            std::fs::read_dir(&self.cgroup_root)
+                .map(|entries| entries.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default()
+        }
+    }
+
+    /// Every cgroup folder LXC may have left for a container: `lxc.payload.NAME` and
+    /// `lxc.monitor.NAME`, and the `-1`, `-2`, ... it takes when an old one is in the way, in
+    /// every hierarchy.
     fn cgroup_dirs(&self, id: VeId) -> Vec<PathBuf> {
-        let mut out = self.cgroup_dirs_named(&format!("lxc.payload.{}", name(id)));
-        out.extend(self.cgroup_dirs_named(&format!("lxc.monitor.{}", name(id))));
+        let hierarchies = self.cgroup_dirs_of_hierarchies();
+        let ours = |file: &str| {
+            ["lxc.payload.", "lxc.monitor."].iter().any(|prefix| {
+                file.strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_prefix(&name(id)))
+                    .is_some_and(|tail| {
+                        tail.is_empty()
+                            || tail.strip_prefix('-').is_some_and(|n| {
+                                !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                            })
+                    })
+            })
+        };
+        let mut out = Vec::new();
+        for h in hierarchies {
+            if let Ok(entries) = std::fs::read_dir(&h) {
+                for e in entries.flatten() {
+                    if ours(&e.file_name().to_string_lossy()) {
+                        out.push(e.path());
+                    }
+                }
+            }
+        }
         out
     }
 
-    /// `leaf` in every cgroup hierarchy.
-    fn cgroup_dirs_named(&self, leaf: &str) -> Vec<PathBuf> {
-        if self.cgroup_v2() {
-            return vec![self.cgroup_root.join(leaf)];
+    /// The cgroup a running container's init is in, per controller (`memory`, `pids`, or ""
+    /// for cgroup v2), as a path under the cgroup root. LXC names it `lxc.payload.NAME`, but
+    /// takes `lxc.payload.NAME-1`, `-2`, ... when a stale one is in the way: ask the kernel.
+    fn live_cgroup(&self, id: VeId, controller: &str) -> PathBuf {
+        let fallback = format!("lxc.payload.{}", name(id));
+        let pid = self
+            .lxc("lxc-info", id, argv!["-p", "-H"])
+            .ok()
+            .filter(|o| o.code == 0)
+            .and_then(|o| o.stdout.trim().parse::<u32>().ok());
+        let top = pid
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/cgroup")).ok())
+            .and_then(|text| {
+                text.lines().find_map(|line| {
+                    let mut parts = line.splitn(3, ':');
+                    let (_, ctls, path) = (parts.next()?, parts.next()?, parts.next()?);
+                    let wanted = if controller.is_empty() {
+                        ctls.is_empty()
+                    } else {
+                        ctls.split(',').any(|c| c == controller)
+                    };
+                    // The first component: init may sit in a child (init.scope) of it.
+                    let first = path.trim_start_matches('/').split('/').next()?;
+                    (wanted && first.starts_with("lxc.payload.")).then(|| first.to_string())
+                })
+            })
+            .unwrap_or(fallback);
+        match controller {
+            "" => self.cgroup_root.join(top),
+            c => self.cgroup_root.join(c).join(top),
         }
-        std::fs::read_dir(&self.cgroup_root)
-            .map(|entries| entries.flatten().map(|e| e.path().join(leaf)).collect())
-            .unwrap_or_default()
     }
 
     fn read_u64(path: &Path) -> u64 {
@@ -454,13 +511,11 @@ impl Driver for Lxc {
             }
         }
         for cg in self.cgroup_dirs(id) {
-            if cg.is_dir() {
-                let _ = std::fs::remove_dir(&cg);
-            }
+            rmdir_cgroup(&cg);
         }
         // LXC's shared `lxc.pivot` folders: removing one fails harmlessly while in use.
-        for pivot in self.cgroup_dirs_named("lxc.pivot") {
-            let _ = std::fs::remove_dir(&pivot);
+        for h in self.cgroup_dirs_of_hierarchies() {
+            let _ = std::fs::remove_dir(h.join("lxc.pivot"));
         }
         if let Some(spec) = spec {
             self.flush_neighbour(spec);
@@ -504,9 +559,8 @@ impl Driver for Lxc {
     }
 
     fn usage(&self, id: VeId) -> DResult<Vec<Counter>> {
-        let payload = format!("lxc.payload.{}", name(id));
         if self.cgroup_v2() {
-            let d = self.cgroup_root.join(&payload);
+            let d = self.live_cgroup(id, "");
             let current = Self::read_u64(&d.join("memory.current"));
             return Ok(vec![
                 Counter {
@@ -527,8 +581,8 @@ impl Driver for Lxc {
                 },
             ]);
         }
-        let m = self.cgroup_root.join("memory").join(&payload);
-        let p = self.cgroup_root.join("pids").join(&payload);
+        let m = self.live_cgroup(id, "memory");
+        let p = self.live_cgroup(id, "pids");
         if !m.is_dir() {
             return Err(DriverError::msg(format!(
                 "container {id} is not running (no cgroup)"
@@ -554,4 +608,17 @@ impl Driver for Lxc {
             },
         ])
     }
+}
+
+/// Removes an emptied cgroup and the cgroups under it (children first: a cgroup's files are
+/// not removable, only its folder once it has no children and no processes).
+fn rmdir_cgroup(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_cgroup(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }

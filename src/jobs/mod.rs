@@ -36,10 +36,12 @@ pub enum JobKind {
     Keys,
     /// Re-makes a slice on the node staff chose (`wanted_node`), then provisions it there.
     Move,
+    /// Samples what a node's running slices use.
+    Usage,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 10] = [
+    pub const ALL: [JobKind; 11] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -50,6 +52,7 @@ impl JobKind {
         JobKind::Gateway,
         JobKind::Keys,
         JobKind::Move,
+        JobKind::Usage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl JobKind {
             JobKind::Gateway => "gateway",
             JobKind::Keys => "keys",
             JobKind::Move => "move",
+            JobKind::Usage => "usage",
         }
     }
 
@@ -83,6 +87,7 @@ impl JobKind {
             JobKind::Gateway => "applied",
             JobKind::Keys => "given its keys",
             JobKind::Move => "moved",
+            JobKind::Usage => "sampled",
         }
     }
 
@@ -98,6 +103,7 @@ impl JobKind {
             JobKind::Gateway => "Gateway apply",
             JobKind::Keys => "Key update",
             JobKind::Move => "Move",
+            JobKind::Usage => "Usage sample",
         }
     }
 }
@@ -153,7 +159,7 @@ fn insert(
     at: i64,
 ) -> Result<i64> {
     let max_attempts = match kind {
-        JobKind::NodeHealth => 1,
+        JobKind::NodeHealth | JobKind::Usage => 1,
         _ => 8,
     };
     conn.prepare_cached(

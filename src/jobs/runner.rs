@@ -38,6 +38,9 @@ pub struct RunnerConfig {
     pub template_sync_secs: i64,
     /// How often the whole gateway is reconciled (0: only on changes and on demand).
     pub gateway_sync_secs: i64,
+    /// How often each node's usage is sampled (0: never), and how long samples are kept.
+    pub usage_secs: i64,
+    pub usage_keep_secs: i64,
     /// A node not heard from for this long gets no new slices.
     pub node_stale_secs: i64,
     /// How long to wait for an agent's answer.
@@ -78,6 +81,8 @@ impl RunnerConfig {
             health_secs: c.node_health_secs.max(1) as i64,
             template_sync_secs: c.template_sync_minutes as i64 * 60,
             gateway_sync_secs: c.gateway_sync_minutes as i64 * 60,
+            usage_secs: c.usage_minutes as i64 * 60,
+            usage_keep_secs: c.usage_keep_days.max(1) as i64 * 86_400,
             node_stale_secs: (c.node_health_secs as i64 * 4).max(60),
             agent_timeout: Duration::from_secs(c.agent_timeout_secs.max(1)),
             nameservers,
@@ -212,6 +217,7 @@ impl JobRunner {
         self.first_health_round().await;
         let mut last_health = now();
         let mut last_sync = now();
+        let mut last_usage = now();
         // The gateway is put right once at start, then every gateway_sync_secs.
         let mut last_gateway = 0;
         loop {
@@ -241,7 +247,11 @@ impl JobRunner {
                     .run(|db| db.write(|tx| super::enqueue_gateway(tx, None).map(|_| ())))
                     .await;
             }
-            if health_due || sync_due {
+            let usage_due = self.cfg.usage_secs > 0 && t - last_usage >= self.cfg.usage_secs;
+            if usage_due {
+                last_usage = t;
+            }
+            if health_due || sync_due || usage_due {
                 if health_due {
                     last_health = t;
                 }
@@ -251,7 +261,9 @@ impl JobRunner {
                 let _ = self
                     .ctx
                     .db
-                    .run(move |db| db.write(|tx| schedule_node_jobs(tx, health_due, sync_due)))
+                    .run(move |db| {
+                        db.write(|tx| schedule_node_jobs(tx, health_due, sync_due, usage_due))
+                    })
                     .await;
             }
             let busy: HashMap<i64, usize> = {
@@ -395,7 +407,12 @@ fn record_outcome(
 }
 
 /// Queues a health check (and, when due, a template sync) for every enabled node.
-fn schedule_node_jobs(tx: &rusqlite::Transaction, health: bool, sync: bool) -> Result<()> {
+fn schedule_node_jobs(
+    tx: &rusqlite::Transaction,
+    health: bool,
+    sync: bool,
+    usage: bool,
+) -> Result<()> {
     let t = now();
     for node in crate::nodes::list(tx)? {
         if !node.enabled {
@@ -407,11 +424,14 @@ fn schedule_node_jobs(tx: &rusqlite::Transaction, health: bool, sync: bool) -> R
         if sync {
             super::enqueue_for_node(tx, JobKind::TemplateSync, node.id, t)?;
         }
+        if usage {
+            super::enqueue_for_node(tx, JobKind::Usage, node.id, t)?;
+        }
     }
     // Health checks older than an hour are not worth keeping (their log lines go with them).
     tx.execute(
-        "DELETE FROM agent_log WHERE command = 'node_info' AND at < ?1
-           AND job_id IN (SELECT id FROM jobs WHERE kind = 'node_health')",
+        "DELETE FROM agent_log WHERE command IN ('node_info', 'usage') AND at < ?1
+           AND job_id IN (SELECT id FROM jobs WHERE kind IN ('node_health', 'usage'))",
         [t - 3600],
     )?;
     tx.execute(
@@ -476,7 +496,7 @@ impl MailSender {
                     let now = time::OffsetDateTime::now_utc();
                     if u32::from(now.hour()) >= self.digest_hour && digest_checked.elapsed() >= Duration::from_secs(60) {
                         digest_checked = std::time::Instant::now();
-                        let day = format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day());
+                        let day = crate::mail::day_of(now.unix_timestamp());
                         if let Ok(Err(e)) = db.run(move |db| Ok::<_, crate::error::Error>(db.write(|tx| crate::mail::queue_digests(tx, &day)))).await {
                             tracing::error!(error = %e, "queueing the daily digests");
                         }

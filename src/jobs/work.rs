@@ -234,6 +234,7 @@ impl JobRunner {
             Some(Gateway) => self.gateway_job(job).await,
             Some(Keys) => self.keys(job).await,
             Some(Move) => self.move_slice(job).await,
+            Some(Usage) => self.usage(job).await,
             None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
         }
     }
@@ -582,6 +583,52 @@ impl JobRunner {
             .await
         );
         self.room_changed();
+        Outcome::Done
+    }
+
+    /// Samples what a node's running slices use; a risen failcnt is an alert (audit row; one
+    /// mail a day to the owner). Old samples are dropped.
+    async fn usage(&self, job: &Job) -> Outcome {
+        let node = step!(self.job_node(job).await);
+        let Some(node) = node else {
+            return Outcome::Done;
+        };
+        let r = self
+            .links
+            .call(&node, Some(job.id), None, &Command::Usage(None))
+            .await;
+        let reply = step!(judge("usage", r));
+        let mut reports = Vec::new();
+        for item in reply.returned {
+            let id = item.get("id").and_then(Value::as_i64);
+            let counters: Option<Vec<crate::agent::driver::Counter>> = item
+                .get("counters")
+                .and_then(|c| serde_json::from_value(c.clone()).ok());
+            if let (Some(id), Some(c)) = (id, counters) {
+                reports.push((id, c));
+            }
+        }
+        let (node_id, keep) = (node.id, self.cfg.usage_keep_secs);
+        step!(
+            self.db(move |db| db.write(|tx| {
+                let t = now();
+                let day = crate::mail::day_of(t);
+                for (veid, counters) in &reports {
+                    let slice: Option<i64> = rusqlite::OptionalExtension::optional(tx.query_row(
+                        "SELECT id FROM slices WHERE node_id = ?1 AND veid = ?2 AND state = 'running'",
+                        params![node_id, veid],
+                        |r| r.get(0),
+                    ))?;
+                    let Some(slice) = slice else { continue };
+                    for (resource, hits) in crate::usage::record(tx, slice, t, counters)? {
+                        crate::usage::alert(tx, slice, &resource, hits, &day)?;
+                    }
+                }
+                crate::usage::prune(tx, t - keep)?;
+                Ok(())
+            }))
+            .await
+        );
         Outcome::Done
     }
 

@@ -30,11 +30,12 @@ pub enum Kind {
     SliceStopped,
     SliceDestroyed,
     RequestsDigest,
+    LimitHit,
     Test,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::VerifyEmail,
         Kind::PasswordReset,
         Kind::NewRequest,
@@ -46,6 +47,7 @@ impl Kind {
         Kind::SliceStopped,
         Kind::SliceDestroyed,
         Kind::RequestsDigest,
+        Kind::LimitHit,
         Kind::Test,
     ];
 
@@ -62,6 +64,7 @@ impl Kind {
             Kind::SliceStopped => "slice_stopped",
             Kind::SliceDestroyed => "slice_destroyed",
             Kind::RequestsDigest => "requests_digest",
+            Kind::LimitHit => "limit_hit",
             Kind::Test => "test",
         }
     }
@@ -126,6 +129,7 @@ const TEMPLATES: &[(&str, &str)] = mail_templates![
     "provisioning_failed_staff.txt",
     "provisioning_failed.txt",
     "slice_stopped.txt",
+    "limit_hit.txt",
     "slice_destroyed.txt",
     "requests_digest.txt",
     "test.txt",
@@ -395,6 +399,13 @@ pub fn list(
 
 /// The daily digest of waiting requests, for staff who chose it and have not had today's
 /// (`day` is the date, `YYYY-MM-DD`). Each is written with its record, in one transaction.
+/// The UTC day of a Unix time, as YYYY-MM-DD (digests and daily alerts are per day).
+pub fn day_of(t: i64) -> String {
+    let d =
+        time::OffsetDateTime::from_unix_timestamp(t).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
 pub fn queue_digests(conn: &Connection, day: &str) -> Result<usize> {
     let waiting: Vec<Value> = conn
         .prepare_cached(

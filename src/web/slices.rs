@@ -24,6 +24,9 @@ pub struct SliceView {
     pub place: Option<i64>,
     /// Percent on the way to running, while it is.
     pub progress: Option<u8>,
+    /// The newest usage of each resource, and a chart of memory over the last day.
+    pub usage: Vec<crate::usage::Latest>,
+    pub chart: String,
     pub events: Vec<slices::Event>,
     pub busy: bool,
 }
@@ -54,7 +57,22 @@ fn view(
     } else {
         None
     };
+    let (usage, chart) = if matches!(s.state, SliceState::Running | SliceState::Stopped) {
+        let usage = crate::usage::latest(c, s.id)?;
+        let (points, limit) =
+            crate::usage::series(c, s.id, "memory", crate::store::now() - 86_400)?;
+        let chart = crate::usage::chart(
+            &points,
+            limit,
+            &format!("Memory used by {} over the last day", s.hostname),
+        );
+        (usage, chart)
+    } else {
+        (vec![], String::new())
+    };
     Ok(SliceView {
+        usage,
+        chart,
         events: slices::events(c, s.id, 5)?,
         ssh: site.ssh_command(username),
         web: site.web_address(&s.subdomain),

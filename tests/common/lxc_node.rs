@@ -91,3 +91,21 @@ pub async fn start_with_ca(name: &str, bridge: &str, subnet: &str, ca: Option<&C
         work,
     }
 }
+
+impl Drop for LxcNode {
+    /// Destroys every container the agent holds, also when a test fails half-way (LXC
+    /// containers outlive the process that started them otherwise).
+    fn drop(&mut self) {
+        use slices::slave_link::{Command, Handler};
+        let listed = self.agent.handle(Command::ListEnvs);
+        for env in listed.returned {
+            if let Some(id) = env
+                .get("id")
+                .and_then(|v| v.as_u64())
+                .and_then(|v| slices::domain::VeId::new(v).ok())
+            {
+                let _ = self.agent.handle(Command::DestroyEnv(id));
+            }
+        }
+    }
+}

@@ -118,7 +118,10 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     }
     let a = f.request_and_approve(&alice, &staff);
     let b = f.request_and_approve(&bob, &staff);
-    let jobs = f.run_jobs(|c| c.agent_timeout = Duration::from_secs(180));
+    let jobs = f.run_jobs(|c| {
+        c.agent_timeout = Duration::from_secs(180);
+        c.usage_secs = 1;
+    });
     let sa = f.wait_for(a, State::Running, 120).await;
     let sb = f.wait_for(b, State::Running, 120).await;
     let ip_a = sa.ip.clone().unwrap();
@@ -187,6 +190,31 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
         "",
     );
     assert!(out.contains("refused"), "{out}");
+
+    // A program asking for more memory than alice's plan allows (512 MB) is stopped; the
+    // master sees the memory failcnt rise, tells staff (audit) and mails alice.
+    let before = f.count("SELECT count(*) FROM usage_samples");
+    assert!(before > 0, "usage is sampled");
+    let (code, _, _) = lab.ssh(
+        &alice_key,
+        "slgw-alice",
+        &["perl -e '$x = \"a\" x (900 * 1024 * 1024); print length $x'"],
+        "",
+    );
+    assert_ne!(code, 0, "the memory limit stopped it");
+    let start = std::time::Instant::now();
+    while f.count("SELECT count(*) FROM outbox WHERE kind = 'limit_hit' AND to_addr = 'slgw-alice@example.edu'") != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no limit mail; failcnt samples: {}",
+            f.count("SELECT max(failcnt) FROM usage_samples WHERE resource = 'memory'")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        f.count("SELECT count(*) FROM audit WHERE event = 'limit_hit' AND subject = 'slgw-alice'")
+            >= 1
+    );
 
     // Apache serves NAME.example.test from the map.
     let domain = slices::domain::DnsName::parse("example.test").unwrap();

@@ -7,4 +7,5 @@ mod digest;
 mod embedded;
 mod provision;
 mod restart;
+mod usage;
 mod web;

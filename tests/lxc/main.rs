@@ -24,13 +24,10 @@ async fn a_real_container_from_create_to_destroy() {
     if !enabled("lxc system test") {
         return;
     }
-    let LxcNode {
-        agent,
-        master: mut m,
-        bridge,
-        work,
-        ..
-    } = lxc_node::start("lxc1", BRIDGE, SUBNET).await;
+    let mut node: LxcNode = lxc_node::start("lxc1", BRIDGE, SUBNET).await;
+    let agent = node.agent.clone();
+    let (bridge, work) = (&node.bridge, &node.work);
+    let m = &mut node.master;
     for item in agent.check() {
         if ["lxc installed", "bridge", "memory cgroup", "pids cgroup"].contains(&item.what.as_str())
         {
