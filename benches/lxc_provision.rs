@@ -26,8 +26,8 @@ async fn run() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
-    let node = lxc_node::start("bench", "slbr-bench", "10.79.0.0/24").await;
-    let mut m = node.master;
+    let mut node = lxc_node::start("bench", "slbr-bench", "10.79.0.0/24").await;
+    let m = &mut node.master;
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("LXC slice life through the agent, {rounds} rounds (first create also extracts the template):");
