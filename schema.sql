@@ -264,3 +264,18 @@ CREATE TABLE limit_alerts (
     hits     INTEGER NOT NULL,
     PRIMARY KEY (slice_id, resource, day)
 ) WITHOUT ROWID;
+
+-- version: 8
+-- How many live slices a student may have and which plans: a default rule, rules per course
+-- (the course given on the request) and per user; the most specific one applies.
+CREATE TABLE quotas (
+    id         INTEGER PRIMARY KEY,
+    scope      TEXT NOT NULL CHECK (scope IN ('default', 'course', 'user')),
+    course     TEXT NOT NULL DEFAULT '',
+    user_id    INTEGER REFERENCES users(id) ON DELETE CASCADE,
+    max_slices INTEGER NOT NULL CHECK (max_slices >= 0),
+    plans      TEXT NOT NULL DEFAULT '',   -- plan ids, comma-separated; empty: every plan
+    UNIQUE (scope, course, user_id)
+);
+CREATE UNIQUE INDEX quotas_one_default ON quotas(scope) WHERE scope = 'default';
+INSERT INTO quotas (scope, max_slices) VALUES ('default', 2);

@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod jobs;
 pub mod mail;
 pub mod nodes;
+pub mod quotas;
 pub mod slave_link;
 pub mod slices;
 pub mod store;

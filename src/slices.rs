@@ -307,6 +307,7 @@ pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
         .map_err(|_| FieldError::new("plan", "Choose one of the offered plans."))?;
     let course = plain("course", &req.course, 100)?;
     let purpose = plain("purpose", &req.purpose, 1000)?;
+    crate::quotas::check(conn, user.id, &course, plan_id, None, false, "You")?;
     // The host name and web subdomain are the username (a valid DNS label by construction).
     let name = DnsName::parse(&user.username.replace('_', "-"))?;
     let t = now();
@@ -351,6 +352,28 @@ pub fn approve(
             slice.state.as_str()
         )));
     }
+    // The quota again, before anything is provisioned: other requests may have been approved
+    // since this one was made.
+    let owner =
+        crate::accounts::users::by_id(conn, slice.user_id)?.ok_or(Error::NotFound("user"))?;
+    crate::quotas::check(
+        conn,
+        slice.user_id,
+        &slice.course,
+        slice.plan_id,
+        Some(slice_id),
+        true,
+        &owner.username,
+    )
+    .map_err(|e| match e {
+        Error::Invalid(list) => Error::Forbidden(
+            list.iter()
+                .map(|f| f.message.clone())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        e => e,
+    })?;
     let t = now();
     conn.execute(
         "UPDATE slices SET state = 'approved', decided_at = ?2, decided_by = ?3, wanted_node = ?4, updated_at = ?2

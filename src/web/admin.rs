@@ -332,8 +332,10 @@ async fn plans_page(
             })
         })
         .await?;
+    let rules = state.ctx.db.run(|db| db.read(crate::quotas::rules)).await?;
     let mut page = Page::new("staff/plans.html")
         .with("plans", &plans)
+        .with("rules", &rules)
         .with("form", form);
     if let Some(e) = err {
         page = page.errors(e);
@@ -428,6 +430,89 @@ async fn default_plan(
         &state,
         "/staff/plans",
         Some(&format!("{name} is the plan a request starts with.")),
+    ))
+}
+
+/// A quota rule from the form: scope, its target, the number of slices, the plans (checkboxes
+/// named `plan_ID`).
+#[derive(Deserialize)]
+pub struct QuotaForm {
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    course: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    max_slices: String,
+    #[serde(flatten)]
+    rest: std::collections::HashMap<String, String>,
+}
+
+#[post("/staff/quotas")]
+async fn set_quota(
+    state: State,
+    req: HttpRequest,
+    _staff: StaffOnly,
+    posted: Posted<QuotaForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let plans: Vec<i64> = form
+        .rest
+        .keys()
+        .filter_map(|k| k.strip_prefix("plan_")?.parse().ok())
+        .collect();
+    let max = form.max_slices.trim().parse::<i64>();
+    let (scope, course, username) = (
+        form.scope.clone(),
+        form.course.clone(),
+        form.username.clone(),
+    );
+    let result = match max {
+        Err(_) => Err(Error::Invalid(vec![FieldError::new(
+            "max_slices",
+            "A whole number.",
+        )])),
+        Ok(max) => {
+            state
+                .ctx
+                .db
+                .run(move |db| {
+                    db.write(|tx| crate::quotas::set(tx, &scope, &course, &username, max, &plans))
+                })
+                .await
+        }
+    };
+    match result {
+        Ok(()) => Ok(see_other(
+            &state,
+            "/staff/plans",
+            Some("Quota saved: it applies to new requests and approvals."),
+        )),
+        Err(e @ Error::Invalid(_)) => {
+            plans_page(&state, &req, &viewer, &PlanForm::default(), Some(&e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[post("/staff/quotas/{id}/remove")]
+async fn remove_quota(
+    state: State,
+    _staff: StaffOnly,
+    id: web::Path<i64>,
+    _posted: Posted<NoFields>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    state
+        .ctx
+        .db
+        .run(move |db| db.write(|tx| crate::quotas::remove(tx, id)))
+        .await?;
+    Ok(see_other(
+        &state,
+        "/staff/plans",
+        Some("Quota rule removed."),
     ))
 }
 
@@ -544,6 +629,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(plans_list)
         .service(add_plan)
         .service(default_plan)
+        .service(set_quota)
+        .service(remove_quota)
         .service(gateway_show)
         .service(gateway_check)
         .service(gateway_apply)

@@ -152,16 +152,34 @@ async fn request_page(
     form: &RequestForm,
     err: Option<&Error>,
 ) -> Result<HttpResponse, WebError> {
-    let (templates, plans) = state
+    let user_id = viewer.user().map(|u| u.id).unwrap_or(0);
+    let course = form.course.clone();
+    let (templates, plans, quota, have) = state
         .ctx
         .db
-        .run(|db| {
-            db.read(|c| Ok::<_, Error>((slices::template_choices(c)?, slices::plan_choices(c)?)))
+        .run(move |db| {
+            db.read(|c| {
+                let quota = crate::quotas::for_user(c, user_id, &course)?;
+                // Only the plans the quota allows are offered.
+                let plans: Vec<_> = slices::plan_choices(c)?
+                    .into_iter()
+                    .filter(|p| {
+                        quota
+                            .plans
+                            .as_ref()
+                            .is_none_or(|allowed| allowed.contains(&p.id))
+                    })
+                    .collect();
+                let have = crate::quotas::live_slices(c, user_id, None, false)?;
+                Ok::<_, Error>((slices::template_choices(c)?, plans, quota, have))
+            })
         })
         .await?;
     let mut page = Page::new("request.html")
         .with("templates", &templates)
         .with("plans", &plans)
+        .with("quota", &quota)
+        .with("have", &have)
         .with("form", form);
     if let Some(e) = err {
         page = page.errors(e);

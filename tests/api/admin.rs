@@ -315,3 +315,182 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
     assert!(page.contains("gateway_target") && page.contains("never changes them"));
     assert!(!page.contains("<form method=\"post\" action=\"/staff/settings"));
 }
+
+#[actix_web::test]
+async fn quotas_limit_slices_and_plans_at_request_and_at_approval() {
+    let app = spawn_app().await;
+    app.ctx
+        .db
+        .write(|tx| slices::slices::add_template(tx, &TemplateName::parse("t1").unwrap(), ""))
+        .unwrap();
+    app.add_user("stu", Role::Student);
+    app.add_user("tess", Role::Staff);
+    let stu = app.logged_in_as("stu").await;
+    let tess = app.logged_in_as("tess").await;
+    let ask = |course: &'static str| {
+        let (app, stu) = (&app, &stu);
+        async move {
+            app.post(
+                stu,
+                "/request",
+                "/request",
+                &[("template", "t1"), ("course", course)],
+            )
+            .await
+        }
+    };
+    let page = app.get(&stu, "/request").await.text().await.unwrap();
+    assert!(
+        page.contains("up to 2 slices (the default quota); you have 0"),
+        "{page}"
+    );
+    assert_eq!(ask("CS 1").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(ask("CS 1").await.status(), StatusCode::SEE_OTHER);
+    let r = ask("CS 1").await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("You already have 2 slices, the most the default quota allows (2)"),
+        "{body}"
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM slices"), 2);
+
+    // Staff give course CS 9 three slices, but only the plan "large".
+    app.post(
+        &tess,
+        "/staff/plans",
+        "/staff/plans",
+        &[
+            ("name", "large"),
+            ("memory_mb", "1024"),
+            ("memory_limit_mb", "2048"),
+        ],
+    )
+    .await;
+    let large = count(&app, "SELECT id FROM plans WHERE name = 'large'");
+    let standard = count(&app, "SELECT id FROM plans WHERE name = 'standard'");
+    let plan_field = format!("plan_{large}");
+    let r = app
+        .post(
+            &tess,
+            "/staff/plans",
+            "/staff/quotas",
+            &[
+                ("scope", "course"),
+                ("course", "CS 9"),
+                ("max_slices", "3"),
+                (&plan_field, "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = app.get(&tess, "/staff/plans").await.text().await.unwrap();
+    assert!(page.contains("course <strong>CS 9</strong>"), "{page}");
+    let r = app
+        .post(
+            &stu,
+            "/request",
+            "/request",
+            &[
+                ("template", "t1"),
+                ("course", "CS 9"),
+                ("plan", &standard.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("That plan is not in the quota of course CS 9"));
+    let r = app
+        .post(
+            &stu,
+            "/request",
+            "/request",
+            &[
+                ("template", "t1"),
+                ("course", "cs 9"),
+                ("plan", &large.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "course names match whatever the case"
+    );
+    // A bad rule is refused and changes nothing.
+    let r = app
+        .post(
+            &tess,
+            "/staff/plans",
+            "/staff/quotas",
+            &[
+                ("scope", "user"),
+                ("username", "nobody"),
+                ("max_slices", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("No user has that name."));
+    assert_eq!(count(&app, "SELECT count(*) FROM quotas"), 2);
+
+    // At approval the quota is checked again: with the default cut to 1, the second CS 1
+    // request cannot be approved while the first is.
+    app.post(
+        &tess,
+        "/staff/plans",
+        "/staff/quotas",
+        &[("scope", "default"), ("max_slices", "1")],
+    )
+    .await;
+    let first = count(&app, "SELECT min(id) FROM slices");
+    let second = count(
+        &app,
+        &format!("SELECT min(id) FROM slices WHERE id > {first}"),
+    );
+    app.post(
+        &tess,
+        "/staff/requests",
+        &format!("/staff/requests/{first}/approve"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) FROM slices WHERE id = {first} AND state = 'approved'")
+        ),
+        1
+    );
+    let r = app
+        .post(
+            &tess,
+            "/staff/requests",
+            &format!("/staff/requests/{second}/approve"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) FROM slices WHERE id = {second} AND state = 'requested'")
+        ),
+        1,
+        "not approved"
+    );
+    let queue = app
+        .get(&tess, "/staff/requests")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        queue.contains("stu already has 1 slice, the most the default quota allows (1)"),
+        "{queue}"
+    );
+}

@@ -46,6 +46,11 @@ async fn a_student_asks_and_staff_decide() {
     offer_template(&app);
     app.add_user("sam", Role::Student);
     app.add_user("pat", Role::Student);
+    // Pat asks three times below: his own quota allows it (the default is 2).
+    app.ctx
+        .db
+        .write(|tx| slices::quotas::set(tx, "user", "", "pat", 3, &[]))
+        .unwrap();
     app.add_user("tess", Role::Staff);
     let sam = app.logged_in_as("sam").await;
     let home = app.get(&sam, "/").await.text().await.unwrap();
