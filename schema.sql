@@ -256,6 +256,16 @@ CREATE TABLE usage_samples (
     PRIMARY KEY (slice_id, resource, at)
 ) WITHOUT ROWID;
 CREATE INDEX usage_by_time ON usage_samples(at);
+-- The newest sample of each slice and resource (what the dashboard shows first).
+CREATE TABLE usage_latest (
+    slice_id INTEGER NOT NULL REFERENCES slices(id) ON DELETE CASCADE,
+    resource TEXT NOT NULL,
+    at       INTEGER NOT NULL,
+    held     INTEGER NOT NULL,
+    lim      INTEGER NOT NULL,
+    failcnt  INTEGER NOT NULL,
+    PRIMARY KEY (slice_id, resource)
+) WITHOUT ROWID;
 -- One warning a day per slice and resource whose limit was hit, so nobody is flooded.
 CREATE TABLE limit_alerts (
     slice_id INTEGER NOT NULL REFERENCES slices(id) ON DELETE CASCADE,

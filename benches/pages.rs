@@ -96,6 +96,22 @@ async fn run() {
                     slices::slices::event(tx, id, m)?;
                 }
             }
+            // The student's two slices have 14 days of usage samples, one every 5 minutes.
+            for slice in [1i64, 2] {
+                for k in 0..(14 * 288) {
+                    let at = t - k * 300;
+                    let held = (100 + (k % 50)) << 20;
+                    slices::usage::record(
+                        tx,
+                        slice,
+                        at,
+                        &[
+                            slices::agent::driver::Counter { resource: "memory".into(), held: held as u64, maxheld: held as u64, barrier: 256 << 20, limit: 512 << 20, failcnt: 0 },
+                            slices::agent::driver::Counter { resource: "numproc".into(), held: 20, maxheld: 25, barrier: 240, limit: 240, failcnt: 0 },
+                        ],
+                    )?;
+                }
+            }
             Ok::<_, slices::error::Error>(())
         })
         .unwrap();
@@ -108,7 +124,11 @@ async fn run() {
 
     let secs = std::env::var("SECS").unwrap_or_else(|_| "10".into());
     for (what, path, cookie) in [
-        ("student dashboard (2 slices)", "/".to_string(), &student),
+        (
+            "student dashboard (2 slices, usage charts)",
+            "/".to_string(),
+            &student,
+        ),
         (
             "staff slice list, page 1 of 200",
             "/staff/slices".to_string(),

@@ -22,12 +22,11 @@ pub fn record(
     let mut risen = Vec::new();
     for c in counters {
         let resource = c.resource.chars().take(40).collect::<String>();
-        let before: Option<i64> = conn
+        let before: Option<(i64, i64)> = conn
             .prepare_cached(
-                "SELECT failcnt FROM usage_samples WHERE slice_id = ?1 AND resource = ?2
-                 ORDER BY at DESC LIMIT 1",
+                "SELECT at, failcnt FROM usage_latest WHERE slice_id = ?1 AND resource = ?2",
             )?
-            .query_row(params![slice_id, resource], |r| r.get(0))
+            .query_row(params![slice_id, resource], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
         conn.prepare_cached(
@@ -44,6 +43,21 @@ pub fn record(
             clamp(c.limit),
             clamp(c.failcnt)
         ])?;
+        if before.is_none_or(|(t, _)| at >= t) {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO usage_latest (slice_id, resource, at, held, lim, failcnt)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                slice_id,
+                resource,
+                at,
+                clamp(c.held),
+                clamp(c.limit),
+                clamp(c.failcnt)
+            ])?;
+        }
+        let before = before.map(|(_, f)| f);
         // The first sample of a slice sets the baseline; a counter that went down (the
         // container was restarted) starts a new one.
         if let Some(b) = before {
@@ -148,9 +162,7 @@ fn amount(resource: &str, v: i64) -> String {
 /// The newest sample of each resource of a slice.
 pub fn latest(conn: &Connection, slice_id: i64) -> Result<Vec<Latest>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT resource, at, held, lim, failcnt FROM usage_samples s
-          WHERE slice_id = ?1 AND at = (SELECT max(at) FROM usage_samples
-                                         WHERE slice_id = ?1 AND resource = s.resource)
+        "SELECT resource, at, held, lim, failcnt FROM usage_latest WHERE slice_id = ?1
           ORDER BY resource",
     )?;
     let rows = stmt
@@ -208,12 +220,51 @@ pub fn series(
     Ok((points, lim))
 }
 
+/// The chart of a slice's memory over the last day, drawn once per new sample: the samples
+/// up to the newest one never change, so the drawing is kept (by slice and newest sample time).
+pub fn memory_chart(conn: &Connection, slice_id: i64, newest: i64, label: &str) -> Result<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static DRAWN: OnceLock<Mutex<HashMap<i64, (i64, String)>>> = OnceLock::new();
+    let drawn = DRAWN.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some((at, svg)) = drawn
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&slice_id)
+    {
+        if *at == newest {
+            return Ok(svg.clone());
+        }
+    }
+    let (points, limit) = series(conn, slice_id, "memory", newest - 86_400)?;
+    let svg = chart(&points, limit, label);
+    let mut map = drawn.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() > 20_000 {
+        map.clear();
+    }
+    map.insert(slice_id, (newest, svg.clone()));
+    Ok(svg)
+}
+
 /// A small line chart of `points` against `limit`, as SVG (presentation attributes only, so
 /// the page's content security policy allows it). Empty when there are fewer than two points.
 pub fn chart(points: &[(i64, i64)], limit: i64, label: &str) -> String {
     if points.len() < 2 {
         return String::new();
     }
+    // At most 72 points (the highest of each run of samples): the line looks the same and
+    // the page stays small.
+    let bucketed: Vec<(i64, i64)>;
+    let points = if points.len() > 72 {
+        let per = points.len().div_ceil(72);
+        bucketed = points
+            .chunks(per)
+            .map(|c| (c[c.len() - 1].0, c.iter().map(|p| p.1).max().unwrap_or(0)))
+            .collect();
+        &bucketed[..]
+    } else {
+        points
+    };
     let (w, h, pad) = (320.0_f64, 80.0_f64, 4.0_f64);
     let (t0, t1) = (points[0].0 as f64, points[points.len() - 1].0 as f64);
     let top = points

@@ -59,13 +59,15 @@ fn view(
     };
     let (usage, chart) = if matches!(s.state, SliceState::Running | SliceState::Stopped) {
         let usage = crate::usage::latest(c, s.id)?;
-        let (points, limit) =
-            crate::usage::series(c, s.id, "memory", crate::store::now() - 86_400)?;
-        let chart = crate::usage::chart(
-            &points,
-            limit,
-            &format!("Memory used by {} over the last day", s.hostname),
-        );
+        let chart = match usage.iter().find(|u| u.resource == "memory") {
+            Some(m) => crate::usage::memory_chart(
+                c,
+                s.id,
+                m.at,
+                &format!("Memory used by {} over the last day", s.hostname),
+            )?,
+            None => String::new(),
+        };
         (usage, chart)
     } else {
         (vec![], String::new())
