@@ -289,3 +289,13 @@ CREATE TABLE quotas (
 );
 CREATE UNIQUE INDEX quotas_one_default ON quotas(scope) WHERE scope = 'default';
 INSERT INTO quotas (scope, max_slices) VALUES ('default', 2);
+
+-- version: 9
+-- Values staff set in the web interface that the configuration file leaves unset (the
+-- configuration always wins). Today: the gateway's host key, accepted once by staff.
+CREATE TABLE settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL,
+    set_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    set_at INTEGER NOT NULL
+) WITHOUT ROWID;

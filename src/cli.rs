@@ -939,7 +939,7 @@ fn gateway_command(what: GatewayCommand) -> anyhow::Result<()> {
     match what {
         GatewayCommand::Plan { user, json, cfg } => {
             let ctx = Context::open(cfg.load(&[])?)?;
-            let gw = Gateway::from_config(&ctx.config)?;
+            let gw = Gateway::load(&ctx.config, &ctx.db)?;
             let plan = gw.plan(&ctx.db, &scope(user)?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -951,7 +951,7 @@ fn gateway_command(what: GatewayCommand) -> anyhow::Result<()> {
         }
         GatewayCommand::Apply { user, cfg } => {
             let ctx = Context::open(cfg.load(&[])?)?;
-            let gw = Gateway::from_config(&ctx.config)?;
+            let gw = Gateway::load(&ctx.config, &ctx.db)?;
             let report = gw.apply(&ctx.db, &scope(user)?)?;
             println!("Gateway: {}", gw.settings().describe());
             print!("{}", report.plan);

@@ -34,7 +34,7 @@ use crate::domain::{PrivateIp, SshPublicKey, Username};
 use crate::store::{now, Db};
 
 pub use render::{apache_config, login_script, map_text};
-pub use ssh::helper;
+pub use ssh::{helper, offered_host_key};
 
 /// A path on the gateway host: absolute, of plain characters only (it reaches command lines).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +128,9 @@ pub struct Settings {
     pub map_file: RemotePath,
     /// The pinned host key fingerprint (`SHA256:...`), if set.
     pub host_key: Option<String>,
+    /// Where the pin comes from: the configuration, or staff who accepted it in the web
+    /// interface (only when the configuration sets none).
+    pub host_key_source: &'static str,
     /// The master's private key for the SSH target.
     pub key_file: PathBuf,
     /// Where the helper is installed on the gateway (used when not logging in as root).
@@ -142,7 +145,7 @@ impl Settings {
             RemotePath::parse(&c.gateway_map_file).map_err(|e| anyhow!("gateway_map_file: {e}"))?;
         let host_key = match c.gateway_host_key.trim() {
             "" => None,
-            k if k.starts_with("SHA256:") && k.len() > 20 => Some(k.to_string()),
+            k if valid_fingerprint(k) => Some(k.to_string()),
             k => bail!(
                 "gateway_host_key `{k}`: give the SHA256:... fingerprint (ssh-keygen -lf KEY)"
             ),
@@ -151,6 +154,11 @@ impl Settings {
             target: TargetSpec::parse(&c.gateway_target, &c.data).map_err(|e| anyhow!(e))?,
             users_dir,
             map_file,
+            host_key_source: if host_key.is_some() {
+                "the configuration"
+            } else {
+                ""
+            },
             host_key,
             helper: RemotePath::parse(&c.gateway_helper)
                 .map_err(|e| anyhow!("gateway_helper: {e}"))?,
@@ -179,6 +187,57 @@ impl Settings {
             TargetSpec::Ssh { user, host, port } => format!("ssh://{user}@{host}:{port}"),
         }
     }
+}
+
+/// A host key fingerprint as `ssh-keygen -l` prints it: `SHA256:` and 43 base64 characters.
+pub fn valid_fingerprint(k: &str) -> bool {
+    k.strip_prefix("SHA256:").is_some_and(|b| {
+        b.len() == 43
+            && b.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+    })
+}
+
+impl Settings {
+    /// The settings with the database's accepted host key when the configuration pins none.
+    pub fn load(c: &Config, db: &Db) -> anyhow::Result<Settings> {
+        let mut s = Settings::from_config(c)?;
+        if s.host_key.is_none() {
+            let accepted: Option<String> = db
+                .read(|conn| {
+                    Ok::<_, crate::error::Error>(
+                        conn.query_row(
+                            "SELECT value FROM settings WHERE key = 'gateway_host_key'",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .optional()?,
+                    )
+                })
+                .map_err(|e| anyhow!("{e}"))?;
+            if let Some(k) = accepted.filter(|k| valid_fingerprint(k)) {
+                s.host_key = Some(k);
+                s.host_key_source = "staff, in the web interface";
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// Staff accept the host key the gateway offers (when the configuration pins none).
+pub fn accept_host_key(conn: &Connection, fingerprint: &str, by: i64) -> crate::error::Result<()> {
+    if !valid_fingerprint(fingerprint) {
+        return Err(crate::domain::FieldError::new(
+            "fingerprint",
+            "That is not a SHA256 host key fingerprint.",
+        )
+        .into());
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO settings (key, value, set_by, set_at) VALUES ('gateway_host_key', ?1, ?2, ?3)",
+        params![fingerprint, by, now()],
+    )?;
+    Ok(())
 }
 
 /// The files the master writes for a user.
@@ -541,6 +600,11 @@ pub struct Gateway {
 impl Gateway {
     pub fn from_config(c: &Config) -> anyhow::Result<Gateway> {
         Ok(Gateway::new(Settings::from_config(c)?))
+    }
+
+    /// With a host key staff accepted, when the configuration pins none.
+    pub fn load(c: &Config, db: &Db) -> anyhow::Result<Gateway> {
+        Ok(Gateway::new(Settings::load(c, db)?))
     }
 
     pub fn new(settings: Settings) -> Gateway {

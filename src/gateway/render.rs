@@ -107,6 +107,7 @@ mod tests {
             users_dir: super::super::RemotePath::parse("/home/users").unwrap(),
             map_file: super::super::RemotePath::parse("/etc/apache2/openvz.map").unwrap(),
             host_key: None,
+            host_key_source: "",
             key_file: "/tmp/k".into(),
             helper: super::super::RemotePath::parse("/usr/local/sbin/slices-gateway").unwrap(),
         }

@@ -82,6 +82,27 @@ fn helper_version(text: &str) -> String {
         .to_string()
 }
 
+/// The host key fingerprint the gateway offers (no log-in), for staff to compare and accept.
+pub fn offered_host_key(settings: &Settings) -> anyhow::Result<String> {
+    let TargetSpec::Ssh { host, port, .. } = &settings.target else {
+        bail!("not an ssh gateway target");
+    };
+    let addr = (host.as_str(), *port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve the gateway {host}"))?
+        .next()
+        .ok_or_else(|| anyhow!("the gateway {host} has no address"))?;
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .with_context(|| format!("cannot reach the gateway at {addr}"))?;
+    let mut sess = ssh2::Session::new()?;
+    sess.method_pref(ssh2::MethodType::HostKey, "ssh-ed25519")?;
+    sess.set_tcp_stream(tcp);
+    sess.set_timeout(20_000);
+    sess.handshake()
+        .with_context(|| format!("SSH handshake with the gateway {addr} failed"))?;
+    fingerprint(&sess)
+}
+
 impl SshTarget {
     pub fn connect(settings: &Settings) -> anyhow::Result<SshTarget> {
         let TargetSpec::Ssh { user, host, port } = &settings.target else {

@@ -133,7 +133,7 @@ impl JobRunner {
         ));
         let templates = Arc::new(TemplateDir::new(&ctx.config.os_templates_dir())?);
         let mail = Arc::new(MailSender::from_context(&ctx)?);
-        let gateway = Arc::new(crate::gateway::Gateway::from_config(&ctx.config)?);
+        let gateway = Arc::new(crate::gateway::Gateway::load(&ctx.config, &ctx.db)?);
         let owner = format!(
             "master-{}-{:08x}",
             std::process::id(),

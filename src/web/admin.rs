@@ -522,17 +522,20 @@ async fn gateway_page(
     req: &HttpRequest,
     viewer: &Viewer,
     plan: Option<Result<crate::gateway::Plan, String>>,
+    offered: Option<String>,
 ) -> Result<HttpResponse, WebError> {
     let runs = state
         .ctx
         .db
         .run(|db| db.read(|c| crate::gateway::runs(c, 30)))
         .await?;
-    let settings = crate::gateway::Settings::from_config(&state.ctx.config)
+    let settings = crate::gateway::Settings::load(&state.ctx.config, &state.ctx.db)
         .map_err(|e| WebError::Internal(anyhow::anyhow!("{e}")))?;
     let mut page = Page::new("staff/gateway.html")
         .with("target", &settings.describe())
         .with("pinned", &settings.host_key.is_some())
+        .with("pinned_by", &settings.host_key_source)
+        .with("offered", &offered)
         .with(
             "local",
             &matches!(settings.target, crate::gateway::TargetSpec::Local(_)),
@@ -558,7 +561,7 @@ async fn gateway_show(
     req: HttpRequest,
     StaffOnly(viewer, _): StaffOnly,
 ) -> Result<HttpResponse, WebError> {
-    gateway_page(&state, &req, &viewer, None).await
+    gateway_page(&state, &req, &viewer, None, None).await
 }
 
 #[post("/staff/gateway/check")]
@@ -569,18 +572,90 @@ async fn gateway_check(
     posted: Posted<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     let config = state.ctx.config.clone();
-    let plan = state
+    let (plan, offered) = state
         .ctx
         .db
         .run(move |db| {
-            Ok::<_, Error>(
-                crate::gateway::Gateway::from_config(&config)
-                    .and_then(|g| g.plan(db, &crate::gateway::Scope::All))
-                    .map_err(|e| format!("{e:#}")),
-            )
+            let settings = crate::gateway::Settings::load(&config, db);
+            // Not pinned yet: show the key the gateway offers, for staff to compare and accept.
+            let offered = match &settings {
+                Ok(s)
+                    if s.host_key.is_none()
+                        && matches!(s.target, crate::gateway::TargetSpec::Ssh { .. }) =>
+                {
+                    crate::gateway::offered_host_key(s).ok()
+                }
+                _ => None,
+            };
+            let plan = settings
+                .map(crate::gateway::Gateway::new)
+                .and_then(|g| g.plan(db, &crate::gateway::Scope::All))
+                .map_err(|e| format!("{e:#}"));
+            Ok::<_, Error>((plan, offered))
         })
         .await?;
-    gateway_page(&state, &req, &posted.viewer, Some(plan)).await
+    gateway_page(&state, &req, &posted.viewer, Some(plan), offered).await
+}
+
+#[derive(Deserialize)]
+pub struct AcceptForm {
+    #[serde(default)]
+    fingerprint: String,
+}
+
+/// Staff accept the gateway's host key once, when the configuration pins none. The key must
+/// be the one the gateway offers right now.
+#[post("/staff/gateway/accept")]
+async fn gateway_accept(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    posted: Posted<AcceptForm>,
+) -> Result<HttpResponse, WebError> {
+    let config = state.ctx.config.clone();
+    let (fingerprint, by, ip) = (
+        posted.form.fingerprint.trim().to_string(),
+        session.user.id,
+        posted.viewer.ip.clone(),
+    );
+    let result = state
+        .ctx
+        .db
+        .run(move |db| {
+            let settings = crate::gateway::Settings::from_config(&config)?;
+            if settings.host_key.is_some() {
+                return Err(Error::Forbidden(
+                    "The configuration pins the gateway's host key: change it there.".into(),
+                ));
+            }
+            let offered = crate::gateway::offered_host_key(&settings)
+                .map_err(|e| Error::Forbidden(format!("The gateway could not be asked: {e:#}")))?;
+            if offered != fingerprint {
+                return Err(Error::Forbidden(format!(
+                    "The gateway now offers {offered}, not the key you accepted: check again."
+                )));
+            }
+            db.write(|tx| {
+                crate::gateway::accept_host_key(tx, &fingerprint, by)?;
+                audit::record(
+                    tx,
+                    Event::NodeChanged,
+                    &Actor {
+                        user_id: Some(by),
+                        ip: &ip,
+                    },
+                    "gateway",
+                    &format!("host key {fingerprint} accepted"),
+                )
+            })
+        })
+        .await;
+    let notice = match result {
+        Ok(()) => "The gateway's host key is pinned. The master's next apply uses it.".to_string(),
+        Err(Error::Forbidden(m)) => m,
+        Err(e @ Error::Invalid(_)) => e.to_string(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(see_other(&state, "/staff/gateway", Some(&notice)))
 }
 
 #[post("/staff/gateway/apply")]
@@ -634,5 +709,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(gateway_show)
         .service(gateway_check)
         .service(gateway_apply)
+        .service(gateway_accept)
         .service(settings_page);
 }

@@ -112,6 +112,7 @@ async fn every_route_admits_only_whom_it_should() {
         "/staff/plans/1/default".into(),
         "/staff/gateway/check".into(),
         "/staff/gateway/apply".into(),
+        "/staff/gateway/accept".into(),
         "/account/request-mail".into(),
     ];
     for path in &posts {

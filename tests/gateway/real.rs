@@ -248,6 +248,32 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     let gw = Gateway::new(settings.clone());
     let plan = gw.plan(&f.ctx.db, &Scope::All).unwrap();
     assert!(plan.is_empty(), "{plan}");
+    // With no key pinned by the configuration, staff accept the one the gateway offers, once;
+    // from then on it is pinned.
+    let mut unpinned = f.ctx.config.clone();
+    unpinned.gateway_host_key = String::new();
+    let s = Settings::load(&unpinned, &f.ctx.db).unwrap();
+    assert!(s.host_key.is_none());
+    assert!(
+        Gateway::new(s.clone())
+            .plan(&f.ctx.db, &Scope::All)
+            .is_err(),
+        "refused unpinned"
+    );
+    let offered = slices::gateway::offered_host_key(&s).unwrap();
+    assert_eq!(offered, lab.host_key);
+    f.ctx
+        .db
+        .write(|tx| slices::gateway::accept_host_key(tx, &offered, staff.id))
+        .unwrap();
+    let s = Settings::load(&unpinned, &f.ctx.db).unwrap();
+    assert_eq!(s.host_key.as_deref(), Some(lab.host_key.as_str()));
+    assert_eq!(s.host_key_source, "staff, in the web interface");
+    assert!(Gateway::new(s)
+        .plan(&f.ctx.db, &Scope::All)
+        .unwrap()
+        .is_empty());
+
     // Logged in as root, the master sends the helper inline and sees the same.
     let mut as_root = settings.clone();
     as_root.target = slices::gateway::TargetSpec::Ssh {
