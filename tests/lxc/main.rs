@@ -4,6 +4,8 @@
 
 #[path = "../common/lxc_node.rs"]
 mod lxc_node;
+#[path = "../common/netns.rs"]
+mod netns;
 mod network;
 #[path = "../common/system.rs"]
 mod system;

@@ -25,22 +25,8 @@ const NS: &str = "slnet-np";
 const HOST_IF: &str = "slv-np";
 const SLICE_IP: &str = "10.96.0.11";
 
-/// A command in the namespace, as a process on that host sees it: its network, and a /sys
-/// that shows its interfaces (LXC looks for the bridge there) with the cgroup file system
-/// still in place. (`ip netns exec` remounts /sys and hides the cgroups.)
 fn in_ns(program: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("nsenter");
-    // `--` twice: nsenter and unshare must not take the program's options as theirs.
-    c.arg(format!("--net=/run/netns/{NS}"))
-        .args(["--", "unshare", "-m", "--propagation", "private", "--", "sh", "-c"])
-        .arg(
-            "mkdir -p /run/slices-np-cg && mount --rbind /sys/fs/cgroup /run/slices-np-cg && \
-             mount -t sysfs sysfs /sys && mount --move /run/slices-np-cg /sys/fs/cgroup && exec \"$@\"",
-        )
-        .arg("sh")
-        .arg(program)
-        .args(args);
-    c
+    crate::netns::in_ns(NS, program, args)
 }
 
 /// Everything the test made, removed on drop (also when it fails).

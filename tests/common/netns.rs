@@ -1,0 +1,113 @@
+//! Separate "hosts" on this machine: network namespaces joined to the host by a veth pair.
+//! Only addresses the tests make are ever used, and the host's own tables are never touched
+//! (rules go inside the namespaces).
+#![allow(dead_code)]
+
+use std::process::Command;
+
+use super::system::{quiet, sh};
+
+/// A command in namespace `ns`, as a process on that host sees it: its network, and a /sys
+/// that shows its interfaces (LXC looks for its bridge there) with the cgroup file system
+/// still in place. (`ip netns exec` remounts /sys and hides the cgroups.) `--` twice: nsenter
+/// and unshare must not take the program's options for theirs.
+pub fn in_ns(ns: &str, program: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}"))
+        .args(["--", "unshare", "-m", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "mkdir -p /run/slices-ns-cg && mount --rbind /sys/fs/cgroup /run/slices-ns-cg && \
+             mount -t sysfs sysfs /sys && mount --move /run/slices-ns-cg /sys/fs/cgroup && exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(program)
+        .args(args);
+    c
+}
+
+/// A slave host: namespace `name`, its `eth0` at `10.{net}.{n}.2/30` joined to the host's
+/// `host_if` at `.1`, a default route out through the host, and a bridge holding the first
+/// address of `subnet` (the host routes that subnet to it). Removed on drop.
+pub struct NsHost {
+    pub name: String,
+    pub host_if: String,
+    /// Its address, as the host reaches it.
+    pub addr: String,
+    pub subnet: String,
+}
+
+impl NsHost {
+    pub fn new(
+        name: &str,
+        host_if: &str,
+        link: &str,
+        bridge: &str,
+        bridge_cidr: &str,
+        subnet: &str,
+    ) -> NsHost {
+        // `link` is the /30's first three octets, such as "10.102.1".
+        quiet("ip", &["netns", "del", name]);
+        quiet("ip", &["link", "del", host_if]);
+        quiet("ip", &["route", "del", subnet]);
+        sh("ip", &["netns", "add", name]);
+        let host = NsHost {
+            name: name.into(),
+            host_if: host_if.into(),
+            addr: format!("{link}.2"),
+            subnet: subnet.into(),
+        };
+        let peer = format!("{host_if}p");
+        sh(
+            "ip",
+            &[
+                "link", "add", host_if, "type", "veth", "peer", "name", &peer,
+            ],
+        );
+        sh("ip", &["link", "set", &peer, "netns", name]);
+        sh(
+            "ip",
+            &["addr", "add", &format!("{link}.1/30"), "dev", host_if],
+        );
+        sh("ip", &["link", "set", host_if, "up"]);
+        host.run("ip", &["link", "set", "lo", "up"]);
+        host.run("ip", &["link", "set", &peer, "name", "eth0"]);
+        host.run(
+            "ip",
+            &["addr", "add", &format!("{link}.2/30"), "dev", "eth0"],
+        );
+        host.run("ip", &["link", "set", "eth0", "up"]);
+        host.run(
+            "ip",
+            &["route", "add", "default", "via", &format!("{link}.1")],
+        );
+        host.run("ip", &["link", "add", bridge, "type", "bridge"]);
+        host.run("ip", &["addr", "add", bridge_cidr, "dev", bridge]);
+        host.run("ip", &["link", "set", bridge, "up"]);
+        sh("ip", &["route", "add", subnet, "via", &host.addr]);
+        host
+    }
+
+    pub fn cmd(&self, program: &str, args: &[&str]) -> Command {
+        in_ns(&self.name, program, args)
+    }
+
+    /// Runs a command in the namespace; panics with its output when it fails.
+    pub fn run(&self, program: &str, args: &[&str]) -> String {
+        let out = self.cmd(program, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?} in {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for NsHost {
+    fn drop(&mut self) {
+        quiet("ip", &["route", "del", &self.subnet]);
+        quiet("ip", &["link", "del", &self.host_if]);
+        quiet("ip", &["netns", "del", &self.name]);
+    }
+}

@@ -1,0 +1,650 @@
+//! The whole system on one machine, as separate hosts: the master (`slices serve`, the real
+//! binary) and a real SMTP server on this host; two slave hosts, each a network namespace with
+//! its own `slices-agent` (lxc driver), bridge, NAT and firewall; a gateway with a real sshd
+//! and Apache. Everything goes through the master's HTTP interface, as people use it: two
+//! students sign up (confirming by the mailed link), add their keys and ask; staff approve;
+//! the master is killed and started again while the first slice is being made, and the
+//! second slice's agent is killed while it works (the job is retried); both slices run, on
+//! different nodes; each student ssh's through the gateway into their own slice and their
+//! web page is served by subdomain through Apache; the mails arrive; one slice is destroyed
+//! and everything of it is gone. Every namespace, container and process is removed at the
+//! end, also when the test fails.
+//!
+//! The gateway's sshd and Apache listen on loopback of this host (the gateway's own network
+//! position is not separated; its accounts and files are real).
+
+#[path = "../common/gateway_lab.rs"]
+mod gateway_lab;
+#[path = "../common/netns.rs"]
+mod netns;
+#[path = "../common/smtp.rs"]
+mod smtp;
+#[path = "../common/system.rs"]
+mod system;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gateway_lab::{free_port, Lab};
+use netns::NsHost;
+use smtp::Smtp;
+use system::*;
+
+const TEMPLATE: &str = "debian-12-ssh_amd64";
+
+/// A slave host: its namespace, agent process and files.
+struct Node {
+    ns: NsHost,
+    dir: PathBuf,
+    agent: Option<Child>,
+}
+
+impl Node {
+    fn start_agent(&mut self) {
+        let cfg = self.dir.join("agent.toml");
+        let child = self
+            .ns
+            .cmd(
+                env!("CARGO_BIN_EXE_slices-agent"),
+                &["run", "--config", cfg.to_str().unwrap()],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.agent = Some(child);
+        wait_for_port(&format!("{}:7070", self.ns.addr), 20);
+    }
+
+    fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn lxc_path(&self) -> PathBuf {
+        self.dir.join("state/lxc")
+    }
+
+    /// The containers LXC knows on this node.
+    fn containers(&self) -> Vec<String> {
+        let out = self
+            .ns
+            .cmd("lxc-ls", &["-P", self.lxc_path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill_agent();
+        let p = self.lxc_path();
+        let p = p.to_str().unwrap();
+        for c in self.containers() {
+            let _ = self.ns.cmd("lxc-stop", &["-k", "-P", p, "-n", &c]).output();
+            let _ = self.ns.cmd("lxc-destroy", &["-P", p, "-n", &c]).output();
+        }
+        // The namespace goes with `ns`, after this.
+    }
+}
+
+struct Master {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn slices_cmd(config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_slices"));
+    c.env("SLICES_CONFIG", config);
+    c
+}
+
+/// Starts the master; returns it and the first-admin link, if it printed one.
+fn start_master(config: &Path) -> (Master, Option<String>) {
+    let mut child = slices_cmd(config)
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (mut base, mut setup) = (String::new(), None);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            if !base.is_empty() {
+                break; // no admin link comes on a second start
+            }
+            continue;
+        };
+        if let Some(rest) = line.strip_prefix("Slices is running at ") {
+            base = rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string();
+        }
+        if line.contains("/setup/") {
+            setup = Some(line.trim().to_string());
+            break;
+        }
+    }
+    assert!(!base.is_empty(), "the master did not start");
+    (Master { child, base }, setup)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn post(
+    c: &reqwest::Client,
+    base: &str,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> u16 {
+    let body = c
+        .get(format!("{base}{page}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = body.find("name=\"csrf\" value=\"").expect("a form") + 19;
+    let token = body[at..at + body[at..].find('"').unwrap()].to_string();
+    let mut form = fields.to_vec();
+    form.push(("csrf", &token));
+    c.post(format!("{base}{action}"))
+        .header("Origin", base)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Reads the master's database (WAL: safe while it runs).
+fn query(data: &Path, sql: &str) -> i64 {
+    let c = rusqlite::Connection::open_with_flags(
+        data.join("slices.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+        .unwrap()
+        .unwrap_or(-1)
+}
+
+fn text(data: &Path, sql: &str) -> String {
+    let c = rusqlite::Connection::open_with_flags(
+        data.join("slices.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.query_row(sql, [], |r| r.get::<_, Option<String>>(0))
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn wait(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_system_across_hosts() {
+    if !enabled("the multi-host system test") {
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("slices-sys-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let w = work.path();
+    let lab = Lab::start();
+    let smtp_port = free_port();
+    let smtp = Smtp::start(smtp_port, &w.join("maildir"));
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, (name, short)) in [("node-a", "a"), ("node-b", "b")].into_iter().enumerate() {
+        let n = i + 1;
+        let ns = NsHost::new(
+            &format!("slsys-{short}"),
+            &format!("slsys-{short}"),
+            &format!("10.102.{n}"),
+            &format!("slbr-sys{short}"),
+            &format!("10.103.{n}.1/24"),
+            &format!("10.103.{n}.0/24"),
+        );
+        let dir = w.join(name);
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        std::os::unix::fs::symlink(template(), dir.join(format!("templates/{TEMPLATE}.tar.gz")))
+            .unwrap();
+        nodes.push(Node {
+            ns,
+            dir,
+            agent: None,
+        });
+    }
+
+    // The master's configuration: real nodes only, the gateway over SSH, mail over SMTP.
+    let data = w.join("data");
+    let config = w.join("slices.toml");
+    let mut toml = format!(
+        "data = \"{}\"\nlisten = \"127.0.0.1:0\"\nembedded_agent = \"off\"\ndomain = \"example.test\"\n\
+         gateway_host = \"127.0.0.1\"\ngateway_port = {}\nmail_transport = \"smtp\"\nsmtp_host = \"127.0.0.1\"\n\
+         smtp_port = {smtp_port}\nsmtp_tls = \"none\"\nmail_retry_base_secs = 1\nnode_health_secs = 1\n\
+         job_retry_base_secs = 1\njob_lease_secs = 10\ntemplate_sync_minutes = 0\nusage_minutes = 0\n\
+         agent_timeout_secs = 120\n",
+        data.display(),
+        lab.ssh_port
+    );
+    for (k, v) in lab.settings() {
+        toml.push_str(&format!("{k} = \"{v}\"\n"));
+    }
+    std::fs::write(&config, toml).unwrap();
+
+    // Enrol both nodes with the CLI (the bundle, from the master's CA), and offer the template.
+    for (node, name) in nodes.iter().zip(["node-a", "node-b"]) {
+        let bundle = node.dir.join("bundle");
+        let out = slices_cmd(&config)
+            .args([
+                "node",
+                "add",
+                name,
+                "--address",
+                &format!("{}:7070", node.ns.addr),
+                "--bundle",
+            ])
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let n = if name == "node-a" { 1 } else { 2 };
+        std::fs::write(
+            node.dir.join("agent.toml"),
+            format!(
+                "name = \"{name}\"\nlisten = \"{addr}:7070\"\nca = \"{b}/ca.pem\"\ncert = \"{b}/agent.pem\"\n\
+                 key = \"{b}/agent.key\"\ndriver = \"lxc\"\ntemplates = \"{t}\"\nstate = \"{s}\"\n\
+                 bridge = \"slbr-sys{short}\"\nsubnet = \"10.103.{n}.0/24\"\ncommand_timeout_secs = 120\n\n\
+                 [network]\nuplink = \"eth0\"\n",
+                addr = node.ns.addr,
+                b = bundle.display(),
+                t = node.dir.join("templates").display(),
+                s = node.dir.join("state").display(),
+                short = if n == 1 { "a" } else { "b" },
+            ),
+        )
+        .unwrap();
+    }
+    let out = slices_cmd(&config)
+        .args([
+            "template",
+            "add",
+            TEMPLATE,
+            "--description",
+            "Debian 12 with sshd",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = slices_cmd(&config)
+        .args(["gateway", "key"])
+        .output()
+        .unwrap();
+    lab.authorize(&lab.admin, String::from_utf8_lossy(&out.stdout).trim());
+    for node in &mut nodes {
+        node.start_agent();
+    }
+
+    let (master, setup) = start_master(&config);
+    let mut master = Some(master);
+    let base = master.as_ref().unwrap().base.clone();
+    let setup = setup.expect("the first-admin link");
+    let admin = client();
+    let path = setup.strip_prefix(&base).unwrap().to_string();
+    assert_eq!(
+        post(
+            &admin,
+            &base,
+            &path,
+            &path,
+            &[
+                ("username", "ada"),
+                ("email", "ada@example.edu"),
+                ("display_name", "Ada"),
+                ("password", "correct horse battery"),
+                ("password_confirm", "correct horse battery")
+            ]
+        )
+        .await,
+        303
+    );
+
+    // Two students sign up, confirm by the mailed link, add their keys and ask for a slice.
+    let mut students = Vec::new();
+    for name in ["slsys-alice", "slsys-bob"] {
+        let c = client();
+        let email = format!("{name}@example.edu");
+        assert_eq!(
+            post(
+                &c,
+                &base,
+                "/signup",
+                "/signup",
+                &[
+                    ("username", name),
+                    ("email", &email),
+                    ("display_name", name),
+                    ("password", "correct horse battery"),
+                    ("password_confirm", "correct horse battery")
+                ]
+            )
+            .await,
+            303
+        );
+        let mut link = String::new();
+        wait("the confirmation mail", 20, || {
+            link = smtp
+                .messages()
+                .iter()
+                .filter(|m| m.contains(&format!("To: {name} <{email}>")) && m.contains("/verify/"))
+                .find_map(|m| {
+                    m.lines()
+                        .find(|l| l.contains("/verify/"))
+                        .map(|l| l.trim().to_string())
+                })
+                .unwrap_or_default();
+            !link.is_empty()
+        })
+        .await;
+        let page = c.get(&link).send().await.unwrap();
+        assert!(page.status().is_success() || page.status().is_redirection());
+        let form_page = link.strip_prefix(&base).unwrap().to_string();
+        let _ = post(&c, &base, &form_page, &form_page, &[]).await;
+        let (key, public) = keypair(w, name);
+        assert_eq!(
+            post(&c, &base, "/keys", "/keys", &[("key", &public)]).await,
+            303
+        );
+        assert_eq!(
+            post(
+                &c,
+                &base,
+                "/request",
+                "/request",
+                &[("template", TEMPLATE), ("course", "CS 3650")]
+            )
+            .await,
+            303,
+            "{name} asks"
+        );
+        students.push((name, c, key));
+    }
+    assert_eq!(query(&data, "SELECT count(*) FROM users WHERE email_verified_at IS NOT NULL AND username LIKE 'slsys-%'"), 2);
+    let id_of = |name: &str| {
+        query(&data, &format!("SELECT s.id FROM slices s JOIN users u ON u.id = s.user_id WHERE u.username = '{name}'"))
+    };
+    let (alice, bob) = (id_of("slsys-alice"), id_of("slsys-bob"));
+
+    // Staff approve alice; the master is killed while her container is being made, and
+    // started again: it resumes, and nothing is done twice.
+    assert_eq!(
+        post(
+            &admin,
+            &base,
+            "/staff/requests",
+            &format!("/staff/requests/{alice}/approve"),
+            &[]
+        )
+        .await,
+        303
+    );
+    wait("alice's slice being made", 60, || {
+        let step = text(
+            &data,
+            &format!("SELECT step FROM slices WHERE id = {alice}"),
+        );
+        step == "creating the container" || step == "starting"
+    })
+    .await;
+    drop(master.take()); // SIGKILL
+    let (m, _) = start_master(&config);
+    let base = m.base.clone();
+    master = Some(m);
+    // A new master has a new address: sessions stay (they are in the database).
+    let admin_base = base.clone();
+
+    // Bob's request: his node's agent is killed while it works, and started again.
+    assert_eq!(
+        post(
+            &admin,
+            &admin_base,
+            "/staff/requests",
+            &format!("/staff/requests/{bob}/approve"),
+            &[]
+        )
+        .await,
+        303
+    );
+    wait("bob's slice placed", 60, || {
+        query(
+            &data,
+            &format!("SELECT node_id FROM slices WHERE id = {bob}"),
+        ) > 0
+    })
+    .await;
+    let bob_node = (query(
+        &data,
+        &format!("SELECT node_id FROM slices WHERE id = {bob}"),
+    ) - 1) as usize;
+    wait("bob's container being made", 60, || {
+        text(&data, &format!("SELECT step FROM slices WHERE id = {bob}"))
+            == "creating the container"
+    })
+    .await;
+    nodes[bob_node].kill_agent();
+    wait("a failed attempt", 60, || {
+        query(&data, &format!("SELECT max(attempts) FROM jobs WHERE kind = 'provision' AND slice_id = {bob} AND last_error <> ''")) >= 1
+    })
+    .await;
+    nodes[bob_node].start_agent();
+
+    for (who, id) in [("alice", alice), ("bob", bob)] {
+        wait(&format!("{who} running"), 180, || {
+            text(&data, &format!("SELECT state FROM slices WHERE id = {id}")) == "running"
+        })
+        .await;
+    }
+    let (na, nb) = (
+        query(
+            &data,
+            &format!("SELECT node_id FROM slices WHERE id = {alice}"),
+        ),
+        query(
+            &data,
+            &format!("SELECT node_id FROM slices WHERE id = {bob}"),
+        ),
+    );
+    assert_ne!(na, nb, "on different nodes");
+    assert_eq!(query(&data, &format!("SELECT count(*) FROM jobs WHERE kind = 'provision' AND slice_id = {alice} AND state = 'succeeded'")), 1);
+    assert_eq!(
+        nodes[(na - 1) as usize].containers().len(),
+        1,
+        "one container for alice, not two"
+    );
+    assert!(
+        query(
+            &data,
+            &format!(
+                "SELECT max(attempts) FROM jobs WHERE kind = 'provision' AND slice_id = {bob}"
+            )
+        ) >= 2,
+        "bob's job was retried"
+    );
+
+    // Each student lands in their own slice through the gateway.
+    for (name, _, key) in &students {
+        let start = Instant::now();
+        loop {
+            let (code, out, err) = lab.ssh(key, name, &["hostname"], "");
+            if code == 0 {
+                assert_eq!(out.trim(), *name);
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "ssh {name}: {code} {err}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    // Each slice's web page, by subdomain, through Apache.
+    let domain = slices::domain::DnsName::parse("example.test").unwrap();
+    let map = slices::gateway::RemotePath::parse(lab.map().to_str().unwrap()).unwrap();
+    lab.start_apache(&slices::gateway::apache_config(&domain, &map));
+    for (id, name) in [(alice, "slsys-alice"), (bob, "slsys-bob")] {
+        let node = &nodes[(query(
+            &data,
+            &format!("SELECT node_id FROM slices WHERE id = {id}"),
+        ) - 1) as usize];
+        let veid = query(&data, &format!("SELECT veid FROM slices WHERE id = {id}"));
+        let script = format!(
+            "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 80, Listen => 5, ReuseAddr => 1) or die $!; \
+             while (my $c = $s->accept) {{ while (my $l = <$c>) {{ last if $l =~ /^\\r?\\n$/ }} print $c \"HTTP/1.0 200 OK\\r\\n\\r\\nhello from {name}\\n\"; close $c }}"
+        );
+        node.ns.run(
+            "lxc-attach",
+            &[
+                "-P",
+                node.lxc_path().to_str().unwrap(),
+                "-n",
+                &format!("ve{veid}"),
+                "--",
+                "sh",
+                "-c",
+                "nohup perl -e \"$1\" >/dev/null 2>&1 &",
+                "sh",
+                &script,
+            ],
+        );
+        let ip = text(&data, &format!("SELECT ip FROM slices WHERE id = {id}"));
+        wait_for_port(&format!("{ip}:80"), 20);
+        let body = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/", lab.web_port))
+            .header(reqwest::header::HOST, format!("{name}.example.test"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(body, format!("hello from {name}\n"));
+    }
+
+    // The "ready" mails arrived.
+    for (name, _, _) in &students {
+        wait("the ready mail", 30, || {
+            smtp.messages().iter().any(|m| {
+                m.contains(&format!("To: {name} <")) && m.contains("Subject: Your slice is ready")
+            })
+        })
+        .await;
+    }
+
+    // Bob destroys his slice: his account, files, map line and container go.
+    let (_, bob_client, _) = &students[1];
+    assert_eq!(
+        post(
+            bob_client,
+            &base,
+            "/",
+            &format!("/slices/{bob}/destroy"),
+            &[("confirm", "slsys-bob")]
+        )
+        .await,
+        303
+    );
+    wait("bob destroyed", 60, || {
+        text(&data, &format!("SELECT state FROM slices WHERE id = {bob}")) == "destroyed"
+    })
+    .await;
+    // (The account goes first, then its files, in the same apply.)
+    wait("bob's account and files gone", 30, || {
+        !Command::new("getent")
+            .args(["passwd", "slsys-bob"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+            && !lab.users().join("slsys-bob").exists()
+            && !lab.users().join("slsys-bob.sh").exists()
+    })
+    .await;
+    assert!(!std::fs::read_to_string(lab.map())
+        .unwrap()
+        .contains("slsys-bob"));
+    assert!(
+        nodes[bob_node].containers().is_empty(),
+        "bob's container is gone"
+    );
+    let status = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/", lab.web_port))
+        .header(reqwest::header::HOST, "slsys-bob.example.test")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    drop(master);
+    drop(nodes);
+    drop(smtp);
+    drop(lab);
+}
