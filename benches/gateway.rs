@@ -6,6 +6,8 @@
 
 #[path = "../tests/common/gateway_lab.rs"]
 mod gateway_lab;
+#[path = "../tests/common/netns.rs"]
+mod netns;
 #[path = "../tests/common/system.rs"]
 mod system;
 

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use super::netns::in_ns;
 use super::system::*;
 
 pub fn free_port() -> u16 {
@@ -25,6 +26,9 @@ pub struct Lab {
     pub web_port: u16,
     /// The sshd's host key fingerprint (SHA256:...).
     pub host_key: String,
+    /// Where sshd and Apache listen, and the namespace they run in (None: this host).
+    pub ip: String,
+    pub ns: Option<String>,
     /// The account the master logs in as: shell /bin/sh, allowed by sudo to run the helper
     /// and nothing else (as docs/gateway.md asks of a real gateway).
     pub admin: String,
@@ -32,7 +36,13 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// On this host's loopback.
     pub fn start() -> Lab {
+        Lab::start_at("127.0.0.1", None)
+    }
+
+    /// Listening on `ip`, inside network namespace `ns` when given (a host of its own).
+    pub fn start_at(ip: &str, ns: Option<&str>) -> Lab {
         // Under /var/lib, not /tmp: sshd refuses keys under a world-writable folder.
         let dir = PathBuf::from(format!("/var/lib/slices-gw-test-{}", std::process::id()));
         quiet("rm", &["-rf", dir.to_str().unwrap()]);
@@ -56,7 +66,7 @@ impl Lab {
         let ssh_port = free_port();
         let d = dir.display();
         let conf = format!(
-            "Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+            "Port {ssh_port}\nListenAddress {ip}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PermitRootLogin prohibit-password\n\
              AuthorizedKeysFile .ssh/authorized_keys {d}/root_keys/%u\n\
@@ -64,14 +74,18 @@ impl Lab {
         );
         std::fs::write(dir.join("sshd_config"), conf).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
-        let sshd = Command::new("/usr/sbin/sshd")
+        let mut sshd_cmd = match ns {
+            Some(ns) => in_ns(ns, "/usr/sbin/sshd", &[]),
+            None => Command::new("/usr/sbin/sshd"),
+        };
+        let sshd = sshd_cmd
             .args(["-D", "-f"])
             .arg(dir.join("sshd_config"))
             .arg("-E")
             .arg(dir.join("sshd.log"))
             .spawn()
             .expect("sshd");
-        wait_for_port(&format!("127.0.0.1:{ssh_port}"), 10);
+        wait_for_port(&format!("{ip}:{ssh_port}"), 10);
         let admin = format!("slgw-adm-{}", std::process::id() % 1_000_000);
         quiet("userdel", &["-f", &admin]);
         let admin_home = dir.join("admin");
@@ -107,6 +121,8 @@ impl Lab {
         sh("chmod", &["440", sudoers.to_str().unwrap()]);
         sh("visudo", &["-cqf", sudoers.to_str().unwrap()]);
         Lab {
+            ip: ip.to_string(),
+            ns: ns.map(str::to_string),
             admin,
             sudoers,
             apache_conf: dir.join("httpd.conf"),
@@ -122,7 +138,7 @@ impl Lab {
         let d = self.dir.display();
         let m = "/usr/lib/apache2/modules";
         let conf = format!(
-            "ServerRoot {d}\nServerName localhost\nListen 127.0.0.1:{port}\nPidFile {d}/run/apache.pid\n\
+            "ServerRoot {d}\nServerName localhost\nListen {ip}:{port}\nPidFile {d}/run/apache.pid\n\
              DefaultRuntimeDir {d}/run\nMutex file:{d}/run default\nErrorLog {d}/apache-error.log\n\
              LogLevel warn\nUser www-data\nGroup www-data\n\
              LoadModule mpm_event_module {m}/mod_mpm_event.so\n\
@@ -131,14 +147,25 @@ impl Lab {
              LoadModule proxy_module {m}/mod_proxy.so\n\
              LoadModule proxy_http_module {m}/mod_proxy_http.so\n\
              ProxyTimeout 10\n{site}",
-            port = self.web_port
+            port = self.web_port,
+            ip = self.ip
         );
         std::fs::write(&self.apache_conf, conf).unwrap();
-        sh(
-            "apache2",
-            &["-f", self.apache_conf.to_str().unwrap(), "-k", "start"],
-        );
-        wait_for_port(&format!("127.0.0.1:{}", self.web_port), 10);
+        let args = ["-f", self.apache_conf.to_str().unwrap(), "-k", "start"];
+        match &self.ns {
+            Some(ns) => {
+                let out = in_ns(ns, "apache2", &args).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "apache2: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => {
+                sh("apache2", &args);
+            }
+        }
+        wait_for_port(&format!("{}:{}", self.ip, self.web_port), 10);
     }
 
     /// The master's settings for this gateway: (key, value) pairs.
@@ -146,7 +173,7 @@ impl Lab {
         vec![
             (
                 "gateway_target",
-                format!("ssh://{}@127.0.0.1:{}", self.admin, self.ssh_port),
+                format!("ssh://{}@{}:{}", self.admin, self.ip, self.ssh_port),
             ),
             ("gateway_host_key", self.host_key.clone()),
             ("gateway_users_dir", self.users().display().to_string()),
@@ -178,7 +205,7 @@ impl Lab {
         cmd.args(SSH_OPTS)
             .args(["-p", &port, "-i"])
             .arg(key)
-            .arg(format!("{user}@127.0.0.1"))
+            .arg(format!("{user}@{}", self.ip))
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -37,18 +37,20 @@ pub struct NsHost {
 }
 
 impl NsHost {
+    /// `bridge`: (name, its address/prefix, the subnet the host routes to it), for a slave host.
     pub fn new(
         name: &str,
         host_if: &str,
         link: &str,
-        bridge: &str,
-        bridge_cidr: &str,
-        subnet: &str,
+        bridge: Option<(&str, &str, &str)>,
     ) -> NsHost {
+        let subnet = bridge.map(|b| b.2).unwrap_or("");
         // `link` is the /30's first three octets, such as "10.102.1".
         quiet("ip", &["netns", "del", name]);
         quiet("ip", &["link", "del", host_if]);
-        quiet("ip", &["route", "del", subnet]);
+        if !subnet.is_empty() {
+            quiet("ip", &["route", "del", subnet]);
+        }
         sh("ip", &["netns", "add", name]);
         let host = NsHost {
             name: name.into(),
@@ -80,10 +82,12 @@ impl NsHost {
             "ip",
             &["route", "add", "default", "via", &format!("{link}.1")],
         );
-        host.run("ip", &["link", "add", bridge, "type", "bridge"]);
-        host.run("ip", &["addr", "add", bridge_cidr, "dev", bridge]);
-        host.run("ip", &["link", "set", bridge, "up"]);
-        sh("ip", &["route", "add", subnet, "via", &host.addr]);
+        if let Some((bridge, cidr, subnet)) = bridge {
+            host.run("ip", &["link", "add", bridge, "type", "bridge"]);
+            host.run("ip", &["addr", "add", cidr, "dev", bridge]);
+            host.run("ip", &["link", "set", bridge, "up"]);
+            sh("ip", &["route", "add", subnet, "via", &host.addr]);
+        }
         host
     }
 
@@ -106,7 +110,9 @@ impl NsHost {
 
 impl Drop for NsHost {
     fn drop(&mut self) {
-        quiet("ip", &["route", "del", &self.subnet]);
+        if !self.subnet.is_empty() {
+            quiet("ip", &["route", "del", &self.subnet]);
+        }
         quiet("ip", &["link", "del", &self.host_if]);
         quiet("ip", &["netns", "del", &self.name]);
     }

@@ -12,6 +12,8 @@ mod gateway_lab;
 mod local;
 #[path = "../common/lxc_node.rs"]
 mod lxc_node;
+#[path = "../common/netns.rs"]
+mod netns;
 mod real;
 #[path = "../common/system.rs"]
 mod system;

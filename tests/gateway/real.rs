@@ -303,11 +303,14 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     jobs.runner.wake();
     f.wait_for(a, State::Destroyed, 60).await;
     f.wait_for(b, State::Destroyed, 60).await;
-    wait_until("accounts removed", || {
-        !account_exists("slgw-alice") && !account_exists("slgw-bob")
+    // (An account goes first, then its files, in the same apply.)
+    wait_until("accounts and files removed", || {
+        !account_exists("slgw-alice")
+            && !account_exists("slgw-bob")
+            && !users.join("slgw-alice").exists()
+            && !users.join("slgw-alice.sh").exists()
     })
     .await;
-    assert!(!users.join("slgw-alice").exists() && !users.join("slgw-alice.sh").exists());
     let map = std::fs::read_to_string(lab.map()).unwrap();
     assert!(!map.contains("slgw-"), "{map}");
     let (status, _) = get(lab.web_port, "slgw-alice.example.test").await;

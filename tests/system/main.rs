@@ -10,8 +10,8 @@
 //! and everything of it is gone. Every namespace, container and process is removed at the
 //! end, also when the test fails.
 //!
-//! The gateway's sshd and Apache listen on loopback of this host (the gateway's own network
-//! position is not separated; its accounts and files are real).
+//! The gateway is a namespace of its own too (its accounts and files are this machine's, as
+//! the hosts share one file system).
 
 #[path = "../common/gateway_lab.rs"]
 mod gateway_lab;
@@ -240,19 +240,25 @@ async fn the_whole_system_across_hosts() {
         .tempdir_in("/dev/shm")
         .unwrap();
     let w = work.path();
-    let lab = Lab::start();
+    // The gateway: a host of its own, reached at 10.102.3.2; it reaches the slices through
+    // this host, which routes each node's subnet to that node.
+    let gw_host = NsHost::new("slsys-gw", "slsys-gw", "10.102.3", None);
+    let lab = Lab::start_at(&gw_host.addr, Some(&gw_host.name));
     let smtp_port = free_port();
     let smtp = Smtp::start(smtp_port, &w.join("maildir"));
     let mut nodes: Vec<Node> = Vec::new();
     for (i, (name, short)) in [("node-a", "a"), ("node-b", "b")].into_iter().enumerate() {
         let n = i + 1;
+        let (bridge, cidr, subnet) = (
+            format!("slbr-sys{short}"),
+            format!("10.103.{n}.1/24"),
+            format!("10.103.{n}.0/24"),
+        );
         let ns = NsHost::new(
             &format!("slsys-{short}"),
             &format!("slsys-{short}"),
             &format!("10.102.{n}"),
-            &format!("slbr-sys{short}"),
-            &format!("10.103.{n}.1/24"),
-            &format!("10.103.{n}.0/24"),
+            Some((&bridge, &cidr, &subnet)),
         );
         let dir = w.join(name);
         std::fs::create_dir_all(dir.join("templates")).unwrap();
@@ -270,11 +276,12 @@ async fn the_whole_system_across_hosts() {
     let config = w.join("slices.toml");
     let mut toml = format!(
         "data = \"{}\"\nlisten = \"127.0.0.1:0\"\nembedded_agent = \"off\"\ndomain = \"example.test\"\n\
-         gateway_host = \"127.0.0.1\"\ngateway_port = {}\nmail_transport = \"smtp\"\nsmtp_host = \"127.0.0.1\"\n\
+         gateway_host = \"{}\"\ngateway_port = {}\nmail_transport = \"smtp\"\nsmtp_host = \"127.0.0.1\"\n\
          smtp_port = {smtp_port}\nsmtp_tls = \"none\"\nmail_retry_base_secs = 1\nnode_health_secs = 1\n\
          job_retry_base_secs = 1\njob_lease_secs = 10\ntemplate_sync_minutes = 0\nusage_minutes = 0\n\
          agent_timeout_secs = 120\n",
         data.display(),
+        lab.ip,
         lab.ssh_port
     );
     for (k, v) in lab.settings() {
@@ -578,7 +585,7 @@ async fn the_whole_system_across_hosts() {
         let ip = text(&data, &format!("SELECT ip FROM slices WHERE id = {id}"));
         wait_for_port(&format!("{ip}:80"), 20);
         let body = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{}/", lab.web_port))
+            .get(format!("http://{}:{}/", lab.ip, lab.web_port))
             .header(reqwest::header::HOST, format!("{name}.example.test"))
             .send()
             .await
@@ -636,7 +643,7 @@ async fn the_whole_system_across_hosts() {
         "bob's container is gone"
     );
     let status = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{}/", lab.web_port))
+        .get(format!("http://{}:{}/", lab.ip, lab.web_port))
         .header(reqwest::header::HOST, "slsys-bob.example.test")
         .send()
         .await
@@ -647,4 +654,5 @@ async fn the_whole_system_across_hosts() {
     drop(nodes);
     drop(smtp);
     drop(lab);
+    drop(gw_host);
 }
