@@ -506,6 +506,47 @@ pub fn act(conn: &Connection, who: &User, slice_id: i64, kind: JobKind) -> Resul
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
 }
 
+/// Staff change a running or stopped slice's plan; a job puts it in force on the node (live,
+/// if the slice runs). Staff are not bound by the owner's quota of plans.
+pub fn change_plan(conn: &Connection, who: &User, slice_id: i64, plan_id: i64) -> Result<Slice> {
+    if !who.role.is_staff() {
+        return Err(Error::NotFound("slice"));
+    }
+    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
+    if !matches!(slice.state, State::Running | State::Stopped) {
+        return Err(Error::Forbidden(format!(
+            "A {} slice's plan cannot be changed.",
+            slice.state.as_str()
+        )));
+    }
+    let name: String = conn
+        .query_row("SELECT name FROM plans WHERE id = ?1", [plan_id], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| FieldError::new("plan", "Choose one of the plans."))?;
+    if slice.plan_id == plan_id {
+        return Err(FieldError::new("plan", format!("It has plan {name} already.")).into());
+    }
+    conn.execute(
+        "UPDATE slices SET plan_id = ?2, updated_at = ?3 WHERE id = ?1",
+        params![slice_id, plan_id, now()],
+    )?;
+    event(
+        conn,
+        slice_id,
+        &format!("Plan changed to {name} by {}.", who.username),
+    )?;
+    jobs::enqueue(
+        conn,
+        JobKind::Limits,
+        slice_id,
+        Some(slice.user_id),
+        slice.node_id,
+    )?;
+    get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+}
+
 /// Staff move a slice to another node. Its container there is made anew from its template
 /// (the files in the old one are not carried over: say so before asking), then the old one
 /// is removed; the slice keeps its place at the head of the queue if the node is full.

@@ -38,10 +38,12 @@ pub enum JobKind {
     Move,
     /// Samples what a node's running slices use.
     Usage,
+    /// Puts a slice's (new) plan in force on its node, live if it runs.
+    Limits,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 11] = [
+    pub const ALL: [JobKind; 12] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -53,6 +55,7 @@ impl JobKind {
         JobKind::Keys,
         JobKind::Move,
         JobKind::Usage,
+        JobKind::Limits,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +71,7 @@ impl JobKind {
             JobKind::Keys => "keys",
             JobKind::Move => "move",
             JobKind::Usage => "usage",
+            JobKind::Limits => "limits",
         }
     }
 
@@ -88,6 +92,7 @@ impl JobKind {
             JobKind::Keys => "given its keys",
             JobKind::Move => "moved",
             JobKind::Usage => "sampled",
+            JobKind::Limits => "given its new plan",
         }
     }
 
@@ -104,6 +109,7 @@ impl JobKind {
             JobKind::Keys => "Key update",
             JobKind::Move => "Move",
             JobKind::Usage => "Usage sample",
+            JobKind::Limits => "Plan change",
         }
     }
 }

@@ -235,6 +235,7 @@ impl JobRunner {
             Some(Keys) => self.keys(job).await,
             Some(Move) => self.move_slice(job).await,
             Some(Usage) => self.usage(job).await,
+            Some(Limits) => self.limits(job).await,
             None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
         }
     }
@@ -583,6 +584,41 @@ impl JobRunner {
             .await
         );
         self.room_changed();
+        Outcome::Done
+    }
+
+    /// Puts the slice's plan in force on its node (`set_limits`: live when it runs).
+    async fn limits(&self, job: &Job) -> Outcome {
+        let Some(slice_id) = job.slice_id else {
+            return Outcome::Fail("no slice".into());
+        };
+        let (slice, node) = step!(self.slice_and_node(slice_id).await);
+        let Some(node) = node else {
+            return Outcome::Done;
+        };
+        if !matches!(slice.state, State::Running | State::Stopped) || slice.veid.is_none() {
+            return Outcome::Done;
+        }
+        let spec = step!(self.spec(&slice).await);
+        let r = self
+            .links
+            .call(
+                &node,
+                Some(job.id),
+                Some(slice_id),
+                &Command::SetLimits(spec.id, spec.limits),
+            )
+            .await;
+        step!(judge("set_limits", r));
+        let l = spec.limits;
+        let message = format!(
+            "New limits in force: memory {} MB (at most {} MB), {} processes, CPU weight {}.",
+            l.memory_mb, l.memory_limit_mb, l.processes, l.cpu_shares
+        );
+        step!(
+            self.db(move |db| db.write(|tx| slices::event(tx, slice_id, &message)))
+                .await
+        );
         Outcome::Done
     }
 

@@ -266,7 +266,7 @@ async fn detail(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, WebError> {
     let id = id.into_inner();
-    let (slice, owner, node, events, log, jobs, nodes) = state
+    let (slice, owner, node, events, log, jobs, (nodes, plans, usage, chart)) = state
         .ctx
         .db
         .run(move |db| {
@@ -287,12 +287,31 @@ async fn detail(
                     .into_iter()
                     .filter_map(|j| crate::jobs::queue::get(c, j).ok().flatten())
                     .collect();
+                let plans = slices::plan_choices(c)?;
                 let nodes: Vec<String> = crate::nodes::list(c)?
                     .into_iter()
                     .filter(|n| n.enabled && Some(n.id) != s.node_id)
                     .map(|n| n.name)
                     .collect();
-                Ok::<_, Error>((s, owner, node, events, log, jobs, nodes))
+                let usage = crate::usage::latest(c, s.id)?;
+                let chart = match usage.iter().find(|u| u.resource == "memory") {
+                    Some(m) => crate::usage::memory_chart(
+                        c,
+                        s.id,
+                        m.at,
+                        &format!("Memory used by {} over the last day", s.hostname),
+                    )?,
+                    None => String::new(),
+                };
+                Ok::<_, Error>((
+                    s,
+                    owner,
+                    node,
+                    events,
+                    log,
+                    jobs,
+                    (nodes, plans, usage, chart),
+                ))
             })
         })
         .await?;
@@ -307,7 +326,49 @@ async fn detail(
         .with("log", &log)
         .with("jobs", &jobs)
         .with("nodes", &nodes)
+        .with("plans", &plans)
+        .with("usage", &usage)
+        .with("chart", &chart)
         .render(&state, &req, &viewer)
+}
+
+#[derive(serde::Deserialize)]
+pub struct PlanChange {
+    #[serde(default)]
+    plan: String,
+}
+
+/// Staff change a slice's plan; it is put in force on the node by a job.
+#[post("/staff/slices/{id}/plan")]
+async fn change_plan(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    id: web::Path<i64>,
+    posted: Posted<PlanChange>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let user = session.user.clone();
+    let plan: i64 = posted.form.plan.trim().parse().unwrap_or(0);
+    let result = state
+        .ctx
+        .db
+        .run(move |db| db.write(|tx| slices::change_plan(tx, &user, id, plan)))
+        .await;
+    let notice = match result {
+        Ok(s) => format!("{}'s new plan is being put in force.", s.hostname),
+        Err(Error::Invalid(errors)) => errors
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(Error::Forbidden(m)) => m,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(see_other(
+        &state,
+        &format!("/staff/slices/{id}"),
+        Some(&notice),
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -366,5 +427,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(deny)
         .service(list)
         .service(detail)
-        .service(move_slice);
+        .service(move_slice)
+        .service(change_plan);
 }

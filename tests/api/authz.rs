@@ -106,6 +106,7 @@ async fn every_route_admits_only_whom_it_should() {
         "/staff/nodes/node1/drain".into(),
         "/staff/nodes/new".into(),
         format!("/staff/slices/{slice}/move"),
+        format!("/staff/slices/{slice}/plan"),
         "/staff/templates".into(),
         "/staff/templates/sync".into(),
         "/staff/plans".into(),

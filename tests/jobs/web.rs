@@ -332,3 +332,80 @@ async fn staff_move_a_slice_to_another_node_after_a_typed_confirmation() {
     jobs.stop().await;
     handle.stop(false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_change_a_slice_s_plan_and_the_node_puts_it_in_force() {
+    let f = fleet(1, |_| "10.89.0.0/24".into(), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    let id = f.request_and_approve(&alice, &staff);
+    let large = f
+        .ctx
+        .db
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO plans (name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares)
+                 VALUES ('large', 1024, 2048, 500, 0, 2048)",
+                [],
+            )?;
+            Ok::<_, slices::error::Error>(tx.last_insert_rowid())
+        })
+        .unwrap();
+    let app = slices::web::Application::build(f.ctx.clone()).unwrap();
+    let base = app.base_url().to_string();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let jobs = f.run_jobs(|_| {});
+    let s = f.wait_for(id, slices::slices::State::Running, 20).await;
+    let tess = browser();
+    form(
+        &tess,
+        &base,
+        "/login",
+        "/login",
+        &[("login", "tess"), ("password", "correct horse battery")],
+    )
+    .await;
+    let detail = format!("/staff/slices/{id}");
+    let status = form(
+        &tess,
+        &base,
+        &detail,
+        &format!("/staff/slices/{id}/plan"),
+        &[("plan", &large.to_string())],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    f.wait_count(
+        &format!("SELECT count(*) FROM jobs WHERE kind = 'limits' AND slice_id = {id} AND state = 'succeeded'"),
+        1,
+        20,
+    )
+    .await;
+    // The agent holds the new limits for the container.
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            f.nodes[0]
+                .state
+                .join(format!("envs/{}.json", s.veid.unwrap())),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spec["limits"]["memory_limit_mb"], 2048);
+    assert_eq!(spec["limits"]["processes"], 500);
+    let page = tess
+        .get(format!("{base}{detail}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("New limits in force: memory 1024 MB (at most 2048 MB)"),
+        "{page}"
+    );
+    jobs.stop().await;
+    handle.stop(false).await;
+}
