@@ -474,6 +474,7 @@ mod tests {
             "reason": "no room", "student": {"username": "alice", "display_name": "Alice"},
             "log": [{"command": "create_env", "code": 1, "returned": "boom"}],
             "count": 2, "requests": [{"username": "bob", "display_name": "Bob", "course": "CS", "asked": "today"}],
+            "resource": "memory", "resource_name": "memory", "hits": 3, "limit_text": "512 MB",
         });
         for kind in Kind::ALL {
             let r = render(kind, &data, &site()).unwrap_or_else(|e| panic!("{kind:?}: {e:?}"));
