@@ -136,6 +136,24 @@ async fn the_local_gateway_holds_each_login_and_follows_the_database() {
     runner_wake(&jobs);
     wait_until(|| !read(&users.join("alice/.ssh/authorized_keys")).contains("ssh-ed25519")).await;
 
+    // Disabling bob takes his gateway login and web address away at once; enabling him
+    // brings them back.
+    let tess = f
+        .ctx
+        .db
+        .read(|c| accounts::users::by_username(c, "tess"))
+        .unwrap()
+        .unwrap();
+    accounts::disable(&f.ctx.db, &tess, "bob", "left the course", "127.0.0.1").unwrap();
+    runner_wake(&jobs);
+    wait_until(|| !users.join("bob.sh").exists() && !read(&map_file).contains("bob ")).await;
+    accounts::enable(&f.ctx.db, &tess, "bob", "127.0.0.1").unwrap();
+    runner_wake(&jobs);
+    wait_until(|| {
+        users.join("bob.sh").exists() && read(&map_file).contains(&format!("bob {ip_b}"))
+    })
+    .await;
+
     // Destroying bob's slice removes his login, keys and map line.
     f.ctx
         .db
