@@ -47,6 +47,18 @@ pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<Option<String>> {
         Mode::Sim => DriverKind::Sim,
         Mode::Lxc => DriverKind::Lxc,
     };
+    // A master that already has real nodes (and never had the built-in one) is a production
+    // master: it does not grow a simulated node on upgrade.
+    let nodes = ctx
+        .db
+        .read(crate::nodes::list)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !nodes.is_empty() && !nodes.iter().any(|n| n.name == NODE) {
+        tracing::info!(
+            "real nodes are enrolled: no built-in node (set embedded_agent = \"off\" to say so)"
+        );
+        return Ok(None);
+    }
     let data = &ctx.config.data;
     let root = data.join("local-agent");
     let name = NodeName::parse(NODE).expect("a valid node name");

@@ -231,3 +231,28 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_with_real_nodes_grows_no_built_in_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = slices::context::Context::open(crate::fleet::config(dir.path())).unwrap();
+    ctx.db
+        .write(|tx| {
+            slices::nodes::add(
+                tx,
+                &slices::domain::NodeName::parse("node1").unwrap(),
+                &slices::domain::NodeAddress::parse("10.0.0.1:7070").unwrap(),
+            )
+        })
+        .unwrap();
+    assert_eq!(ctx.config.embedded_agent, "sim", "the default");
+    assert!(slices::embedded::start(&ctx).await.unwrap().is_none());
+    let nodes = ctx.db.read(slices::nodes::list).unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].name, "node1");
+    // On an empty master it starts, as node `local`.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = slices::context::Context::open(crate::fleet::config(dir.path())).unwrap();
+    assert!(slices::embedded::start(&ctx).await.unwrap().is_some());
+    assert_eq!(ctx.db.read(slices::nodes::list).unwrap()[0].name, "local");
+}
