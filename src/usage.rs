@@ -246,6 +246,22 @@ pub fn memory_chart(conn: &Connection, slice_id: i64, newest: i64, label: &str) 
     Ok(svg)
 }
 
+/// What a page shows of a slice's usage: the newest sample of each resource and the memory
+/// chart of the last day (empty when there are no samples).
+pub fn for_page(conn: &Connection, slice_id: i64, hostname: &str) -> Result<(Vec<Latest>, String)> {
+    let usage = latest(conn, slice_id)?;
+    let chart = match usage.iter().find(|u| u.resource == "memory") {
+        Some(m) => memory_chart(
+            conn,
+            slice_id,
+            m.at,
+            &format!("Memory used by {hostname} over the last day"),
+        )?,
+        None => String::new(),
+    };
+    Ok((usage, chart))
+}
+
 /// A small line chart of `points` against `limit`, as SVG (presentation attributes only, so
 /// the page's content security policy allows it). Empty when there are fewer than two points.
 pub fn chart(points: &[(i64, i64)], limit: i64, label: &str) -> String {

@@ -587,19 +587,30 @@ impl JobRunner {
         Outcome::Done
     }
 
-    /// Puts the slice's plan in force on its node (`set_limits`: live when it runs).
-    async fn limits(&self, job: &Job) -> Outcome {
-        let Some(slice_id) = job.slice_id else {
-            return Outcome::Fail("no slice".into());
-        };
-        let (slice, node) = step!(self.slice_and_node(slice_id).await);
+    /// For a job about a slice's container (keys, limits): the slice id, its node and its
+    /// spec; None when it has no container any more (destroyed or moved meanwhile).
+    async fn existing_slice(
+        &self,
+        job: &Job,
+    ) -> std::result::Result<Option<(i64, Node, EnvSpec)>, Outcome> {
+        let slice_id = job
+            .slice_id
+            .ok_or_else(|| Outcome::Fail("no slice".into()))?;
+        let (slice, node) = self.slice_and_node(slice_id).await?;
         let Some(node) = node else {
-            return Outcome::Done;
+            return Ok(None);
         };
         if !matches!(slice.state, State::Running | State::Stopped) || slice.veid.is_none() {
-            return Outcome::Done;
+            return Ok(None);
         }
-        let spec = step!(self.spec(&slice).await);
+        Ok(Some((slice_id, node, self.spec(&slice).await?)))
+    }
+
+    /// Puts the slice's plan in force on its node (`set_limits`: live when it runs).
+    async fn limits(&self, job: &Job) -> Outcome {
+        let Some((slice_id, node, spec)) = step!(self.existing_slice(job).await) else {
+            return Outcome::Done;
+        };
         let r = self
             .links
             .call(
@@ -771,17 +782,9 @@ impl JobRunner {
 
     /// Gives a slice the keys of its spec (after the user's hop key changed).
     async fn keys(&self, job: &Job) -> Outcome {
-        let Some(slice_id) = job.slice_id else {
-            return Outcome::Fail("no slice".into());
-        };
-        let (slice, node) = step!(self.slice_and_node(slice_id).await);
-        let Some(node) = node else {
+        let Some((slice_id, node, spec)) = step!(self.existing_slice(job).await) else {
             return Outcome::Done;
         };
-        if !matches!(slice.state, State::Running | State::Stopped) || slice.veid.is_none() {
-            return Outcome::Done;
-        }
-        let spec = step!(self.spec(&slice).await);
         let r = self
             .links
             .call(

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::WebError;
 use super::form::{NoFields, Posted};
-use super::render::{see_other, Page};
+use super::render::{done_or_refused, see_other, Page};
 use super::session::{StaffOnly, Viewer};
 use super::State;
 use crate::accounts::{audit, Actor, Event};
@@ -649,13 +649,9 @@ async fn gateway_accept(
             })
         })
         .await;
-    let notice = match result {
-        Ok(()) => "The gateway's host key is pinned. The master's next apply uses it.".to_string(),
-        Err(Error::Forbidden(m)) => m,
-        Err(e @ Error::Invalid(_)) => e.to_string(),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(see_other(&state, "/staff/gateway", Some(&notice)))
+    done_or_refused(&state, "/staff/gateway", result, |()| {
+        "The gateway's host key is pinned. The master's next apply uses it.".to_string()
+    })
 }
 
 #[post("/staff/gateway/apply")]

@@ -203,6 +203,29 @@ impl Page {
 }
 
 /// A redirect after a successful form, with a notice for the next page.
+/// Back to `to` with a notice after an action: `ok`'s text when it was done, or why it was
+/// not (an invalid or refused action is a notice on the page, not an error page). Any other
+/// failure is an error.
+pub fn done_or_refused<T>(
+    state: &State,
+    to: &str,
+    result: crate::error::Result<T>,
+    ok: impl FnOnce(T) -> String,
+) -> Result<HttpResponse, WebError> {
+    use crate::error::Error;
+    let notice = match result {
+        Ok(v) => ok(v),
+        Err(Error::Invalid(errors)) => errors
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(Error::Forbidden(m)) => m,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(see_other(state, to, Some(&notice)))
+}
+
 pub fn see_other(state: &State, to: &str, notice: Option<&str>) -> HttpResponse {
     let mut resp = HttpResponse::SeeOther();
     resp.insert_header((header::LOCATION, to.to_string()));

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::WebError;
 use super::form::Posted;
-use super::render::{see_other, Page, Pager};
+use super::render::{done_or_refused, see_other, Page, Pager};
 use super::session::{url_escape, StaffOnly};
 use super::State;
 use crate::error::Error;
@@ -127,26 +127,9 @@ async fn deny(
         .db
         .run(move |db| db.write(|tx| slices::deny(tx, &staff, id, &reason, &ip)))
         .await;
-    match result {
-        Ok(s) => Ok(see_other(
-            &state,
-            "/staff/requests",
-            Some(&format!("Denied slice {} ({}).", s.id, s.hostname)),
-        )),
-        Err(Error::Invalid(errs)) => Ok(see_other(
-            &state,
-            "/staff/requests",
-            Some(
-                &errs
-                    .iter()
-                    .map(|e| e.message.clone())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-        )),
-        Err(Error::Forbidden(m)) => Ok(see_other(&state, "/staff/requests", Some(&m))),
-        Err(e) => Err(e.into()),
-    }
+    done_or_refused(&state, "/staff/requests", result, |s| {
+        format!("Denied slice {} ({}).", s.id, s.hostname)
+    })
 }
 
 /// Approves every ticked request (`approve_ID=on`), in one transaction.
@@ -293,16 +276,7 @@ async fn detail(
                     .filter(|n| n.enabled && Some(n.id) != s.node_id)
                     .map(|n| n.name)
                     .collect();
-                let usage = crate::usage::latest(c, s.id)?;
-                let chart = match usage.iter().find(|u| u.resource == "memory") {
-                    Some(m) => crate::usage::memory_chart(
-                        c,
-                        s.id,
-                        m.at,
-                        &format!("Memory used by {} over the last day", s.hostname),
-                    )?,
-                    None => String::new(),
-                };
+                let (usage, chart) = crate::usage::for_page(c, s.id, &s.hostname)?;
                 Ok::<_, Error>((
                     s,
                     owner,
@@ -354,21 +328,9 @@ async fn change_plan(
         .db
         .run(move |db| db.write(|tx| slices::change_plan(tx, &user, id, plan)))
         .await;
-    let notice = match result {
-        Ok(s) => format!("{}'s new plan is being put in force.", s.hostname),
-        Err(Error::Invalid(errors)) => errors
-            .iter()
-            .map(|e| e.message.clone())
-            .collect::<Vec<_>>()
-            .join(" "),
-        Err(Error::Forbidden(m)) => m,
-        Err(e) => return Err(e.into()),
-    };
-    Ok(see_other(
-        &state,
-        &format!("/staff/slices/{id}"),
-        Some(&notice),
-    ))
+    done_or_refused(&state, &format!("/staff/slices/{id}"), result, |s| {
+        format!("{}'s new plan is being put in force.", s.hostname)
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -407,17 +369,9 @@ async fn move_slice(
             })
         })
         .await;
-    let notice = match result {
-        Ok(s) => format!("{} is moving: follow it below.", s.hostname),
-        Err(Error::Invalid(errors)) => errors
-            .iter()
-            .map(|e| e.message.clone())
-            .collect::<Vec<_>>()
-            .join(" "),
-        Err(Error::Forbidden(m)) => m,
-        Err(e) => return Err(e.into()),
-    };
-    Ok(see_other(&state, &back, Some(&notice)))
+    done_or_refused(&state, &back, result, |s| {
+        format!("{} is moving: follow it below.", s.hostname)
+    })
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::WebError;
 use super::form::Posted;
-use super::render::{see_other, Page};
+use super::render::{done_or_refused, see_other, Page};
 use super::session::{LoggedIn, Viewer};
 use super::State;
 use crate::error::Error;
@@ -58,17 +58,7 @@ fn view(
         None
     };
     let (usage, chart) = if matches!(s.state, SliceState::Running | SliceState::Stopped) {
-        let usage = crate::usage::latest(c, s.id)?;
-        let chart = match usage.iter().find(|u| u.resource == "memory") {
-            Some(m) => crate::usage::memory_chart(
-                c,
-                s.id,
-                m.at,
-                &format!("Memory used by {} over the last day", s.hostname),
-            )?,
-            None => String::new(),
-        };
-        (usage, chart)
+        crate::usage::for_page(c, s.id, &s.hostname)?
     } else {
         (vec![], String::new())
     };
@@ -319,26 +309,9 @@ async fn act(
             })
         })
         .await;
-    match result {
-        Ok(s) => Ok(see_other(
-            &state,
-            &back,
-            Some(&format!("{} of {} is under way.", kind.noun(), s.hostname)),
-        )),
-        Err(Error::Invalid(list)) => Ok(see_other(
-            &state,
-            &back,
-            Some(
-                &list
-                    .iter()
-                    .map(|e| e.message.clone())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-        )),
-        Err(Error::Forbidden(m)) => Ok(see_other(&state, &back, Some(&m))),
-        Err(e) => Err(e.into()),
-    }
+    done_or_refused(&state, &back, result, |s| {
+        format!("{} of {} is under way.", kind.noun(), s.hostname)
+    })
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -128,3 +128,15 @@ pub const SSH_OPTS: &[&str] = &[
     "-o",
     "LogLevel=ERROR",
 ];
+
+/// Waits until `ok` holds, looking every 100 ms; fails the test naming `what` after `secs`.
+pub async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -10,6 +10,7 @@ use slices::jobs::JobKind;
 use slices::slices::State;
 
 use crate::fleet::fleet;
+use crate::system::wait_until;
 
 pub const ALICE_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKzC7OGd0Cq6HbB1cBdC4ktTXv4F0iYc1Hj2lqR8Dw8m alice@laptop";
@@ -134,7 +135,10 @@ async fn the_local_gateway_holds_each_login_and_follows_the_database() {
         .write(|tx| accounts::keys::remove(tx, alice.id, key_id, &Actor::default()))
         .unwrap();
     runner_wake(&jobs);
-    wait_until(|| !read(&users.join("alice/.ssh/authorized_keys")).contains("ssh-ed25519")).await;
+    wait_until("the gateway follows the database", 20, || {
+        !read(&users.join("alice/.ssh/authorized_keys")).contains("ssh-ed25519")
+    })
+    .await;
 
     // Disabling bob takes his gateway login and web address away at once; enabling him
     // brings them back.
@@ -146,10 +150,13 @@ async fn the_local_gateway_holds_each_login_and_follows_the_database() {
         .unwrap();
     accounts::disable(&f.ctx.db, &tess, "bob", "left the course", "127.0.0.1").unwrap();
     runner_wake(&jobs);
-    wait_until(|| !users.join("bob.sh").exists() && !read(&map_file).contains("bob ")).await;
+    wait_until("the gateway follows the database", 20, || {
+        !users.join("bob.sh").exists() && !read(&map_file).contains("bob ")
+    })
+    .await;
     accounts::enable(&f.ctx.db, &tess, "bob", "127.0.0.1").unwrap();
     runner_wake(&jobs);
-    wait_until(|| {
+    wait_until("the gateway follows the database", 20, || {
         users.join("bob.sh").exists() && read(&map_file).contains(&format!("bob {ip_b}"))
     })
     .await;
@@ -161,8 +168,14 @@ async fn the_local_gateway_holds_each_login_and_follows_the_database() {
         .unwrap();
     runner_wake(&jobs);
     f.wait_for(b, State::Destroyed, 30).await;
-    wait_until(|| !users.join("bob").exists() && !users.join("bob.sh").exists()).await;
-    wait_until(|| !read(&map_file).contains("bob ")).await;
+    wait_until("the gateway follows the database", 20, || {
+        !users.join("bob").exists() && !users.join("bob.sh").exists()
+    })
+    .await;
+    wait_until("the gateway follows the database", 20, || {
+        !read(&map_file).contains("bob ")
+    })
+    .await;
     assert!(read(&map_file).contains(&format!("alice {ip_a}")));
     assert!(gw.plan(&f.ctx.db, &Scope::All).unwrap().is_empty());
     // Each run is on record for staff.
@@ -183,12 +196,4 @@ async fn the_local_gateway_holds_each_login_and_follows_the_database() {
 
 fn runner_wake(jobs: &crate::fleet::Running) {
     jobs.runner.wake();
-}
-
-async fn wait_until(mut ok: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !ok() {
-        assert!(start.elapsed().as_secs() < 20, "timed out");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }

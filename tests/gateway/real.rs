@@ -48,14 +48,6 @@ async fn get(port: u16, host: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap_or_default())
 }
 
-async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed().as_secs() < 30, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn account_exists(name: &str) -> bool {
     Command::new("getent")
         .args(["passwd", name])
@@ -304,7 +296,7 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     f.wait_for(a, State::Destroyed, 60).await;
     f.wait_for(b, State::Destroyed, 60).await;
     // (An account goes first, then its files, in the same apply.)
-    wait_until("accounts and files removed", || {
+    wait_until("accounts and files removed", 30, || {
         !account_exists("slgw-alice")
             && !account_exists("slgw-bob")
             && !users.join("slgw-alice").exists()

@@ -7,45 +7,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::http::{browser, form};
+
 struct Master(Child);
 impl Drop for Master {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The form token of a page.
-async fn csrf(c: &reqwest::Client, url: &str) -> String {
-    let page = c.get(url).send().await.unwrap().text().await.unwrap();
-    let at = page.find("name=\"csrf\" value=\"").expect("a form token") + 19;
-    page[at..at + page[at..].find('"').unwrap()].to_string()
-}
-
-async fn post(
-    c: &reqwest::Client,
-    base: &str,
-    page: &str,
-    action: &str,
-    fields: &[(&str, &str)],
-) -> reqwest::Response {
-    let token = csrf(c, &format!("{base}{page}")).await;
-    let mut form = fields.to_vec();
-    form.push(("csrf", &token));
-    c.post(format!("{base}{action}"))
-        .header("Origin", base)
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,9 +52,9 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
     assert!(simulated, "it says the node is simulated");
 
     // The first admin, from the one-time link.
-    let admin = client();
+    let admin = browser();
     let path = setup.strip_prefix(&base).unwrap();
-    let r = post(
+    let r = form(
         &admin,
         &base,
         path,
@@ -99,11 +68,11 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
         ],
     )
     .await;
-    assert_eq!(r.status(), 303, "admin created");
+    assert_eq!(r, 303, "admin created");
 
     // A student signs up; the admin confirms her address by hand (the mail is a file).
-    let stu = client();
-    let r = post(
+    let stu = browser();
+    let r = form(
         &stu,
         &base,
         "/signup",
@@ -117,8 +86,8 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
         ],
     )
     .await;
-    assert_eq!(r.status(), 303, "signed up");
-    let r = post(
+    assert_eq!(r, 303, "signed up");
+    let r = form(
         &admin,
         &base,
         "/staff/users/stu",
@@ -126,10 +95,10 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
         &[],
     )
     .await;
-    assert_eq!(r.status(), 303);
+    assert_eq!(r, 303);
 
     // The request form offers the built-in demo template; she asks.
-    let form = stu
+    let page = stu
         .get(format!("{base}/request"))
         .send()
         .await
@@ -137,8 +106,8 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
         .text()
         .await
         .unwrap();
-    assert!(form.contains("demo-simulated"), "{form}");
-    let r = post(
+    assert!(page.contains("demo-simulated"), "{page}");
+    let r = form(
         &stu,
         &base,
         "/request",
@@ -150,7 +119,7 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
         ],
     )
     .await;
-    assert_eq!(r.status(), 303, "requested");
+    assert_eq!(r, 303, "requested");
 
     // The admin approves it from the queue.
     let queue = admin
@@ -166,7 +135,7 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
         .skip(1)
         .find_map(|rest| rest.split('/').next()?.parse().ok())
         .expect("a request in the queue");
-    let r = post(
+    let r = form(
         &admin,
         &base,
         "/staff/requests",
@@ -174,7 +143,7 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
         &[],
     )
     .await;
-    assert_eq!(r.status(), 303, "approved");
+    assert_eq!(r, 303, "approved");
 
     // Her dashboard's status reaches running on node `local`.
     let start = Instant::now();

@@ -2,6 +2,8 @@
 //! TLS, the master's runner in-process or as the real `slices serve` process.
 
 mod fleet;
+#[path = "../common/http.rs"]
+mod http;
 
 mod digest;
 mod embedded;

@@ -49,30 +49,15 @@ async fn usage_is_sampled_shown_with_a_chart_and_a_hit_limit_is_told_once_a_day(
     let base = app.base_url().to_string();
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    let c = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let login = c
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let at = login.find("name=\"csrf\" value=\"").unwrap() + 19;
-    let token = &login[at..at + login[at..].find('"').unwrap()];
-    c.post(format!("{base}/login"))
-        .header("Origin", &base)
-        .form(&[
-            ("login", "alice"),
-            ("password", "correct horse battery"),
-            ("csrf", token),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let c = crate::http::browser();
+    crate::http::form(
+        &c,
+        &base,
+        "/login",
+        "/login",
+        &[("login", "alice"), ("password", "correct horse battery")],
+    )
+    .await;
     let home = c
         .get(format!("{base}/"))
         .send()

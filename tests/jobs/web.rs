@@ -3,47 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Client;
 use slices::domain::Role;
 
 use crate::fleet::*;
-
-async fn form(
-    c: &Client,
-    base: &str,
-    page: &str,
-    action: &str,
-    fields: &[(&str, &str)],
-) -> reqwest::StatusCode {
-    let body = c
-        .get(format!("{base}{page}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = "name=\"csrf\" value=\"";
-    let start = body.find(marker).expect("a form") + marker.len();
-    let token = &body[start..start + body[start..].find('"').unwrap()];
-    let mut all = fields.to_vec();
-    all.push(("csrf", token));
-    c.post(format!("{base}{action}"))
-        .header("Origin", base)
-        .form(&all)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
-fn browser() -> Client {
-    Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+use crate::http::{browser, form};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_follows_a_request_to_running() {

@@ -15,6 +15,8 @@
 
 #[path = "../common/gateway_lab.rs"]
 mod gateway_lab;
+#[path = "../common/http.rs"]
+mod http;
 #[path = "../common/netns.rs"]
 mod netns;
 #[path = "../common/smtp.rs"]
@@ -28,6 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gateway_lab::{free_port, Lab};
+use http::{browser, form};
 use netns::NsHost;
 use smtp::Smtp;
 use system::*;
@@ -157,43 +160,6 @@ fn start_master(config: &Path) -> (Master, Option<String>) {
     (Master { child, base }, setup)
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn post(
-    c: &reqwest::Client,
-    base: &str,
-    page: &str,
-    action: &str,
-    fields: &[(&str, &str)],
-) -> u16 {
-    let body = c
-        .get(format!("{base}{page}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let at = body.find("name=\"csrf\" value=\"").expect("a form") + 19;
-    let token = body[at..at + body[at..].find('"').unwrap()].to_string();
-    let mut form = fields.to_vec();
-    form.push(("csrf", &token));
-    c.post(format!("{base}{action}"))
-        .header("Origin", base)
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// Reads the master's database (WAL: safe while it runs).
 fn query(data: &Path, sql: &str) -> i64 {
     let c = rusqlite::Connection::open_with_flags(
@@ -217,17 +183,6 @@ fn text(data: &Path, sql: &str) -> String {
     c.query_row(sql, [], |r| r.get::<_, Option<String>>(0))
         .unwrap()
         .unwrap_or_default()
-}
-
-async fn wait(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,10 +309,10 @@ async fn the_whole_system_across_hosts() {
     let mut master = Some(master);
     let base = master.as_ref().unwrap().base.clone();
     let setup = setup.expect("the first-admin link");
-    let admin = client();
+    let admin = browser();
     let path = setup.strip_prefix(&base).unwrap().to_string();
     assert_eq!(
-        post(
+        form(
             &admin,
             &base,
             &path,
@@ -377,10 +332,10 @@ async fn the_whole_system_across_hosts() {
     // Two students sign up, confirm by the mailed link, add their keys and ask for a slice.
     let mut students = Vec::new();
     for name in ["slsys-alice", "slsys-bob"] {
-        let c = client();
+        let c = browser();
         let email = format!("{name}@example.edu");
         assert_eq!(
-            post(
+            form(
                 &c,
                 &base,
                 "/signup",
@@ -397,7 +352,7 @@ async fn the_whole_system_across_hosts() {
             303
         );
         let mut link = String::new();
-        wait("the confirmation mail", 20, || {
+        wait_until("the confirmation mail", 20, || {
             link = smtp
                 .messages()
                 .iter()
@@ -414,14 +369,14 @@ async fn the_whole_system_across_hosts() {
         let page = c.get(&link).send().await.unwrap();
         assert!(page.status().is_success() || page.status().is_redirection());
         let form_page = link.strip_prefix(&base).unwrap().to_string();
-        let _ = post(&c, &base, &form_page, &form_page, &[]).await;
+        let _ = form(&c, &base, &form_page, &form_page, &[]).await;
         let (key, public) = keypair(w, name);
         assert_eq!(
-            post(&c, &base, "/keys", "/keys", &[("key", &public)]).await,
+            form(&c, &base, "/keys", "/keys", &[("key", &public)]).await,
             303
         );
         assert_eq!(
-            post(
+            form(
                 &c,
                 &base,
                 "/request",
@@ -443,7 +398,7 @@ async fn the_whole_system_across_hosts() {
     // Staff approve alice; the master is killed while her container is being made, and
     // started again: it resumes, and nothing is done twice.
     assert_eq!(
-        post(
+        form(
             &admin,
             &base,
             "/staff/requests",
@@ -453,7 +408,7 @@ async fn the_whole_system_across_hosts() {
         .await,
         303
     );
-    wait("alice's slice being made", 60, || {
+    wait_until("alice's slice being made", 60, || {
         let step = text(
             &data,
             &format!("SELECT step FROM slices WHERE id = {alice}"),
@@ -470,7 +425,7 @@ async fn the_whole_system_across_hosts() {
 
     // Bob's request: his node's agent is killed while it works, and started again.
     assert_eq!(
-        post(
+        form(
             &admin,
             &admin_base,
             "/staff/requests",
@@ -480,7 +435,7 @@ async fn the_whole_system_across_hosts() {
         .await,
         303
     );
-    wait("bob's slice placed", 60, || {
+    wait_until("bob's slice placed", 60, || {
         query(
             &data,
             &format!("SELECT node_id FROM slices WHERE id = {bob}"),
@@ -491,20 +446,20 @@ async fn the_whole_system_across_hosts() {
         &data,
         &format!("SELECT node_id FROM slices WHERE id = {bob}"),
     ) - 1) as usize;
-    wait("bob's container being made", 60, || {
+    wait_until("bob's container being made", 60, || {
         text(&data, &format!("SELECT step FROM slices WHERE id = {bob}"))
             == "creating the container"
     })
     .await;
     nodes[bob_node].kill_agent();
-    wait("a failed attempt", 60, || {
+    wait_until("a failed attempt", 60, || {
         query(&data, &format!("SELECT max(attempts) FROM jobs WHERE kind = 'provision' AND slice_id = {bob} AND last_error <> ''")) >= 1
     })
     .await;
     nodes[bob_node].start_agent();
 
     for (who, id) in [("alice", alice), ("bob", bob)] {
-        wait(&format!("{who} running"), 180, || {
+        wait_until(&format!("{who} running"), 180, || {
             text(&data, &format!("SELECT state FROM slices WHERE id = {id}")) == "running"
         })
         .await;
@@ -598,7 +553,7 @@ async fn the_whole_system_across_hosts() {
 
     // The "ready" mails arrived.
     for (name, _, _) in &students {
-        wait("the ready mail", 30, || {
+        wait_until("the ready mail", 30, || {
             smtp.messages().iter().any(|m| {
                 m.contains(&format!("To: {name} <")) && m.contains("Subject: Your slice is ready")
             })
@@ -609,7 +564,7 @@ async fn the_whole_system_across_hosts() {
     // Bob destroys his slice: his account, files, map line and container go.
     let (_, bob_client, _) = &students[1];
     assert_eq!(
-        post(
+        form(
             bob_client,
             &base,
             "/",
@@ -619,12 +574,12 @@ async fn the_whole_system_across_hosts() {
         .await,
         303
     );
-    wait("bob destroyed", 60, || {
+    wait_until("bob destroyed", 60, || {
         text(&data, &format!("SELECT state FROM slices WHERE id = {bob}")) == "destroyed"
     })
     .await;
     // (The account goes first, then its files, in the same apply.)
-    wait("bob's account and files gone", 30, || {
+    wait_until("bob's account and files gone", 30, || {
         !Command::new("getent")
             .args(["passwd", "slsys-bob"])
             .output()

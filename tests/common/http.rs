@@ -1,0 +1,41 @@
+//! The web interface as a browser uses it, for tests: a client that keeps cookies and does
+//! not follow redirects, and a form submitted with the page's token and origin.
+#![allow(dead_code)]
+
+use reqwest::{Client, StatusCode};
+
+pub fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The form token on the page at `url`.
+pub async fn csrf(c: &Client, url: &str) -> String {
+    let body = c.get(url).send().await.unwrap().text().await.unwrap();
+    let marker = "name=\"csrf\" value=\"";
+    let start = body.find(marker).expect("a form") + marker.len();
+    body[start..start + body[start..].find('"').unwrap()].to_string()
+}
+
+/// Opens `page`, then posts `fields` to `action` as its form would; the answer's status.
+pub async fn form(
+    c: &Client,
+    base: &str,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> StatusCode {
+    let token = csrf(c, &format!("{base}{page}")).await;
+    let mut all = fields.to_vec();
+    all.push(("csrf", &token));
+    c.post(format!("{base}{action}"))
+        .header("Origin", base)
+        .form(&all)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
