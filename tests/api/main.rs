@@ -2,6 +2,8 @@
 //! over HTTP by a cookie-keeping client, as a browser would.
 
 mod helpers;
+#[path = "../common/http.rs"]
+mod http;
 
 mod accounts;
 mod admin;

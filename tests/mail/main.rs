@@ -5,6 +5,8 @@
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../common/http.rs"]
+mod http;
 #[path = "../common/smtp.rs"]
 mod smtp;
 #[path = "../common/system.rs"]
