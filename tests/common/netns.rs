@@ -25,6 +25,36 @@ pub fn in_ns(ns: &str, program: &str, args: &[&str]) -> Command {
     c
 }
 
+/// IPv4 forwarding on this host, switched on for as long as the value lives and put back as it
+/// was found when it drops (also when the test fails). The multi-host tests route between
+/// their namespaces through this host; a fresh machine has forwarding off.
+pub struct HostForwarding {
+    was: String,
+}
+
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+impl HostForwarding {
+    pub fn on() -> HostForwarding {
+        let was = std::fs::read_to_string(IP_FORWARD)
+            .expect("read net.ipv4.ip_forward")
+            .trim()
+            .to_string();
+        if was != "1" {
+            std::fs::write(IP_FORWARD, "1").expect("switch on net.ipv4.ip_forward");
+        }
+        HostForwarding { was }
+    }
+}
+
+impl Drop for HostForwarding {
+    fn drop(&mut self) {
+        if self.was != "1" {
+            let _ = std::fs::write(IP_FORWARD, &self.was);
+        }
+    }
+}
+
 /// A slave host: namespace `name`, its `eth0` at `10.{net}.{n}.2/30` joined to the host's
 /// `host_if` at `.1`, a default route out through the host, and a bridge holding the first
 /// address of `subnet` (the host routes that subnet to it). Removed on drop.

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use gateway_lab::{free_port, Lab};
 use http::{browser, form};
-use netns::NsHost;
+use netns::{HostForwarding, NsHost};
 use smtp::Smtp;
 use system::*;
 
@@ -195,6 +195,9 @@ async fn the_whole_system_across_hosts() {
         .tempdir_in("/dev/shm")
         .unwrap();
     let w = work.path();
+    // This host routes between the namespaces (gateway -> node subnets): forwarding on for the
+    // test, put back as it was found at the end.
+    let _forwarding = HostForwarding::on();
     // The gateway: a host of its own, reached at 10.102.3.2; it reaches the slices through
     // this host, which routes each node's subnet to that node.
     let gw_host = NsHost::new("slsys-gw", "slsys-gw", "10.102.3", None);
