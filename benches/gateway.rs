@@ -4,12 +4,10 @@
 //! finds nothing to do, a full reconcile with one user changed, and one user's own apply.
 //! Needs root, sshd and the system-test setup: `bash scripts/bench-gateway.sh`.
 
-#[path = "../tests/common/gateway_lab.rs"]
-mod gateway_lab;
-#[path = "../tests/common/netns.rs"]
-mod netns;
-#[path = "../tests/common/system.rs"]
-mod system;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{gateway_lab, system};
 
 use std::time::Instant;
 

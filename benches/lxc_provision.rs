@@ -2,10 +2,10 @@
 //! through the agent over mutual TLS. Prints figures; asserts nothing.
 //!   cargo bench --bench lxc_provision   (root, LXC, and the cached OS template)
 
-#[path = "../tests/common/lxc_node.rs"]
-mod lxc_node;
-#[path = "../tests/common/system.rs"]
-mod system;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{lxc_node, system};
 
 use std::time::{Duration, Instant};
 

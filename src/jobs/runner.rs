@@ -9,6 +9,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::queue::{self, Job};
 use super::work::Outcome;
@@ -99,6 +100,7 @@ pub struct JobRunner {
     pub(super) cfg: RunnerConfig,
     pub(super) templates: Arc<TemplateDir>,
     pub(super) gateway: Arc<crate::gateway::Gateway>,
+    /// Any commit that queues a job notifies this (`Db::jobs_queued`).
     wake: Arc<Notify>,
     mail: Arc<MailSender>,
     /// Counts the moments room may have appeared (a node answered, a slice was destroyed),
@@ -140,13 +142,13 @@ impl JobRunner {
             rand::thread_rng().gen::<u32>()
         );
         Ok(Arc::new(JobRunner {
+            wake: ctx.db.jobs_queued(),
             ctx,
             links,
             owner,
             cfg,
             templates,
             gateway,
-            wake: Arc::new(Notify::new()),
             room: std::sync::atomic::AtomicU64::new(0),
             mail,
         }))
@@ -301,14 +303,23 @@ impl JobRunner {
                 running.lock().expect("running").insert(job.id, job.node_id);
                 let this = self.clone();
                 let running = running.clone();
-                tasks.spawn(async move {
-                    let span = tracing::info_span!("job", id = job.id, kind = %job.kind, slice = ?job.slice_id);
-                    let _ = &span;
-                    let outcome = this.execute(&job).await;
-                    this.finish(&job, outcome).await;
-                    running.lock().expect("running").remove(&job.id);
-                    this.wake();
-                });
+                // Every log line of the job carries its id, kind, slice and node.
+                let span = tracing::info_span!(
+                    "job",
+                    id = job.id,
+                    kind = %job.kind,
+                    slice = job.slice_id,
+                    node = job.node_id
+                );
+                tasks.spawn(
+                    async move {
+                        let outcome = this.execute(&job).await;
+                        this.finish(&job, outcome).await;
+                        running.lock().expect("running").remove(&job.id);
+                        this.wake();
+                    }
+                    .instrument(span),
+                );
             }
         }
         tasks.abort_all();

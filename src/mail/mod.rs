@@ -417,7 +417,7 @@ pub fn queue_digests(conn: &Connection, day: &str) -> Result<usize> {
                 "username": r.get::<_, String>(0)?,
                 "display_name": r.get::<_, String>(1)?,
                 "course": r.get::<_, String>(2)?,
-                "asked": crate::web::render::format_time(r.get(3)?),
+                "asked": crate::clock::format_time(r.get(3)?),
             }))
         })?
         .collect::<rusqlite::Result<_>>()?;

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::hooks::Action;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,7 +44,11 @@ pub struct Db {
     readers: Pool<Manager>,
     writer: Pool<Manager>,
     path: PathBuf,
-    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    commits: Arc<AtomicU64>,
+    /// Set by the writer connection's update hook when a transaction inserts a job row.
+    job_inserted: Arc<AtomicBool>,
+    /// Notified after each commit that queued a job: the job loop waits on it.
+    jobs_queued: Arc<tokio::sync::Notify>,
 }
 
 fn configure(conn: &mut Connection, read_only: bool) -> rusqlite::Result<()> {
@@ -66,10 +73,23 @@ impl Db {
             configure(&mut conn, false)?;
             migrate::apply(&mut conn, path)?;
         }
+        let job_inserted = Arc::new(AtomicBool::new(false));
+        let flag = job_inserted.clone();
         let writer = Pool::builder()
             .max_size(1)
             .connection_timeout(Duration::from_secs(30))
-            .build(Manager::file(path).with_init(|c| configure(c, false)))?;
+            .build(Manager::file(path).with_init(move |c| {
+                configure(c, false)?;
+                // Whoever queues a job (a page, a command, another job) wakes the job loop
+                // once the transaction commits, without knowing of it.
+                let flag = flag.clone();
+                c.update_hook(Some(move |action, _: &str, table: &str, _| {
+                    if action == Action::SQLITE_INSERT && table == "jobs" {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }));
+                Ok(())
+            }))?;
         let readers = Pool::builder()
             .max_size(readers)
             .min_idle(Some(1))
@@ -79,6 +99,8 @@ impl Db {
             writer,
             path: path.to_path_buf(),
             commits: Default::default(),
+            job_inserted,
+            jobs_queued: Default::default(),
         })
     }
 
@@ -105,16 +127,24 @@ impl Db {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
+        self.job_inserted.store(false, Ordering::Relaxed);
         let out = f(&tx)?;
         tx.commit().map_err(StoreError::from)?;
-        self.commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        if self.job_inserted.swap(false, Ordering::Relaxed) {
+            self.jobs_queued.notify_one();
+        }
         Ok(out)
     }
 
     /// How many write transactions this handle (and its clones) committed.
     pub fn commits(&self) -> u64 {
-        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Notified after every commit that queued a job (a permit is kept when nobody waits).
+    pub fn jobs_queued(&self) -> Arc<tokio::sync::Notify> {
+        self.jobs_queued.clone()
     }
 
     /// Runs blocking database work on the blocking thread pool, off the async threads.
@@ -136,10 +166,4 @@ impl Db {
     }
 }
 
-/// The current time in Unix seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now;

@@ -106,7 +106,8 @@ impl ResponseError for WebError {
                 .insert_header((header::LOCATION, super::session::login_url(next)))
                 .finish(),
             WebError::Internal(e) => {
-                let reference = crate::accounts::token::new_token()[..8].to_string();
+                // The request's id: the same one its log lines and X-Request-Id carry.
+                let reference = super::trace::current().unwrap_or_else(super::trace::next_id);
                 tracing::error!(reference, error = format!("{e:#}"), "internal error");
                 simple_page(
                     status,

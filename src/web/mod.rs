@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod auth;
+mod chart;
 mod email;
 pub mod error;
 mod fleet;
@@ -15,6 +16,7 @@ pub mod session;
 mod slices;
 mod staff;
 pub mod tls;
+mod trace;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{get, web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::FutureExt;
 use tera::Tera;
+use tracing::Instrument;
 
 use crate::context::Context;
 use error::WebError;
@@ -160,21 +163,40 @@ impl Application {
                 .wrap(headers)
                 .wrap_fn(|req, srv| {
                     let start = Instant::now();
-                    let method = req.method().clone();
-                    let path = req.path().to_string();
-                    srv.call(req).map(move |res| {
-                        let micros = start.elapsed().as_micros() as u64;
-                        match &res {
-                            Ok(r) if r.status().is_server_error() || method != "GET" => {
-                                tracing::info!(%method, %path, status = r.status().as_u16(), micros, "request")
+                    let id = trace::next_id();
+                    let span = tracing::info_span!(
+                        "request",
+                        id = %id,
+                        method = %req.method(),
+                        path = %req.path()
+                    );
+                    let header = header::HeaderValue::from_str(&id).ok();
+                    let log = span.clone();
+                    let fut = span.in_scope(|| trace::with_id(id.clone(), || srv.call(req)));
+                    trace::scope(id, fut)
+                        .instrument(span)
+                        .map(move |mut res| {
+                            let micros = start.elapsed().as_micros() as u64;
+                            let _in = log.enter();
+                            match &mut res {
+                                Ok(r) => {
+                                    if let Some(v) = header {
+                                        r.headers_mut().insert(
+                                            header::HeaderName::from_static(trace::HEADER),
+                                            v,
+                                        );
+                                    }
+                                    let status = r.status().as_u16();
+                                    if r.status().is_server_error() || r.request().method() != "GET" {
+                                        tracing::info!(status, micros, "request");
+                                    } else {
+                                        tracing::debug!(status, micros, "request");
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, micros, "request failed"),
                             }
-                            Ok(r) => {
-                                tracing::debug!(%method, %path, status = r.status().as_u16(), micros, "request")
-                            }
-                            Err(e) => tracing::warn!(%method, %path, error = %e, micros, "request failed"),
-                        }
-                        res
-                    })
+                            res
+                        })
                 })
                 .service(stylesheet)
                 .service(script)

@@ -85,13 +85,7 @@ fn when_filter(
     }))
 }
 
-pub fn format_time(t: i64) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(fmt).ok())
-        .unwrap_or_default()
-}
+pub use crate::clock::format_time;
 
 /// What a page shows of the viewer.
 #[derive(Serialize)]

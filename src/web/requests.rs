@@ -276,7 +276,7 @@ async fn detail(
                     .filter(|n| n.enabled && Some(n.id) != s.node_id)
                     .map(|n| n.name)
                     .collect();
-                let (usage, chart) = crate::usage::for_page(c, s.id, &s.hostname)?;
+                let (usage, chart) = super::chart::for_page(c, s.id, &s.hostname)?;
                 Ok::<_, Error>((
                     s,
                     owner,

@@ -58,7 +58,7 @@ fn view(
         None
     };
     let (usage, chart) = if matches!(s.state, SliceState::Running | SliceState::Stopped) {
-        crate::usage::for_page(c, s.id, &s.hostname)?
+        super::chart::for_page(c, s.id, &s.hostname)?
     } else {
         (vec![], String::new())
     };

@@ -51,7 +51,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
-pub use crate::http::browser;
+pub use super::http::browser;
 
 pub const PASSWORD: &str = "correct horse battery";
 

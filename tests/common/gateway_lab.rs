@@ -1,7 +1,6 @@
 //! A gateway host for system tests and the benchmark: a real sshd on loopback (root logs in
 //! with the master's key, students with theirs) and, on demand, a real Apache, with all their
 //! files in one root-owned folder that is removed, with the accounts made in it, on drop.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

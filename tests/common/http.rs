@@ -1,6 +1,5 @@
 //! The web interface as a browser uses it, for tests: a client that keeps cookies and does
 //! not follow redirects, and a form submitted with the page's token and origin.
-#![allow(dead_code)]
 
 use reqwest::{Client, StatusCode};
 

@@ -1,7 +1,6 @@
 //! One slave host for the LXC system test and benchmark: the agent with the real `lxc` driver,
 //! its own CA and certificate, state on tmpfs, the cached OS template, a bridge, and the
 //! master's connection to it over mutual TLS.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! Separate "hosts" on this machine: network namespaces joined to the host by a veth pair.
 //! Only addresses the tests make are ever used, and the host's own tables are never touched
 //! (rules go inside the namespaces).
-#![allow(dead_code)]
 
 use std::process::Command;
 

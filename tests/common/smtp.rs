@@ -1,6 +1,5 @@
 //! A real SMTP server for tests: Debian's python3-aiosmtpd on loopback, storing each message
 //! in a Maildir. Stopped on drop.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

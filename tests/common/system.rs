@@ -3,7 +3,6 @@
 //! They run when `TEST_SLICES_SYSTEM=1` (the README's test command sets it, after installing
 //! what they need). Without it they say they were skipped; with it, a missing part is a
 //! failure, never a silent pass.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,6 +14,18 @@ pub fn enabled(test: &str) -> bool {
     }
     eprintln!("{test}: skipped (set TEST_SLICES_SYSTEM=1, as scripts/test.sh does, to run it)");
     false
+}
+
+/// For a system test: `None` (and a line saying so) unless system tests are asked for; else a
+/// guard that runs this test alone among the system tests, held until the test ends (they
+/// share this machine's bridges, accounts, forwarding and two cores). A failed test releases
+/// it too.
+pub async fn alone(test: &str) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    if !enabled(test) {
+        return None;
+    }
+    Some(ONE_AT_A_TIME.lock().await)
 }
 
 /// Runs a command, panicking with its output when it fails.

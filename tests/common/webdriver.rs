@@ -1,6 +1,5 @@
 //! A small W3C WebDriver client over HTTP (enough to drive Debian's chromium through
 //! chromedriver from `cargo test`), and the chromedriver process itself.
-#![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,22 +2,14 @@
 //! right recipient, subject and links; the verification link works over HTTP; with the SMTP
 //! server down a message is retried and delivered exactly once when it is back.
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-#[path = "../common/http.rs"]
-mod http;
-#[path = "../common/smtp.rs"]
-mod smtp;
-#[path = "../common/system.rs"]
-mod system;
+use crate::system;
 
 use std::time::{Duration, Instant};
 
-use helpers::*;
+use crate::app::*;
+use crate::smtp::Smtp;
 use reqwest::StatusCode;
 use slices::jobs::{JobRunner, RunnerConfig};
-use smtp::Smtp;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

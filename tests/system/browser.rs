@@ -3,16 +3,11 @@
 //! "running" without a reload and shows the ssh command. Screenshots of the main pages go to
 //! target/screenshots/.
 
-#[path = "../jobs/fleet.rs"]
-mod fleet;
-#[path = "../common/system.rs"]
-mod system;
-#[path = "../common/webdriver.rs"]
-mod webdriver;
+use crate::{system, webdriver};
 
 use std::path::PathBuf;
 
-use fleet::*;
+use crate::fleet::*;
 use slices::domain::Role;
 
 fn shot(name: &str) -> PathBuf {
@@ -23,9 +18,9 @@ fn shot(name: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_up_request_approve_and_watch_it_run() {
-    if !system::enabled("browser test") {
+    let Some(_alone) = system::alone("browser test").await else {
         return;
-    }
+    };
     let f = fleet(1, |_| "10.86.0.0/24".into(), 400).await;
     f.user("tess", Role::Staff);
     let app = slices::web::Application::build(f.ctx.clone()).unwrap();

@@ -59,9 +59,9 @@ fn account_exists(name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_the_web() {
-    if !enabled("gateway::real") {
+    let Some(_alone) = alone("gateway::real").await else {
         return;
-    }
+    };
     for (name, exists) in [("slgw-alice", false), ("slgw-bob", false)] {
         assert_eq!(account_exists(name), exists, "a stale test account {name}");
     }

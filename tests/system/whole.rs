@@ -13,27 +13,16 @@
 //! The gateway is a namespace of its own too (its accounts and files are this machine's, as
 //! the hosts share one file system).
 
-#[path = "../common/gateway_lab.rs"]
-mod gateway_lab;
-#[path = "../common/http.rs"]
-mod http;
-#[path = "../common/netns.rs"]
-mod netns;
-#[path = "../common/smtp.rs"]
-mod smtp;
-#[path = "../common/system.rs"]
-mod system;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gateway_lab::{free_port, Lab};
-use http::{browser, form};
-use netns::{HostForwarding, NsHost};
-use smtp::Smtp;
-use system::*;
+use crate::gateway_lab::{free_port, Lab};
+use crate::http::{browser, form};
+use crate::netns::{HostForwarding, NsHost};
+use crate::smtp::Smtp;
+use crate::system::*;
 
 const TEMPLATE: &str = "debian-12-ssh_amd64";
 
@@ -187,9 +176,9 @@ fn text(data: &Path, sql: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_system_across_hosts() {
-    if !enabled("the multi-host system test") {
+    let Some(_alone) = alone("the multi-host system test").await else {
         return;
-    }
+    };
     let work = tempfile::Builder::new()
         .prefix("slices-sys-")
         .tempdir_in("/dev/shm")

@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::*;
+use crate::app::*;
 
 #[actix_web::test]
 async fn signup_logs_in_and_logout_ends_the_session() {

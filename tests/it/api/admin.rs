@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use slices::domain::{Role, TemplateName};
 
-use crate::helpers::*;
+use crate::app::*;
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKzC7OGd0Cq6HbB1cBdC4ktTXv4F0iYc1Hj2lqR8Dw8m stu@laptop";

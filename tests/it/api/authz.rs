@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use slices::domain::{Role, TemplateName};
 
-use crate::helpers::*;
+use crate::app::*;
 
 #[actix_web::test]
 async fn every_route_admits_only_whom_it_should() {

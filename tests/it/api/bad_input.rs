@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::*;
+use crate::app::*;
 
 fn user_count(app: &TestApp) -> i64 {
     app.ctx

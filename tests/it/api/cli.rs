@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use reqwest::StatusCode;
 
-use crate::helpers::*;
+use crate::app::*;
 
 fn slices() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_slices"));

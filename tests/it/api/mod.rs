@@ -1,10 +1,6 @@
 //! End-to-end tests of the master: the real server on port 0 with its own SQLite file, driven
 //! over HTTP by a cookie-keeping client, as a browser would.
 
-mod helpers;
-#[path = "../common/http.rs"]
-mod http;
-
 mod accounts;
 mod admin;
 mod authz;

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use slices::domain::{Role, TemplateName};
 
-use crate::helpers::*;
+use crate::app::*;
 
 fn offer_template(app: &TestApp) {
     app.ctx

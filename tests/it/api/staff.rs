@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use slices::domain::Role;
 
-use crate::helpers::*;
+use crate::app::*;
 
 #[actix_web::test]
 async fn students_and_strangers_are_kept_off_staff_pages() {

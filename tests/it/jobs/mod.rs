@@ -1,10 +1,6 @@
 //! The job loop end to end: real SQLite, real agents (simulator driver) behind real mutual
 //! TLS, the master's runner in-process or as the real `slices serve` process.
 
-mod fleet;
-#[path = "../common/http.rs"]
-mod http;
-
 mod digest;
 mod embedded;
 mod provision;

@@ -342,3 +342,28 @@ async fn an_agent_that_is_down_is_retried_with_back_off_then_failed_for_staff_to
     );
     jobs.stop().await;
 }
+
+/// Queueing a job wakes the loop at once: with the loop's own tick an hour long, an approval
+/// (which only writes rows) still becomes a running slice, and a stop made later (by another
+/// writer, not the runner) is carried out, with nobody calling `wake`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queueing_a_job_wakes_the_loop() {
+    let f = fleet(1, |_| "10.80.9.0/24".into(), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    let jobs = f.run_jobs(|c| {
+        c.tick = std::time::Duration::from_secs(3600);
+        c.health_secs = 3600;
+    });
+    // Let the loop finish its first round and fall asleep.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let id = f.request_and_approve(&alice, &staff);
+    f.wait_for(id, State::Running, 10).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    f.ctx
+        .db
+        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Stop))
+        .unwrap();
+    f.wait_for(id, State::Stopped, 10).await;
+    jobs.stop().await;
+}

@@ -10,7 +10,7 @@ use slices::agent::Agent;
 use slices::domain::NodeName;
 use slices::slave_link::{Command, Handler};
 
-use crate::helpers::*;
+use super::helpers::*;
 
 fn valid_lines() -> Vec<String> {
     let s = spec(101, "10.77.0.11");

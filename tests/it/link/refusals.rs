@@ -8,7 +8,7 @@ use slices::domain::NodeName;
 use slices::slave_link::pki::{self, Ca};
 use slices::slave_link::{code, AgentClient, Command, Request};
 
-use crate::helpers::*;
+use super::helpers::*;
 
 async fn try_ping(lab: &Lab, tls: Arc<rustls::ClientConfig>, node: &str) -> Result<i32, String> {
     let node = NodeName::parse(node).unwrap();

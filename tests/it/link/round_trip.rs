@@ -2,7 +2,7 @@ use serde_json::json;
 use slices::domain::{Limits, VeId};
 use slices::slave_link::{code, Command};
 
-use crate::helpers::*;
+use super::helpers::*;
 
 #[tokio::test]
 async fn a_slice_goes_through_its_whole_life_over_mutual_tls() {

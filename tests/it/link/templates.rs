@@ -7,7 +7,7 @@ use serde_json::json;
 use slices::slave_link::{code, Command, Request};
 use slices::templates::{sha256_file, TemplateDir};
 
-use crate::helpers::*;
+use super::helpers::*;
 
 #[tokio::test]
 async fn templates_sync_to_a_node_and_a_second_sync_sends_nothing() {

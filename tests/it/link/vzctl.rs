@@ -9,7 +9,7 @@ use slices::agent::{Agent, DriverKind};
 use slices::domain::{Limits, NodeName};
 use slices::slave_link::{Command, Handler};
 
-use crate::helpers::*;
+use super::helpers::*;
 
 fn out(stdout: &str, code: i32) -> Output {
     Output {
@@ -29,7 +29,7 @@ fn agent() -> (tempfile::TempDir, Arc<RecordingRunner>, Agent) {
     cfg.driver = DriverKind::Vzctl;
     std::fs::create_dir_all(&cfg.templates).unwrap();
     std::fs::write(cfg.templates.join(format!("{TEMPLATE}.tar.gz")), b"x").unwrap();
-    let seed = include_str!("../fixtures/user_beancounters.seed.txt").replace("1:\t", "101:\t");
+    let seed = include_str!("../../fixtures/user_beancounters.seed.txt").replace("1:\t", "101:\t");
     std::fs::write(dir.path().join("beancounters"), seed).unwrap();
     let runner = Arc::new(RecordingRunner::default());
     let paths = VzPaths {

@@ -2,30 +2,26 @@
 //! template, start it, log in to it with the user's key over its private IP, read its usage,
 //! stop and destroy it, and check that nothing is left behind.
 
-#[path = "../common/lxc_node.rs"]
-mod lxc_node;
-#[path = "../common/netns.rs"]
-mod netns;
+use crate::lxc_node;
+
 mod network;
-#[path = "../common/system.rs"]
-mod system;
 
 use std::sync::Arc;
 
-use lxc_node::LxcNode;
+use crate::lxc_node::LxcNode;
+use crate::system::*;
 use slices::agent::Agent;
 use slices::domain::{DnsName, Limits, PrivateIp, TemplateName, Username, VeId};
 use slices::slave_link::{code, Command, EnvSpec};
-use system::*;
 
 const BRIDGE: &str = "slbr-lxct";
 const SUBNET: &str = "10.78.0.0/24";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_container_from_create_to_destroy() {
-    if !enabled("lxc system test") {
+    let Some(_alone) = alone("lxc system test").await else {
         return;
-    }
+    };
     let mut node: LxcNode = lxc_node::start("lxc1", BRIDGE, SUBNET).await;
     let agent = node.agent.clone();
     let (bridge, work) = (&node.bridge, &node.work);
@@ -164,8 +160,8 @@ impl Drop for Cleanup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_network_policy_in_a_namespace() {
-    if !enabled("lxc network policy") {
+    let Some(_alone) = alone("lxc network policy").await else {
         return;
-    }
+    };
     network::the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat().await;
 }

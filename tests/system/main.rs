@@ -1,0 +1,18 @@
+//! The system tests: real host parts, driven as people and operators use them. They run when
+//! `TEST_SLICES_SYSTEM=1` (the README's test command sets it after installing what they
+//! need), one at a time (they share this machine's bridges, accounts and CPU).
+//!
+//! - `lxc`: the agent with the real `lxc` driver, and its network policy in a namespace.
+//! - `gateway`: a real sshd and Apache as the gateway into real LXC slices.
+//! - `browser`: the whole flow in headless Chromium.
+//! - `whole`: the multi-host system, each host a network namespace.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::{fleet, gateway_lab, http, lxc_node, netns, smtp, system, webdriver};
+
+mod browser;
+mod gateway;
+mod lxc;
+mod whole;
