@@ -1,0 +1,39 @@
+//! `slices backup FILE`: an online, consistent copy of the database.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::ConfigArgs;
+
+pub fn run(file: PathBuf, cfg: ConfigArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !file.exists(),
+        "{} exists already: choose a new file (a backup never overwrites)",
+        file.display()
+    );
+    let config = cfg.load(&[])?;
+    let db = config.data.join("slices.db");
+    anyhow::ensure!(db.is_file(), "there is no database at {}", db.display());
+    let started = std::time::Instant::now();
+    // Its own read-only connection: one read transaction, so the copy is the database
+    // at one moment while the master goes on writing.
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.execute("VACUUM INTO ?1", [file.to_string_lossy()])
+        .with_context(|| format!("backup to {}", file.display()))?;
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "Backed up the database to {} ({} kB, {} ms).",
+        file.display(),
+        size / 1024,
+        started.elapsed().as_millis()
+    );
+    println!(
+        "Keep with it, from {}: ca/ (the agents' certificate authority), secret.key, \
+                 gateway/master_ed25519 and os-templates/. They are files, not in the database.",
+        config.data.display()
+    );
+    Ok(())
+}

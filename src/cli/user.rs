@@ -1,0 +1,93 @@
+//! `slices user`: accounts made from the shell.
+
+use std::io::BufRead;
+
+use anyhow::bail;
+use clap::Subcommand;
+
+use super::ConfigArgs;
+use crate::accounts::{self, Event, Grant, SignUpForm};
+use crate::context::Context;
+use crate::domain::Role;
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account. The password is asked for, or read from standard input.
+    Add {
+        /// The username (2 to 32 lowercase letters, digits, - or _).
+        name: String,
+        #[arg(long, default_value = "student")]
+        role: Role,
+        #[arg(long)]
+        email: String,
+        /// The person's name (default: the username).
+        #[arg(long = "display-name")]
+        display_name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+pub async fn run(what: UserCommand) -> anyhow::Result<()> {
+    match what {
+        UserCommand::Add {
+            name,
+            role,
+            email,
+            display_name,
+            password_stdin,
+            cfg,
+        } => {
+            let ctx = Context::open(cfg.load(&[])?)?;
+            let password = read_password(password_stdin)?;
+            let form = SignUpForm {
+                display_name: display_name.unwrap_or_else(|| name.clone()),
+                username: name,
+                email,
+                password_confirm: password.clone(),
+                password,
+            };
+            let ctx2 = ctx.clone();
+            let user = tokio::task::spawn_blocking(move || {
+                let account = form.check()?;
+                accounts::create_account(
+                    &ctx2.db,
+                    &ctx2.policy,
+                    account,
+                    Grant {
+                        role,
+                        event: Event::AccountCreated,
+                        creator: None,
+                        origin: None,
+                        invite: None,
+                    },
+                )
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .0;
+            println!(
+                "Created {} account `{}` <{}>.",
+                user.role, user.username, user.email
+            );
+            Ok(())
+        }
+    }
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_string());
+    }
+    let first = rpassword::prompt_password("Password (at least 10 characters): ")?;
+    let second = rpassword::prompt_password("Password again: ")?;
+    if first != second {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}
