@@ -11,6 +11,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info,actix_server=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: a log file or the journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match actix_web::rt::System::new().block_on(slices::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,6 +13,8 @@ pub mod http;
 pub mod lxc_node;
 /// Separate "hosts" as network namespaces.
 pub mod netns;
+/// The real `slices serve` binary on an empty folder.
+pub mod serve;
 /// A real SMTP server (aiosmtpd).
 pub mod smtp;
 /// Running host commands, skipping system tests unless asked, waiting.

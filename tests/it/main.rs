@@ -6,7 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::{app, fleet, http, smtp, system};
+use common::{app, fleet, http, serve, smtp, system};
 
 mod api;
 mod gateway_local;

@@ -9,3 +9,4 @@ mod cli;
 mod slice_pages;
 mod staff;
 mod store;
+mod trace;

@@ -3,72 +3,21 @@
 //! up and asks, the admin approves, the slice runs on the built-in simulated node, the local
 //! gateway holds the login shell and map line, and the "ready" mail is in the mail folder.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::http::{browser, form};
-
-struct Master(Child);
-impl Drop for Master {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::serve::Served;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("slices-data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slices"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .env_remove("SLICES_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let _master = Master(child);
-    let (mut base, mut setup, mut simulated) = (String::new(), String::new(), false);
-    for line in out.lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("Slices is running at ") {
-            base = rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string();
-        }
-        simulated |= line.contains("built-in simulated node `local`");
-        if line.trim_start().starts_with("http") && line.contains("/setup/") {
-            setup = line.trim().to_string();
-            break;
-        }
-    }
-    assert!(!base.is_empty() && !setup.is_empty(), "the start-up lines");
-    assert!(simulated, "it says the node is simulated");
+    let served = Served::start(&data, "info");
+    assert!(served.simulated, "it says the node is simulated");
+    let base = served.base.clone();
 
     // The first admin, from the one-time link.
-    let admin = browser();
-    let path = setup.strip_prefix(&base).unwrap();
-    let r = form(
-        &admin,
-        &base,
-        path,
-        path,
-        &[
-            ("username", "ada"),
-            ("email", "ada@example.edu"),
-            ("display_name", "Ada"),
-            ("password", "correct horse battery"),
-            ("password_confirm", "correct horse battery"),
-        ],
-    )
-    .await;
-    assert_eq!(r, 303, "admin created");
+    let admin = served.first_admin("ada").await;
 
     // A student signs up; the admin confirms her address by hand (the mail is a file).
     let stu = browser();

@@ -1,0 +1,100 @@
+//! The real `slices serve` binary on an empty data folder, as a newcomer starts it: its
+//! address and first-admin link read from what it prints, its log (stderr) kept in a file.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A running master, killed on drop.
+pub struct Served {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The one-time link that makes the first admin.
+    pub setup: String,
+    /// Whether it said the built-in node is simulated.
+    pub simulated: bool,
+    /// Where its log goes.
+    pub log: PathBuf,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// Starts `slices serve --listen 127.0.0.1:0 --data DATA` with no configuration file and
+    /// `RUST_LOG` as given; returns once it printed its first-admin link.
+    pub fn start(data: &Path, rust_log: &str) -> Served {
+        std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+        let log = data.with_extension("log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_slices"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env_remove("SLICES_CONFIG")
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut served = Served {
+            child,
+            base: String::new(),
+            setup: String::new(),
+            simulated: false,
+            log,
+        };
+        for line in out.lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("Slices is running at ") {
+                served.base = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('/')
+                    .to_string();
+            }
+            served.simulated |= line.contains("built-in simulated node `local`");
+            if line.trim_start().starts_with("http") && line.contains("/setup/") {
+                served.setup = line.trim().to_string();
+                break;
+            }
+        }
+        assert!(
+            !served.base.is_empty() && !served.setup.is_empty(),
+            "the start-up lines"
+        );
+        served
+    }
+
+    /// Makes the first admin from the one-time link; returns their logged-in client.
+    pub async fn first_admin(&self, username: &str) -> reqwest::Client {
+        let admin = super::http::browser();
+        let path = self.setup.strip_prefix(&self.base).unwrap();
+        let r = super::http::form(
+            &admin,
+            &self.base,
+            path,
+            path,
+            &[
+                ("username", username),
+                ("email", &format!("{username}@example.edu")),
+                ("display_name", username),
+                ("password", "correct horse battery"),
+                ("password_confirm", "correct horse battery"),
+            ],
+        )
+        .await;
+        assert_eq!(r, 303, "admin created");
+        admin
+    }
+
+    /// What it has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
