@@ -5,17 +5,32 @@
 //! record, and every agent command is idempotent, so a master killed at any moment resumes
 //! where it was and never does a step twice.
 
+/// `step!(result)`: the value, or return the `Outcome` the step ended with.
+macro_rules! step {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(o) => return o,
+        }
+    };
+}
+
+pub mod env;
+mod kinds;
 pub mod links;
+mod placement;
 pub mod queue;
 pub mod runner;
-mod work;
 
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::slave_link::{code, LinkError, Reply};
 use crate::store::now;
 
+pub use env::JobEnv;
+pub use kinds::execute;
 pub use links::Links;
 pub use runner::{JobRunner, RunnerConfig};
 
@@ -174,4 +189,46 @@ fn insert(
     )?
     .execute(params![kind.as_str(), max_attempts, at, slice_id, user_id, node_id, now()])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// How a run of a job ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Done,
+    /// A passing trouble (an agent down, a timeout): try again later.
+    Retry(String),
+    /// Trying again cannot help (a bad argument, an unknown template).
+    Fail(String),
+    /// Not a failure: wait this many seconds (no node has room yet).
+    Wait(String, i64),
+    /// Cancelled meanwhile, or no longer ours: leave it.
+    Abandoned,
+}
+
+/// Judges an agent's answer: success, a permanent refusal, or a passing failure.
+fn judge(
+    what: &str,
+    r: std::result::Result<Reply, LinkError>,
+) -> std::result::Result<Reply, Outcome> {
+    match r {
+        Ok(r) if r.code == code::OK => Ok(r),
+        Ok(r)
+            if [
+                code::BAD_ARGUMENTS,
+                code::CONFLICT,
+                code::NO_TEMPLATE,
+                code::NOT_FOUND,
+                code::UNKNOWN_COMMAND,
+            ]
+            .contains(&r.code) =>
+        {
+            Err(Outcome::Fail(format!("{what}: {}", r.text())))
+        }
+        Ok(r) => Err(Outcome::Retry(format!("{what}: {}", r.text()))),
+        Err(e) => Err(Outcome::Retry(format!("{what}: {e}"))),
+    }
+}
+
+fn db_err(e: Error) -> Outcome {
+    Outcome::Retry(format!("database: {e}"))
 }

@@ -7,13 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::queue::{self, Job};
-use super::work::Outcome;
-use super::{JobKind, Links};
+use super::{JobEnv, JobKind, Links, Outcome};
 use crate::context::Context;
 use crate::domain::DnsName;
 use crate::error::Result;
@@ -94,18 +93,9 @@ impl RunnerConfig {
 }
 
 pub struct JobRunner {
-    pub(super) ctx: Arc<Context>,
-    pub(super) links: Arc<Links>,
-    pub(super) owner: String,
-    pub(super) cfg: RunnerConfig,
-    pub(super) templates: Arc<TemplateDir>,
-    pub(super) gateway: Arc<crate::gateway::Gateway>,
-    /// Any commit that queues a job notifies this (`Db::jobs_queued`).
-    wake: Arc<Notify>,
+    /// What every job runs with.
+    pub env: Arc<JobEnv>,
     mail: Arc<MailSender>,
-    /// Counts the moments room may have appeared (a node answered, a slice was destroyed),
-    /// so a provisioning that found no room while one happened looks again at once.
-    room: std::sync::atomic::AtomicU64,
 }
 
 /// Waits before retry number `attempt` (1 = the first retry): base, 2 base, 4 base, ...,
@@ -142,35 +132,19 @@ impl JobRunner {
             rand::thread_rng().gen::<u32>()
         );
         Ok(Arc::new(JobRunner {
-            wake: ctx.db.jobs_queued(),
-            ctx,
-            links,
-            owner,
-            cfg,
-            templates,
-            gateway,
-            room: std::sync::atomic::AtomicU64::new(0),
+            env: Arc::new(JobEnv::new(ctx, links, owner, cfg, templates, gateway)),
             mail,
         }))
     }
 
     /// Makes the loop look for work now (a job was queued).
     pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    pub(super) fn room_generation(&self) -> u64 {
-        self.room.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    pub(super) fn room_changed(&self) {
-        self.room.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.wake();
+        self.env.wake();
     }
 
     /// Asks every enabled node how it is, all at once, before any slice is placed.
     async fn first_health_round(self: &Arc<Self>) {
-        let nodes = match self.ctx.db.run(|db| db.read(crate::nodes::list)).await {
+        let nodes = match self.env.ctx.db.run(|db| db.read(crate::nodes::list)).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "listing nodes");
@@ -181,20 +155,21 @@ impl JobRunner {
         for node in nodes.into_iter().filter(|n| n.enabled) {
             let this = self.clone();
             checks.spawn(async move {
-                let _ = this.check_node(&node, None).await;
+                let _ = this.env.check_node(&node, None).await;
             });
         }
         while checks.join_next().await.is_some() {}
     }
 
     pub fn owner(&self) -> &str {
-        &self.owner
+        &self.env.owner
     }
 
     /// Runs until `stop` turns true. Jobs left running by a previous process are taken again.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let owner = self.owner.clone();
+        let owner = self.env.owner.clone();
         match self
+            .env
             .ctx
             .db
             .run(move |db| db.write(|tx| queue::requeue_orphans(tx, &owner)))
@@ -208,14 +183,15 @@ impl JobRunner {
         }
         let running: Arc<Mutex<HashMap<i64, Option<i64>>>> = Arc::default();
         let mut tasks = JoinSet::new();
-        let mut tick = tokio::time::interval(self.cfg.tick);
-        let mut renew =
-            tokio::time::interval(Duration::from_secs((self.cfg.lease_secs / 3).max(1) as u64));
-        tokio::spawn(
-            self.mail
-                .clone()
-                .run(self.ctx.db.clone(), self.cfg.tick, stop.clone()),
-        );
+        let mut tick = tokio::time::interval(self.env.cfg.tick);
+        let mut renew = tokio::time::interval(Duration::from_secs(
+            (self.env.cfg.lease_secs / 3).max(1) as u64,
+        ));
+        tokio::spawn(self.mail.clone().run(
+            self.env.ctx.db.clone(),
+            self.env.cfg.tick,
+            stop.clone(),
+        ));
         self.first_health_round().await;
         let mut last_health = now();
         let mut last_sync = now();
@@ -226,30 +202,34 @@ impl JobRunner {
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = tick.tick() => {}
-                _ = self.wake.notified() => {}
+                _ = self.env.wake.notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = renew.tick() => {
                     let ids: Vec<i64> = running.lock().expect("running").keys().copied().collect();
                     if !ids.is_empty() {
-                        let (owner, lease) = (self.owner.clone(), self.cfg.lease_secs);
-                        let _ = self.ctx.db.run(move |db| db.write(|tx| queue::renew(tx, &owner, &ids, lease))).await;
+                        let (owner, lease) = (self.env.owner.clone(), self.env.cfg.lease_secs);
+                        let _ = self.env.ctx.db.run(move |db| db.write(|tx| queue::renew(tx, &owner, &ids, lease))).await;
                     }
                     continue;
                 }
             }
             let t = now();
-            let health_due = t - last_health >= self.cfg.health_secs;
-            let sync_due =
-                self.cfg.template_sync_secs > 0 && t - last_sync >= self.cfg.template_sync_secs;
-            if self.cfg.gateway_sync_secs > 0 && t - last_gateway >= self.cfg.gateway_sync_secs {
+            let health_due = t - last_health >= self.env.cfg.health_secs;
+            let sync_due = self.env.cfg.template_sync_secs > 0
+                && t - last_sync >= self.env.cfg.template_sync_secs;
+            if self.env.cfg.gateway_sync_secs > 0
+                && t - last_gateway >= self.env.cfg.gateway_sync_secs
+            {
                 last_gateway = t;
                 let _ = self
+                    .env
                     .ctx
                     .db
                     .run(|db| db.write(|tx| super::enqueue_gateway(tx, None).map(|_| ())))
                     .await;
             }
-            let usage_due = self.cfg.usage_secs > 0 && t - last_usage >= self.cfg.usage_secs;
+            let usage_due =
+                self.env.cfg.usage_secs > 0 && t - last_usage >= self.env.cfg.usage_secs;
             if usage_due {
                 last_usage = t;
             }
@@ -261,6 +241,7 @@ impl JobRunner {
                     last_sync = t;
                 }
                 let _ = self
+                    .env
                     .ctx
                     .db
                     .run(move |db| {
@@ -277,15 +258,20 @@ impl JobRunner {
                 m
             };
             let free = self
+                .env
                 .cfg
                 .concurrency
                 .saturating_sub(running.lock().expect("running").len());
             if free == 0 {
                 continue;
             }
-            let (owner, lease, per_node) =
-                (self.owner.clone(), self.cfg.lease_secs, self.cfg.per_node);
+            let (owner, lease, per_node) = (
+                self.env.owner.clone(),
+                self.env.cfg.lease_secs,
+                self.env.cfg.per_node,
+            );
             let claimed = self
+                .env
                 .ctx
                 .db
                 .run(move |db| {
@@ -313,10 +299,10 @@ impl JobRunner {
                 );
                 tasks.spawn(
                     async move {
-                        let outcome = this.execute(&job).await;
+                        let outcome = super::execute(&this.env, &job).await;
                         this.finish(&job, outcome).await;
                         running.lock().expect("running").remove(&job.id);
-                        this.wake();
+                        this.env.wake();
                     }
                     .instrument(span),
                 );
@@ -327,10 +313,11 @@ impl JobRunner {
 
     async fn finish(&self, job: &Job, outcome: Outcome) {
         let job = job.clone();
-        let retry = (self.cfg.retry_base_secs, self.cfg.max_attempts);
-        let owner = self.owner.clone();
+        let retry = (self.env.cfg.retry_base_secs, self.env.cfg.max_attempts);
+        let owner = self.env.owner.clone();
         let log = format!("{outcome:?}");
         let result = self
+            .env
             .ctx
             .db
             .run(move |db| db.write(|tx| record_outcome(tx, &job, outcome, retry, &owner)))

@@ -1,0 +1,265 @@
+//! What every job kind runs with: the database, the links to the agents, the settings, the
+//! gateway and the template folder, and the steps they share (read a slice and its node, the
+//! spec an agent needs, record a step, ask a node how it is, apply the gateway). A job kind
+//! is a function of this and its row, so it can be run without the claim loop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::{Links, RunnerConfig};
+use crate::context::Context;
+use crate::templates::TemplateDir;
+use rusqlite::params;
+use serde_json::Value;
+
+use super::queue::{self, Job};
+use super::{db_err, Outcome};
+use crate::domain::{DnsName, PrivateIp, SshPublicKey, TemplateName, Username, VeId};
+use crate::error::{Error, Result};
+use crate::gateway::Scope;
+use crate::nodes::{self, Node};
+use crate::slave_link::{Command, EnvSpec};
+use crate::slices::{self, Slice, State};
+use crate::store::now;
+
+pub struct JobEnv {
+    pub ctx: Arc<Context>,
+    pub links: Arc<Links>,
+    /// This process's name on the leases it takes.
+    pub owner: String,
+    pub cfg: RunnerConfig,
+    pub templates: Arc<TemplateDir>,
+    pub gateway: Arc<crate::gateway::Gateway>,
+    /// Any commit that queues a job notifies this (`Db::jobs_queued`).
+    pub wake: Arc<Notify>,
+    /// Counts the moments room may have appeared (a node answered, a slice was destroyed),
+    /// so a provisioning that found no room while one happened looks again at once.
+    room: AtomicU64,
+}
+
+impl JobEnv {
+    pub fn new(
+        ctx: Arc<Context>,
+        links: Arc<Links>,
+        owner: String,
+        cfg: RunnerConfig,
+        templates: Arc<TemplateDir>,
+        gateway: Arc<crate::gateway::Gateway>,
+    ) -> JobEnv {
+        JobEnv {
+            wake: ctx.db.jobs_queued(),
+            ctx,
+            links,
+            owner,
+            cfg,
+            templates,
+            gateway,
+            room: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes the loop look for work now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn room_generation(&self) -> u64 {
+        self.room.load(Ordering::SeqCst)
+    }
+
+    pub fn room_changed(&self) {
+        self.room.fetch_add(1, Ordering::SeqCst);
+        self.wake();
+    }
+
+    pub async fn db<T, F>(&self, f: F) -> std::result::Result<T, Outcome>
+    where
+        F: FnOnce(&crate::store::Db) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.ctx.db.run(f).await.map_err(db_err)
+    }
+
+    pub async fn ours(&self, job: &Job) -> bool {
+        let (id, owner) = (job.id, self.owner.clone());
+        matches!(
+            self.db(move |db| db.read(|c| queue::still_ours(c, id, &owner)))
+                .await,
+            Ok(true)
+        )
+    }
+
+    pub async fn slice_and_node(
+        &self,
+        slice_id: i64,
+    ) -> std::result::Result<(Slice, Option<Node>), Outcome> {
+        self.db(move |db| {
+            db.read(|c| {
+                let s = slices::get(c, slice_id)?.ok_or(Error::NotFound("slice"))?;
+                let n = match s.node_id {
+                    Some(id) => nodes::by_id(c, id)?,
+                    None => None,
+                };
+                Ok((s, n))
+            })
+        })
+        .await
+    }
+
+    /// The spec the agent needs for a placed slice.
+    pub async fn spec(&self, slice: &Slice) -> std::result::Result<EnvSpec, Outcome> {
+        let (user_id, plan_id) = (slice.user_id, slice.plan_id);
+        let (username, limits, hop_key) = self
+            .db(move |db| {
+                db.read(|c| {
+                    let u = crate::accounts::users::by_id(c, user_id)?
+                        .ok_or(Error::NotFound("user"))?;
+                    let hop: Option<String> =
+                        c.query_row("SELECT hop_key FROM users WHERE id = ?1", [user_id], |r| {
+                            r.get(0)
+                        })?;
+                    Ok((u.username, slices::plan_limits(c, plan_id)?, hop))
+                })
+            })
+            .await?;
+        let bad = |e: crate::domain::FieldError| {
+            Outcome::Fail(format!("slice {}: {}", slice.id, e.message))
+        };
+        Ok(EnvSpec {
+            id: VeId::new(slice.veid.unwrap_or(0) as u64).map_err(bad)?,
+            template: TemplateName::parse(&slice.template).map_err(bad)?,
+            username: Username::parse(&username).map_err(bad)?,
+            ip: PrivateIp::parse(slice.ip.as_deref().unwrap_or("")).map_err(bad)?,
+            hostname: DnsName::parse(&slice.hostname).map_err(bad)?,
+            nameservers: self.cfg.nameservers.clone(),
+            search_domain: self.cfg.search_domain.clone(),
+            limits,
+            // The gateway's hop key for this user: the only way in.
+            keys: hop_key
+                .as_deref()
+                .and_then(|k| SshPublicKey::parse(k).ok())
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    /// Records a step with an effect: checkpoint, the slice's step and an event, together.
+    pub async fn record(
+        &self,
+        job: &Job,
+        step: &'static str,
+        next: &'static str,
+        message: String,
+    ) -> std::result::Result<(), Outcome> {
+        let (job_id, slice_id) = (job.id, job.slice_id);
+        self.db(move |db| {
+            db.write(|tx| {
+                queue::checkpoint(tx, job_id, step)?;
+                if let Some(s) = slice_id {
+                    tx.execute(
+                        "UPDATE slices SET step = ?2, updated_at = ?3 WHERE id = ?1",
+                        params![s, next, now()],
+                    )?;
+                    if !message.is_empty() {
+                        slices::event(tx, s, &message)?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// For a job about a slice's container (keys, limits): the slice id, its node and its
+    /// spec; None when it has no container any more (destroyed or moved meanwhile).
+    pub async fn existing_slice(
+        &self,
+        job: &Job,
+    ) -> std::result::Result<Option<(i64, Node, EnvSpec)>, Outcome> {
+        let slice_id = job
+            .slice_id
+            .ok_or_else(|| Outcome::Fail("no slice".into()))?;
+        let (slice, node) = self.slice_and_node(slice_id).await?;
+        let Some(node) = node else {
+            return Ok(None);
+        };
+        if !matches!(slice.state, State::Running | State::Stopped) || slice.veid.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((slice_id, node, self.spec(&slice).await?)))
+    }
+
+    /// The node a node job is about (None when it was removed meanwhile).
+    pub async fn job_node(&self, job: &Job) -> std::result::Result<Option<Node>, Outcome> {
+        let node_id = job.node_id.ok_or_else(|| Outcome::Fail("no node".into()))?;
+        self.db(move |db| db.read(|c| nodes::by_id(c, node_id)))
+            .await
+    }
+
+    /// Asks a node how it is and records the answer; staff are told (audit log) when a node
+    /// stops answering and when it is back. A node that answers may have room: waiting
+    /// requests are woken.
+    pub async fn check_node(&self, node: &Node, job_id: Option<i64>) -> Outcome {
+        let node = node.clone();
+        let r = self
+            .links
+            .call(&node, job_id, None, &Command::NodeInfo)
+            .await;
+        let outcome: std::result::Result<Value, String> = match r {
+            Ok(r) if r.is_ok() => Ok(r.returned.into_iter().next().unwrap_or_default()),
+            Ok(r) => Err(r.text()),
+            Err(e) => Err(e.to_string()),
+        };
+        let was_reachable = node.last_error.is_none() && node.last_seen_at.is_some();
+        let name = node.name.clone();
+        let ok = outcome.is_ok();
+        step!(
+            self.db(move |db| db.write(|tx| {
+                nodes::record_contact(tx, &name, outcome.as_ref().map_err(|e| e.as_str()))?;
+                match (&outcome, was_reachable) {
+                    (Err(e), true) => crate::accounts::audit::record(
+                        tx,
+                        crate::accounts::audit::Event::NodeUnreachable,
+                        &crate::accounts::Actor::default(),
+                        &name,
+                        e,
+                    )?,
+                    (Ok(_), false) => {
+                        crate::accounts::audit::record(
+                            tx,
+                            crate::accounts::audit::Event::NodeReachable,
+                            &crate::accounts::Actor::default(),
+                            &name,
+                            "",
+                        )?;
+                    }
+                    _ => {}
+                }
+                if ok {
+                    queue::wake_waiting(tx)?;
+                }
+                Ok(())
+            }))
+            .await
+        );
+        if ok {
+            self.room_changed();
+        }
+        Outcome::Done
+    }
+
+    /// Runs a gateway apply off the async threads.
+    pub async fn gateway_apply(
+        &self,
+        scope: Scope,
+    ) -> std::result::Result<crate::gateway::Report, Outcome> {
+        let (gw, db) = (self.gateway.clone(), self.ctx.db.clone());
+        match tokio::task::spawn_blocking(move || gw.apply(&db, &scope)).await {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(e)) => Err(Outcome::Retry(format!("gateway: {e:#}"))),
+            Err(e) => Err(Outcome::Retry(format!("gateway: {e}"))),
+        }
+    }
+}

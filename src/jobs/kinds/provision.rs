@@ -1,0 +1,144 @@
+//! Provisioning: place the slice on a node with room (or wait in line), create it there from its template, start it, set up the gateway login, tell the student.
+
+use crate::jobs::env::JobEnv;
+use crate::jobs::placement::place;
+
+use crate::error::Error;
+use crate::gateway::Scope;
+use crate::jobs::queue::Job;
+use crate::jobs::{judge, Outcome};
+use crate::slave_link::Command;
+use crate::slices::{self, State};
+
+pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
+    let room_seen = env.room_generation();
+    let Some(slice_id) = job.slice_id else {
+        return Outcome::Fail("no slice".into());
+    };
+    let (slice, node) = step!(env.slice_and_node(slice_id).await);
+    if matches!(
+        slice.state,
+        State::Destroying | State::Destroyed | State::Denied | State::Running
+    ) {
+        return Outcome::Done;
+    }
+    let node = match node {
+        Some(n) if slice.veid.is_some() && slice.ip.is_some() => n,
+        _ => {
+            let (s, job_id, stale) = (slice.clone(), job.id, env.cfg.node_stale_secs);
+            let placed = step!(
+                env.db(move |db| db.write(|tx| place(tx, &s, job_id, stale)))
+                    .await
+            );
+            match placed {
+                Some(n) => n,
+                None => {
+                    let s = slice.clone();
+                    let position = step!(
+                        env.db(move |db| db.write(|tx| {
+                            if s.state != State::Queued {
+                                slices::set_state(
+                                    tx,
+                                    s.id,
+                                    State::Queued,
+                                    "",
+                                    "No node has room right now; it waits in the queue.",
+                                )?;
+                            }
+                            let fresh = slices::get(tx, s.id)?.ok_or(Error::NotFound("slice"))?;
+                            slices::queue_position(tx, &fresh)
+                        }))
+                        .await
+                    );
+                    // Room appears when a slice is destroyed (which wakes this job) or a node
+                    // reports in, at the latest at the next health check.
+                    let wait = if env.room_generation() != room_seen {
+                        0 // room changed while this ran: look again at once
+                    } else {
+                        env.cfg.health_secs.clamp(1, 30)
+                    };
+                    return Outcome::Wait(
+                        format!("no node has room (place {position} in the queue)"),
+                        wait,
+                    );
+                }
+            }
+        }
+    };
+    let (slice, _) = step!(env.slice_and_node(slice_id).await);
+    let mut spec = step!(env.spec(&slice).await);
+    if !job.done("gateway") {
+        if !env.ours(job).await {
+            return Outcome::Abandoned;
+        }
+        step!(env.gateway_apply(Scope::User(spec.username.clone())).await);
+        step!(
+            env.record(
+                job,
+                "gateway",
+                "creating the container",
+                "Gateway login ready.".into()
+            )
+            .await
+        );
+        spec = step!(env.spec(&slice).await);
+    }
+    if spec.keys.is_empty() {
+        return Outcome::Retry(format!(
+            "the gateway holds no hop key for {} yet",
+            spec.username
+        ));
+    }
+    if !job.done("created") {
+        if !env.ours(job).await {
+            return Outcome::Abandoned;
+        }
+        let r = env
+            .links
+            .call(
+                &node,
+                Some(job.id),
+                Some(slice_id),
+                &Command::CreateEnv(Box::new(spec.clone())),
+            )
+            .await;
+        step!(judge("create_env", r));
+        step!(
+            env.record(job, "created", "starting", "Container created.".into())
+                .await
+        );
+    }
+    if !job.done("started") {
+        if !env.ours(job).await {
+            return Outcome::Abandoned;
+        }
+        let r = env
+            .links
+            .call(
+                &node,
+                Some(job.id),
+                Some(slice_id),
+                &Command::StartEnv(spec.id),
+            )
+            .await;
+        step!(judge("start_env", r));
+        step!(
+            env.record(job, "started", "finishing", "Container started.".into())
+                .await
+        );
+    }
+    let message = format!("Running on node {} at {}.", node.name, spec.ip);
+    step!(
+        env.db(move |db| db.write(|tx| {
+            slices::set_state(tx, slice_id, State::Running, "", &message)?;
+            slices::mail_owner(
+                tx,
+                slice_id,
+                crate::mail::Kind::SliceReady,
+                serde_json::json!({}),
+            )
+        }))
+        .await
+    );
+    Outcome::Done
+}
