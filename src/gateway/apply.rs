@@ -1,0 +1,308 @@
+//! Applying a plan: the `Gateway` (one run at a time), its report, the record of runs, and the jobs a run queues.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::*;
+use crate::config::Config;
+use crate::domain::Username;
+use crate::store::{now, Db};
+
+/// The outcome of an apply.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scope: String,
+    pub plan: Plan,
+    pub duration_ms: u64,
+    /// Users whose hop key is new: their slices need its public half.
+    pub new_hop_keys: Vec<String>,
+}
+
+/// The gateway as the master uses it: one target, one run at a time.
+pub struct Gateway {
+    settings: Settings,
+    target: Mutex<Option<Box<dyn Target>>>,
+}
+
+impl Gateway {
+    pub fn from_config(c: &Config) -> anyhow::Result<Gateway> {
+        Ok(Gateway::new(Settings::from_config(c)?))
+    }
+
+    /// With a host key staff accepted, when the configuration pins none.
+    pub fn load(c: &Config, db: &Db) -> anyhow::Result<Gateway> {
+        Ok(Gateway::new(Settings::load(c, db)?))
+    }
+
+    pub fn new(settings: Settings) -> Gateway {
+        Gateway {
+            settings,
+            target: Mutex::new(None),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn with_target<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Target) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        // One run at a time in this process, whatever Gateway value it goes through.
+        static RUNS: Mutex<()> = Mutex::new(());
+        let _run = RUNS.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.target.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.connect()?);
+        }
+        let result = f(slot.as_mut().expect("connected").as_mut());
+        if result.is_err() {
+            // The next run connects afresh (the connection may be what failed).
+            *slot = None;
+        }
+        result
+    }
+
+    fn connect(&self) -> anyhow::Result<Box<dyn Target>> {
+        Ok(match &self.settings.target {
+            TargetSpec::Local(root) => Box::new(local::LocalTarget::new(root, &self.settings)?),
+            TargetSpec::Ssh { .. } => Box::new(ssh::SshTarget::connect(&self.settings)?),
+        })
+    }
+
+    /// The difference, without changing anything.
+    pub fn plan(&self, db: &Db, scope: &Scope) -> anyhow::Result<Plan> {
+        self.with_target(|t| {
+            let want = self.want(db, scope)?;
+            let have = t.read(only(scope))?;
+            Ok(diff(&self.settings, &want, &have, scope))
+        })
+    }
+
+    fn want(&self, db: &Db, scope: &Scope) -> anyhow::Result<Desired> {
+        Ok(db.read(|c| desired(c, only(scope)))?)
+    }
+
+    /// Makes the gateway match the database, records the run, and queues new hop keys for the
+    /// slices that need them.
+    pub fn apply(&self, db: &Db, scope: &Scope) -> anyhow::Result<Report> {
+        let started = Instant::now();
+        let result = self.apply_inner(db, scope);
+        let ms = started.elapsed().as_millis() as u64;
+        let (ok, changes, summary, error) = match &result {
+            Ok((plan, _)) => (true, plan.changes.len(), plan.to_string(), String::new()),
+            Err(e) => (false, 0, String::new(), format!("{e:#}")),
+        };
+        let scope_text = scope.to_string();
+        db.write(|tx| {
+            tx.execute(
+                "INSERT INTO gateway_runs (at, scope, ok, changes, summary, error, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    now(),
+                    scope_text,
+                    ok,
+                    changes as i64,
+                    summary,
+                    error,
+                    ms as i64
+                ],
+            )?;
+            // Keep the last thousand runs.
+            tx.execute(
+                "DELETE FROM gateway_runs WHERE id <= (SELECT max(id) - 1000 FROM gateway_runs)",
+                [],
+            )?;
+            Ok::<_, crate::error::Error>(())
+        })?;
+        let (plan, new_hop_keys) = result?;
+        Ok(Report {
+            scope: scope.to_string(),
+            plan,
+            duration_ms: ms,
+            new_hop_keys,
+        })
+    }
+
+    fn apply_inner(&self, db: &Db, scope: &Scope) -> anyhow::Result<(Plan, Vec<String>)> {
+        let (want, plan, hop_keys) = self.with_target(|t| {
+            // Read inside the lock: a run that read the database before another run changed
+            // the gateway would undo that run's work.
+            let want = self.want(db, scope)?;
+            let have = t.read(only(scope))?;
+            let plan = diff(&self.settings, &want, &have, scope);
+            let mut hop: BTreeMap<String, String> = have
+                .users
+                .iter()
+                .filter_map(|(n, a)| a.hop_public.clone().map(|k| (n.clone(), k)))
+                .collect();
+            execute(t, &plan, &mut hop)?;
+            Ok((want, plan, hop))
+        })?;
+        // Record each served user's hop key; queue it for their slices when it changed.
+        let mut new_keys = Vec::new();
+        let removed: Vec<String> = plan
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::RemoveUser { user } => Some(user.to_string()),
+                _ => None,
+            })
+            .collect();
+        db.write(|tx| {
+            for name in want.users.keys() {
+                let Some(key) = hop_keys.get(name) else {
+                    continue;
+                };
+                let key = key.trim();
+                let old: Option<Option<String>> = tx
+                    .query_row(
+                        "SELECT hop_key FROM users WHERE username = ?1",
+                        [name],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if old.flatten().as_deref() != Some(key) {
+                    tx.execute(
+                        "UPDATE users SET hop_key = ?2 WHERE username = ?1",
+                        params![name, key],
+                    )?;
+                    new_keys.push(name.clone());
+                    queue_keys(tx, name)?;
+                }
+            }
+            for name in &removed {
+                tx.execute(
+                    "UPDATE users SET hop_key = NULL WHERE username = ?1",
+                    [name],
+                )?;
+            }
+            Ok::<_, crate::error::Error>(())
+        })?;
+        Ok((plan, new_keys))
+    }
+}
+
+fn only(scope: &Scope) -> Option<&Username> {
+    match scope {
+        Scope::All => None,
+        Scope::User(u) => Some(u),
+    }
+}
+
+/// Runs a plan against a target. `hop` holds each user's hop public key (new ones added).
+fn execute(
+    t: &mut dyn Target,
+    plan: &Plan,
+    hop: &mut BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let mut batch = Batch::default();
+    for c in &plan.changes {
+        match c {
+            Change::AddUser { user } => {
+                batch.add.push(user.clone());
+                batch
+                    .files
+                    .push((user.clone(), UserFile::KnownHosts, vec![]));
+            }
+            Change::HopKey { user } => {
+                let (private, public) = hop_key_pair(user)?;
+                batch
+                    .files
+                    .push((user.clone(), UserFile::HopPrivate, private.into_bytes()));
+                batch.files.push((
+                    user.clone(),
+                    UserFile::HopPublic,
+                    public.clone().into_bytes(),
+                ));
+                hop.insert(user.to_string(), public);
+            }
+            Change::Script { user, text, .. } => {
+                batch
+                    .files
+                    .push((user.clone(), UserFile::Script, text.clone().into_bytes()))
+            }
+            Change::Keys { user, text, .. } => batch.files.push((
+                user.clone(),
+                UserFile::AuthorizedKeys,
+                text.clone().into_bytes(),
+            )),
+            Change::RemoveUser { user } => {
+                batch.remove.push(user.clone());
+                hop.remove(user.as_str());
+            }
+            Change::Map { text, .. } => batch.map = Some(text.clone()),
+        }
+    }
+    if !plan.changes.is_empty() {
+        t.apply(&batch)?;
+    }
+    Ok(())
+}
+
+/// Queues a job that gives each of the user's slices on a node its current keys.
+fn queue_keys(tx: &Connection, username: &str) -> crate::error::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT s.id, s.user_id, s.node_id FROM slices s JOIN users u ON u.id = s.user_id
+          WHERE u.username = ?1 AND s.state IN ('running', 'stopped') AND s.node_id IS NOT NULL",
+    )?;
+    let rows: Vec<(i64, i64, i64)> = stmt
+        .query_map([username], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (slice, user, node) in rows {
+        crate::jobs::enqueue(
+            tx,
+            crate::jobs::JobKind::Keys,
+            slice,
+            Some(user),
+            Some(node),
+        )?;
+    }
+    Ok(())
+}
+
+/// Queues a gateway run for one user (after their keys, slices or account changed).
+pub fn queue_user(tx: &Connection, user_id: i64) -> crate::error::Result<()> {
+    crate::jobs::enqueue_gateway(tx, Some(user_id))?;
+    Ok(())
+}
+
+/// The last runs, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub at: i64,
+    pub scope: String,
+    pub ok: bool,
+    pub changes: i64,
+    pub summary: String,
+    pub error: String,
+    pub duration_ms: i64,
+}
+
+pub fn runs(conn: &Connection, limit: i64) -> crate::error::Result<Vec<Run>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, scope, ok, changes, summary, error, duration_ms FROM gateway_runs
+          ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt
+        .query_map([limit], |r| {
+            Ok(Run {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                scope: r.get(2)?,
+                ok: r.get(3)?,
+                changes: r.get(4)?,
+                summary: r.get(5)?,
+                error: r.get(6)?,
+                duration_ms: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
