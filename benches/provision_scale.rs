@@ -147,6 +147,8 @@ async fn run() {
                     &hash,
                     Role::Student,
                 )?;
+                // Only confirmed addresses may ask for a slice.
+                accounts::users::set_verified(tx, user.id)?;
                 let s = slices::slices::request(
                     tx,
                     &user,

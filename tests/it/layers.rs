@@ -23,7 +23,7 @@ const JOB_USERS: &[&str] = &["web", "cli", "embedded"];
 const DEBTS: &[(&str, &str)] = &[
     // A slice's actions queue their job in the same transaction: becomes ops::slices over
     // records::jobs.
-    ("src/slices.rs", "jobs"),
+    ("src/slices/actions.rs", "jobs"),
     // The gateway queues key and gateway runs: becomes records::jobs.
     ("src/gateway/apply.rs", "jobs"),
 ];

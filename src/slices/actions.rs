@@ -1,0 +1,345 @@
+//! What students and staff do to a slice: request, approve, deny, start/stop/restart/destroy,
+//! change its plan, move it. Each is one transaction with its event, audit row, mail and job.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::*;
+use crate::accounts::{audit, Actor, User};
+use crate::domain::{DnsName, FieldError, Role, TemplateName};
+use crate::error::{Error, Result};
+use crate::jobs::{self, JobKind};
+use crate::store::now;
+
+/// What a student asks for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub template: TemplateName,
+    pub plan_id: Option<i64>,
+    pub course: String,
+    pub purpose: String,
+}
+
+fn plain(field: &'static str, s: &str, max: usize) -> Result<String> {
+    let s = s.trim();
+    if s.chars().count() > max || s.chars().any(|c| c.is_control()) {
+        return Err(
+            FieldError::new(field, format!("At most {max} characters of plain text.")).into(),
+        );
+    }
+    Ok(s.to_string())
+}
+
+/// A student's request: a new slice in state `requested`, waiting for staff.
+pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
+    let user = &crate::accounts::users::by_id(conn, user.id)?.ok_or(Error::NotFound("user"))?;
+    if user.email_verified_at.is_none() {
+        return Err(Error::Forbidden(
+            "Confirm your email address first: open the link we mailed you (or ask for a new one on your account page).".into(),
+        ));
+    }
+    let known: bool = conn
+        .query_row(
+            "SELECT 1 FROM templates WHERE name = ?1",
+            [req.template.as_str()],
+            |_| Ok(true),
+        )
+        .optional()?
+        .unwrap_or(false);
+    if !known {
+        return Err(FieldError::new("template", "Choose one of the offered templates.").into());
+    }
+    let plan_id = match req.plan_id {
+        Some(p) => p,
+        None => default_plan(conn)?,
+    };
+    plan_limits(conn, plan_id)
+        .map_err(|_| FieldError::new("plan", "Choose one of the offered plans."))?;
+    let course = plain("course", &req.course, 100)?;
+    let purpose = plain("purpose", &req.purpose, 1000)?;
+    crate::quotas::check(conn, user.id, &course, plan_id, None, false, "You")?;
+    // The host name and web subdomain are the username (a valid DNS label by construction).
+    let name = DnsName::parse(&user.username.replace('_', "-"))?;
+    let t = now();
+    conn.execute(
+        "INSERT INTO slices (user_id, state, template, plan_id, course, purpose, hostname, subdomain,
+                             requested_at, updated_at)
+         VALUES (?1, 'requested', ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?7)",
+        params![user.id, req.template.as_str(), plan_id, course, purpose, name.as_str(), t],
+    )?;
+    let id = conn.last_insert_rowid();
+    event(
+        conn,
+        id,
+        "Requested; waiting for the lab staff to approve it.",
+    )?;
+    let slice = get(conn, id)?.ok_or(Error::NotFound("slice"))?;
+    crate::mail::to_staff(
+        conn,
+        crate::mail::Kind::NewRequest,
+        mail_data(conn, &slice)?,
+        Some(id),
+    )?;
+    Ok(slice)
+}
+
+/// Staff approve a request: the slice is `approved` and its provisioning job is queued, in
+/// the same transaction. `node` picks a node by hand.
+pub fn approve(
+    conn: &Connection,
+    staff: &User,
+    slice_id: i64,
+    node: Option<i64>,
+    ip: &str,
+) -> Result<Slice> {
+    if staff.role < Role::Staff {
+        return Err(Error::Forbidden("Only staff approve requests.".into()));
+    }
+    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
+    if slice.state != State::Requested {
+        return Err(Error::Forbidden(format!(
+            "This slice is {}, not waiting for approval.",
+            slice.state.as_str()
+        )));
+    }
+    // The quota again, before anything is provisioned: other requests may have been approved
+    // since this one was made.
+    let owner =
+        crate::accounts::users::by_id(conn, slice.user_id)?.ok_or(Error::NotFound("user"))?;
+    crate::quotas::check(
+        conn,
+        slice.user_id,
+        &slice.course,
+        slice.plan_id,
+        Some(slice_id),
+        true,
+        &owner.username,
+    )
+    .map_err(|e| match e {
+        Error::Invalid(list) => Error::Forbidden(
+            list.iter()
+                .map(|f| f.message.clone())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        e => e,
+    })?;
+    let t = now();
+    conn.execute(
+        "UPDATE slices SET state = 'approved', decided_at = ?2, decided_by = ?3, wanted_node = ?4, updated_at = ?2
+         WHERE id = ?1",
+        params![slice_id, t, staff.id, node],
+    )?;
+    event(conn, slice_id, &format!("Approved by {}.", staff.username))?;
+    mail_owner(
+        conn,
+        slice_id,
+        crate::mail::Kind::Approved,
+        serde_json::json!({}),
+    )?;
+    jobs::enqueue(
+        conn,
+        JobKind::Provision,
+        slice_id,
+        Some(slice.user_id),
+        node,
+    )?;
+    audit::record(
+        conn,
+        audit::Event::SliceApproved,
+        &Actor {
+            user_id: Some(staff.id),
+            ip,
+        },
+        &format!("slice {slice_id}"),
+        "",
+    )?;
+    get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+}
+
+/// Staff deny a request, with a reason the student sees.
+pub fn deny(
+    conn: &Connection,
+    staff: &User,
+    slice_id: i64,
+    reason: &str,
+    ip: &str,
+) -> Result<Slice> {
+    if staff.role < Role::Staff {
+        return Err(Error::Forbidden("Only staff decide requests.".into()));
+    }
+    let reason = plain("reason", reason, 500)?;
+    if reason.is_empty() {
+        return Err(FieldError::new("reason", "Say why; the student will read it.").into());
+    }
+    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
+    if slice.state != State::Requested {
+        return Err(Error::Forbidden(format!(
+            "This slice is {}, not waiting for approval.",
+            slice.state.as_str()
+        )));
+    }
+    conn.execute(
+        "UPDATE slices SET state = 'denied', failure = ?2, decided_at = ?3, decided_by = ?4, updated_at = ?3
+         WHERE id = ?1",
+        params![slice_id, reason, now(), staff.id],
+    )?;
+    event(
+        conn,
+        slice_id,
+        &format!("Denied by {}: {reason}", staff.username),
+    )?;
+    mail_owner(
+        conn,
+        slice_id,
+        crate::mail::Kind::Denied,
+        serde_json::json!({ "reason": reason }),
+    )?;
+    audit::record(
+        conn,
+        audit::Event::SliceDenied,
+        &Actor {
+            user_id: Some(staff.id),
+            ip,
+        },
+        &format!("slice {slice_id}"),
+        &reason,
+    )?;
+    get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+}
+
+/// Asks for a running or stopped slice to be started, stopped, restarted or destroyed: the
+/// job is queued in the same transaction. The owner or staff may.
+pub fn act(conn: &Connection, who: &User, slice_id: i64, kind: JobKind) -> Result<Slice> {
+    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
+    if slice.user_id != who.id && !who.role.is_staff() {
+        return Err(Error::NotFound("slice"));
+    }
+    let allowed = match kind {
+        JobKind::Start => matches!(slice.state, State::Stopped),
+        JobKind::Stop | JobKind::Restart => matches!(slice.state, State::Running),
+        JobKind::Destroy => matches!(
+            slice.state,
+            State::Running | State::Stopped | State::Failed | State::Queued | State::Approved
+        ),
+        _ => false,
+    };
+    if !allowed {
+        return Err(Error::Forbidden(format!(
+            "A {} slice cannot be {}.",
+            slice.state.as_str(),
+            kind.past_tense()
+        )));
+    }
+    if kind == JobKind::Destroy {
+        // Whatever was still to do for it is moot now.
+        conn.execute(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2
+             WHERE slice_id = ?1 AND state = 'queued'",
+            params![slice_id, now()],
+        )?;
+        set_state(
+            conn,
+            slice_id,
+            State::Destroying,
+            "",
+            &format!("Destroy asked by {}.", who.username),
+        )?;
+    } else {
+        event(
+            conn,
+            slice_id,
+            &format!("{} asked by {}.", kind.noun(), who.username),
+        )?;
+    }
+    jobs::enqueue(conn, kind, slice_id, Some(slice.user_id), slice.node_id)?;
+    get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+}
+
+/// Staff change a running or stopped slice's plan; a job puts it in force on the node (live,
+/// if the slice runs). Staff are not bound by the owner's quota of plans.
+pub fn change_plan(conn: &Connection, who: &User, slice_id: i64, plan_id: i64) -> Result<Slice> {
+    if !who.role.is_staff() {
+        return Err(Error::NotFound("slice"));
+    }
+    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
+    if !matches!(slice.state, State::Running | State::Stopped) {
+        return Err(Error::Forbidden(format!(
+            "A {} slice's plan cannot be changed.",
+            slice.state.as_str()
+        )));
+    }
+    let name: String = conn
+        .query_row("SELECT name FROM plans WHERE id = ?1", [plan_id], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| FieldError::new("plan", "Choose one of the plans."))?;
+    if slice.plan_id == plan_id {
+        return Err(FieldError::new("plan", format!("It has plan {name} already.")).into());
+    }
+    conn.execute(
+        "UPDATE slices SET plan_id = ?2, updated_at = ?3 WHERE id = ?1",
+        params![slice_id, plan_id, now()],
+    )?;
+    event(
+        conn,
+        slice_id,
+        &format!("Plan changed to {name} by {}.", who.username),
+    )?;
+    jobs::enqueue(
+        conn,
+        JobKind::Limits,
+        slice_id,
+        Some(slice.user_id),
+        slice.node_id,
+    )?;
+    get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+}
+
+/// Staff move a slice to another node. Its container there is made anew from its template
+/// (the files in the old one are not carried over: say so before asking), then the old one
+/// is removed; the slice keeps its place at the head of the queue if the node is full.
+pub fn move_to(conn: &Connection, who: &User, slice_id: i64, node_name: &str) -> Result<Slice> {
+    if !who.role.is_staff() {
+        return Err(Error::NotFound("slice"));
+    }
+    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
+    if !matches!(slice.state, State::Running | State::Stopped | State::Failed) {
+        return Err(Error::Forbidden(format!(
+            "A {} slice cannot be moved.",
+            slice.state.as_str()
+        )));
+    }
+    let node = crate::nodes::by_name(conn, node_name)?
+        .filter(|n| n.enabled)
+        .ok_or_else(|| FieldError::new("node", "Choose an enabled node."))?;
+    if slice.node_id == Some(node.id) {
+        return Err(FieldError::new("node", format!("It is on {} already.", node.name)).into());
+    }
+    conn.execute(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2
+         WHERE slice_id = ?1 AND state = 'queued'",
+        params![slice_id, now()],
+    )?;
+    conn.execute(
+        "UPDATE slices SET state = 'provisioning', step = 'moving: removing the old container',
+                           failure = '', wanted_node = ?2, updated_at = ?3 WHERE id = ?1",
+        params![slice_id, node.id, now()],
+    )?;
+    event(
+        conn,
+        slice_id,
+        &format!(
+            "Move to node {} asked by {}: a new container is made there from the template; files in the old one are not carried over.",
+            node.name, who.username
+        ),
+    )?;
+    jobs::enqueue(
+        conn,
+        JobKind::Move,
+        slice_id,
+        Some(slice.user_id),
+        slice.node_id,
+    )?;
+    get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+}

@@ -1,0 +1,105 @@
+//! Slices as staff list them: the waiting requests, their courses, and search.
+
+use rusqlite::{params, Connection, Row};
+use serde::Serialize;
+
+use super::*;
+use crate::error::Result;
+use crate::store::now;
+
+/// A slice with its owner's and node's names, for staff lists.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub slice: Slice,
+    pub username: String,
+    pub display_name: String,
+    pub node: Option<String>,
+}
+
+/// Requests waiting for staff, oldest first; optionally one course, or older than some age.
+pub fn waiting_requests(
+    conn: &Connection,
+    course: &str,
+    older_than_secs: i64,
+) -> Result<Vec<Listed>> {
+    let cols: String = COLUMNS
+        .split(", ")
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols}, u.username, u.display_name, NULL FROM slices s JOIN users u ON u.id = s.user_id
+         WHERE s.state = 'requested' AND (?1 = '' OR s.course = ?1) AND s.requested_at <= ?2
+         ORDER BY s.requested_at, s.id LIMIT 500"
+    ))?;
+    let rows = stmt
+        .query_map(params![course, now() - older_than_secs], listed)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn listed(r: &Row<'_>) -> rusqlite::Result<Listed> {
+    Ok(Listed {
+        slice: from_row(r)?,
+        username: r.get(18)?,
+        display_name: r.get(19)?,
+        node: r.get(20)?,
+    })
+}
+
+/// The courses named in waiting requests (for the filter).
+pub fn waiting_courses(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT course FROM slices WHERE state = 'requested' AND course <> '' ORDER BY course",
+    )?;
+    let rows = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Staff search: by username, node, address or state; a page and the total.
+pub fn search(
+    conn: &Connection,
+    q: &str,
+    state: Option<State>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<Listed>, u64)> {
+    let cols: String = COLUMNS
+        .split(", ")
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pat = crate::accounts::users::like_pattern(q.trim());
+    let st = state.map(State::as_str);
+    // Without search text, no row needs a LIKE and the count needs no join (an index does it).
+    let searching = !q.trim().is_empty();
+    let filter = if searching {
+        "(u.username LIKE ?1 ESCAPE '\\' OR coalesce(n.name, '') LIKE ?1 ESCAPE '\\'
+          OR coalesce(s.ip, '') LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR s.state = ?2)"
+    } else {
+        "?1 IS NOT NULL AND (?2 IS NULL OR s.state = ?2)"
+    };
+    let total: u64 = if searching {
+        conn.query_row(
+            &format!(
+                "SELECT count(*) FROM slices s JOIN users u ON u.id = s.user_id LEFT JOIN nodes n ON n.id = s.node_id
+                 WHERE {filter}"
+            ),
+            params![pat, st],
+            |r| r.get(0),
+        )?
+    } else {
+        conn.prepare_cached("SELECT count(*) FROM slices s WHERE (?1 IS NULL OR s.state = ?1)")?
+            .query_row(params![st], |r| r.get(0))?
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols}, u.username, u.display_name, n.name FROM slices s JOIN users u ON u.id = s.user_id
+         LEFT JOIN nodes n ON n.id = s.node_id WHERE {filter} ORDER BY s.id DESC LIMIT ?3 OFFSET ?4"
+    ))?;
+    let rows = stmt
+        .query_map(params![pat, st, limit, offset as i64], listed)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}
