@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod mail;
 pub mod nodes;
 pub mod quotas;
+pub mod records;
 pub mod slave_link;
 pub mod slices;
 pub mod store;

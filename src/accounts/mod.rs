@@ -2,14 +2,12 @@
 //! of every security event. Each operation here is one database transaction: it happens
 //! whole, with its audit row, or not at all.
 
-pub mod audit;
-pub mod email_tokens;
-pub mod invites;
 pub mod keys;
 pub mod password;
-pub mod sessions;
-pub mod token;
-pub mod users;
+
+// The tables accounts live in (`records`), under the names the rest of the code knows.
+pub use crate::domain::token;
+pub use crate::records::{audit, email_tokens, invites, sessions, users};
 
 use crate::config::Config;
 use crate::domain::{DisplayName, Email, FieldError, NewPassword, Role, Username};
@@ -487,6 +485,8 @@ pub fn disable(db: &Db, actor: &User, username: &str, reason: &str, ip: &str) ->
             return Ok(target);
         }
         users::set_disabled(tx, target.id, Some(reason))?;
+        // A disabled user's gateway login goes at once.
+        crate::gateway::queue_user(tx, target.id)?;
         let ended = sessions::delete_all_for(tx, target.id)?;
         audit::record(
             tx,
@@ -511,6 +511,8 @@ pub fn enable(db: &Db, actor: &User, username: &str, ip: &str) -> Result<User> {
             return Ok(target);
         }
         users::set_disabled(tx, target.id, None)?;
+        // ... and comes back when enabled.
+        crate::gateway::queue_user(tx, target.id)?;
         audit::record(
             tx,
             Event::AccountEnabled,

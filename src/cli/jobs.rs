@@ -82,7 +82,7 @@ pub fn run(what: JobsCommand) -> anyhow::Result<()> {
                 .read(|c| {
                     Ok::<_, crate::error::Error>((
                         queue::get(c, id)?,
-                        queue::command_log(c, Some(id), None, 200)?,
+                        crate::records::agent_log::command_log(c, Some(id), None, 200)?,
                     ))
                 })
                 .map_err(e)?;

@@ -32,6 +32,8 @@ pub(crate) use macros::via_string;
 
 mod account;
 mod host;
+/// Random tokens for links and cookies, and the hashes stored in their place.
+pub mod token;
 
 pub use account::*;
 pub use host::*;

@@ -255,9 +255,9 @@ fn queue_keys(tx: &Connection, username: &str) -> crate::error::Result<()> {
         .query_map([username], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     for (slice, user, node) in rows {
-        crate::jobs::enqueue(
+        crate::records::jobs::enqueue(
             tx,
-            crate::jobs::JobKind::Keys,
+            crate::records::jobs::JobKind::Keys,
             slice,
             Some(user),
             Some(node),
@@ -268,7 +268,7 @@ fn queue_keys(tx: &Connection, username: &str) -> crate::error::Result<()> {
 
 /// Queues a gateway run for one user (after their keys, slices or account changed).
 pub fn queue_user(tx: &Connection, user_id: i64) -> crate::error::Result<()> {
-    crate::jobs::enqueue_gateway(tx, Some(user_id))?;
+    crate::records::jobs::enqueue_gateway(tx, Some(user_id))?;
     Ok(())
 }
 

@@ -5,11 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::params;
-
 use crate::nodes::Node;
 use crate::slave_link::{AgentClient, Command, LinkError, Reply};
-use crate::store::{now, Db};
+use crate::store::Db;
 
 pub struct Links {
     tls: Arc<rustls::ClientConfig>,
@@ -117,12 +115,19 @@ impl Links {
         let db = self.db.clone();
         let logged = tokio::task::spawn_blocking(move || {
             db.write(|tx| {
-                tx.prepare_cached(
-                    "INSERT INTO agent_log (at, node_id, job_id, slice_id, command, arguments, code, returned, duration_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![now(), node_id, job, slice, command, args, code, returned, ms])?;
-                Ok::<_, crate::error::Error>(())
+                crate::records::agent_log::insert(
+                    tx,
+                    &crate::records::agent_log::Sent {
+                        node_id,
+                        job_id: job,
+                        slice_id: slice,
+                        command,
+                        arguments: &args,
+                        code,
+                        returned: &returned,
+                        duration_ms: ms,
+                    },
+                )
             })
         })
         .await;

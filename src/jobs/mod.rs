@@ -19,177 +19,18 @@ pub mod env;
 mod kinds;
 pub mod links;
 mod placement;
-pub mod queue;
+/// The `jobs` table, under the name the job code knows.
+pub use crate::records::jobs as queue;
+pub use crate::records::jobs::{enqueue, enqueue_for_node, enqueue_gateway, JobKind};
 pub mod runner;
 
-use rusqlite::{params, Connection};
-use serde::Serialize;
-
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::slave_link::{code, LinkError, Reply};
-use crate::store::now;
 
 pub use env::JobEnv;
 pub use kinds::execute;
 pub use links::Links;
 pub use runner::{JobRunner, RunnerConfig};
-
-/// The kinds of job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    Provision,
-    Start,
-    Stop,
-    Restart,
-    Destroy,
-    NodeHealth,
-    TemplateSync,
-    /// Makes the gateway match the database: for one user (`user_id`) or all.
-    Gateway,
-    /// Gives a slice its current keys (the gateway's hop key for its user).
-    Keys,
-    /// Re-makes a slice on the node staff chose (`wanted_node`), then provisions it there.
-    Move,
-    /// Samples what a node's running slices use.
-    Usage,
-    /// Puts a slice's (new) plan in force on its node, live if it runs.
-    Limits,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 12] = [
-        JobKind::Provision,
-        JobKind::Start,
-        JobKind::Stop,
-        JobKind::Restart,
-        JobKind::Destroy,
-        JobKind::NodeHealth,
-        JobKind::TemplateSync,
-        JobKind::Gateway,
-        JobKind::Keys,
-        JobKind::Move,
-        JobKind::Usage,
-        JobKind::Limits,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Provision => "provision",
-            JobKind::Start => "start",
-            JobKind::Stop => "stop",
-            JobKind::Restart => "restart",
-            JobKind::Destroy => "destroy",
-            JobKind::NodeHealth => "node_health",
-            JobKind::TemplateSync => "template_sync",
-            JobKind::Gateway => "gateway",
-            JobKind::Keys => "keys",
-            JobKind::Move => "move",
-            JobKind::Usage => "usage",
-            JobKind::Limits => "limits",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<JobKind> {
-        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    pub fn past_tense(self) -> &'static str {
-        match self {
-            JobKind::Provision => "provisioned",
-            JobKind::Start => "started",
-            JobKind::Stop => "stopped",
-            JobKind::Restart => "restarted",
-            JobKind::Destroy => "destroyed",
-            JobKind::NodeHealth => "checked",
-            JobKind::TemplateSync => "synced",
-            JobKind::Gateway => "applied",
-            JobKind::Keys => "given its keys",
-            JobKind::Move => "moved",
-            JobKind::Usage => "sampled",
-            JobKind::Limits => "given its new plan",
-        }
-    }
-
-    pub fn noun(self) -> &'static str {
-        match self {
-            JobKind::Provision => "Provisioning",
-            JobKind::Start => "Start",
-            JobKind::Stop => "Stop",
-            JobKind::Restart => "Restart",
-            JobKind::Destroy => "Destroy",
-            JobKind::NodeHealth => "Health check",
-            JobKind::TemplateSync => "Template sync",
-            JobKind::Gateway => "Gateway apply",
-            JobKind::Keys => "Key update",
-            JobKind::Move => "Move",
-            JobKind::Usage => "Usage sample",
-            JobKind::Limits => "Plan change",
-        }
-    }
-}
-
-/// Queues a job for a slice (runs as soon as a worker is free).
-pub fn enqueue(
-    conn: &Connection,
-    kind: JobKind,
-    slice_id: i64,
-    user_id: Option<i64>,
-    node_id: Option<i64>,
-) -> Result<i64> {
-    insert(conn, kind, Some(slice_id), user_id, node_id, now())
-}
-
-/// Queues a job about a node (health, template sync) unless one is already waiting.
-pub fn enqueue_for_node(
-    conn: &Connection,
-    kind: JobKind,
-    node_id: i64,
-    at: i64,
-) -> Result<Option<i64>> {
-    let waiting: i64 = conn.query_row(
-        "SELECT count(*) FROM jobs WHERE kind = ?1 AND node_id = ?2 AND state IN ('queued', 'running')",
-        params![kind.as_str(), node_id],
-        |r| r.get(0),
-    )?;
-    if waiting > 0 {
-        return Ok(None);
-    }
-    insert(conn, kind, None, None, Some(node_id), at).map(Some)
-}
-
-/// Queues a gateway run: for one user, or for all (unless one is already waiting).
-pub fn enqueue_gateway(conn: &Connection, user_id: Option<i64>) -> Result<Option<i64>> {
-    let waiting: i64 = conn.query_row(
-        "SELECT count(*) FROM jobs WHERE kind = 'gateway' AND user_id IS ?1 AND state = 'queued'",
-        params![user_id],
-        |r| r.get(0),
-    )?;
-    if waiting > 0 {
-        return Ok(None);
-    }
-    insert(conn, JobKind::Gateway, None, user_id, None, now()).map(Some)
-}
-
-fn insert(
-    conn: &Connection,
-    kind: JobKind,
-    slice_id: Option<i64>,
-    user_id: Option<i64>,
-    node_id: Option<i64>,
-    at: i64,
-) -> Result<i64> {
-    let max_attempts = match kind {
-        JobKind::NodeHealth | JobKind::Usage => 1,
-        _ => 8,
-    };
-    conn.prepare_cached(
-        "INSERT INTO jobs (kind, state, max_attempts, run_after, slice_id, user_id, node_id, created_at, updated_at)
-         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-    )?
-    .execute(params![kind.as_str(), max_attempts, at, slice_id, user_id, node_id, now()])?;
-    Ok(conn.last_insert_rowid())
-}
 
 /// How a run of a job ended.
 #[derive(Debug)]

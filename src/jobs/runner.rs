@@ -375,7 +375,7 @@ fn record_outcome(
                         let slice =
                             slices::get(tx, s)?.ok_or(crate::error::Error::NotFound("slice"))?;
                         let mut data = slices::mail_data(tx, &slice)?;
-                        let log: Vec<serde_json::Value> = queue::command_log(tx, Some(job.id), None, 10)?
+                        let log: Vec<serde_json::Value> = crate::records::agent_log::command_log(tx, Some(job.id), None, 10)?
                             .into_iter()
                             .rev()
                             .map(|l| serde_json::json!({"command": l.command, "code": l.code, "returned": l.returned}))
@@ -427,17 +427,7 @@ fn schedule_node_jobs(
         }
     }
     // Health checks older than an hour are not worth keeping (their log lines go with them).
-    tx.execute(
-        "DELETE FROM agent_log WHERE command IN ('node_info', 'usage') AND at < ?1
-           AND job_id IN (SELECT id FROM jobs WHERE kind IN ('node_health', 'usage'))",
-        [t - 3600],
-    )?;
-    tx.execute(
-        "DELETE FROM jobs WHERE kind = 'node_health' AND state IN ('succeeded', 'failed') AND finished_at < ?1
-           AND id NOT IN (SELECT job_id FROM agent_log WHERE job_id IS NOT NULL)",
-        [t - 3600],
-    )?;
-    Ok(())
+    queue::prune_checks(tx, t - 3600)
 }
 
 /// Delivers the outbox: each tick, what is due.

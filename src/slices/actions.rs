@@ -7,7 +7,7 @@ use super::*;
 use crate::accounts::{audit, Actor, User};
 use crate::domain::{DnsName, FieldError, Role, TemplateName};
 use crate::error::{Error, Result};
-use crate::jobs::{self, JobKind};
+use crate::records::jobs::{self, JobKind};
 use crate::store::now;
 
 /// What a student asks for.

@@ -79,7 +79,7 @@ async fn job(
             db.read(|c| {
                 Ok::<_, Error>((
                     queue::get(c, id)?,
-                    queue::command_log(c, Some(id), None, 200)?,
+                    crate::records::agent_log::command_log(c, Some(id), None, 200)?,
                 ))
             })
         })

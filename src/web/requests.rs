@@ -262,7 +262,7 @@ async fn detail(
                     None => None,
                 };
                 let events = slices::events(c, id, 50)?;
-                let log = crate::jobs::queue::command_log(c, None, Some(id), 100)?;
+                let log = crate::records::agent_log::command_log(c, None, Some(id), 100)?;
                 let jobs: Vec<crate::jobs::queue::Job> = c
                     .prepare_cached("SELECT id FROM jobs WHERE slice_id = ?1 ORDER BY id DESC")?
                     .query_map([id], |r| r.get::<_, i64>(0))?

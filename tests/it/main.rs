@@ -14,3 +14,4 @@ mod jobs;
 mod layers;
 mod link;
 mod mail;
+mod records;

@@ -41,7 +41,7 @@ async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
     let log = f
         .ctx
         .db
-        .read(|c| slices::jobs::queue::command_log(c, None, Some(id), 20))
+        .read(|c| slices::records::agent_log::command_log(c, None, Some(id), 20))
         .unwrap();
     let commands: Vec<(&str, Option<i64>)> = log
         .iter()
@@ -328,7 +328,7 @@ async fn an_agent_that_is_down_is_retried_with_back_off_then_failed_for_staff_to
     let log = f
         .ctx
         .db
-        .read(|c| slices::jobs::queue::command_log(c, Some(job.id), None, 10))
+        .read(|c| slices::records::agent_log::command_log(c, Some(job.id), None, 10))
         .unwrap();
     assert_eq!(log.len(), 3, "three attempts, each logged");
     assert!(

@@ -2,8 +2,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::token::{looks_like_token, new_token, token_hash};
 use super::users::{from_row, User, COLUMNS, COLUMN_COUNT};
+use crate::domain::token::{looks_like_token, new_token, token_hash};
 use crate::error::Result;
 use crate::store::now;
 

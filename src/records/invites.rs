@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::token::{looks_like_token, new_token, token_hash};
+use crate::domain::token::{looks_like_token, new_token, token_hash};
 use crate::domain::Role;
 use crate::error::Result;
 use crate::store::now;

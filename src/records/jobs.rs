@@ -1,13 +1,170 @@
-//! The `jobs` table: claiming with a lease, checkpoints, and how a job ends.
+//! The `jobs` table: the kinds, queueing, claiming with a lease, checkpoints, and how a job
+//! ends.
 
 use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::JobKind;
 use crate::error::Result;
 use crate::store::now;
+
+/// The kinds of job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Provision,
+    Start,
+    Stop,
+    Restart,
+    Destroy,
+    NodeHealth,
+    TemplateSync,
+    /// Makes the gateway match the database: for one user (`user_id`) or all.
+    Gateway,
+    /// Gives a slice its current keys (the gateway's hop key for its user).
+    Keys,
+    /// Re-makes a slice on the node staff chose (`wanted_node`), then provisions it there.
+    Move,
+    /// Samples what a node's running slices use.
+    Usage,
+    /// Puts a slice's (new) plan in force on its node, live if it runs.
+    Limits,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 12] = [
+        JobKind::Provision,
+        JobKind::Start,
+        JobKind::Stop,
+        JobKind::Restart,
+        JobKind::Destroy,
+        JobKind::NodeHealth,
+        JobKind::TemplateSync,
+        JobKind::Gateway,
+        JobKind::Keys,
+        JobKind::Move,
+        JobKind::Usage,
+        JobKind::Limits,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Provision => "provision",
+            JobKind::Start => "start",
+            JobKind::Stop => "stop",
+            JobKind::Restart => "restart",
+            JobKind::Destroy => "destroy",
+            JobKind::NodeHealth => "node_health",
+            JobKind::TemplateSync => "template_sync",
+            JobKind::Gateway => "gateway",
+            JobKind::Keys => "keys",
+            JobKind::Move => "move",
+            JobKind::Usage => "usage",
+            JobKind::Limits => "limits",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            JobKind::Provision => "provisioned",
+            JobKind::Start => "started",
+            JobKind::Stop => "stopped",
+            JobKind::Restart => "restarted",
+            JobKind::Destroy => "destroyed",
+            JobKind::NodeHealth => "checked",
+            JobKind::TemplateSync => "synced",
+            JobKind::Gateway => "applied",
+            JobKind::Keys => "given its keys",
+            JobKind::Move => "moved",
+            JobKind::Usage => "sampled",
+            JobKind::Limits => "given its new plan",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            JobKind::Provision => "Provisioning",
+            JobKind::Start => "Start",
+            JobKind::Stop => "Stop",
+            JobKind::Restart => "Restart",
+            JobKind::Destroy => "Destroy",
+            JobKind::NodeHealth => "Health check",
+            JobKind::TemplateSync => "Template sync",
+            JobKind::Gateway => "Gateway apply",
+            JobKind::Keys => "Key update",
+            JobKind::Move => "Move",
+            JobKind::Usage => "Usage sample",
+            JobKind::Limits => "Plan change",
+        }
+    }
+}
+
+/// Queues a job for a slice (runs as soon as a worker is free).
+pub fn enqueue(
+    conn: &Connection,
+    kind: JobKind,
+    slice_id: i64,
+    user_id: Option<i64>,
+    node_id: Option<i64>,
+) -> Result<i64> {
+    insert(conn, kind, Some(slice_id), user_id, node_id, now())
+}
+
+/// Queues a job about a node (health, template sync) unless one is already waiting.
+pub fn enqueue_for_node(
+    conn: &Connection,
+    kind: JobKind,
+    node_id: i64,
+    at: i64,
+) -> Result<Option<i64>> {
+    let waiting: i64 = conn.query_row(
+        "SELECT count(*) FROM jobs WHERE kind = ?1 AND node_id = ?2 AND state IN ('queued', 'running')",
+        params![kind.as_str(), node_id],
+        |r| r.get(0),
+    )?;
+    if waiting > 0 {
+        return Ok(None);
+    }
+    insert(conn, kind, None, None, Some(node_id), at).map(Some)
+}
+
+/// Queues a gateway run: for one user, or for all (unless one is already waiting).
+pub fn enqueue_gateway(conn: &Connection, user_id: Option<i64>) -> Result<Option<i64>> {
+    let waiting: i64 = conn.query_row(
+        "SELECT count(*) FROM jobs WHERE kind = 'gateway' AND user_id IS ?1 AND state = 'queued'",
+        params![user_id],
+        |r| r.get(0),
+    )?;
+    if waiting > 0 {
+        return Ok(None);
+    }
+    insert(conn, JobKind::Gateway, None, user_id, None, now()).map(Some)
+}
+
+fn insert(
+    conn: &Connection,
+    kind: JobKind,
+    slice_id: Option<i64>,
+    user_id: Option<i64>,
+    node_id: Option<i64>,
+    at: i64,
+) -> Result<i64> {
+    let max_attempts = match kind {
+        JobKind::NodeHealth | JobKind::Usage => 1,
+        _ => 8,
+    };
+    conn.prepare_cached(
+        "INSERT INTO jobs (kind, state, max_attempts, run_after, slice_id, user_id, node_id, created_at, updated_at)
+         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?
+    .execute(params![kind.as_str(), max_attempts, at, slice_id, user_id, node_id, now()])?;
+    Ok(conn.last_insert_rowid())
+}
 
 /// A job as stored.
 #[derive(Debug, Clone, Serialize)]
@@ -282,44 +439,18 @@ pub fn page(
     Ok((rows, total as u64))
 }
 
-/// The agent commands a job or slice sent.
-#[derive(Debug, Clone, Serialize)]
-pub struct LogEntry {
-    pub at: i64,
-    pub node: Option<String>,
-    pub job_id: Option<i64>,
-    pub command: String,
-    pub arguments: String,
-    pub code: Option<i64>,
-    pub returned: String,
-    pub duration_ms: i64,
-}
-
-pub fn command_log(
-    conn: &Connection,
-    job_id: Option<i64>,
-    slice_id: Option<i64>,
-    limit: u32,
-) -> Result<Vec<LogEntry>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT l.at, n.name, l.job_id, l.command, l.arguments, l.code, l.returned, l.duration_ms
-         FROM agent_log l LEFT JOIN nodes n ON n.id = l.node_id
-         WHERE (?1 IS NULL OR l.job_id = ?1) AND (?2 IS NULL OR l.slice_id = ?2)
-         ORDER BY l.id DESC LIMIT ?3",
+/// Removes finished health checks and usage samples' jobs older than `before`, with their
+/// agent log lines (not worth keeping).
+pub fn prune_checks(conn: &Connection, before: i64) -> Result<()> {
+    conn.execute(
+        "DELETE FROM agent_log WHERE command IN ('node_info', 'usage') AND at < ?1
+           AND job_id IN (SELECT id FROM jobs WHERE kind IN ('node_health', 'usage'))",
+        [before],
     )?;
-    let rows = stmt
-        .query_map(params![job_id, slice_id, limit], |r| {
-            Ok(LogEntry {
-                at: r.get(0)?,
-                node: r.get(1)?,
-                job_id: r.get(2)?,
-                command: r.get(3)?,
-                arguments: r.get(4)?,
-                code: r.get(5)?,
-                returned: r.get(6)?,
-                duration_ms: r.get(7)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+    conn.execute(
+        "DELETE FROM jobs WHERE kind = 'node_health' AND state IN ('succeeded', 'failed') AND finished_at < ?1
+           AND id NOT IN (SELECT job_id FROM agent_log WHERE job_id IS NOT NULL)",
+        [before],
+    )?;
+    Ok(())
 }

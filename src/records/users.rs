@@ -153,8 +153,6 @@ pub fn set_disabled(conn: &Connection, id: i64, reason: Option<&str>) -> Result<
             [id],
         )?,
     };
-    // A disabled user's gateway login goes (and comes back when enabled).
-    crate::gateway::queue_user(conn, id)?;
     Ok(())
 }
 

@@ -1,0 +1,297 @@
+//! Every SQL statement of `src/records/` is prepared against a freshly migrated database, so a
+//! misspelt column or a table that a migration renamed fails here, before any feature test
+//! happens to run the statement. And no SQL is written outside `src/records/` (and the store
+//! itself: migrations, pragmas, backups).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+/// SQL keywords a statement starts with.
+const STARTS: &[&str] = &[
+    "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "REPLACE", "CREATE", "ALTER", "DROP", "VACUUM",
+    "PRAGMA",
+];
+
+/// Pieces of statements that are computed, not literal, and a value that stands for them
+/// when the statement is prepared here. A new computed piece must be added with a reason.
+const COMPUTED: &[(&str, &str)] = &[
+    // sessions::by_token: the users' columns prefixed with `u.`.
+    ("cols", "u.id, u.username"),
+    // users::for_login: `username` or `email`, by the shape of what was typed.
+    ("column", "username"),
+];
+
+/// A Rust string literal starting at `text[start]` (the opening quote): its value and where
+/// it ends.
+fn literal(text: &str, start: usize) -> (String, usize) {
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return (out, i + 1),
+            b'\\' => {
+                let next = bytes[i + 1];
+                match next {
+                    b'n' => out.push('\n'),
+                    b't' => out.push('\t'),
+                    b'\\' => out.push('\\'),
+                    b'"' => out.push('"'),
+                    b'\'' => out.push('\''),
+                    b'r' => out.push('\r'),
+                    b'0' => out.push('\0'),
+                    b'x' => {
+                        let hex = &text[i + 2..i + 4];
+                        out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?') as char);
+                        i += 4;
+                        continue;
+                    }
+                    b'u' => {
+                        let close = text[i..].find('}').unwrap() + i;
+                        let hex = &text[i + 3..close];
+                        out.push(
+                            u32::from_str_radix(hex, 16)
+                                .ok()
+                                .and_then(char::from_u32)
+                                .unwrap_or('?'),
+                        );
+                        i = close + 1;
+                        continue;
+                    }
+                    b'\n' => {
+                        // A line continuation: the newline and the next line's indent go.
+                        i += 2;
+                        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+                            i += 1;
+                        }
+                        continue;
+                    }
+                    // A raw string's backslash: kept as it is.
+                    other => {
+                        out.push('\\');
+                        out.push(other as char);
+                    }
+                }
+                i += 2;
+            }
+            _ => {
+                let ch = text[i..].chars().next().unwrap();
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    panic!("an unterminated string literal");
+}
+
+/// Every string literal of a file (outside `#[cfg(test)]`), in order.
+fn literals(text: &str) -> Vec<String> {
+    let text = text.split("#[cfg(test)]").next().unwrap();
+    let mut found = Vec::new();
+    let mut i = 0;
+    let bytes = text.as_bytes();
+    while i < bytes.len() {
+        match bytes[i] {
+            // Comments and char literals are skipped so their quotes do not count.
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
+            }
+            b'\'' if bytes.get(i + 2) == Some(&b'\'') => i += 3,
+            b'\'' if bytes.get(i + 1) == Some(&b'\\') && bytes.get(i + 3) == Some(&b'\'') => i += 4,
+            b'"' => {
+                let (s, end) = literal(text, i);
+                found.push(s);
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    found
+}
+
+fn is_sql(s: &str) -> bool {
+    let t = s.trim_start();
+    STARTS
+        .iter()
+        .any(|k| t.starts_with(k) && t[k.len()..].starts_with([' ', '\n']))
+}
+
+/// `const NAME: &str = "...";` and `let name = "...";` of a file, for `{NAME}` in format strings.
+fn named_strings(text: &str) -> HashMap<String, String> {
+    let mut names = HashMap::new();
+    for (i, _) in text
+        .match_indices(": &str =")
+        .chain(text.match_indices(" = \""))
+    {
+        let before = &text[..i];
+        let name: String = before
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect();
+        let Some(q) = text[i..].find('"') else {
+            continue;
+        };
+        if text[i..i + q].contains(';') || name.is_empty() {
+            continue;
+        }
+        let (value, _) = literal(text, i + q);
+        names.entry(name).or_insert(value);
+    }
+    names
+}
+
+/// The statement with its `{name}` pieces filled in; Err names a piece nobody knows.
+fn fill(sql: &str, names: &HashMap<String, String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').ok_or("an unclosed {")? + open;
+        let name = &rest[open + 1..close];
+        let value = names
+            .get(name)
+            .cloned()
+            .or_else(|| {
+                COMPUTED
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            })
+            .ok_or(format!("{{{name}}}"))?;
+        out.push_str(&value);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn every_statement_in_records_prepares_against_the_migrated_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = slices::store::Db::open(&dir.path().join("t.db"), 1).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/records"), &mut files);
+    files.sort();
+    let (mut prepared, mut broken) = (0, Vec::new());
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let names = named_strings(&text);
+        for sql in literals(&text).into_iter().filter(|s| is_sql(s)) {
+            let name = file.strip_prefix(root).unwrap().display().to_string();
+            let filled = match fill(&sql, &names) {
+                Ok(f) => f,
+                Err(piece) => {
+                    broken.push(format!("{name}: unknown piece {piece} in: {sql}"));
+                    continue;
+                }
+            };
+            let result = db.write(|tx| {
+                tx.prepare(&filled)
+                    .map(|_| ())
+                    .map_err(slices::store::StoreError::from)
+            });
+            match result {
+                Ok(()) => prepared += 1,
+                Err(e) => broken.push(format!("{name}: {e}\n    {filled}")),
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "statements that do not prepare:\n{}",
+        broken.join("\n")
+    );
+    assert!(
+        prepared >= 50,
+        "only {prepared} statements found: is the reader blind?"
+    );
+}
+
+/// Files outside `src/records/` that still hold SQL, and how many statements: each count
+/// may only go down (the statements move into `records/`), and a file at zero leaves the list.
+const NOT_YET_MOVED: &[(&str, usize)] = &[
+    ("src/accounts/keys.rs", 6),
+    ("src/accounts/mod.rs", 1),
+    ("src/cli/backup.rs", 1),
+    ("src/gateway/apply.rs", 7),
+    ("src/gateway/desired.rs", 2),
+    ("src/gateway/settings.rs", 2),
+    ("src/jobs/env.rs", 2),
+    ("src/jobs/kinds/destroy.rs", 1),
+    ("src/jobs/kinds/moving.rs", 1),
+    ("src/jobs/kinds/usage.rs", 1),
+    ("src/jobs/placement.rs", 5),
+    ("src/mail/mod.rs", 9),
+    ("src/mail/send.rs", 6),
+    ("src/nodes.rs", 9),
+    ("src/quotas.rs", 13),
+    ("src/slices/actions.rs", 9),
+    ("src/slices/catalog.rs", 5),
+    ("src/slices/listing.rs", 5),
+    ("src/slices/mod.rs", 8),
+    ("src/usage.rs", 8),
+    ("src/web/admin.rs", 5),
+    ("src/web/fleet.rs", 1),
+    ("src/web/requests.rs", 1),
+    ("src/web/slices.rs", 1),
+];
+
+#[test]
+fn no_sql_outside_records() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let mut found: Vec<(String, usize)> = Vec::new();
+    for file in &files {
+        let name = file.strip_prefix(root).unwrap().display().to_string();
+        if name.starts_with("src/records/") || name.starts_with("src/store/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        let n = literals(&text).iter().filter(|s| is_sql(s)).count();
+        if n > 0 {
+            found.push((name, n));
+        }
+    }
+    let expected: Vec<(String, usize)> = NOT_YET_MOVED
+        .iter()
+        .map(|(f, n)| (f.to_string(), *n))
+        .collect();
+    assert_eq!(
+        found, expected,
+        "SQL outside src/records/ (left: found; right: NOT_YET_MOVED in tests/it/records.rs). \
+         Write new statements in records/; when you move some, lower the count there"
+    );
+}
+
+#[test]
+fn the_reader_finds_statements_and_their_pieces() {
+    let text = "const C: &str = \"a, b\";\nfn f() { let filter = \"x = 1\"; \
+                q(&format!(\"SELECT {C} FROM t WHERE {filter}\")); q(\"UPDATE t SET a = '\\\\' \\\n    WHERE b\"); }";
+    let names = named_strings(text);
+    let sql: Vec<String> = literals(text).into_iter().filter(|s| is_sql(s)).collect();
+    assert_eq!(sql.len(), 2, "{sql:?}");
+    assert_eq!(
+        fill(&sql[0], &names).unwrap(),
+        "SELECT a, b FROM t WHERE x = 1"
+    );
+    assert_eq!(sql[1], "UPDATE t SET a = '\\' WHERE b");
+    assert!(fill("SELECT {nobody}", &names).is_err());
+}
