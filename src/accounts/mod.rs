@@ -388,10 +388,7 @@ pub fn change_password(
     let new_hash = password::hash(new.expose())?;
     db.write(|tx| {
         users::set_password_hash(tx, user.id, &new_hash)?;
-        tx.execute(
-            "DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2",
-            rusqlite::params![user.id, session.token_hash],
-        )?;
+        sessions::end_others(tx, user.id, &session.token_hash)?;
         audit::record(
             tx,
             Event::PasswordChanged,

@@ -4,13 +4,15 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use super::*;
 use crate::config::Config;
 use crate::domain::Username;
-use crate::store::{now, Db};
+use crate::records::gateway as records;
+pub use crate::records::gateway::{runs, Run};
+use crate::store::Db;
 
 /// The outcome of an apply.
 #[derive(Debug, Clone, Serialize)]
@@ -100,25 +102,15 @@ impl Gateway {
         };
         let scope_text = scope.to_string();
         db.write(|tx| {
-            tx.execute(
-                "INSERT INTO gateway_runs (at, scope, ok, changes, summary, error, duration_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    now(),
-                    scope_text,
-                    ok,
-                    changes as i64,
-                    summary,
-                    error,
-                    ms as i64
-                ],
-            )?;
-            // Keep the last thousand runs.
-            tx.execute(
-                "DELETE FROM gateway_runs WHERE id <= (SELECT max(id) - 1000 FROM gateway_runs)",
-                [],
-            )?;
-            Ok::<_, crate::error::Error>(())
+            records::record_run(
+                tx,
+                &scope_text,
+                ok,
+                changes as i64,
+                &summary,
+                &error,
+                ms as i64,
+            )
         })?;
         let (plan, new_hop_keys) = result?;
         Ok(Report {
@@ -160,27 +152,14 @@ impl Gateway {
                     continue;
                 };
                 let key = key.trim();
-                let old: Option<Option<String>> = tx
-                    .query_row(
-                        "SELECT hop_key FROM users WHERE username = ?1",
-                        [name],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if old.flatten().as_deref() != Some(key) {
-                    tx.execute(
-                        "UPDATE users SET hop_key = ?2 WHERE username = ?1",
-                        params![name, key],
-                    )?;
+                if records::hop_key(tx, name)?.as_deref() != Some(key) {
+                    records::set_hop_key(tx, name, Some(key))?;
                     new_keys.push(name.clone());
                     queue_keys(tx, name)?;
                 }
             }
             for name in &removed {
-                tx.execute(
-                    "UPDATE users SET hop_key = NULL WHERE username = ?1",
-                    [name],
-                )?;
+                records::set_hop_key(tx, name, None)?;
             }
             Ok::<_, crate::error::Error>(())
         })?;
@@ -247,14 +226,7 @@ fn execute(
 
 /// Queues a job that gives each of the user's slices on a node its current keys.
 fn queue_keys(tx: &Connection, username: &str) -> crate::error::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT s.id, s.user_id, s.node_id FROM slices s JOIN users u ON u.id = s.user_id
-          WHERE u.username = ?1 AND s.state IN ('running', 'stopped') AND s.node_id IS NOT NULL",
-    )?;
-    let rows: Vec<(i64, i64, i64)> = stmt
-        .query_map([username], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (slice, user, node) in rows {
+    for (slice, user, node) in records::keyed_slices(tx, username)? {
         crate::records::jobs::enqueue(
             tx,
             crate::records::jobs::JobKind::Keys,
@@ -270,39 +242,4 @@ fn queue_keys(tx: &Connection, username: &str) -> crate::error::Result<()> {
 pub fn queue_user(tx: &Connection, user_id: i64) -> crate::error::Result<()> {
     crate::records::jobs::enqueue_gateway(tx, Some(user_id))?;
     Ok(())
-}
-
-/// The last runs, newest first.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    pub id: i64,
-    pub at: i64,
-    pub scope: String,
-    pub ok: bool,
-    pub changes: i64,
-    pub summary: String,
-    pub error: String,
-    pub duration_ms: i64,
-}
-
-pub fn runs(conn: &Connection, limit: i64) -> crate::error::Result<Vec<Run>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, at, scope, ok, changes, summary, error, duration_ms FROM gateway_runs
-          ORDER BY id DESC LIMIT ?1",
-    )?;
-    let rows = stmt
-        .query_map([limit], |r| {
-            Ok(Run {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                scope: r.get(2)?,
-                ok: r.get(3)?,
-                changes: r.get(4)?,
-                summary: r.get(5)?,
-                error: r.get(6)?,
-                duration_ms: r.get(7)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
 }

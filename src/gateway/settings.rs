@@ -4,12 +4,12 @@ use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use super::*;
 use crate::config::Config;
 use crate::domain::Username;
-use crate::store::{now, Db};
+use crate::store::Db;
 
 /// A path on the gateway host: absolute, of plain characters only (it reaches command lines).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,16 +179,7 @@ impl Settings {
         let mut s = Settings::from_config(c)?;
         if s.host_key.is_none() {
             let accepted: Option<String> = db
-                .read(|conn| {
-                    Ok::<_, crate::error::Error>(
-                        conn.query_row(
-                            "SELECT value FROM settings WHERE key = 'gateway_host_key'",
-                            [],
-                            |r| r.get(0),
-                        )
-                        .optional()?,
-                    )
-                })
+                .read(crate::records::gateway::accepted_host_key)
                 .map_err(|e| anyhow!("{e}"))?;
             if let Some(k) = accepted.filter(|k| valid_fingerprint(k)) {
                 s.host_key = Some(k);
@@ -208,9 +199,5 @@ pub fn accept_host_key(conn: &Connection, fingerprint: &str, by: i64) -> crate::
         )
         .into());
     }
-    conn.execute(
-        "INSERT OR REPLACE INTO settings (key, value, set_by, set_at) VALUES ('gateway_host_key', ?1, ?2, ?3)",
-        params![fingerprint, by, now()],
-    )?;
-    Ok(())
+    crate::records::gateway::accept_host_key(conn, fingerprint, by)
 }

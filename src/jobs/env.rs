@@ -11,7 +11,6 @@ use tokio::sync::Notify;
 use super::{Links, RunnerConfig};
 use crate::context::Context;
 use crate::templates::TemplateDir;
-use rusqlite::params;
 use serde_json::Value;
 
 use super::queue::{self, Job};
@@ -22,7 +21,6 @@ use crate::gateway::Scope;
 use crate::nodes::{self, Node};
 use crate::slave_link::{Command, EnvSpec};
 use crate::slices::{self, Slice, State};
-use crate::store::now;
 
 pub struct JobEnv {
     pub ctx: Arc<Context>,
@@ -116,10 +114,7 @@ impl JobEnv {
                 db.read(|c| {
                     let u = crate::accounts::users::by_id(c, user_id)?
                         .ok_or(Error::NotFound("user"))?;
-                    let hop: Option<String> =
-                        c.query_row("SELECT hop_key FROM users WHERE id = ?1", [user_id], |r| {
-                            r.get(0)
-                        })?;
+                    let hop = crate::records::gateway::hop_key_of(c, user_id)?;
                     Ok((u.username, slices::plan_limits(c, plan_id)?, hop))
                 })
             })
@@ -158,10 +153,7 @@ impl JobEnv {
             db.write(|tx| {
                 queue::checkpoint(tx, job_id, step)?;
                 if let Some(s) = slice_id {
-                    tx.execute(
-                        "UPDATE slices SET step = ?2, updated_at = ?3 WHERE id = ?1",
-                        params![s, next, now()],
-                    )?;
+                    crate::records::slices::set_step(tx, s, next)?;
                     if !message.is_empty() {
                         slices::event(tx, s, &message)?;
                     }

@@ -454,3 +454,14 @@ pub fn prune_checks(conn: &Connection, before: i64) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// A slice's jobs, newest first.
+pub fn for_slice(conn: &Connection, slice_id: i64) -> Result<Vec<Job>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE slice_id = ?1 ORDER BY id DESC"
+    ))?;
+    let rows = stmt
+        .query_map([slice_id], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

@@ -7,7 +7,13 @@
 pub mod agent_log;
 pub mod audit;
 pub mod email_tokens;
+pub mod gateway;
 pub mod invites;
 pub mod jobs;
+pub mod plans;
 pub mod sessions;
+pub mod slice_lists;
+pub mod slices;
+pub mod ssh_keys;
+pub mod templates;
 pub mod users;

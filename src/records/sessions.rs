@@ -110,3 +110,11 @@ pub fn count_for(conn: &Connection, user_id: i64) -> Result<i64> {
         |r| r.get(0),
     )?)
 }
+
+/// Ends every session of the user but the one with this token hash.
+pub fn end_others(conn: &Connection, user_id: i64, keep_token_hash: &[u8]) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2",
+        params![user_id, keep_token_hash],
+    )?)
+}

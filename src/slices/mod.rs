@@ -4,144 +4,16 @@
 
 mod actions;
 mod catalog;
-mod listing;
 
+/// The rows: `records::slices` (state, events, queue place) and the staff lists.
+pub use crate::records::slice_lists::*;
+pub use crate::records::slices::*;
 pub use actions::*;
 pub use catalog::*;
-pub use listing::*;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
+use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::store::now;
-
-/// Where a slice is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Requested,
-    Approved,
-    Queued,
-    Provisioning,
-    Running,
-    Stopped,
-    Failed,
-    Denied,
-    Destroying,
-    Destroyed,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Requested => "requested",
-            State::Approved => "approved",
-            State::Queued => "queued",
-            State::Provisioning => "provisioning",
-            State::Running => "running",
-            State::Stopped => "stopped",
-            State::Failed => "failed",
-            State::Denied => "denied",
-            State::Destroying => "destroying",
-            State::Destroyed => "destroyed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        [
-            State::Requested,
-            State::Approved,
-            State::Queued,
-            State::Provisioning,
-            State::Running,
-            State::Stopped,
-            State::Failed,
-            State::Denied,
-            State::Destroying,
-            State::Destroyed,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Slice {
-    pub id: i64,
-    pub user_id: i64,
-    pub state: State,
-    pub step: String,
-    pub failure: String,
-    pub template: String,
-    pub plan_id: i64,
-    pub course: String,
-    pub purpose: String,
-    pub node_id: Option<i64>,
-    pub wanted_node: Option<i64>,
-    pub veid: Option<i64>,
-    pub ip: Option<String>,
-    pub hostname: String,
-    pub subdomain: String,
-    pub requested_at: i64,
-    pub decided_at: Option<i64>,
-    pub updated_at: i64,
-}
-
-const COLUMNS: &str =
-    "id, user_id, state, step, failure, template, plan_id, course, purpose, node_id, \
-    wanted_node, veid, ip, hostname, subdomain, requested_at, decided_at, updated_at";
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Slice> {
-    let state: String = r.get(2)?;
-    Ok(Slice {
-        id: r.get(0)?,
-        user_id: r.get(1)?,
-        state: State::parse(&state).unwrap_or(State::Failed),
-        step: r.get(3)?,
-        failure: r.get(4)?,
-        template: r.get(5)?,
-        plan_id: r.get(6)?,
-        course: r.get(7)?,
-        purpose: r.get(8)?,
-        node_id: r.get(9)?,
-        wanted_node: r.get(10)?,
-        veid: r.get(11)?,
-        ip: r.get(12)?,
-        hostname: r.get(13)?,
-        subdomain: r.get(14)?,
-        requested_at: r.get(15)?,
-        decided_at: r.get(16)?,
-        updated_at: r.get(17)?,
-    })
-}
-
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Slice>> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM slices WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()?)
-}
-
-pub fn for_user(conn: &Connection, user_id: i64) -> Result<Vec<Slice>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM slices WHERE user_id = ?1 ORDER BY id DESC"
-    ))?;
-    let rows = stmt
-        .query_map([user_id], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
-}
-
-pub fn in_state(conn: &Connection, state: State) -> Result<Vec<Slice>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM slices WHERE state = ?1 ORDER BY requested_at, id"
-    ))?;
-    let rows = stmt
-        .query_map([state.as_str()], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
-}
 
 /// What messages about a slice show: the slice, its owner, its node.
 pub fn mail_data(conn: &Connection, slice: &Slice) -> Result<serde_json::Value> {
@@ -177,59 +49,6 @@ pub fn mail_owner(
     Ok(())
 }
 
-/// Notes something that happened to a slice (shown to its owner and staff).
-pub fn event(conn: &Connection, slice_id: i64, message: &str) -> Result<()> {
-    conn.prepare_cached("INSERT INTO slice_events (slice_id, at, message) VALUES (?1, ?2, ?3)")?
-        .execute(params![slice_id, now(), message])?;
-    Ok(())
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    pub at: i64,
-    pub message: String,
-}
-
-pub fn events(conn: &Connection, slice_id: i64, limit: u32) -> Result<Vec<Event>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT at, message FROM slice_events WHERE slice_id = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    let rows = stmt
-        .query_map(params![slice_id, limit], |r| {
-            Ok(Event {
-                at: r.get(0)?,
-                message: r.get(1)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
-}
-
-/// Moves a slice to a state (and step), noting why.
-pub fn set_state(
-    conn: &Connection,
-    id: i64,
-    state: State,
-    step: &str,
-    message: &str,
-) -> Result<()> {
-    conn.prepare_cached("UPDATE slices SET state = ?2, step = ?3, updated_at = ?4 WHERE id = ?1")?
-        .execute(params![id, state.as_str(), step, now()])?;
-    if !message.is_empty() {
-        event(conn, id, message)?;
-    }
-    Ok(())
-}
-
-/// Marks a slice failed with the reason shown to its owner.
-pub fn fail(conn: &Connection, id: i64, reason: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE slices SET state = 'failed', failure = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, reason, now()],
-    )?;
-    event(conn, id, &format!("Failed: {reason}"))
-}
-
 /// How far a slice is on its way to running, in percent, while it is (None otherwise).
 pub fn progress(s: &Slice) -> Option<u8> {
     match s.state {
@@ -245,13 +64,4 @@ pub fn progress(s: &Slice) -> Option<u8> {
         }),
         _ => None,
     }
-}
-
-/// A queued slice's place in the queue (1 = next).
-pub fn queue_position(conn: &Connection, slice: &Slice) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM slices WHERE state = 'queued' AND (decided_at < ?1 OR (decided_at = ?1 AND id <= ?2))",
-        params![slice.decided_at.unwrap_or(0), slice.id],
-        |r| r.get(0),
-    )?)
 }

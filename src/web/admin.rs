@@ -321,11 +321,7 @@ async fn plans_page(
                 let plans = crate::slices::plan_choices(c)?;
                 let mut out = Vec::new();
                 for p in plans {
-                    let live: i64 = c.query_row(
-                        "SELECT count(*) FROM slices WHERE plan_id = ?1 AND state NOT IN ('destroyed', 'denied')",
-                        [p.id],
-                        |r| r.get(0),
-                    )?;
+                    let live = crate::records::plans::live_slices(c, p.id)?;
                     out.push(serde_json::json!({"plan": p, "slices": live}));
                 }
                 Ok::<_, Error>(out)
@@ -369,19 +365,12 @@ async fn add_plan(
                 .db
                 .run(move |db| {
                     db.write(|tx| {
-                        let exists: i64 = tx.query_row(
-                            "SELECT count(*) FROM plans WHERE name = ?1",
-                            [&n],
-                            |r| r.get(0),
-                        )?;
-                        if exists > 0 {
-                            return Err(FieldError::new("name", "A plan with this name exists.").into());
+                        if crate::records::plans::name_taken(tx, &n)? {
+                            return Err(
+                                FieldError::new("name", "A plan with this name exists.").into()
+                            );
                         }
-                        tx.execute(
-                            "INSERT INTO plans (name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            rusqlite::params![n, l.memory_mb, l.memory_limit_mb, l.processes, l.disk_mb, l.cpu_shares],
-                        )?;
+                        crate::records::plans::insert(tx, &n, &l)?;
                         Ok::<_, Error>(())
                     })
                 })
@@ -409,23 +398,12 @@ async fn default_plan(
     _posted: Posted<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     let id = id.into_inner();
-    let name =
-        state
-            .ctx
-            .db
-            .run(move |db| {
-                db.write(|tx| {
-                    let name: Option<String> = rusqlite::OptionalExtension::optional(
-                        tx.query_row("SELECT name FROM plans WHERE id = ?1", [id], |r| r.get(0)),
-                    )?;
-                    if name.is_some() {
-                        tx.execute("UPDATE plans SET is_default = (id = ?1)", [id])?;
-                    }
-                    Ok::<_, Error>(name)
-                })
-            })
-            .await?
-            .ok_or(WebError::NotFound)?;
+    let name = state
+        .ctx
+        .db
+        .run(move |db| db.write(|tx| crate::records::plans::set_default(tx, id)))
+        .await?
+        .ok_or(WebError::NotFound)?;
     Ok(see_other(
         &state,
         "/staff/plans",

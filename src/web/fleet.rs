@@ -143,11 +143,7 @@ async fn nodes(
                 let nodes = crate::nodes::list(c)?;
                 let mut out = Vec::new();
                 for n in nodes {
-                    let slices: i64 = c.query_row(
-                        "SELECT count(*) FROM slices WHERE node_id = ?1 AND state IN ('provisioning', 'running', 'stopped', 'destroying')",
-                        [n.id],
-                        |r| r.get(0),
-                    )?;
+                    let slices = crate::records::slices::live_on_node(c, n.id)?;
                     out.push(serde_json::json!({ "node": n, "slices": slices }));
                 }
                 Ok::<_, Error>(out)

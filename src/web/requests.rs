@@ -263,13 +263,7 @@ async fn detail(
                 };
                 let events = slices::events(c, id, 50)?;
                 let log = crate::records::agent_log::command_log(c, None, Some(id), 100)?;
-                let jobs: Vec<crate::jobs::queue::Job> = c
-                    .prepare_cached("SELECT id FROM jobs WHERE slice_id = ?1 ORDER BY id DESC")?
-                    .query_map([id], |r| r.get::<_, i64>(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
-                    .into_iter()
-                    .filter_map(|j| crate::jobs::queue::get(c, j).ok().flatten())
-                    .collect();
+                let jobs = crate::records::jobs::for_slice(c, id)?;
                 let plans = slices::plan_choices(c)?;
                 let nodes: Vec<String> = crate::nodes::list(c)?
                     .into_iter()

@@ -92,11 +92,7 @@ async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResp
                     .filter(|s| s.state != SliceState::Destroyed)
                     .map(|s| view(c, &site, &user.username, s))
                     .collect::<crate::error::Result<Vec<_>>>()?;
-                let keys: i64 = c.query_row(
-                    "SELECT count(*) FROM ssh_keys WHERE user_id = ?1",
-                    [user.id],
-                    |r| r.get(0),
-                )?;
+                let keys = crate::records::ssh_keys::count(c, user.id)?;
                 Ok::<_, Error>((views, keys))
             })
         })

@@ -1,14 +1,12 @@
 //! Destroy a slice: its container on the node, its gateway login, its address and id.
 
 use crate::jobs::env::JobEnv;
-use rusqlite::params;
 
 use crate::domain::VeId;
 use crate::jobs::queue::{self, Job};
 use crate::jobs::{judge, Outcome};
 use crate::slave_link::Command;
 use crate::slices::{self, State};
-use crate::store::now;
 
 pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     let Some(slice_id) = job.slice_id else {
@@ -35,12 +33,14 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     // Release the address and id, and let waiting requests try again.
     step!(
         env.db(move |db| db.write(|tx| {
-            tx.execute(
-                "UPDATE slices SET veid = NULL, ip = NULL, state = 'destroyed', step = '', updated_at = ?2 WHERE id = ?1",
-                params![slice_id, now()],
-            )?;
+            crate::records::slices::set_destroyed(tx, slice_id)?;
             slices::event(tx, slice_id, "Destroyed; its address is free again.")?;
-            slices::mail_owner(tx, slice_id, crate::mail::Kind::SliceDestroyed, serde_json::json!({}))?;
+            slices::mail_owner(
+                tx,
+                slice_id,
+                crate::mail::Kind::SliceDestroyed,
+                serde_json::json!({}),
+            )?;
             queue::wake_waiting(tx)?;
             // Its login and web address go from the gateway.
             crate::gateway::queue_user(tx, slice.user_id)?;

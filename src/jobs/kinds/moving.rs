@@ -1,14 +1,12 @@
 //! Move a slice to the node staff chose: made anew there from its template, the old container removed.
 
 use crate::jobs::env::JobEnv;
-use rusqlite::params;
 
 use crate::domain::VeId;
 use crate::jobs::queue::{self, Job};
 use crate::jobs::{judge, Outcome};
 use crate::slave_link::Command;
 use crate::slices::State;
-use crate::store::now;
 
 /// A move: remove the old container (unless its node is disabled, i.e. taken out of
 /// service), release its address and id, and provision afresh on the wanted node.
@@ -45,11 +43,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     let user_id = slice.user_id;
     step!(
         env.db(move |db| db.write(|tx| {
-            tx.execute(
-                "UPDATE slices SET node_id = NULL, veid = NULL, ip = NULL, state = 'approved',
-                                   step = '', updated_at = ?2 WHERE id = ?1",
-                params![slice_id, now()],
-            )?;
+            crate::records::slices::unplace(tx, slice_id)?;
             crate::jobs::enqueue(
                 tx,
                 crate::jobs::JobKind::Provision,

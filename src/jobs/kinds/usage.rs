@@ -1,7 +1,6 @@
 //! Sample what a node's slices use, keep it, and alert on a risen failcnt.
 
 use crate::jobs::env::JobEnv;
-use rusqlite::params;
 use serde_json::Value;
 
 use crate::jobs::queue::Job;
@@ -37,11 +36,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
             let t = now();
             let day = crate::mail::day_of(t);
             for (veid, counters) in &reports {
-                let slice: Option<i64> = rusqlite::OptionalExtension::optional(tx.query_row(
-                    "SELECT id FROM slices WHERE node_id = ?1 AND veid = ?2 AND state = 'running'",
-                    params![node_id, veid],
-                    |r| r.get(0),
-                ))?;
+                let slice = crate::records::slices::running_on(tx, node_id, *veid)?;
                 let Some(slice) = slice else { continue };
                 for (resource, hits) in crate::usage::record(tx, slice, t, counters)? {
                     crate::usage::alert(tx, slice, &resource, hits, &day)?;

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 
-use super::*;
+use super::slices::{from_row, Slice, State, COLUMNS};
 use crate::error::Result;
 use crate::store::now;
 
@@ -71,7 +71,7 @@ pub fn search(
         .map(|c| format!("s.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let pat = crate::accounts::users::like_pattern(q.trim());
+    let pat = super::users::like_pattern(q.trim());
     let st = state.map(State::as_str);
     // Without search text, no row needs a LIKE and the count needs no join (an index does it).
     let searching = !q.trim().is_empty();

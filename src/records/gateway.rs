@@ -1,0 +1,154 @@
+//! What the master keeps about the gateway: its runs (`gateway_runs`), the host key staff
+//! accepted (`settings`), users' hop keys (`users.hop_key`) and the rows its desired state is
+//! made of (live slices and their owners' keys).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::store::now;
+
+/// Records a run and keeps only the last thousand.
+#[allow(clippy::too_many_arguments)]
+pub fn record_run(
+    conn: &Connection,
+    scope: &str,
+    ok: bool,
+    changes: i64,
+    summary: &str,
+    error: &str,
+    duration_ms: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO gateway_runs (at, scope, ok, changes, summary, error, duration_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![now(), scope, ok, changes, summary, error, duration_ms],
+    )?;
+    conn.execute(
+        "DELETE FROM gateway_runs WHERE id <= (SELECT max(id) - 1000 FROM gateway_runs)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// The last runs, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub at: i64,
+    pub scope: String,
+    pub ok: bool,
+    pub changes: i64,
+    pub summary: String,
+    pub error: String,
+    pub duration_ms: i64,
+}
+
+pub fn runs(conn: &Connection, limit: i64) -> Result<Vec<Run>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, scope, ok, changes, summary, error, duration_ms FROM gateway_runs
+          ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt
+        .query_map([limit], |r| {
+            Ok(Run {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                scope: r.get(2)?,
+                ok: r.get(3)?,
+                changes: r.get(4)?,
+                summary: r.get(5)?,
+                error: r.get(6)?,
+                duration_ms: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The gateway host key staff accepted in the web interface, if any.
+pub fn accepted_host_key(conn: &Connection) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'gateway_host_key'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+pub fn accept_host_key(conn: &Connection, fingerprint: &str, by: i64) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO settings (key, value, set_by, set_at) VALUES ('gateway_host_key', ?1, ?2, ?3)",
+        params![fingerprint, by, now()],
+    )?;
+    Ok(())
+}
+
+/// A user's hop public key as the master last gave it (None: none yet, or no such user).
+pub fn hop_key(conn: &Connection, username: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT hop_key FROM users WHERE username = ?1",
+            [username],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+pub fn hop_key_of(conn: &Connection, user_id: i64) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT hop_key FROM users WHERE id = ?1", [user_id], |r| {
+            r.get::<_, Option<String>>(0)
+        })
+        .optional()?
+        .flatten())
+}
+
+pub fn set_hop_key(conn: &Connection, username: &str, key: Option<&str>) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET hop_key = ?2 WHERE username = ?1",
+        params![username, key],
+    )?;
+    Ok(())
+}
+
+/// (slice id, username, address, subdomain) of every slice the gateway serves: placed, not
+/// on its way out, of a user not disabled; running ones last, newest last.
+pub fn live_slices(conn: &Connection) -> Result<Vec<(i64, String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.id, u.username, s.ip, s.subdomain, s.state
+           FROM slices s JOIN users u ON u.id = s.user_id
+          WHERE s.state IN ('provisioning', 'running', 'stopped')
+            AND s.ip IS NOT NULL AND s.node_id IS NOT NULL AND u.disabled_at IS NULL
+          ORDER BY (s.state = 'running'), s.id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// (username, key line) of every student key, oldest first.
+pub fn all_keys(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.username, k.key FROM ssh_keys k JOIN users u ON u.id = k.user_id ORDER BY k.id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// (slice, user, node) of the user's placed slices that run or are stopped: they get new keys.
+pub fn keyed_slices(conn: &Connection, username: &str) -> Result<Vec<(i64, i64, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.id, s.user_id, s.node_id FROM slices s JOIN users u ON u.id = s.user_id
+          WHERE u.username = ?1 AND s.state IN ('running', 'stopped') AND s.node_id IS NOT NULL",
+    )?;
+    let rows = stmt
+        .query_map([username], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

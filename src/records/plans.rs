@@ -1,0 +1,110 @@
+//! The `plans` table: what a slice may use (memory, processes, disk, CPU), one of them the
+//! default a request starts with.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::domain::Limits;
+use crate::error::Result;
+
+/// The limits of a plan.
+pub fn plan_limits(conn: &Connection, plan_id: i64) -> Result<Limits> {
+    let l = conn.query_row(
+        "SELECT memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares FROM plans WHERE id = ?1",
+        [plan_id],
+        |r| {
+            Ok(Limits {
+                memory_mb: r.get(0)?,
+                memory_limit_mb: r.get(1)?,
+                processes: r.get(2)?,
+                disk_mb: r.get(3)?,
+                cpu_shares: r.get(4)?,
+            })
+        },
+    )?;
+    Ok(l.check()?)
+}
+
+pub fn default_plan(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT id FROM plans ORDER BY is_default DESC, id LIMIT 1",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// A plan students may choose.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanChoice {
+    pub id: i64,
+    pub name: String,
+    pub limits: Limits,
+    pub is_default: bool,
+}
+
+pub fn plan_choices(conn: &Connection) -> Result<Vec<PlanChoice>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares, is_default
+         FROM plans ORDER BY is_default DESC, memory_mb, name",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(PlanChoice {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                limits: Limits {
+                    memory_mb: r.get(2)?,
+                    memory_limit_mb: r.get(3)?,
+                    processes: r.get(4)?,
+                    disk_mb: r.get(5)?,
+                    cpu_shares: r.get(6)?,
+                },
+                is_default: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// How many slices that are not destroyed or denied use the plan.
+pub fn live_slices(conn: &Connection, plan_id: i64) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM slices WHERE plan_id = ?1 AND state NOT IN ('destroyed', 'denied')",
+        [plan_id],
+        |r| r.get(0),
+    )?)
+}
+
+pub fn name_taken(conn: &Connection, name: &str) -> Result<bool> {
+    let n: i64 = conn.query_row("SELECT count(*) FROM plans WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })?;
+    Ok(n > 0)
+}
+
+pub fn insert(conn: &Connection, name: &str, l: &Limits) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO plans (name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            name,
+            l.memory_mb,
+            l.memory_limit_mb,
+            l.processes,
+            l.disk_mb,
+            l.cpu_shares
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Makes plan `id` the default; its name, or None when there is no such plan.
+pub fn set_default(conn: &Connection, id: i64) -> Result<Option<String>> {
+    let name: Option<String> = conn
+        .query_row("SELECT name FROM plans WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    if name.is_some() {
+        conn.execute("UPDATE plans SET is_default = (id = ?1)", [id])?;
+    }
+    Ok(name)
+}

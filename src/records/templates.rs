@@ -1,0 +1,38 @@
+//! The `templates` table: the OS templates the master offers students.
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use crate::domain::TemplateName;
+use crate::error::Result;
+use crate::store::now;
+
+/// Registers an OS template the master offers.
+pub fn add_template(conn: &Connection, name: &TemplateName, description: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO templates (name, description, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET description = excluded.description",
+        params![name.as_str(), description, now()],
+    )?;
+    Ok(())
+}
+
+/// A template students may choose.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateChoice {
+    pub name: String,
+    pub description: String,
+}
+
+pub fn template_choices(conn: &Connection) -> Result<Vec<TemplateChoice>> {
+    let mut stmt = conn.prepare_cached("SELECT name, description FROM templates ORDER BY name")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(TemplateChoice {
+                name: r.get(0)?,
+                description: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
