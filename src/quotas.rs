@@ -3,11 +3,12 @@
 //! applies (user, then course, then default). Checked when a request is made, and again when
 //! staff approve it (before anything is provisioned).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::domain::FieldError;
 use crate::error::{Error, Result};
+use crate::records::quotas as records;
 
 /// The rule that applies to someone.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -40,14 +41,7 @@ fn parse_plans(text: &str) -> Option<Vec<i64>> {
 
 /// The quota for a user asking for a slice for `course`.
 pub fn for_user(conn: &Connection, user_id: i64, course: &str) -> Result<Quota> {
-    if let Some((max, plans)) = conn
-        .query_row(
-            "SELECT max_slices, plans FROM quotas WHERE scope = 'user' AND user_id = ?1",
-            [user_id],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-        )
-        .optional()?
-    {
+    if let Some((max, plans)) = records::for_user(conn, user_id)? {
         return Ok(Quota {
             max_slices: max,
             plans: parse_plans(&plans),
@@ -56,14 +50,7 @@ pub fn for_user(conn: &Connection, user_id: i64, course: &str) -> Result<Quota> 
     }
     let course = course.trim();
     if !course.is_empty() {
-        if let Some((max, plans)) = conn
-            .query_row(
-                "SELECT max_slices, plans FROM quotas WHERE scope = 'course' AND course = ?1 COLLATE NOCASE",
-                [course],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-            )
-            .optional()?
-        {
+        if let Some((max, plans)) = records::for_course(conn, course)? {
             return Ok(Quota {
                 max_slices: max,
                 plans: parse_plans(&plans),
@@ -71,14 +58,7 @@ pub fn for_user(conn: &Connection, user_id: i64, course: &str) -> Result<Quota> 
             });
         }
     }
-    let (max, plans) = conn
-        .query_row(
-            "SELECT max_slices, plans FROM quotas WHERE scope = 'default'",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-        )
-        .optional()?
-        .unwrap_or((1, String::new()));
+    let (max, plans) = records::default_rule(conn)?.unwrap_or((1, String::new()));
     Ok(Quota {
         max_slices: max,
         plans: parse_plans(&plans),
@@ -86,23 +66,7 @@ pub fn for_user(conn: &Connection, user_id: i64, course: &str) -> Result<Quota> 
     })
 }
 
-/// Live slices of a user (all but destroyed and denied), leaving one out.
-pub fn live_slices(
-    conn: &Connection,
-    user_id: i64,
-    except: Option<i64>,
-    approved_only: bool,
-) -> Result<i64> {
-    Ok(conn.query_row(
-        &format!(
-            "SELECT count(*) FROM slices WHERE user_id = ?1 AND id IS NOT ?2
-               AND state NOT IN ('destroyed', 'denied'{})",
-            if approved_only { ", 'requested'" } else { "" }
-        ),
-        params![user_id, except],
-        |r| r.get(0),
-    )?)
-}
+pub use crate::records::quotas::live_slices;
 
 /// Whether a user may have one more slice of `plan_id` for `course`; the refusal says why
 /// and what to do.
@@ -150,33 +114,22 @@ pub fn check(
 }
 
 pub fn rules(conn: &Connection) -> Result<Vec<Rule>> {
-    let names: std::collections::HashMap<i64, String> = conn
-        .prepare_cached("SELECT id, name FROM plans")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT q.id, q.scope, q.course, u.username, q.max_slices, q.plans
-           FROM quotas q LEFT JOIN users u ON u.id = q.user_id
-          ORDER BY q.scope = 'default' DESC, q.scope, q.course, u.username",
-    )?;
-    let rows = stmt
-        .query_map([], |r| {
-            let plans: String = r.get(5)?;
-            Ok(Rule {
-                id: r.get(0)?,
-                scope: r.get(1)?,
-                course: r.get(2)?,
-                username: r.get(3)?,
-                max_slices: r.get(4)?,
-                plans: parse_plans(&plans)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|id| names.get(id).cloned().unwrap_or_else(|| format!("#{id}")))
-                    .collect(),
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+    let names = crate::records::plans::names(conn)?;
+    Ok(records::all(conn)?
+        .into_iter()
+        .map(|(id, scope, course, username, max_slices, plans)| Rule {
+            id,
+            scope,
+            course,
+            username,
+            max_slices,
+            plans: parse_plans(&plans)
+                .unwrap_or_default()
+                .iter()
+                .map(|id| names.get(id).cloned().unwrap_or_else(|| format!("#{id}")))
+                .collect(),
+        })
+        .collect())
 }
 
 /// Sets a rule (replacing the one for the same scope and target).
@@ -192,10 +145,7 @@ pub fn set(
         return Err(FieldError::new("max_slices", "From 0 to 100.").into());
     }
     for p in plans {
-        let known: Option<i64> = conn
-            .query_row("SELECT id FROM plans WHERE id = ?1", [p], |r| r.get(0))
-            .optional()?;
-        if known.is_none() {
+        if !crate::records::plans::exists(conn, *p)? {
             return Err(FieldError::new("plans", "Choose plans that exist.").into());
         }
     }
@@ -206,10 +156,7 @@ pub fn set(
         .join(",");
     match scope {
         "default" => {
-            conn.execute(
-                "UPDATE quotas SET max_slices = ?1, plans = ?2 WHERE scope = 'default'",
-                params![max_slices, plans_text],
-            )?;
+            records::set_default(conn, max_slices, &plans_text)?;
         }
         "course" => {
             let course = course.trim();
@@ -220,26 +167,12 @@ pub fn set(
                 )
                 .into());
             }
-            conn.execute(
-                "DELETE FROM quotas WHERE scope = 'course' AND course = ?1 COLLATE NOCASE",
-                [course],
-            )?;
-            conn.execute(
-                "INSERT INTO quotas (scope, course, max_slices, plans) VALUES ('course', ?1, ?2, ?3)",
-                params![course, max_slices, plans_text],
-            )?;
+            records::replace_for_course(conn, course, max_slices, &plans_text)?;
         }
         "user" => {
             let user = crate::accounts::users::by_username(conn, username.trim())?
                 .ok_or_else(|| FieldError::new("username", "No user has that name."))?;
-            conn.execute(
-                "DELETE FROM quotas WHERE scope = 'user' AND user_id = ?1",
-                [user.id],
-            )?;
-            conn.execute(
-                "INSERT INTO quotas (scope, user_id, max_slices, plans) VALUES ('user', ?1, ?2, ?3)",
-                params![user.id, max_slices, plans_text],
-            )?;
+            records::replace_for_user(conn, user.id, max_slices, &plans_text)?;
         }
         _ => return Err(FieldError::new("scope", "Choose default, a course or a user.").into()),
     }
@@ -248,10 +181,7 @@ pub fn set(
 
 /// Removes a course or user rule (the default stays).
 pub fn remove(conn: &Connection, id: i64) -> Result<()> {
-    let n = conn.execute(
-        "DELETE FROM quotas WHERE id = ?1 AND scope <> 'default'",
-        [id],
-    )?;
+    let n = records::remove(conn, id)?;
     if n == 0 {
         return Err(Error::NotFound("quota rule"));
     }

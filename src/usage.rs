@@ -3,11 +3,12 @@
 //! and watched: when a resource's failcnt rises (the limit refused or stopped something), staff
 //! see it in the audit log and the owner gets one mail a day about it.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::agent::driver::Counter;
 use crate::error::Result;
+use crate::records::usage as records;
 
 /// Records a node's report for one slice; returns the resources whose failcnt rose since the
 /// last sample, with by how much.
@@ -20,48 +21,25 @@ pub fn record(
     let mut risen = Vec::new();
     for c in counters {
         let resource = c.resource.chars().take(40).collect::<String>();
-        let before: Option<(i64, i64)> = conn
-            .prepare_cached(
-                "SELECT at, failcnt FROM usage_latest WHERE slice_id = ?1 AND resource = ?2",
-            )?
-            .query_row(params![slice_id, resource], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let before = records::last(conn, slice_id, &resource)?;
         let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO usage_samples (slice_id, resource, at, held, maxheld, barrier, lim, failcnt)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            slice_id,
-            resource,
-            at,
-            clamp(c.held),
-            clamp(c.maxheld),
-            clamp(c.barrier),
-            clamp(c.limit),
-            clamp(c.failcnt)
-        ])?;
+        let sample = records::Sample {
+            held: clamp(c.held),
+            maxheld: clamp(c.maxheld),
+            barrier: clamp(c.barrier),
+            limit: clamp(c.limit),
+            failcnt: clamp(c.failcnt),
+        };
+        records::insert(conn, slice_id, &resource, at, &sample)?;
         if before.is_none_or(|(t, _)| at >= t) {
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO usage_latest (slice_id, resource, at, held, lim, failcnt)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                slice_id,
-                resource,
-                at,
-                clamp(c.held),
-                clamp(c.limit),
-                clamp(c.failcnt)
-            ])?;
+            records::set_latest(conn, slice_id, &resource, at, &sample)?;
         }
         let before = before.map(|(_, f)| f);
         // The first sample of a slice sets the baseline; a counter that went down (the
         // container was restarted) starts a new one.
         if let Some(b) = before {
-            let now = clamp(c.failcnt);
-            if now > b {
-                risen.push((resource, (now - b) as u64));
+            if sample.failcnt > b {
+                risen.push((resource, (sample.failcnt - b) as u64));
             }
         }
     }
@@ -86,20 +64,7 @@ pub fn alert(
         &slice.hostname,
         &format!("{resource}: {hits} more time(s)"),
     )?;
-    let seen_today = conn
-        .query_row(
-            "SELECT 1 FROM limit_alerts WHERE slice_id = ?1 AND resource = ?2 AND day = ?3",
-            params![slice_id, resource, day],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    conn.execute(
-        "INSERT INTO limit_alerts (slice_id, resource, day, hits) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (slice_id, resource, day) DO UPDATE SET hits = hits + excluded.hits",
-        params![slice_id, resource, day, hits as i64],
-    )?;
-    let first = !seen_today;
+    let first = records::count_alert(conn, slice_id, resource, day, hits as i64)?;
     if first {
         let latest = latest(conn, slice_id)?;
         let limit = latest
@@ -122,10 +87,7 @@ pub fn alert(
     Ok(first)
 }
 
-/// Drops samples older than `before`.
-pub fn prune(conn: &Connection, before: i64) -> Result<usize> {
-    Ok(conn.execute("DELETE FROM usage_samples WHERE at < ?1", [before])?)
-}
+pub use crate::records::usage::prune;
 
 fn resource_name(r: &str) -> &str {
     match r {
@@ -159,19 +121,14 @@ fn amount(resource: &str, v: i64) -> String {
 
 /// The newest sample of each resource of a slice.
 pub fn latest(conn: &Connection, slice_id: i64) -> Result<Vec<Latest>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT resource, at, held, lim, failcnt FROM usage_latest WHERE slice_id = ?1
-          ORDER BY resource",
-    )?;
-    let rows = stmt
-        .query_map([slice_id], |r| {
-            let resource: String = r.get(0)?;
-            let (held, lim): (i64, i64) = (r.get(2)?, r.get(3)?);
+    Ok(records::latest(conn, slice_id)?
+        .into_iter()
+        .map(|(resource, at, held, lim, failcnt)| {
             // cgroups say "no limit" with a huge number.
             let limited = lim > 0 && lim < i64::MAX / 4;
-            Ok(Latest {
+            Latest {
                 name: resource_name(&resource).to_string(),
-                at: r.get(1)?,
+                at,
                 held_text: amount(&resource, held),
                 limit_text: if limited {
                     amount(&resource, lim)
@@ -180,12 +137,11 @@ pub fn latest(conn: &Connection, slice_id: i64) -> Result<Vec<Latest>> {
                 },
                 percent: limited
                     .then(|| ((held as f64 / lim as f64) * 100.0).clamp(0.0, 100.0) as u8),
-                failcnt: r.get(4)?,
+                failcnt,
                 resource,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+            }
+        })
+        .collect())
 }
 
 /// (time, held) of one resource since `since`, oldest first, and the newest limit.
@@ -195,25 +151,8 @@ pub fn series(
     resource: &str,
     since: i64,
 ) -> Result<(Vec<(i64, i64)>, i64)> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT at, held, lim FROM usage_samples WHERE slice_id = ?1 AND resource = ?2 AND at >= ?3
-          ORDER BY at",
-    )?;
-    let mut lim = 0;
-    let points = stmt
-        .query_map(params![slice_id, resource, since], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?
-        .map(|row| {
-            row.map(|(at, held, l)| {
-                lim = l;
-                (at, held)
-            })
-        })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = records::series(conn, slice_id, resource, since)?;
+    let lim = rows.last().map_or(0, |r| r.2);
+    let points = rows.into_iter().map(|(at, held, _)| (at, held)).collect();
     Ok((points, lim))
 }

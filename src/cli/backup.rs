@@ -16,13 +16,7 @@ pub fn run(file: PathBuf, cfg: ConfigArgs) -> anyhow::Result<()> {
     let db = config.data.join("slices.db");
     anyhow::ensure!(db.is_file(), "there is no database at {}", db.display());
     let started = std::time::Instant::now();
-    // Its own read-only connection: one read transaction, so the copy is the database
-    // at one moment while the master goes on writing.
-    let conn =
-        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    conn.execute("VACUUM INTO ?1", [file.to_string_lossy()])
-        .with_context(|| format!("backup to {}", file.display()))?;
+    crate::store::backup(&db, &file).with_context(|| format!("backup to {}", file.display()))?;
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     println!(
         "Backed up the database to {} ({} kB, {} ms).",

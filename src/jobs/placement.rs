@@ -1,19 +1,15 @@
 //! Where a slice goes: the first-come line, the filter and the ranking of nodes, and the
 //! container id and address it gets there.
 
-use std::collections::HashSet;
-
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use super::queue;
 use crate::domain::{Subnet, VeId};
 use crate::error::Result;
 use crate::nodes::{self, Node};
+use crate::records::placement as records;
 use crate::slices::{self, Slice, State};
 use crate::store::now;
-
-/// Live slices hold their node's resources.
-const LIVE: &str = "('provisioning', 'running', 'stopped', 'destroying')";
 
 /// A node a slice can go to.
 struct Candidate {
@@ -38,16 +34,7 @@ pub fn place(
     }
     // Everyone approved before this slice and not yet placed goes first, in order, in this
     // same transaction; the first that does not fit stops the line.
-    let waiting: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM slices WHERE state IN ('approved', 'queued') AND node_id IS NULL
-               AND (decided_at < ?1 OR (decided_at = ?1 AND id <= ?2))
-             ORDER BY decided_at, id",
-        )?
-        .query_map(params![slice.decided_at.unwrap_or(0), slice.id], |r| {
-            r.get(0)
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let waiting = records::line_up_to(conn, slice.decided_at.unwrap_or(0), slice.id)?;
     let mut placed = None;
     for id in waiting {
         let Some(s) = slices::get(conn, id)? else {
@@ -68,39 +55,13 @@ pub fn place(
 /// Places one slice, if some node has room for it.
 fn place_one(conn: &Connection, slice: &Slice, stale_secs: i64) -> Result<Option<Node>> {
     let plan = slices::plan_limits(conn, slice.plan_id)?;
-    // The filter and ranking in one query; node_info is read with SQLite's JSON functions.
-    let mut stmt = conn.prepare_cached(&format!(
-        "WITH held AS (
-             SELECT s.node_id, sum(p.memory_mb) AS mb, count(*) AS n
-             FROM slices s JOIN plans p ON p.id = s.plan_id
-             WHERE s.node_id IS NOT NULL AND s.state IN {LIVE} GROUP BY s.node_id)
-         SELECT n.id, json_extract(n.info, '$.subnet') AS subnet, coalesce(h.n, 0) AS count,
-                json_extract(n.info, '$.memory_mb') - coalesce(h.mb, 0) AS free
-         FROM nodes n LEFT JOIN held h ON h.node_id = n.id
-         WHERE n.enabled AND NOT n.draining AND n.last_seen_at >= ?1
-           AND (?2 IS NULL OR n.id = ?2)
-           AND EXISTS (SELECT 1 FROM json_each(n.info, '$.templates') t
-                       WHERE json_extract(t.value, '$.name') = ?3)
-           AND free >= ?4
-         ORDER BY free DESC, count ASC, n.id"
-    ))?;
-    let rows = stmt
-        .query_map(
-            params![
-                now() - stale_secs,
-                slice.wanted_node,
-                slice.template,
-                plan.memory_mb
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            },
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = records::nodes_with_room(
+        conn,
+        now() - stale_secs,
+        slice.wanted_node,
+        &slice.template,
+        plan.memory_mb,
+    )?;
     let mut best = None;
     for (node_id, subnet, count) in rows {
         let Some(subnet) = subnet.and_then(|s| Subnet::parse(&s).ok()) else {
@@ -114,14 +75,7 @@ fn place_one(conn: &Connection, slice: &Slice, stale_secs: i64) -> Result<Option
         }
     }
     let Some(c) = best else { return Ok(None) };
-    let used: HashSet<String> = conn
-        .prepare_cached("SELECT ip FROM slices WHERE node_id = ?1 AND ip IS NOT NULL")?
-        .query_map([c.node.id], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let ids: HashSet<i64> = conn
-        .prepare_cached("SELECT veid FROM slices WHERE node_id = ?1 AND veid IS NOT NULL")?
-        .query_map([c.node.id], |r| r.get::<_, i64>(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let (used, ids) = records::taken_on(conn, c.node.id)?;
     let Some(ip) = c
         .subnet
         .assignable()
@@ -133,11 +87,7 @@ fn place_one(conn: &Connection, slice: &Slice, stale_secs: i64) -> Result<Option
     let veid = (VeId::MIN as i64..)
         .find(|v| !ids.contains(v))
         .expect("a free id");
-    conn.execute(
-        "UPDATE slices SET node_id = ?2, veid = ?3, ip = ?4, state = 'provisioning', step = 'setting up the gateway login',
-                           failure = '', updated_at = ?5 WHERE id = ?1",
-        params![slice.id, c.node.id, veid, ip, now()],
-    )?;
+    records::place(conn, slice.id, c.node.id, veid, &ip)?;
     slices::event(
         conn,
         slice.id,

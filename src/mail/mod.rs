@@ -5,13 +5,13 @@
 
 mod send;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::OnceLock;
 
 use crate::error::Result;
-use crate::store::now;
+use crate::records::outbox;
 
 pub use send::{build, requeue_sending, send_due, SendError, Transport};
 
@@ -257,46 +257,6 @@ pub fn without_secrets(data: &Value) -> Value {
     d
 }
 
-/// One message in the outbox.
-#[derive(Debug, Clone, Serialize)]
-pub struct Message {
-    pub id: i64,
-    pub kind: String,
-    pub to_addr: String,
-    pub to_name: String,
-    pub data: Value,
-    pub state: String,
-    pub attempts: i64,
-    pub next_try: i64,
-    pub last_error: String,
-    pub created_at: i64,
-    pub sent_at: Option<i64>,
-    pub user_id: Option<i64>,
-    pub slice_id: Option<i64>,
-}
-
-const COLUMNS: &str =
-    "id, kind, to_addr, to_name, data, state, attempts, next_try, last_error, created_at, sent_at, user_id, slice_id";
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
-    let data: String = r.get(4)?;
-    Ok(Message {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        to_addr: r.get(2)?,
-        to_name: r.get(3)?,
-        data: serde_json::from_str(&data).unwrap_or(Value::Null),
-        state: r.get(5)?,
-        attempts: r.get(6)?,
-        next_try: r.get(7)?,
-        last_error: r.get(8)?,
-        created_at: r.get(9)?,
-        sent_at: r.get(10)?,
-        user_id: r.get(11)?,
-        slice_id: r.get(12)?,
-    })
-}
-
 /// Writes a message into the outbox (call it inside the transaction of the event).
 pub fn enqueue(
     conn: &Connection,
@@ -307,13 +267,15 @@ pub fn enqueue(
     user_id: Option<i64>,
     slice_id: Option<i64>,
 ) -> Result<i64> {
-    let t = now();
-    conn.prepare_cached(
-        "INSERT INTO outbox (kind, to_addr, to_name, data, state, next_try, created_at, user_id, slice_id)
-         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5, ?6, ?7)",
-    )?
-    .execute(params![kind.as_str(), to_addr, to_name, data.to_string(), t, user_id, slice_id])?;
-    Ok(conn.last_insert_rowid())
+    outbox::insert(
+        conn,
+        kind.as_str(),
+        to_addr,
+        to_name,
+        &data,
+        user_id,
+        slice_id,
+    )
 }
 
 /// A message to one user (by id), with `data` for the template.
@@ -355,47 +317,14 @@ pub fn to_staff(
     // For a new request, only those who want a mail for each (others get the daily digest,
     // or nothing).
     let each_only = kind == Kind::NewRequest;
-    let ids: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM users WHERE role IN ('staff', 'admin') AND disabled_at IS NULL
-               AND (?1 = 0 OR request_mail = 'each')",
-        )?
-        .query_map([each_only as i64], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let ids = outbox::staff_recipients(conn, each_only)?;
     for id in &ids {
         to_user(conn, kind, *id, data.clone(), slice_id)?;
     }
     Ok(ids.len())
 }
 
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Message>> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()?)
-}
-
-/// The outbox, failed first, then newest; optionally one state.
-pub fn list(
-    conn: &Connection,
-    state: Option<&str>,
-    limit: u32,
-    offset: u64,
-) -> Result<(Vec<Message>, u64)> {
-    let total: u64 = conn.query_row(
-        "SELECT count(*) FROM outbox WHERE (?1 IS NULL OR state = ?1)",
-        params![state],
-        |r| r.get(0),
-    )?;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1)
-         ORDER BY state = 'failed' DESC, id DESC LIMIT ?2 OFFSET ?3"
-    ))?;
-    let rows = stmt
-        .query_map(params![state, limit, offset as i64], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok((rows, total))
-}
+pub use crate::records::outbox::{get, list, retry, Message};
 
 /// The daily digest of waiting requests, for staff who chose it and have not had today's
 /// (`day` is the date, `YYYY-MM-DD`). Each is written with its record, in one transaction.
@@ -407,47 +336,27 @@ pub fn day_of(t: i64) -> String {
 }
 
 pub fn queue_digests(conn: &Connection, day: &str) -> Result<usize> {
-    let waiting: Vec<Value> = conn
-        .prepare_cached(
-            "SELECT u.username, u.display_name, s.course, s.requested_at FROM slices s JOIN users u ON u.id = s.user_id
-             WHERE s.state = 'requested' ORDER BY s.requested_at LIMIT 200",
-        )?
-        .query_map([], |r| {
-            Ok(serde_json::json!({
-                "username": r.get::<_, String>(0)?,
-                "display_name": r.get::<_, String>(1)?,
-                "course": r.get::<_, String>(2)?,
-                "asked": crate::clock::format_time(r.get(3)?),
-            }))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let waiting: Vec<Value> = outbox::waiting_requests(conn)?
+        .into_iter()
+        .map(|(username, display_name, course, asked)| {
+            serde_json::json!({
+                "username": username,
+                "display_name": display_name,
+                "course": course,
+                "asked": crate::clock::format_time(asked),
+            })
+        })
+        .collect();
     if waiting.is_empty() {
         return Ok(0);
     }
-    let staff: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM users WHERE role IN ('staff', 'admin') AND disabled_at IS NULL AND request_mail = 'daily'
-               AND id NOT IN (SELECT user_id FROM digests WHERE day = ?1)",
-        )?
-        .query_map([day], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let staff = outbox::due_digest(conn, day)?;
     for id in &staff {
-        conn.execute(
-            "INSERT INTO digests (user_id, day) VALUES (?1, ?2)",
-            params![id, day],
-        )?;
+        outbox::note_digest(conn, *id, day)?;
         let data = serde_json::json!({ "count": waiting.len(), "requests": waiting });
         to_user(conn, Kind::RequestsDigest, *id, data, None)?;
     }
     Ok(staff.len())
-}
-
-/// Staff: try a failed message again.
-pub fn retry(conn: &Connection, id: i64) -> Result<bool> {
-    Ok(conn.execute(
-        "UPDATE outbox SET state = 'queued', attempts = 0, next_try = ?2 WHERE id = ?1 AND state = 'failed'",
-        params![id, now()],
-    )? == 1)
 }
 
 #[cfg(test)]

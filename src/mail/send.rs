@@ -8,10 +8,9 @@ use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use rusqlite::params;
 
 use super::{render, Kind, Message, Rendered, Site};
-use crate::store::{now, Db};
+use crate::store::Db;
 
 /// How messages leave.
 pub enum Transport {
@@ -151,23 +150,7 @@ pub async fn send_due(
     limit: u32,
 ) -> usize {
     let claimed = db
-        .run(move |db| {
-            db.write(|tx| {
-                let t = now();
-                let ids: Vec<i64> = tx
-                    .prepare_cached("SELECT id FROM outbox WHERE state = 'queued' AND next_try <= ?1 ORDER BY next_try, id LIMIT ?2")?
-                    .query_map(params![t, limit], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                let mut out = Vec::new();
-                for id in ids {
-                    tx.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ?1", [id])?;
-                    if let Some(m) = super::get(tx, id)? {
-                        out.push(m);
-                    }
-                }
-                Ok::<_, crate::error::Error>(out)
-            })
-        })
+        .run(move |db| db.write(|tx| crate::records::outbox::claim_due(tx, limit)))
         .await;
     let claimed = match claimed {
         Ok(c) => c,
@@ -201,22 +184,14 @@ pub async fn send_due(
         let recorded = db
             .run(move |db| {
                 db.write(|tx| {
-                    let t = now();
+                    use crate::records::outbox;
                     match &outcome {
-                        Ok(()) => tx.execute(
-                            "UPDATE outbox SET state = 'sent', sent_at = ?2, last_error = '' WHERE id = ?1",
-                            params![id, t],
-                        )?,
-                        Err(e) if e.permanent || attempts >= 10 => tx.execute(
-                            "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
-                            params![id, e.message],
-                        )?,
-                        Err(e) => tx.execute(
-                            "UPDATE outbox SET state = 'queued', last_error = ?2, next_try = ?3 WHERE id = ?1",
-                            params![id, e.message, t + wait],
-                        )?,
-                    };
-                    Ok::<_, crate::error::Error>(())
+                        Ok(()) => outbox::mark_sent(tx, id),
+                        Err(e) if e.permanent || attempts >= 10 => {
+                            outbox::mark_failed(tx, id, &e.message)
+                        }
+                        Err(e) => outbox::mark_retry(tx, id, &e.message, wait),
+                    }
                 })
             })
             .await;
@@ -238,9 +213,4 @@ pub async fn send_due(
 
 /// After a crash, messages caught mid-send are queued again (they may arrive twice in that
 /// rare case; the Message-ID is the same, so mail clients can tell).
-pub fn requeue_sending(conn: &rusqlite::Connection) -> crate::error::Result<usize> {
-    Ok(conn.execute(
-        "UPDATE outbox SET state = 'queued' WHERE state = 'sending'",
-        [],
-    )?)
-}
+pub use crate::records::outbox::requeue_sending;

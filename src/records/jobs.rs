@@ -465,3 +465,12 @@ pub fn for_slice(conn: &Connection, slice_id: i64) -> Result<Vec<Job>> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+/// Cancels a slice's jobs that have not started (they are moot: it is destroyed or moved).
+pub fn cancel_queued_for(conn: &Connection, slice_id: i64) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2
+         WHERE slice_id = ?1 AND state = 'queued'",
+        params![slice_id, now()],
+    )?)
+}

@@ -108,3 +108,27 @@ pub fn set_default(conn: &Connection, id: i64) -> Result<Option<String>> {
     }
     Ok(name)
 }
+
+/// Every plan's name by id.
+pub fn names(conn: &Connection) -> Result<std::collections::HashMap<i64, String>> {
+    let names = conn
+        .prepare_cached("SELECT id, name FROM plans")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(names)
+}
+
+pub fn exists(conn: &Connection, id: i64) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT id FROM plans WHERE id = ?1", [id], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .is_some())
+}
+
+pub fn name_of(conn: &Connection, id: i64) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT name FROM plans WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?)
+}

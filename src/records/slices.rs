@@ -242,3 +242,58 @@ pub fn running_on(conn: &Connection, node_id: i64, veid: i64) -> Result<Option<i
         )
         .optional()?)
 }
+
+/// A student's request: a new row in state `requested`; its id.
+pub fn insert_request(
+    conn: &Connection,
+    user_id: i64,
+    template: &crate::domain::TemplateName,
+    plan_id: i64,
+    course: &str,
+    purpose: &str,
+    name: &crate::domain::DnsName,
+) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO slices (user_id, state, template, plan_id, course, purpose, hostname, subdomain,
+                             requested_at, updated_at)
+         VALUES (?1, 'requested', ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?7)",
+        params![user_id, template.as_str(), plan_id, course, purpose, name.as_str(), now()],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn set_approved(conn: &Connection, id: i64, staff_id: i64, node: Option<i64>) -> Result<()> {
+    conn.execute(
+        "UPDATE slices SET state = 'approved', decided_at = ?2, decided_by = ?3, wanted_node = ?4, updated_at = ?2
+         WHERE id = ?1",
+        params![id, now(), staff_id, node],
+    )?;
+    Ok(())
+}
+
+pub fn set_denied(conn: &Connection, id: i64, staff_id: i64, reason: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE slices SET state = 'denied', failure = ?2, decided_at = ?3, decided_by = ?4, updated_at = ?3
+         WHERE id = ?1",
+        params![id, reason, now(), staff_id],
+    )?;
+    Ok(())
+}
+
+pub fn set_plan(conn: &Connection, id: i64, plan_id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE slices SET plan_id = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, plan_id, now()],
+    )?;
+    Ok(())
+}
+
+/// A move begins: the old container goes first, then the slice is made on `node_id`.
+pub fn set_moving(conn: &Connection, id: i64, node_id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE slices SET state = 'provisioning', step = 'moving: removing the old container',
+                           failure = '', wanted_node = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, node_id, now()],
+    )?;
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! The `templates` table: the OS templates the master offers students.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::domain::TemplateName;
@@ -35,4 +35,16 @@ pub fn template_choices(conn: &Connection) -> Result<Vec<TemplateChoice>> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+/// Whether the master offers this template.
+pub fn offered(conn: &Connection, name: &TemplateName) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM templates WHERE name = ?1",
+            [name.as_str()],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }

@@ -1,14 +1,14 @@
 //! What students and staff do to a slice: request, approve, deny, start/stop/restart/destroy,
 //! change its plan, move it. Each is one transaction with its event, audit row, mail and job.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use super::*;
 use crate::accounts::{audit, Actor, User};
 use crate::domain::{DnsName, FieldError, Role, TemplateName};
 use crate::error::{Error, Result};
 use crate::records::jobs::{self, JobKind};
-use crate::store::now;
+use crate::records::slices as rows;
 
 /// What a student asks for.
 #[derive(Debug, Clone)]
@@ -37,15 +37,7 @@ pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
             "Confirm your email address first: open the link we mailed you (or ask for a new one on your account page).".into(),
         ));
     }
-    let known: bool = conn
-        .query_row(
-            "SELECT 1 FROM templates WHERE name = ?1",
-            [req.template.as_str()],
-            |_| Ok(true),
-        )
-        .optional()?
-        .unwrap_or(false);
-    if !known {
+    if !crate::records::templates::offered(conn, &req.template)? {
         return Err(FieldError::new("template", "Choose one of the offered templates.").into());
     }
     let plan_id = match req.plan_id {
@@ -59,14 +51,15 @@ pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
     crate::quotas::check(conn, user.id, &course, plan_id, None, false, "You")?;
     // The host name and web subdomain are the username (a valid DNS label by construction).
     let name = DnsName::parse(&user.username.replace('_', "-"))?;
-    let t = now();
-    conn.execute(
-        "INSERT INTO slices (user_id, state, template, plan_id, course, purpose, hostname, subdomain,
-                             requested_at, updated_at)
-         VALUES (?1, 'requested', ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?7)",
-        params![user.id, req.template.as_str(), plan_id, course, purpose, name.as_str(), t],
+    let id = rows::insert_request(
+        conn,
+        user.id,
+        &req.template,
+        plan_id,
+        &course,
+        &purpose,
+        &name,
     )?;
-    let id = conn.last_insert_rowid();
     event(
         conn,
         id,
@@ -123,12 +116,7 @@ pub fn approve(
         ),
         e => e,
     })?;
-    let t = now();
-    conn.execute(
-        "UPDATE slices SET state = 'approved', decided_at = ?2, decided_by = ?3, wanted_node = ?4, updated_at = ?2
-         WHERE id = ?1",
-        params![slice_id, t, staff.id, node],
-    )?;
+    rows::set_approved(conn, slice_id, staff.id, node)?;
     event(conn, slice_id, &format!("Approved by {}.", staff.username))?;
     mail_owner(
         conn,
@@ -178,11 +166,7 @@ pub fn deny(
             slice.state.as_str()
         )));
     }
-    conn.execute(
-        "UPDATE slices SET state = 'denied', failure = ?2, decided_at = ?3, decided_by = ?4, updated_at = ?3
-         WHERE id = ?1",
-        params![slice_id, reason, now(), staff.id],
-    )?;
+    rows::set_denied(conn, slice_id, staff.id, &reason)?;
     event(
         conn,
         slice_id,
@@ -232,11 +216,7 @@ pub fn act(conn: &Connection, who: &User, slice_id: i64, kind: JobKind) -> Resul
     }
     if kind == JobKind::Destroy {
         // Whatever was still to do for it is moot now.
-        conn.execute(
-            "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2
-             WHERE slice_id = ?1 AND state = 'queued'",
-            params![slice_id, now()],
-        )?;
+        jobs::cancel_queued_for(conn, slice_id)?;
         set_state(
             conn,
             slice_id,
@@ -268,19 +248,12 @@ pub fn change_plan(conn: &Connection, who: &User, slice_id: i64, plan_id: i64) -
             slice.state.as_str()
         )));
     }
-    let name: String = conn
-        .query_row("SELECT name FROM plans WHERE id = ?1", [plan_id], |r| {
-            r.get(0)
-        })
-        .optional()?
+    let name = crate::records::plans::name_of(conn, plan_id)?
         .ok_or_else(|| FieldError::new("plan", "Choose one of the plans."))?;
     if slice.plan_id == plan_id {
         return Err(FieldError::new("plan", format!("It has plan {name} already.")).into());
     }
-    conn.execute(
-        "UPDATE slices SET plan_id = ?2, updated_at = ?3 WHERE id = ?1",
-        params![slice_id, plan_id, now()],
-    )?;
+    rows::set_plan(conn, slice_id, plan_id)?;
     event(
         conn,
         slice_id,
@@ -316,16 +289,8 @@ pub fn move_to(conn: &Connection, who: &User, slice_id: i64, node_name: &str) ->
     if slice.node_id == Some(node.id) {
         return Err(FieldError::new("node", format!("It is on {} already.", node.name)).into());
     }
-    conn.execute(
-        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2
-         WHERE slice_id = ?1 AND state = 'queued'",
-        params![slice_id, now()],
-    )?;
-    conn.execute(
-        "UPDATE slices SET state = 'provisioning', step = 'moving: removing the old container',
-                           failure = '', wanted_node = ?2, updated_at = ?3 WHERE id = ?1",
-        params![slice_id, node.id, now()],
-    )?;
+    jobs::cancel_queued_for(conn, slice_id)?;
+    rows::set_moving(conn, slice_id, node.id)?;
     event(
         conn,
         slice_id,

@@ -167,3 +167,13 @@ impl Db {
 }
 
 pub use crate::clock::now;
+
+/// Copies the database at `db` to the new file `to` while others may go on writing: its own
+/// read-only connection and one read transaction (`VACUUM INTO`), so the copy is the database
+/// at one moment.
+pub fn backup(db: &Path, to: &Path) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The usage tables: `usage_samples` (every sample, kept for a while), `usage_latest` (the
+//! newest of each resource of a slice) and `limit_alerts` (limits hit, by day).
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::Result;
+
+/// One resource's counters, as stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub held: i64,
+    pub maxheld: i64,
+    pub barrier: i64,
+    pub limit: i64,
+    pub failcnt: i64,
+}
+
+/// (time, failcnt) of the newest sample of a slice's resource.
+pub fn last(conn: &Connection, slice_id: i64, resource: &str) -> Result<Option<(i64, i64)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT at, failcnt FROM usage_latest WHERE slice_id = ?1 AND resource = ?2",
+        )?
+        .query_row(params![slice_id, resource], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+pub fn insert(conn: &Connection, slice_id: i64, resource: &str, at: i64, s: &Sample) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO usage_samples (slice_id, resource, at, held, maxheld, barrier, lim, failcnt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        slice_id, resource, at, s.held, s.maxheld, s.barrier, s.limit, s.failcnt
+    ])?;
+    Ok(())
+}
+
+pub fn set_latest(
+    conn: &Connection,
+    slice_id: i64,
+    resource: &str,
+    at: i64,
+    s: &Sample,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO usage_latest (slice_id, resource, at, held, lim, failcnt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![slice_id, resource, at, s.held, s.limit, s.failcnt])?;
+    Ok(())
+}
+
+/// Counts a limit hit on `day`; true when it is the first of that day for the resource.
+pub fn count_alert(
+    conn: &Connection,
+    slice_id: i64,
+    resource: &str,
+    day: &str,
+    hits: i64,
+) -> Result<bool> {
+    let seen_today = conn
+        .query_row(
+            "SELECT 1 FROM limit_alerts WHERE slice_id = ?1 AND resource = ?2 AND day = ?3",
+            params![slice_id, resource, day],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    conn.execute(
+        "INSERT INTO limit_alerts (slice_id, resource, day, hits) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (slice_id, resource, day) DO UPDATE SET hits = hits + excluded.hits",
+        params![slice_id, resource, day, hits],
+    )?;
+    Ok(!seen_today)
+}
+
+/// Drops samples older than `before`.
+pub fn prune(conn: &Connection, before: i64) -> Result<usize> {
+    Ok(conn.execute("DELETE FROM usage_samples WHERE at < ?1", [before])?)
+}
+
+/// (resource, time, held, limit, failcnt)
+pub type LatestRow = (String, i64, i64, i64, i64);
+
+/// The newest sample of each resource of a slice.
+pub fn latest(conn: &Connection, slice_id: i64) -> Result<Vec<LatestRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT resource, at, held, lim, failcnt FROM usage_latest WHERE slice_id = ?1
+          ORDER BY resource",
+    )?;
+    let rows = stmt
+        .query_map([slice_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// (time, held, limit) of one resource since `since`, oldest first.
+pub fn series(
+    conn: &Connection,
+    slice_id: i64,
+    resource: &str,
+    since: i64,
+) -> Result<Vec<(i64, i64, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, held, lim FROM usage_samples WHERE slice_id = ?1 AND resource = ?2 AND at >= ?3
+          ORDER BY at",
+    )?;
+    let rows = stmt
+        .query_map(params![slice_id, resource, since], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
