@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::accounts::Policy;
 use crate::config::Config;
+use crate::ops::accounts::Policy;
 use crate::store::Db;
 
 pub struct Context {
@@ -45,6 +45,11 @@ impl Context {
 }
 
 impl Context {
+    /// What messages need to know about the site.
+    pub fn site(&self) -> crate::mail::Site {
+        crate::mail::Site::new(&self.config, self.base_url())
+    }
+
     /// The base URL for links: the configured public URL, or where the server listens.
     pub fn base_url(&self) -> String {
         self.public_base
@@ -76,7 +81,7 @@ fn load_or_make_key(path: &Path) -> anyhow::Result<Vec<u8>> {
         );
         return Ok(key);
     }
-    let key = crate::accounts::token::new_token();
+    let key = crate::ops::accounts::token::new_token();
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, &key).with_context(|| format!("cannot write {}", tmp.display()))?;
     restrict(&tmp, 0o600)?;

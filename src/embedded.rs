@@ -129,7 +129,7 @@ fn demo_template(ctx: &Context, dir: &std::path::Path) -> anyhow::Result<()> {
     let name = TemplateName::parse(DEMO_TEMPLATE).expect("a valid template name");
     let offered = ctx
         .db
-        .read(crate::slices::template_choices)
+        .read(crate::ops::slices::template_choices)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if !offered.is_empty() {
         return Ok(());
@@ -143,7 +143,7 @@ fn demo_template(ctx: &Context, dir: &std::path::Path) -> anyhow::Result<()> {
     }
     ctx.db
         .write(|tx| {
-            crate::slices::add_template(
+            crate::ops::slices::add_template(
                 tx,
                 &name,
                 "Simulated Debian (the built-in demo node makes no real container)",
@@ -177,7 +177,7 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(out.stdout.is_empty());
-        let offered = ctx.db.read(crate::slices::template_choices).unwrap();
+        let offered = ctx.db.read(crate::ops::slices::template_choices).unwrap();
         assert_eq!(offered[0].name, "demo-simulated");
     }
 }

@@ -4,7 +4,6 @@
 //! each slave host) are thin binaries over it. See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
-pub mod accounts;
 pub mod agent;
 pub mod cli;
 pub mod clock;
@@ -17,11 +16,12 @@ pub mod gateway;
 pub mod jobs;
 pub mod mail;
 pub mod nodes;
-pub mod quotas;
+pub mod ops;
 pub mod records;
 pub mod slave_link;
-pub mod slices;
 pub mod store;
 pub mod templates;
-pub mod usage;
 pub mod web;
+
+// The use cases under the names they have always had.
+pub use ops::{accounts, quotas, slices, usage};

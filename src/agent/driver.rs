@@ -46,16 +46,7 @@ pub enum EnvState {
     Absent,
 }
 
-/// One resource's counters, in the shape of a line of `/proc/user_beancounters`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Counter {
-    pub resource: String,
-    pub held: u64,
-    pub maxheld: u64,
-    pub barrier: u64,
-    pub limit: u64,
-    pub failcnt: u64,
-}
+pub use crate::domain::Counter;
 
 /// One line of `slices-agent check`.
 #[derive(Debug, Clone, Serialize)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use crate::accounts::{self};
 use crate::config::Config;
 use crate::context::Context;
+use crate::ops::accounts::{self};
 use crate::web::Application;
 
 /// Holds the data folder for this process: two masters on one database would run each

@@ -35,7 +35,7 @@ pub fn run(what: TemplateCommand) -> anyhow::Result<()> {
             let description = crate::mail::one_line(&description);
             let ctx = Context::open(cfg.load(&[])?)?;
             ctx.db
-                .write(|tx| crate::slices::add_template(tx, &name, &description))
+                .write(|tx| crate::ops::slices::add_template(tx, &name, &description))
                 .map_err(e)?;
             let file = ctx.config.os_templates_dir().join(name.file_name());
             println!("Offering {name}.");
@@ -49,7 +49,10 @@ pub fn run(what: TemplateCommand) -> anyhow::Result<()> {
         }
         TemplateCommand::List { cfg } => {
             let ctx = Context::open(cfg.load(&[])?)?;
-            let all = ctx.db.read(crate::slices::template_choices).map_err(e)?;
+            let all = ctx
+                .db
+                .read(crate::ops::slices::template_choices)
+                .map_err(e)?;
             if all.is_empty() {
                 println!("No templates offered yet: slices template add NAME --description TEXT");
             }

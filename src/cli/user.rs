@@ -6,9 +6,9 @@ use anyhow::bail;
 use clap::Subcommand;
 
 use super::ConfigArgs;
-use crate::accounts::{self, Event, Grant, SignUpForm};
 use crate::context::Context;
 use crate::domain::Role;
+use crate::ops::accounts::{self, Event, Grant, SignUpForm};
 
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {

@@ -484,6 +484,17 @@ impl fmt::Display for NodeName {
 }
 super::via_string!(NodeName);
 
+/// One resource's counters, in the shape of a line of `/proc/user_beancounters`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Counter {
+    pub resource: String,
+    pub held: u64,
+    pub maxheld: u64,
+    pub barrier: u64,
+    pub limit: u64,
+    pub failcnt: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

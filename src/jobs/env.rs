@@ -19,8 +19,8 @@ use crate::domain::{DnsName, PrivateIp, SshPublicKey, TemplateName, Username, Ve
 use crate::error::{Error, Result};
 use crate::gateway::Scope;
 use crate::nodes::{self, Node};
+use crate::ops::slices::{self, Slice, State};
 use crate::slave_link::{Command, EnvSpec};
-use crate::slices::{self, Slice, State};
 
 pub struct JobEnv {
     pub ctx: Arc<Context>,
@@ -112,7 +112,7 @@ impl JobEnv {
         let (username, limits, hop_key) = self
             .db(move |db| {
                 db.read(|c| {
-                    let u = crate::accounts::users::by_id(c, user_id)?
+                    let u = crate::ops::accounts::users::by_id(c, user_id)?
                         .ok_or(Error::NotFound("user"))?;
                     let hop = crate::records::gateway::hop_key_of(c, user_id)?;
                     Ok((u.username, slices::plan_limits(c, plan_id)?, hop))
@@ -211,18 +211,18 @@ impl JobEnv {
             self.db(move |db| db.write(|tx| {
                 nodes::record_contact(tx, &name, outcome.as_ref().map_err(|e| e.as_str()))?;
                 match (&outcome, was_reachable) {
-                    (Err(e), true) => crate::accounts::audit::record(
+                    (Err(e), true) => crate::ops::accounts::audit::record(
                         tx,
-                        crate::accounts::audit::Event::NodeUnreachable,
-                        &crate::accounts::Actor::default(),
+                        crate::ops::accounts::audit::Event::NodeUnreachable,
+                        &crate::ops::accounts::Actor::default(),
                         &name,
                         e,
                     )?,
                     (Ok(_), false) => {
-                        crate::accounts::audit::record(
+                        crate::ops::accounts::audit::record(
                             tx,
-                            crate::accounts::audit::Event::NodeReachable,
-                            &crate::accounts::Actor::default(),
+                            crate::ops::accounts::audit::Event::NodeReachable,
+                            &crate::ops::accounts::Actor::default(),
                             &name,
                             "",
                         )?;

@@ -18,7 +18,6 @@ macro_rules! step {
 pub mod env;
 mod kinds;
 pub mod links;
-mod placement;
 /// The `jobs` table, under the name the job code knows.
 pub use crate::records::jobs as queue;
 pub use crate::records::jobs::{enqueue, enqueue_for_node, enqueue_gateway, JobKind};

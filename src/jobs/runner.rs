@@ -16,7 +16,7 @@ use super::{JobEnv, JobKind, Links, Outcome};
 use crate::context::Context;
 use crate::domain::DnsName;
 use crate::error::Result;
-use crate::slices;
+use crate::ops::slices;
 use crate::store::now;
 use crate::templates::TemplateDir;
 
@@ -445,7 +445,7 @@ impl MailSender {
         Ok(MailSender {
             digest_hour: c.digest_hour,
             transport: crate::mail::Transport::from_config(c)?,
-            site: crate::mail::Site::from_context(ctx),
+            site: ctx.site(),
             from: c.mail_from.parse().map_err(|e| {
                 anyhow::anyhow!("mail_from `{}` is not an address: {e}", c.mail_from)
             })?,

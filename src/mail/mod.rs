@@ -84,10 +84,10 @@ pub struct Site {
 }
 
 impl Site {
-    pub fn from_context(ctx: &crate::context::Context) -> Site {
-        let c = &ctx.config;
+    /// The site as configured, reached at `base_url`.
+    pub fn new(c: &crate::config::Config, base_url: String) -> Site {
         Site {
-            base_url: ctx.base_url(),
+            base_url,
             domain: c.domain.clone(),
             gateway_host: c.gateway_host.clone(),
             gateway_port: c.gateway_port,
@@ -286,7 +286,7 @@ pub fn to_user(
     mut data: Value,
     slice_id: Option<i64>,
 ) -> Result<i64> {
-    let user = crate::accounts::users::by_id(conn, user_id)?
+    let user = crate::records::users::by_id(conn, user_id)?
         .ok_or(crate::error::Error::NotFound("user"))?;
     if let Value::Object(m) = &mut data {
         m.insert(

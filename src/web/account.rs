@@ -8,8 +8,8 @@ use super::form::{NoFields, Posted};
 use super::render::{see_other, Page};
 use super::session::{cookie, session_cookie_name, LoggedIn, Viewer};
 use super::State;
-use crate::accounts::{self, sessions};
 use crate::error::Error;
+use crate::ops::accounts::{self, sessions};
 
 async fn account_page(
     state: &State,
@@ -28,7 +28,7 @@ async fn account_page(
     let request_mail = state
         .ctx
         .db
-        .run(move |db| db.read(|c| crate::accounts::users::request_mail(c, id)))
+        .run(move |db| db.read(|c| crate::ops::accounts::users::request_mail(c, id)))
         .await?;
     let mut page = Page::new("account.html")
         .with("user", &session.user)
@@ -142,7 +142,7 @@ async fn set_request_mail(
     state
         .ctx
         .db
-        .run(move |db| db.write(|tx| crate::accounts::users::set_request_mail(tx, id, &how)))
+        .run(move |db| db.write(|tx| crate::ops::accounts::users::set_request_mail(tx, id, &how)))
         .await?;
     Ok(see_other(
         &state,

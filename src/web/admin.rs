@@ -10,10 +10,10 @@ use super::form::{NoFields, Posted};
 use super::render::{done_or_refused, see_other, Page};
 use super::session::{StaffOnly, Viewer};
 use super::State;
-use crate::accounts::{audit, Actor, Event};
 use crate::domain::{FieldError, Limits, TemplateName};
 use crate::error::Error;
 use crate::jobs::JobKind;
+use crate::ops::accounts::{audit, Actor, Event};
 
 /// One template as staff see it: offered, file on the master, and which nodes have it.
 #[derive(Serialize)]
@@ -28,7 +28,7 @@ struct TemplateRow {
 }
 
 fn template_rows(state: &State) -> crate::error::Result<Vec<TemplateRow>> {
-    let offered = state.ctx.db.read(crate::slices::template_choices)?;
+    let offered = state.ctx.db.read(crate::ops::slices::template_choices)?;
     let files = state
         .os_templates
         .list()
@@ -171,7 +171,7 @@ async fn add_template(
             }
         }
         s.ctx.db.write(|tx| {
-            crate::slices::add_template(tx, &name, &description)?;
+            crate::ops::slices::add_template(tx, &name, &description)?;
             audit::record(
                 tx,
                 Event::NodeChanged,
@@ -318,7 +318,7 @@ async fn plans_page(
         .db
         .run(|db| {
             db.read(|c| {
-                let plans = crate::slices::plan_choices(c)?;
+                let plans = crate::ops::slices::plan_choices(c)?;
                 let mut out = Vec::new();
                 for p in plans {
                     let live = crate::records::plans::live_slices(c, p.id)?;
@@ -328,7 +328,11 @@ async fn plans_page(
             })
         })
         .await?;
-    let rules = state.ctx.db.run(|db| db.read(crate::quotas::rules)).await?;
+    let rules = state
+        .ctx
+        .db
+        .run(|db| db.read(crate::ops::quotas::rules))
+        .await?;
     let mut page = Page::new("staff/plans.html")
         .with("plans", &plans)
         .with("rules", &rules)
@@ -456,7 +460,9 @@ async fn set_quota(
                 .ctx
                 .db
                 .run(move |db| {
-                    db.write(|tx| crate::quotas::set(tx, &scope, &course, &username, max, &plans))
+                    db.write(|tx| {
+                        crate::ops::quotas::set(tx, &scope, &course, &username, max, &plans)
+                    })
                 })
                 .await
         }
@@ -485,7 +491,7 @@ async fn remove_quota(
     state
         .ctx
         .db
-        .run(move |db| db.write(|tx| crate::quotas::remove(tx, id)))
+        .run(move |db| db.write(|tx| crate::ops::quotas::remove(tx, id)))
         .await?;
     Ok(see_other(
         &state,

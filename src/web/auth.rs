@@ -8,9 +8,9 @@ use super::form::{NoFields, Posted};
 use super::render::{see_other, Page};
 use super::session::{cookie, safe_next, session_cookie_name, LoggedIn, Viewer};
 use super::State;
-use crate::accounts::{self, invites, Event, Grant, SignUpForm};
 use crate::domain::Role;
 use crate::error::Error;
+use crate::ops::accounts::{self, invites, Event, Grant, SignUpForm};
 
 fn session_response(state: &State, to: &str, token: String, notice: &str) -> HttpResponse {
     let mut resp = see_other(state, to, Some(notice));

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use rusqlite::Connection;
 
 use crate::error::Result;
-use crate::usage::{latest, series, Latest};
+use crate::ops::usage::{latest, series, Latest};
 
 /// The chart of a slice's memory over the last day, drawn once per new sample: the samples
 /// up to the newest one never change, so the drawing is kept (by slice and newest sample time).

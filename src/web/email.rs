@@ -8,9 +8,9 @@ use super::form::{NoFields, Posted};
 use super::render::{see_other, Page, Pager};
 use super::session::{LoggedIn, StaffOnly, Viewer};
 use super::State;
-use crate::accounts;
 use crate::error::Error;
 use crate::mail;
+use crate::ops::accounts;
 
 /// The link in the sign-up mail shows a button (mail scanners that follow links change
 /// nothing); the button confirms.
@@ -234,7 +234,7 @@ async fn outbox(
         .db
         .run(move |db| db.read(|c| mail::list(c, filter.as_deref(), PER_PAGE, offset)))
         .await?;
-    let site = mail::Site::from_context(&state.ctx);
+    let site = state.ctx.site();
     let rows: Vec<Row> = messages
         .into_iter()
         .map(|m| {
@@ -274,7 +274,7 @@ async fn outbox_message(
         .run(move |db| db.read(|c| mail::get(c, id)))
         .await?
         .ok_or(WebError::NotFound)?;
-    let site = mail::Site::from_context(&state.ctx);
+    let site = state.ctx.site();
     let kind = mail::Kind::parse(&m.kind).ok_or(WebError::NotFound)?;
     let rendered =
         mail::render(kind, &mail::without_secrets(&m.data), &site).map_err(WebError::from)?;

@@ -179,10 +179,10 @@ async fn node_action(
             db.write(|tx| {
                 let changed = crate::nodes::set_flag(tx, &n, column, value)?;
                 if changed {
-                    crate::accounts::audit::record(
+                    crate::ops::accounts::audit::record(
                         tx,
-                        crate::accounts::audit::Event::NodeChanged,
-                        &crate::accounts::Actor {
+                        crate::ops::accounts::audit::Event::NodeChanged,
+                        &crate::ops::accounts::Actor {
                             user_id: Some(actor),
                             ip: &ip,
                         },
@@ -270,10 +270,10 @@ async fn add_node(
             };
             let node = db.write(|tx| {
                 let node = crate::nodes::add(tx, &name, &address)?;
-                crate::accounts::audit::record(
+                crate::ops::accounts::audit::record(
                     tx,
-                    crate::accounts::audit::Event::NodeChanged,
-                    &crate::accounts::Actor {
+                    crate::ops::accounts::audit::Event::NodeChanged,
+                    &crate::ops::accounts::Actor {
                         user_id: Some(actor),
                         ip: &ip,
                     },

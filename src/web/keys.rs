@@ -9,9 +9,9 @@ use super::form::{NoFields, Posted};
 use super::render::{see_other, Page};
 use super::session::{LoggedIn, Viewer};
 use super::State;
-use crate::accounts::{self, keys, Actor};
 use crate::domain::SshPublicKey;
 use crate::error::Error;
+use crate::ops::accounts::{self, keys, Actor};
 
 async fn keys_page(
     state: &State,
@@ -27,7 +27,7 @@ async fn keys_page(
         .db
         .run(move |db| db.read(|c| keys::list(c, id)))
         .await?;
-    let site = crate::mail::Site::from_context(&state.ctx);
+    let site = state.ctx.site();
     let mut page = Page::new("keys.html")
         .with("keys", &list)
         .with("typed", &typed)

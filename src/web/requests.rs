@@ -12,7 +12,7 @@ use super::render::{done_or_refused, see_other, Page, Pager};
 use super::session::{url_escape, StaffOnly};
 use super::State;
 use crate::error::Error;
-use crate::slices;
+use crate::ops::slices;
 
 #[derive(Deserialize, Serialize, Default)]
 pub struct QueueQuery {
@@ -255,8 +255,8 @@ async fn detail(
         .run(move |db| {
             db.read(|c| {
                 let s = slices::get(c, id)?.ok_or(Error::NotFound("slice"))?;
-                let owner =
-                    crate::accounts::users::by_id(c, s.user_id)?.ok_or(Error::NotFound("user"))?;
+                let owner = crate::ops::accounts::users::by_id(c, s.user_id)?
+                    .ok_or(Error::NotFound("user"))?;
                 let node = match s.node_id {
                     Some(n) => crate::nodes::by_id(c, n)?.map(|n| n.name),
                     None => None,
@@ -283,7 +283,7 @@ async fn detail(
             })
         })
         .await?;
-    let site = crate::mail::Site::from_context(&state.ctx);
+    let site = state.ctx.site();
     Page::new("staff/slice.html")
         .with("ssh", &site.ssh_command(&owner.username))
         .with("web", &site.web_address(&slice.subdomain))

@@ -14,8 +14,8 @@ use sha2::Sha256;
 
 use super::error::WebError;
 use super::State;
-use crate::accounts::{sessions, token, Origin, Session, User};
 use crate::domain::Role;
+use crate::ops::accounts::{sessions, token, Origin, Session, User};
 
 /// The request's viewer: a live session or nobody, plus what the form token is bound to.
 #[derive(Clone)]

@@ -12,7 +12,7 @@ use super::State;
 use crate::error::Error;
 use crate::jobs::JobKind;
 use crate::mail::Site;
-use crate::slices::{self, Slice, State as SliceState};
+use crate::ops::slices::{self, Slice, State as SliceState};
 
 /// What the dashboard shows of one slice.
 #[derive(Serialize)]
@@ -25,7 +25,7 @@ pub struct SliceView {
     /// Percent on the way to running, while it is.
     pub progress: Option<u8>,
     /// The newest usage of each resource, and a chart of memory over the last day.
-    pub usage: Vec<crate::usage::Latest>,
+    pub usage: Vec<crate::ops::usage::Latest>,
     pub chart: String,
     pub events: Vec<slices::Event>,
     pub busy: bool,
@@ -81,7 +81,7 @@ async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResp
     let Some(user) = viewer.user().cloned() else {
         return Page::new("home.html").render(&state, &req, &viewer);
     };
-    let site = Site::from_context(&state.ctx);
+    let site = state.ctx.site();
     let (views, keys) = state
         .ctx
         .db
@@ -111,7 +111,7 @@ async fn status(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, WebError> {
     let (id, user) = (id.into_inner(), session.user.clone());
-    let site = Site::from_context(&state.ctx);
+    let site = state.ctx.site();
     let v = state
         .ctx
         .db
@@ -147,7 +147,7 @@ async fn request_page(
         .db
         .run(move |db| {
             db.read(|c| {
-                let quota = crate::quotas::for_user(c, user_id, &course)?;
+                let quota = crate::ops::quotas::for_user(c, user_id, &course)?;
                 // Only the plans the quota allows are offered.
                 let plans: Vec<_> = slices::plan_choices(c)?
                     .into_iter()
@@ -158,7 +158,7 @@ async fn request_page(
                             .is_none_or(|allowed| allowed.contains(&p.id))
                     })
                     .collect();
-                let have = crate::quotas::live_slices(c, user_id, None, false)?;
+                let have = crate::ops::quotas::live_slices(c, user_id, None, false)?;
                 Ok::<_, Error>((slices::template_choices(c)?, plans, quota, have))
             })
         })

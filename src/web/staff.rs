@@ -8,9 +8,9 @@ use super::form::{NoFields, Posted};
 use super::render::{see_other, Page, Pager};
 use super::session::{url_escape, StaffOnly};
 use super::State;
-use crate::accounts::{self, audit, users, Event};
 use crate::domain::Role;
 use crate::error::Error;
+use crate::ops::accounts::{self, audit, users, Event};
 
 const PER_PAGE: u32 = 50;
 

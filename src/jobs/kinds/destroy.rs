@@ -5,8 +5,8 @@ use crate::jobs::env::JobEnv;
 use crate::domain::VeId;
 use crate::jobs::queue::{self, Job};
 use crate::jobs::{judge, Outcome};
+use crate::ops::slices::{self, State};
 use crate::slave_link::Command;
-use crate::slices::{self, State};
 
 pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     let Some(slice_id) = job.slice_id else {

@@ -4,8 +4,8 @@ use crate::jobs::env::JobEnv;
 
 use crate::jobs::queue::Job;
 use crate::jobs::{judge, Outcome};
+use crate::ops::slices::{self};
 use crate::slave_link::Command;
-use crate::slices::{self};
 
 /// Gives a slice the keys of its spec (after the user's hop key changed).
 pub async fn run(env: &JobEnv, job: &Job) -> Outcome {

@@ -4,8 +4,8 @@ use crate::jobs::env::JobEnv;
 
 use crate::jobs::queue::Job;
 use crate::jobs::{judge, Outcome};
+use crate::ops::slices::{self};
 use crate::slave_link::Command;
-use crate::slices::{self};
 
 /// Puts the slice's plan in force on its node (`set_limits`: live when it runs).
 pub async fn run(env: &JobEnv, job: &Job) -> Outcome {

@@ -5,8 +5,8 @@ use crate::jobs::env::JobEnv;
 use crate::domain::VeId;
 use crate::jobs::queue::{self, Job};
 use crate::jobs::{judge, Outcome};
+use crate::ops::slices::State;
 use crate::slave_link::Command;
-use crate::slices::State;
 
 /// A move: remove the old container (unless its node is disabled, i.e. taken out of
 /// service), release its address and id, and provision afresh on the wanted node.

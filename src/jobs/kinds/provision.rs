@@ -1,14 +1,14 @@
 //! Provisioning: place the slice on a node with room (or wait in line), create it there from its template, start it, set up the gateway login, tell the student.
 
 use crate::jobs::env::JobEnv;
-use crate::jobs::placement::place;
+use crate::ops::placement::place;
 
 use crate::error::Error;
 use crate::gateway::Scope;
 use crate::jobs::queue::Job;
 use crate::jobs::{judge, Outcome};
+use crate::ops::slices::{self, State};
 use crate::slave_link::Command;
-use crate::slices::{self, State};
 
 pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     let room_seen = env.room_generation();

@@ -38,11 +38,11 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
             for (veid, counters) in &reports {
                 let slice = crate::records::slices::running_on(tx, node_id, *veid)?;
                 let Some(slice) = slice else { continue };
-                for (resource, hits) in crate::usage::record(tx, slice, t, counters)? {
-                    crate::usage::alert(tx, slice, &resource, hits, &day)?;
+                for (resource, hits) in crate::ops::usage::record(tx, slice, t, counters)? {
+                    crate::ops::usage::alert(tx, slice, &resource, hits, &day)?;
                 }
             }
-            crate::usage::prune(tx, t - keep)?;
+            crate::ops::usage::prune(tx, t - keep)?;
             Ok(())
         }))
         .await

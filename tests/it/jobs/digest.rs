@@ -81,7 +81,7 @@ async fn a_daily_digest_replaces_the_mail_for_each_request_and_goes_once_a_day()
         .into_iter()
         .find(|m| m.kind == "requests_digest")
         .unwrap();
-    let site = slices::mail::Site::from_context(&f.ctx);
+    let site = f.ctx.site();
     let r = slices::mail::render(slices::mail::Kind::RequestsDigest, &digest.data, &site).unwrap();
     assert_eq!(r.subject, "2 slice requests waiting for approval");
     assert!(r.text.contains("- s1 (s1), CS 3650"), "{}", r.text);

@@ -82,7 +82,7 @@ async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
     );
     assert!(to("alice@example.edu", "approved").is_some());
     let ready = to("alice@example.edu", "slice_ready").expect("the ready mail");
-    let site = slices::mail::Site::from_context(&f.ctx);
+    let site = f.ctx.site();
     let text = slices::mail::render(slices::mail::Kind::SliceReady, &ready.data, &site)
         .unwrap()
         .text;
@@ -289,7 +289,7 @@ async fn an_agent_that_is_down_is_retried_with_back_off_then_failed_for_staff_to
         .find(|m| m.kind == "provisioning_failed_staff")
         .expect("staff told");
     assert_eq!(staff_mail.to_addr, "tess@example.edu");
-    let site = slices::mail::Site::from_context(&f.ctx);
+    let site = f.ctx.site();
     let text = slices::mail::render(
         slices::mail::Kind::ProvisioningFailedStaff,
         &staff_mail.data,

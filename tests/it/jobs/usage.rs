@@ -132,7 +132,7 @@ async fn usage_is_sampled_shown_with_a_chart_and_a_hit_limit_is_told_once_a_day(
         .into_iter()
         .find(|m| m.kind == "limit_hit")
         .unwrap();
-    let site = slices::mail::Site::from_context(&f.ctx);
+    let site = f.ctx.site();
     let text = slices::mail::render(slices::mail::Kind::LimitHit, &mail.data, &site)
         .unwrap()
         .text;

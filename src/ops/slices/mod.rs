@@ -18,9 +18,9 @@ use crate::error::{Error, Result};
 /// What messages about a slice show: the slice, its owner, its node.
 pub fn mail_data(conn: &Connection, slice: &Slice) -> Result<serde_json::Value> {
     let owner =
-        crate::accounts::users::by_id(conn, slice.user_id)?.ok_or(Error::NotFound("user"))?;
+        crate::ops::accounts::users::by_id(conn, slice.user_id)?.ok_or(Error::NotFound("user"))?;
     let node = match slice.node_id {
-        Some(id) => crate::nodes::by_id(conn, id)?.map(|n| n.name),
+        Some(id) => crate::records::nodes::by_id(conn, id)?.map(|n| n.name),
         None => None,
     };
     Ok(serde_json::json!({

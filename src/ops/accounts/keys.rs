@@ -67,7 +67,7 @@ pub fn add(conn: &Connection, user_id: i64, key: &SshPublicKey, actor: &Actor<'_
         &user_id.to_string(),
         &fingerprint,
     )?;
-    crate::gateway::queue_user(conn, user_id)?;
+    crate::records::jobs::enqueue_gateway(conn, Some(user_id))?;
     Ok(Key {
         id,
         kind: key.kind().to_string(),
@@ -87,6 +87,6 @@ pub fn remove(conn: &Connection, user_id: i64, key_id: i64, actor: &Actor<'_>) -
         &user_id.to_string(),
         &fingerprint,
     )?;
-    crate::gateway::queue_user(conn, user_id)?;
+    crate::records::jobs::enqueue_gateway(conn, Some(user_id))?;
     Ok(fingerprint)
 }

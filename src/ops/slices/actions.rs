@@ -4,9 +4,9 @@
 use rusqlite::Connection;
 
 use super::*;
-use crate::accounts::{audit, Actor, User};
 use crate::domain::{DnsName, FieldError, Role, TemplateName};
 use crate::error::{Error, Result};
+use crate::ops::accounts::{audit, Actor, User};
 use crate::records::jobs::{self, JobKind};
 use crate::records::slices as rows;
 
@@ -31,7 +31,8 @@ fn plain(field: &'static str, s: &str, max: usize) -> Result<String> {
 
 /// A student's request: a new slice in state `requested`, waiting for staff.
 pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
-    let user = &crate::accounts::users::by_id(conn, user.id)?.ok_or(Error::NotFound("user"))?;
+    let user =
+        &crate::ops::accounts::users::by_id(conn, user.id)?.ok_or(Error::NotFound("user"))?;
     if user.email_verified_at.is_none() {
         return Err(Error::Forbidden(
             "Confirm your email address first: open the link we mailed you (or ask for a new one on your account page).".into(),
@@ -48,7 +49,7 @@ pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
         .map_err(|_| FieldError::new("plan", "Choose one of the offered plans."))?;
     let course = plain("course", &req.course, 100)?;
     let purpose = plain("purpose", &req.purpose, 1000)?;
-    crate::quotas::check(conn, user.id, &course, plan_id, None, false, "You")?;
+    crate::ops::quotas::check(conn, user.id, &course, plan_id, None, false, "You")?;
     // The host name and web subdomain are the username (a valid DNS label by construction).
     let name = DnsName::parse(&user.username.replace('_', "-"))?;
     let id = rows::insert_request(
@@ -97,8 +98,8 @@ pub fn approve(
     // The quota again, before anything is provisioned: other requests may have been approved
     // since this one was made.
     let owner =
-        crate::accounts::users::by_id(conn, slice.user_id)?.ok_or(Error::NotFound("user"))?;
-    crate::quotas::check(
+        crate::ops::accounts::users::by_id(conn, slice.user_id)?.ok_or(Error::NotFound("user"))?;
+    crate::ops::quotas::check(
         conn,
         slice.user_id,
         &slice.course,
@@ -283,7 +284,7 @@ pub fn move_to(conn: &Connection, who: &User, slice_id: i64, node_name: &str) ->
             slice.state.as_str()
         )));
     }
-    let node = crate::nodes::by_name(conn, node_name)?
+    let node = crate::records::nodes::by_name(conn, node_name)?
         .filter(|n| n.enabled)
         .ok_or_else(|| FieldError::new("node", "Choose an enabled node."))?;
     if slice.node_id == Some(node.id) {

@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::agent::driver::Counter;
+use crate::domain::Counter;
 use crate::error::Result;
 use crate::records::usage as records;
 
@@ -56,11 +56,11 @@ pub fn alert(
     day: &str,
 ) -> Result<bool> {
     let slice =
-        crate::slices::get(conn, slice_id)?.ok_or(crate::error::Error::NotFound("slice"))?;
-    crate::accounts::audit::record(
+        crate::ops::slices::get(conn, slice_id)?.ok_or(crate::error::Error::NotFound("slice"))?;
+    crate::ops::accounts::audit::record(
         conn,
-        crate::accounts::audit::Event::LimitHit,
-        &crate::accounts::Actor::default(),
+        crate::ops::accounts::audit::Event::LimitHit,
+        &crate::ops::accounts::Actor::default(),
         &slice.hostname,
         &format!("{resource}: {hits} more time(s)"),
     )?;
@@ -72,7 +72,7 @@ pub fn alert(
             .find(|s| s.resource == resource)
             .map(|s| s.limit_text.clone())
             .unwrap_or_default();
-        crate::slices::mail_owner(
+        crate::ops::slices::mail_owner(
             conn,
             slice_id,
             crate::mail::Kind::LimitHit,

@@ -483,7 +483,7 @@ pub fn disable(db: &Db, actor: &User, username: &str, reason: &str, ip: &str) ->
         }
         users::set_disabled(tx, target.id, Some(reason))?;
         // A disabled user's gateway login goes at once.
-        crate::gateway::queue_user(tx, target.id)?;
+        crate::records::jobs::enqueue_gateway(tx, Some(target.id))?;
         let ended = sessions::delete_all_for(tx, target.id)?;
         audit::record(
             tx,
@@ -509,7 +509,7 @@ pub fn enable(db: &Db, actor: &User, username: &str, ip: &str) -> Result<User> {
         }
         users::set_disabled(tx, target.id, None)?;
         // ... and comes back when enabled.
-        crate::gateway::queue_user(tx, target.id)?;
+        crate::records::jobs::enqueue_gateway(tx, Some(target.id))?;
         audit::record(
             tx,
             Event::AccountEnabled,

@@ -170,7 +170,7 @@ pub fn set(
             records::replace_for_course(conn, course, max_slices, &plans_text)?;
         }
         "user" => {
-            let user = crate::accounts::users::by_username(conn, username.trim())?
+            let user = crate::ops::accounts::users::by_username(conn, username.trim())?
                 .ok_or_else(|| FieldError::new("username", "No user has that name."))?;
             records::replace_for_user(conn, user.id, max_slices, &plans_text)?;
         }

@@ -3,12 +3,12 @@
 
 use rusqlite::Connection;
 
-use super::queue;
 use crate::domain::{Subnet, VeId};
 use crate::error::Result;
-use crate::nodes::{self, Node};
+use crate::ops::slices::{self, Slice, State};
+use crate::records::jobs as queue;
+use crate::records::nodes::{self, Node};
 use crate::records::placement as records;
-use crate::slices::{self, Slice, State};
 use crate::store::now;
 
 /// A node a slice can go to.

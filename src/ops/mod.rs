@@ -1,0 +1,9 @@
+//! The use cases: what people and jobs do, each one transaction over `records` (and the
+//! outbox, through `mail`). The web pages, the command line and the job kinds call these;
+//! none of them writes SQL.
+
+pub mod accounts;
+pub mod placement;
+pub mod quotas;
+pub mod slices;
+pub mod usage;
