@@ -3,180 +3,31 @@
 //! state folder, so that every command is idempotent: the master can always retry.
 
 pub mod beancounters;
+mod config;
 pub mod driver;
 pub mod lxc;
 pub mod netpolicy;
 pub mod run;
 pub mod sim;
+mod specs;
 pub mod vzctl;
 
+pub use config::{AgentConfig, DriverKind};
+use specs::Specs;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::domain::{NodeName, Subnet, TemplateName, VeId};
+use crate::domain::{TemplateName, VeId};
 use crate::slave_link::protocol::code;
 use crate::slave_link::{Command, EnvSpec, Handler, Reply};
 use crate::templates::{PutOutcome, TemplateDir, TemplateInfo};
 pub use driver::{Change, CheckItem, Counter, Driver, DriverError, EnvState};
-
-/// Which driver runs the containers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DriverKind {
-    Lxc,
-    Vzctl,
-    Sim,
-}
-
-/// `agent.toml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentConfig {
-    /// This node's name; the master expects it in the agent's certificate.
-    pub name: NodeName,
-    /// Where the agent listens for the master.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    /// The master's CA certificate, this agent's certificate and key (from `slices node add`).
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    #[serde(default = "default_driver")]
-    pub driver: DriverKind,
-    /// OS templates: `NAME.tar.gz` files.
-    pub templates: PathBuf,
-    /// The agent's own state (container specs, extracted templates, LXC containers).
-    pub state: PathBuf,
-    /// The bridge slices are attached to, and its subnet (the host holds the first address).
-    #[serde(default = "default_bridge")]
-    pub bridge: String,
-    pub subnet: Subnet,
-    /// Simulator only: how long each operation takes, in milliseconds.
-    #[serde(default)]
-    pub sim_op_ms: u64,
-    /// Longest a command may run, in seconds.
-    #[serde(default = "default_timeout")]
-    pub command_timeout_secs: u64,
-    /// NAT and the firewall for the slices (lxc and vzctl drivers).
-    #[serde(default)]
-    pub network: netpolicy::NetworkPolicy,
-}
-
-fn default_listen() -> SocketAddr {
-    "0.0.0.0:7070".parse().expect("valid")
-}
-fn default_driver() -> DriverKind {
-    DriverKind::Lxc
-}
-fn default_bridge() -> String {
-    "slbr0".into()
-}
-fn default_timeout() -> u64 {
-    300
-}
-
-impl AgentConfig {
-    pub fn load(path: &Path) -> anyhow::Result<AgentConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let cfg: AgentConfig =
-            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
-        anyhow::ensure!(
-            !cfg.bridge.is_empty()
-                && cfg.bridge.len() <= 15
-                && cfg
-                    .bridge
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
-            "bridge: an interface name has at most 15 letters, digits, - or _"
-        );
-        Ok(cfg)
-    }
-
-    /// A sample file, as `slices node add` writes it.
-    pub fn sample(name: &NodeName, listen: SocketAddr, dir: &Path) -> String {
-        format!(
-            "# slices-agent configuration for node {name}\n\
-             name = \"{name}\"\n\
-             listen = \"{listen}\"\n\
-             ca = \"{ca}\"\n\
-             cert = \"{cert}\"\n\
-             key = \"{key}\"\n\
-             # lxc (real containers), vzctl (OpenVZ) or sim (simulated)\n\
-             driver = \"lxc\"\n\
-             templates = \"/var/lib/slices-agent/templates\"\n\
-             state = \"/var/lib/slices-agent\"\n\
-             bridge = \"slbr0\"\n\
-             subnet = \"10.77.0.0/24\"\n\
-             \n\
-             [network]\n\
-             # The slices leave by NAT through this interface (empty: no NAT).\n\
-             uplink = \"eth0\"\n\
-             # Only these TCP ports of the slices are open from outside; the rest is dropped.\n\
-             open_ports = [22, 80, 443]\n",
-            ca = dir.join("ca.pem").display(),
-            cert = dir.join("agent.pem").display(),
-            key = dir.join("agent.key").display(),
-        )
-    }
-}
-
-/// Container specs as the agent last accepted them (`state/envs/ID.json`).
-struct Specs {
-    dir: PathBuf,
-}
-
-impl Specs {
-    fn path(&self, id: VeId) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
-    }
-
-    fn get(&self, id: VeId) -> Result<Option<EnvSpec>, DriverError> {
-        match std::fs::read(self.path(id)) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| DriverError::msg(format!("stored spec of {id} is damaged: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn put(&self, spec: &EnvSpec) -> Result<(), DriverError> {
-        let tmp = self.path(spec.id).with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(spec).expect("serializable"))?;
-        std::fs::rename(tmp, self.path(spec.id))?;
-        Ok(())
-    }
-
-    fn remove(&self, id: VeId) -> Result<(), DriverError> {
-        match std::fs::remove_file(self.path(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-
-    fn all(&self) -> Result<Vec<EnvSpec>, DriverError> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)? {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".json").and_then(|n| VeId::parse(n).ok()) {
-                if let Some(spec) = self.get(id)? {
-                    out.push(spec);
-                }
-            }
-        }
-        out.sort_by_key(|s| s.id);
-        Ok(out)
-    }
-}
 
 /// The agent: checks, locks per container, and hands the work to the driver.
 pub struct Agent {
