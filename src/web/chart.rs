@@ -96,7 +96,7 @@ pub fn chart(points: &[(i64, i64)], limit: i64, label: &str) -> String {
     }
     let mut svg = format!(
         "<svg class=\"chart\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\">",
-        super::error::escape(label)
+        crate::web::error::escape(label)
     );
     svg.push_str(&format!(
         "<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#f6f8fa\" stroke=\"#d0d7de\"/>"

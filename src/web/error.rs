@@ -103,11 +103,15 @@ impl ResponseError for WebError {
                 "What was sent is larger than this site accepts, so nothing was changed.",
             ),
             WebError::LoginFirst(next) => HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, super::session::login_url(next)))
+                .insert_header((
+                    header::LOCATION,
+                    crate::web::extract::session::login_url(next),
+                ))
                 .finish(),
             WebError::Internal(e) => {
                 // The request's id: the same one its log lines and X-Request-Id carry.
-                let reference = super::trace::current().unwrap_or_else(super::trace::next_id);
+                let reference =
+                    crate::web::trace::current().unwrap_or_else(crate::web::trace::next_id);
                 tracing::error!(reference, error = format!("{e:#}"), "internal error");
                 simple_page(
                     status,

@@ -1,20 +1,13 @@
 //! The web interface: sign-up, log-in, accounts and the staff pages, served by actix-web from
 //! templates and a stylesheet compiled into the binary.
 
-mod account;
-mod admin;
-mod auth;
 mod chart;
-mod email;
 pub mod error;
-mod fleet;
-pub mod form;
-mod keys;
-pub mod render;
-mod requests;
-pub mod session;
-mod slices;
+pub mod extract;
+pub mod page;
+mod public;
 mod staff;
+mod student;
 pub mod tls;
 mod trace;
 
@@ -25,7 +18,7 @@ use std::time::Instant;
 use actix_web::dev::{Server, Service};
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{get, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::FutureExt;
 use tera::Tera;
 use tracing::Instrument;
@@ -45,45 +38,33 @@ pub struct AppState {
 
 pub type State = web::Data<AppState>;
 
-const STYLE: &str = include_str!("../../static/style.css");
-const SCRIPT: &str = include_str!("../../static/app.js");
+impl AppState {
+    /// Runs `f` on a read-only connection, off the async threads.
+    pub async fn read<T, F>(&self, f: F) -> crate::error::Result<T>
+    where
+        F: FnOnce(&rusqlite::Connection) -> crate::error::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.ctx.db.run(move |db| db.read(f)).await
+    }
 
-#[get("/static/app.js")]
-async fn script() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(SCRIPT)
-}
+    /// Runs `f` in one write transaction, off the async threads.
+    pub async fn write<T, F>(&self, f: F) -> crate::error::Result<T>
+    where
+        F: FnOnce(&rusqlite::Transaction) -> crate::error::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.ctx.db.run(move |db| db.write(f)).await
+    }
 
-#[get("/static/style.css")]
-async fn stylesheet() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(STYLE)
-}
-
-#[get("/healthz")]
-async fn healthz(state: State) -> HttpResponse {
-    let db = state.ctx.db.clone();
-    match tokio::task::spawn_blocking(move || db.ping()).await {
-        Ok(Ok(version)) => HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(serde_json::json!({
-                "status": "ok",
-                "version": env!("CARGO_PKG_VERSION"),
-                "schema": version,
-            })),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "health check: database");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({
-                "status": "unhealthy", "reason": "database does not answer"
-            }))
-        }
-        Err(e) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
-            "status": "unhealthy", "reason": e.to_string()
-        })),
+    /// Runs a use case that takes the database (and makes its own transactions), off the
+    /// async threads.
+    pub async fn run<T, F>(&self, f: F) -> crate::error::Result<T>
+    where
+        F: FnOnce(&crate::store::Db) -> crate::error::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.ctx.db.run(f).await
     }
 }
 
@@ -128,7 +109,7 @@ impl Application {
             config.base_url()
         };
         let _ = ctx.public_base.set(base_url.clone());
-        let templates = render::load_templates(config.templates_dir.as_deref())?;
+        let templates = page::load_templates(config.templates_dir.as_deref())?;
         let state = web::Data::new(AppState {
             ctx: ctx.clone(),
             templates,
@@ -198,18 +179,9 @@ impl Application {
                             res
                         })
                 })
-                .service(stylesheet)
-                .service(script)
-                .service(healthz)
-                .configure(auth::routes)
-                .configure(account::routes)
-                .configure(staff::routes)
-                .configure(email::routes)
-                .configure(slices::routes)
-                .configure(requests::routes)
-                .configure(fleet::routes)
-                .configure(keys::routes)
-                .configure(admin::routes)
+                .configure(public::routes)
+                .configure(student::routes)
+                .service(web::scope("/staff").configure(staff::routes))
                 .default_service(web::to(not_found))
         })
         .workers(workers)

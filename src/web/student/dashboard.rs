@@ -1,18 +1,17 @@
-//! Students' slices: the dashboard, the request form, start/stop/restart/destroy, and a small
-//! status answer the dashboard polls while a slice is being set up.
+//! The student's dashboard (`/`), the request form (`/request`) and a slice's actions and
+//! live status (`/slices/ID/...`).
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
-
-use super::error::WebError;
-use super::form::Posted;
-use super::render::{done_or_refused, see_other, Page};
-use super::session::{LoggedIn, Viewer};
-use super::State;
 use crate::error::Error;
 use crate::jobs::JobKind;
 use crate::mail::Site;
 use crate::ops::slices::{self, Slice, State as SliceState};
+use crate::web::error::WebError;
+use crate::web::extract::form::Posted;
+use crate::web::extract::session::{LoggedIn, Viewer};
+use crate::web::page::{done_or_refused, see_other, Page};
+use crate::web::State;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
 
 /// What the dashboard shows of one slice.
 #[derive(Serialize)]
@@ -58,7 +57,7 @@ fn view(
         None
     };
     let (usage, chart) = if matches!(s.state, SliceState::Running | SliceState::Stopped) {
-        super::chart::for_page(c, s.id, &s.hostname)?
+        crate::web::chart::for_page(c, s.id, &s.hostname)?
     } else {
         (vec![], String::new())
     };
@@ -83,8 +82,6 @@ async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResp
     };
     let site = state.ctx.site();
     let (views, keys) = state
-        .ctx
-        .db
         .run(move |db| {
             db.read(|c| {
                 let views = slices::for_user(c, user.id)?
@@ -113,8 +110,6 @@ async fn status(
     let (id, user) = (id.into_inner(), session.user.clone());
     let site = state.ctx.site();
     let v = state
-        .ctx
-        .db
         .run(move |db| {
             db.read(|c| {
                 let s =
@@ -129,7 +124,7 @@ async fn status(
         .json(serde_json::json!({
             "state": v.slice.state, "step": v.slice.step, "failure": v.slice.failure,
             "ip": v.slice.ip, "node": v.node, "place": v.place, "busy": v.busy, "progress": v.progress,
-            "events": v.events.iter().map(|e| serde_json::json!({"at": super::render::format_time(e.at), "message": e.message})).collect::<Vec<_>>(),
+            "events": v.events.iter().map(|e| serde_json::json!({"at": crate::web::page::format_time(e.at), "message": e.message})).collect::<Vec<_>>(),
         })))
 }
 
@@ -143,8 +138,6 @@ async fn request_page(
     let user_id = viewer.user().map(|u| u.id).unwrap_or(0);
     let course = form.course.clone();
     let (templates, plans, quota, have) = state
-        .ctx
-        .db
         .run(move |db| {
             db.read(|c| {
                 let quota = crate::ops::quotas::for_user(c, user_id, &course)?;
@@ -207,8 +200,6 @@ async fn request(
     let f = form.clone();
     let user = session.user.clone();
     let result = state
-        .ctx
-        .db
         .run(move |db| {
             let template = crate::domain::TemplateName::parse(&f.template).map_err(|_| {
                 crate::domain::FieldError::new("template", "Choose one of the offered templates.")
@@ -274,9 +265,7 @@ async fn act(
     // Back to where the action was asked from: the owner's dashboard, or the staff page.
     let (uid, staff) = (user.id, user.role.is_staff());
     let owner = state
-        .ctx
-        .db
-        .run(move |db| db.read(|c| slices::get(c, id)))
+        .read(move |c| slices::get(c, id))
         .await?
         .filter(|s| s.user_id == uid || staff)
         .ok_or(WebError::NotFound)?
@@ -287,8 +276,6 @@ async fn act(
         format!("/staff/slices/{id}")
     };
     let result = state
-        .ctx
-        .db
         .run(move |db| {
             db.write(|tx| {
                 if kind == JobKind::Destroy {

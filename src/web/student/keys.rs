@@ -1,17 +1,15 @@
-//! A user's own SSH public keys: add (checked as one public key line), list with
-//! fingerprints, remove (after asking). They go into the user's gateway account.
+//! The student's SSH keys (`/keys`).
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-
-use super::error::WebError;
-use super::form::{NoFields, Posted};
-use super::render::{see_other, Page};
-use super::session::{LoggedIn, Viewer};
-use super::State;
 use crate::domain::SshPublicKey;
 use crate::error::Error;
 use crate::ops::accounts::{self, keys, Actor};
+use crate::web::error::WebError;
+use crate::web::extract::form::{NoFields, Posted};
+use crate::web::extract::session::{LoggedIn, Viewer};
+use crate::web::page::{see_other, Page};
+use crate::web::State;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
 
 async fn keys_page(
     state: &State,
@@ -22,11 +20,7 @@ async fn keys_page(
     err: Option<&Error>,
 ) -> Result<HttpResponse, WebError> {
     let id = session.user.id;
-    let list = state
-        .ctx
-        .db
-        .run(move |db| db.read(|c| keys::list(c, id)))
-        .await?;
+    let list = state.read(move |c| keys::list(c, id)).await?;
     let site = state.ctx.site();
     let mut page = Page::new("keys.html")
         .with("keys", &list)
@@ -64,8 +58,6 @@ async fn add(
     let Posted { viewer, form } = posted;
     let (id, ip, text) = (session.user.id, viewer.ip.clone(), form.key.clone());
     let result = state
-        .ctx
-        .db
         .run(move |db| {
             let key = SshPublicKey::parse(&text)?;
             db.write(|tx| {
@@ -106,9 +98,7 @@ async fn confirm_remove(
 ) -> Result<HttpResponse, WebError> {
     let (key_id, user_id) = (id.into_inner(), session.user.id);
     let key = state
-        .ctx
-        .db
-        .run(move |db| db.read(|c| keys::list(c, user_id)))
+        .read(move |c| keys::list(c, user_id))
         .await?
         .into_iter()
         .find(|k| k.id == key_id)
@@ -127,8 +117,6 @@ async fn remove(
 ) -> Result<HttpResponse, WebError> {
     let (key_id, user_id, ip) = (id.into_inner(), session.user.id, posted.viewer.ip.clone());
     let fingerprint = state
-        .ctx
-        .db
         .run(move |db| {
             db.write(|tx| {
                 keys::remove(

@@ -1,16 +1,16 @@
-//! Sign up, log in, log out, and the one-time link for the first admin.
+//! Log-in, sign-up, log-out and the first admin's set-up page (`/login`, `/signup`,
+//! `/logout`, `/setup/TOKEN`).
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-
-use super::error::WebError;
-use super::form::{NoFields, Posted};
-use super::render::{see_other, Page};
-use super::session::{cookie, safe_next, session_cookie_name, LoggedIn, Viewer};
-use super::State;
 use crate::domain::Role;
 use crate::error::Error;
 use crate::ops::accounts::{self, invites, Event, Grant, SignUpForm};
+use crate::web::error::WebError;
+use crate::web::extract::form::{NoFields, Posted};
+use crate::web::extract::session::{cookie, safe_next, session_cookie_name, LoggedIn, Viewer};
+use crate::web::page::{see_other, Page};
+use crate::web::State;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
 
 fn session_response(state: &State, to: &str, token: String, notice: &str) -> HttpResponse {
     let mut resp = see_other(state, to, Some(notice));
@@ -66,8 +66,6 @@ async fn login(
     let (login, password) = (form.login.clone(), form.password);
     let s = state.clone();
     let result = state
-        .ctx
-        .db
         .run(move |db| accounts::login(db, &s.ctx.policy, &login, &password, &origin))
         .await;
     match result {
@@ -96,8 +94,6 @@ async fn logout(
 ) -> Result<HttpResponse, WebError> {
     let ip = posted.viewer.ip.clone();
     state
-        .ctx
-        .db
         .run(move |db| accounts::logout(db, &session, &ip))
         .await?;
     let mut resp = see_other(&state, "/", Some("You are logged out."));
@@ -135,8 +131,6 @@ async fn signup(
     let s = state.clone();
     let f = form.clone();
     let result = state
-        .ctx
-        .db
         .run(move |db| {
             let account = f.check()?;
             accounts::create_account(
@@ -177,9 +171,7 @@ async fn signup(
 /// The invite's role, or the page that says the link is no good.
 async fn invite_role(state: &State, token: String) -> Result<Role, WebError> {
     state
-        .ctx
-        .db
-        .run(move |db| db.read(|c| invites::peek(c, &token)))
+        .read(move |c| invites::peek(c, &token))
         .await?
         .ok_or_else(|| {
             WebError::Forbidden(
@@ -222,8 +214,6 @@ async fn setup(
     let f = form.clone();
     let t = token.clone();
     let result = state
-        .ctx
-        .db
         .run(move |db| {
             let account = f.check()?;
             accounts::create_account(

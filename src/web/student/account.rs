@@ -1,15 +1,15 @@
-//! The start page and "my account": change password, log out everywhere.
+//! The account page (`/account`): password, sessions, mail settings, confirming the
+//! address again.
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-
-use super::error::WebError;
-use super::form::{NoFields, Posted};
-use super::render::{see_other, Page};
-use super::session::{cookie, session_cookie_name, LoggedIn, Viewer};
-use super::State;
 use crate::error::Error;
 use crate::ops::accounts::{self, sessions};
+use crate::web::error::WebError;
+use crate::web::extract::form::{NoFields, Posted};
+use crate::web::extract::session::{cookie, session_cookie_name, LoggedIn, Viewer};
+use crate::web::page::{see_other, Page};
+use crate::web::State;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
 
 async fn account_page(
     state: &State,
@@ -19,16 +19,10 @@ async fn account_page(
     err: Option<&Error>,
 ) -> Result<HttpResponse, WebError> {
     let id = session.user.id;
-    let count = state
-        .ctx
-        .db
-        .run(move |db| db.read(|c| sessions::count_for(c, id)))
-        .await?;
+    let count = state.read(move |c| sessions::count_for(c, id)).await?;
     let id = session.user.id;
     let request_mail = state
-        .ctx
-        .db
-        .run(move |db| db.read(|c| crate::ops::accounts::users::request_mail(c, id)))
+        .read(move |c| crate::ops::accounts::users::request_mail(c, id))
         .await?;
     let mut page = Page::new("account.html")
         .with("user", &session.user)
@@ -70,8 +64,6 @@ async fn change_password(
     let s = session.clone();
     let ip = viewer.ip.clone();
     let result = state
-        .ctx
-        .db
         .run(move |db| {
             accounts::change_password(
                 db,
@@ -103,8 +95,6 @@ async fn logout_everywhere(
     let ip = posted.viewer.ip.clone();
     let user = session.user.clone();
     let n = state
-        .ctx
-        .db
         .run(move |db| accounts::logout_everywhere(db, &user, &ip))
         .await?;
     let mut resp = see_other(
@@ -140,9 +130,7 @@ async fn set_request_mail(
     }
     let (id, how) = (session.user.id, posted.form.request_mail.clone());
     state
-        .ctx
-        .db
-        .run(move |db| db.write(|tx| crate::ops::accounts::users::set_request_mail(tx, id, &how)))
+        .write(move |tx| crate::ops::accounts::users::set_request_mail(tx, id, &how))
         .await?;
     Ok(see_other(
         &state,
@@ -151,9 +139,32 @@ async fn set_request_mail(
     ))
 }
 
+#[post("/account/verify/resend")]
+async fn resend(
+    state: State,
+    LoggedIn(_, session): LoggedIn,
+    _posted: Posted<NoFields>,
+) -> Result<HttpResponse, WebError> {
+    let user = session.user.clone();
+    let sent = state
+        .run(move |db| accounts::resend_verification(db, &user))
+        .await?;
+    let notice = if sent {
+        format!(
+            "A new confirmation link is on its way to {}.",
+            session.user.email
+        )
+    } else {
+        "No new link was sent: the address is confirmed, or three links went out in the last hour."
+            .into()
+    };
+    Ok(see_other(&state, "/", Some(&notice)))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(set_request_mail)
-        .service(account)
+    cfg.service(account)
         .service(change_password)
-        .service(logout_everywhere);
+        .service(logout_everywhere)
+        .service(set_request_mail)
+        .service(resend);
 }

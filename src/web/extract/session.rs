@@ -12,10 +12,10 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::error::WebError;
-use super::State;
 use crate::domain::Role;
 use crate::ops::accounts::{sessions, token, Origin, Session, User};
+use crate::web::error::WebError;
+use crate::web::State;
 
 /// The request's viewer: a live session or nobody, plus what the form token is bound to.
 #[derive(Clone)]
@@ -170,8 +170,6 @@ impl Viewer {
                 let life = state.ctx.policy.life;
                 let v = value.clone();
                 session = state
-                    .ctx
-                    .db
                     .run(move |db| {
                         let found = db.read(|c| sessions::lookup(c, &v, life))?;
                         if let Some(s) = &found {

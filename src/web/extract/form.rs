@@ -11,9 +11,9 @@ use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 
-use super::error::WebError;
-use super::session::Viewer;
-use super::State;
+use crate::web::error::WebError;
+use crate::web::extract::session::Viewer;
+use crate::web::State;
 
 pub struct Posted<T> {
     pub viewer: Viewer,

@@ -6,9 +6,11 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 use tera::{Context, Tera};
 
-use super::error::WebError;
-use super::session::{clear_flash_cookie, cookie, csrf_cookie_name, flash_cookie, Viewer};
-use super::State;
+use crate::web::error::WebError;
+use crate::web::extract::session::{
+    clear_flash_cookie, cookie, csrf_cookie_name, flash_cookie, Viewer,
+};
+use crate::web::State;
 
 macro_rules! embedded {
     ($($name:literal),* $(,)?) => {

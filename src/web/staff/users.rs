@@ -1,16 +1,16 @@
-//! Staff pages: users (search, role, disable) and the audit log.
+//! Users (`/staff/users`): search, a user's page, roles, disabling, confirming an
+//! address by hand; the audit log (`/staff/audit`).
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
-
-use super::error::WebError;
-use super::form::{NoFields, Posted};
-use super::render::{see_other, Page, Pager};
-use super::session::{url_escape, StaffOnly};
-use super::State;
 use crate::domain::Role;
 use crate::error::Error;
 use crate::ops::accounts::{self, audit, users, Event};
+use crate::web::error::WebError;
+use crate::web::extract::form::{NoFields, Posted};
+use crate::web::extract::session::{url_escape, StaffOnly};
+use crate::web::page::{see_other, Page, Pager};
+use crate::web::State;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
 
 const PER_PAGE: u32 = 50;
 
@@ -23,7 +23,7 @@ pub struct UserQuery {
     page: Option<u64>,
 }
 
-#[get("/staff/users")]
+#[get("/users")]
 async fn user_list(
     state: State,
     req: HttpRequest,
@@ -44,9 +44,7 @@ async fn user_list(
     let q = query.q.clone();
     let offset = Pager::offset_for(query.page, PER_PAGE);
     let (rows, total) = state
-        .ctx
-        .db
-        .run(move |db| db.read(|c| users::search(c, &q, role, PER_PAGE, offset)))
+        .read(move |c| users::search(c, &q, role, PER_PAGE, offset))
         .await?;
     let pager = Pager::new(query.page, PER_PAGE, total);
     let link = format!(
@@ -66,13 +64,11 @@ async fn user_list(
 async fn user_page(
     state: &State,
     req: &HttpRequest,
-    viewer: &super::session::Viewer,
+    viewer: &crate::web::extract::session::Viewer,
     username: String,
     err: Option<&Error>,
 ) -> Result<HttpResponse, WebError> {
     let (user, events, sessions) = state
-        .ctx
-        .db
         .run(move |db| {
             db.read(|c| {
                 let user = users::by_username(c, &username)?.ok_or(Error::NotFound("user"))?;
@@ -93,7 +89,7 @@ async fn user_page(
     page.render(state, req, viewer)
 }
 
-#[get("/staff/users/{username}")]
+#[get("/users/{username}")]
 async fn user_detail(
     state: State,
     req: HttpRequest,
@@ -119,7 +115,7 @@ pub struct DisableForm {
 async fn act(
     state: &State,
     req: &HttpRequest,
-    viewer: &super::session::Viewer,
+    viewer: &crate::web::extract::session::Viewer,
     username: String,
     result: Result<accounts::User, Error>,
     notice: impl FnOnce(&accounts::User) -> String,
@@ -137,7 +133,7 @@ async fn act(
     }
 }
 
-#[post("/staff/users/{username}/role")]
+#[post("/users/{username}/role")]
 async fn set_role(
     state: State,
     req: HttpRequest,
@@ -150,8 +146,6 @@ async fn set_role(
     let role = Role::parse(&form.role).map_err(|e| WebError::BadRequest(e.message))?;
     let (actor, ip, name) = (session.user.clone(), viewer.ip.clone(), username.clone());
     let result = state
-        .ctx
-        .db
         .run(move |db| accounts::set_role(db, &actor, &name, role, &ip))
         .await;
     act(&state, &req, &viewer, username, result, |u| {
@@ -160,7 +154,7 @@ async fn set_role(
     .await
 }
 
-#[post("/staff/users/{username}/disable")]
+#[post("/users/{username}/disable")]
 async fn disable(
     state: State,
     req: HttpRequest,
@@ -172,8 +166,6 @@ async fn disable(
     let username = username.into_inner();
     let (actor, ip, name) = (session.user.clone(), viewer.ip.clone(), username.clone());
     let result = state
-        .ctx
-        .db
         .run(move |db| accounts::disable(db, &actor, &name, &form.reason, &ip))
         .await;
     act(&state, &req, &viewer, username, result, |u| {
@@ -182,7 +174,7 @@ async fn disable(
     .await
 }
 
-#[post("/staff/users/{username}/enable")]
+#[post("/users/{username}/enable")]
 async fn enable(
     state: State,
     req: HttpRequest,
@@ -194,8 +186,6 @@ async fn enable(
     let username = username.into_inner();
     let (actor, ip, name) = (session.user.clone(), viewer.ip.clone(), username.clone());
     let result = state
-        .ctx
-        .db
         .run(move |db| accounts::enable(db, &actor, &name, &ip))
         .await;
     act(&state, &req, &viewer, username, result, |u| {
@@ -213,7 +203,7 @@ pub struct AuditQuery {
     page: Option<u64>,
 }
 
-#[get("/staff/audit")]
+#[get("/audit")]
 async fn audit_log(
     state: State,
     req: HttpRequest,
@@ -232,9 +222,7 @@ async fn audit_log(
     let subject = (!query.subject.trim().is_empty()).then(|| query.subject.trim().to_string());
     let offset = Pager::offset_for(query.page, PER_PAGE);
     let (rows, total) = state
-        .ctx
-        .db
-        .run(move |db| db.read(|c| audit::list(c, event, subject.as_deref(), PER_PAGE, offset)))
+        .read(move |c| audit::list(c, event, subject.as_deref(), PER_PAGE, offset))
         .await?;
     let pager = Pager::new(query.page, PER_PAGE, total);
     let events: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
@@ -252,11 +240,37 @@ async fn audit_log(
         .render(&state, &req, &viewer)
 }
 
+#[post("/users/{username}/verify")]
+async fn staff_verify(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    username: web::Path<String>,
+    posted: Posted<NoFields>,
+) -> Result<HttpResponse, WebError> {
+    let (actor, ip, name) = (
+        session.user.clone(),
+        posted.viewer.ip.clone(),
+        username.into_inner(),
+    );
+    let user = state
+        .run(move |db| accounts::verify_by_staff(db, &actor, &name, &ip))
+        .await?;
+    Ok(see_other(
+        &state,
+        &format!(
+            "/staff/users/{}",
+            crate::web::extract::session::url_escape(&user.username)
+        ),
+        Some(&format!("{} is confirmed by hand.", user.email)),
+    ))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(user_list)
         .service(user_detail)
         .service(set_role)
         .service(disable)
         .service(enable)
-        .service(audit_log);
+        .service(audit_log)
+        .service(staff_verify);
 }

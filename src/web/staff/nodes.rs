@@ -1,143 +1,22 @@
-//! Staff: jobs (failed first; retry, cancel) and nodes (health, capacity, drain, enable).
+//! Nodes (`/staff/nodes`): health and capacity, drain and disable, adding one (the
+//! enrolment commands shown once).
 
+use crate::error::Error;
+use crate::web::error::WebError;
+use crate::web::extract::form::{NoFields, Posted};
+use crate::web::extract::session::StaffOnly;
+use crate::web::page::{see_other, Page};
+use crate::web::State;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::error::WebError;
-use super::form::{NoFields, Posted};
-use super::render::{see_other, Page};
-use super::session::StaffOnly;
-use super::State;
-use crate::error::Error;
-use crate::jobs::queue;
-
-#[derive(Deserialize, Serialize, Default)]
-pub struct JobsQuery {
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    page: Option<u64>,
-}
-
-#[get("/staff/jobs")]
-async fn jobs(
-    state: State,
-    req: HttpRequest,
-    StaffOnly(viewer, _): StaffOnly,
-    q: web::Query<JobsQuery>,
-) -> Result<HttpResponse, WebError> {
-    let q = q.into_inner();
-    const STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
-    if !q.state.is_empty() && !STATES.contains(&q.state.as_str()) {
-        return Err(WebError::BadRequest("No such state.".into()));
-    }
-    if !q.kind.is_empty() && crate::jobs::JobKind::parse(&q.kind).is_none() {
-        return Err(WebError::BadRequest("No such kind of job.".into()));
-    }
-    let kinds: Vec<&str> = crate::jobs::JobKind::ALL
-        .iter()
-        .map(|k| k.as_str())
-        .collect();
-    let filter = (!q.state.is_empty()).then(|| q.state.clone());
-    let kind = (!q.kind.is_empty()).then(|| q.kind.clone());
-    const PER_PAGE: u32 = 50;
-    let offset = super::render::Pager::offset_for(q.page, PER_PAGE);
-    let (rows, total) = state
-        .ctx
-        .db
-        .run(move |db| {
-            db.read(|c| queue::page(c, filter.as_deref(), kind.as_deref(), offset, PER_PAGE))
-        })
-        .await?;
-    let pager = super::render::Pager::new(q.page, PER_PAGE, total);
-    let link =
-        serde_urlencoded::to_string([("state", &q.state), ("kind", &q.kind)]).unwrap_or_default();
-    Page::new("staff/jobs.html")
-        .with("jobs", &rows)
-        .with("query", &q)
-        .with("states", &STATES)
-        .with("kinds", &kinds)
-        .with("pager", &pager)
-        .with("link", &link)
-        .render(&state, &req, &viewer)
-}
-
-#[get("/staff/jobs/{id}")]
-async fn job(
-    state: State,
-    req: HttpRequest,
-    StaffOnly(viewer, _): StaffOnly,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, WebError> {
-    let id = id.into_inner();
-    let (job, log) = state
-        .ctx
-        .db
-        .run(move |db| {
-            db.read(|c| {
-                Ok::<_, Error>((
-                    queue::get(c, id)?,
-                    crate::records::agent_log::command_log(c, Some(id), None, 200)?,
-                ))
-            })
-        })
-        .await?;
-    let job = job.ok_or(WebError::NotFound)?;
-    Page::new("staff/job.html")
-        .with("job", &job)
-        .with("log", &log)
-        .render(&state, &req, &viewer)
-}
-
-#[post("/staff/jobs/{id}/{action}")]
-async fn job_action(
-    state: State,
-    _staff: StaffOnly,
-    path: web::Path<(i64, String)>,
-    _posted: Posted<NoFields>,
-) -> Result<HttpResponse, WebError> {
-    let (id, action) = path.into_inner();
-    let done = match action.as_str() {
-        "retry" => {
-            state
-                .ctx
-                .db
-                .run(move |db| db.write(|tx| queue::retry_now(tx, id)))
-                .await?
-        }
-        "cancel" => {
-            state
-                .ctx
-                .db
-                .run(move |db| db.write(|tx| queue::cancel(tx, id)))
-                .await?
-        }
-        _ => return Err(WebError::NotFound),
-    };
-    let notice = match (action.as_str(), done) {
-        ("retry", true) => "The job is queued again, from its last checkpoint.",
-        ("retry", false) => "Only a failed or cancelled job can be tried again.",
-        (_, true) => "The job is cancelled.",
-        (_, false) => "The job has finished already.",
-    };
-    Ok(see_other(
-        &state,
-        &format!("/staff/jobs/{id}"),
-        Some(notice),
-    ))
-}
-
-#[get("/staff/nodes")]
+#[get("/nodes")]
 async fn nodes(
     state: State,
     req: HttpRequest,
     StaffOnly(viewer, _): StaffOnly,
 ) -> Result<HttpResponse, WebError> {
     let rows = state
-        .ctx
-        .db
         .run(|db| {
             db.read(|c| {
                 let nodes = crate::nodes::list(c)?;
@@ -156,7 +35,7 @@ async fn nodes(
         .render(&state, &req, &viewer)
 }
 
-#[post("/staff/nodes/{name}/{action}")]
+#[post("/nodes/{name}/{action}")]
 async fn node_action(
     state: State,
     StaffOnly(_, session): StaffOnly,
@@ -173,8 +52,6 @@ async fn node_action(
     };
     let (n, ip, actor) = (name.clone(), posted.viewer.ip.clone(), session.user.id);
     let changed = state
-        .ctx
-        .db
         .run(move |db| {
             db.write(|tx| {
                 let changed = crate::nodes::set_flag(tx, &n, column, value)?;
@@ -216,7 +93,7 @@ pub struct NodeForm {
 async fn node_form(
     state: &State,
     req: &HttpRequest,
-    viewer: &super::session::Viewer,
+    viewer: &crate::web::extract::session::Viewer,
     form: &NodeForm,
     err: Option<&Error>,
 ) -> Result<HttpResponse, WebError> {
@@ -227,7 +104,7 @@ async fn node_form(
     page.render(state, req, viewer)
 }
 
-#[get("/staff/nodes/new")]
+#[get("/nodes/new")]
 async fn new_node(
     state: State,
     req: HttpRequest,
@@ -238,7 +115,7 @@ async fn new_node(
 
 /// Registers a node and shows, once, the commands that enroll its agent: its certificate and
 /// key are made here and never stored on the master.
-#[post("/staff/nodes/new")]
+#[post("/nodes/new")]
 async fn add_node(
     state: State,
     req: HttpRequest,
@@ -257,8 +134,6 @@ async fn add_node(
         session.user.id,
     );
     let result = state
-        .ctx
-        .db
         .run(move |db| {
             let mut errors = Vec::new();
             let name = NodeName::parse(&name).map_err(|e| errors.push(e)).ok();
@@ -325,11 +200,8 @@ async fn add_node(
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(new_node)
-        .service(add_node)
-        .service(jobs)
-        .service(job)
-        .service(job_action)
-        .service(nodes)
-        .service(node_action);
+    cfg.service(nodes)
+        .service(node_action)
+        .service(new_node)
+        .service(add_node);
 }

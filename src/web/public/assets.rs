@@ -1,0 +1,53 @@
+//! What every page needs and every monitor asks: the stylesheet and script
+//! (`/static/...`, compiled into the binary) and the health check (`/healthz`).
+
+use actix_web::http::header;
+use actix_web::{get, web, HttpResponse};
+
+use crate::web::State;
+
+const STYLE: &str = include_str!("../../../static/style.css");
+const SCRIPT: &str = include_str!("../../../static/app.js");
+
+#[get("/static/app.js")]
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(SCRIPT)
+}
+
+#[get("/static/style.css")]
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLE)
+}
+
+#[get("/healthz")]
+async fn healthz(state: State) -> HttpResponse {
+    let db = state.ctx.db.clone();
+    match tokio::task::spawn_blocking(move || db.ping()).await {
+        Ok(Ok(version)) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "schema": version,
+            })),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "health check: database");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "status": "unhealthy", "reason": "database does not answer"
+            }))
+        }
+        Err(e) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "unhealthy", "reason": e.to_string()
+        })),
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(stylesheet).service(script).service(healthz);
+}

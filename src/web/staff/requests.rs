@@ -1,0 +1,177 @@
+//! The approval queue (`/staff/requests`): filters, approve or deny one, approve many.
+
+use crate::error::Error;
+use crate::ops::slices;
+use crate::web::error::WebError;
+use crate::web::extract::form::Posted;
+use crate::web::extract::session::StaffOnly;
+use crate::web::page::{done_or_refused, see_other, Page};
+use crate::web::State;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Deserialize, Serialize, Default)]
+pub struct QueueQuery {
+    #[serde(default)]
+    course: String,
+    /// Only requests older than this many days.
+    #[serde(default)]
+    days: Option<u32>,
+}
+
+#[get("/requests")]
+async fn queue(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(viewer, _): StaffOnly,
+    q: web::Query<QueueQuery>,
+) -> Result<HttpResponse, WebError> {
+    let q = q.into_inner();
+    if q.course.chars().count() > 100 {
+        return Err(WebError::BadRequest(
+            "A course has at most 100 characters.".into(),
+        ));
+    }
+    let (course, age) = (
+        q.course.clone(),
+        q.days.unwrap_or(0).min(3650) as i64 * 86400,
+    );
+    let (rows, courses, nodes) = state
+        .run(move |db| {
+            db.read(|c| {
+                Ok::<_, Error>((
+                    slices::waiting_requests(c, &course, age)?,
+                    slices::waiting_courses(c)?,
+                    crate::nodes::list(c)?,
+                ))
+            })
+        })
+        .await?;
+    Page::new("staff/requests.html")
+        .with("rows", &rows)
+        .with("courses", &courses)
+        .with("nodes", &nodes)
+        .with("query", &q)
+        .render(&state, &req, &viewer)
+}
+
+#[derive(Deserialize)]
+pub struct ApproveForm {
+    #[serde(default)]
+    node: String,
+}
+
+#[post("/requests/{id}/approve")]
+async fn approve(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    id: web::Path<i64>,
+    posted: Posted<ApproveForm>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let node = if posted.form.node.is_empty() {
+        None
+    } else {
+        Some(
+            posted
+                .form
+                .node
+                .parse::<i64>()
+                .map_err(|_| WebError::BadRequest("No such node.".into()))?,
+        )
+    };
+    let (staff, ip) = (session.user.clone(), posted.viewer.ip.clone());
+    let result = state
+        .write(move |tx| slices::approve(tx, &staff, id, node, &ip))
+        .await;
+    match result {
+        Ok(s) => Ok(see_other(
+            &state,
+            "/staff/requests",
+            Some(&format!("Approved slice {} ({}).", s.id, s.hostname)),
+        )),
+        Err(Error::Forbidden(m)) => Ok(see_other(&state, "/staff/requests", Some(&m))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DenyForm {
+    #[serde(default)]
+    reason: String,
+}
+
+#[post("/requests/{id}/deny")]
+async fn deny(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    id: web::Path<i64>,
+    posted: Posted<DenyForm>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let (staff, ip, reason) = (
+        session.user.clone(),
+        posted.viewer.ip.clone(),
+        posted.form.reason.clone(),
+    );
+    let result = state
+        .write(move |tx| slices::deny(tx, &staff, id, &reason, &ip))
+        .await;
+    done_or_refused(&state, "/staff/requests", result, |s| {
+        format!("Denied slice {} ({}).", s.id, s.hostname)
+    })
+}
+
+/// Approves every ticked request (`approve_ID=on`), in one transaction.
+#[post("/requests/approve")]
+async fn bulk_approve(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    posted: Posted<HashMap<String, String>>,
+) -> Result<HttpResponse, WebError> {
+    let ids: Vec<i64> = posted
+        .form
+        .keys()
+        .filter_map(|k| k.strip_prefix("approve_"))
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    if ids.is_empty() {
+        return Ok(see_other(
+            &state,
+            "/staff/requests",
+            Some("Tick the requests to approve first."),
+        ));
+    }
+    let (staff, ip) = (session.user.clone(), posted.viewer.ip.clone());
+    let n = state
+        .run(move |db| {
+            db.write(|tx| {
+                let mut n = 0;
+                for id in &ids {
+                    match slices::approve(tx, &staff, *id, None, &ip) {
+                        Ok(_) => n += 1,
+                        Err(Error::Forbidden(_) | Error::NotFound(_)) => {} // decided meanwhile
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(n)
+            })
+        })
+        .await?;
+    Ok(see_other(
+        &state,
+        "/staff/requests",
+        Some(&format!(
+            "Approved {n} request{}.",
+            if n == 1 { "" } else { "s" }
+        )),
+    ))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(queue)
+        .service(approve)
+        .service(deny)
+        .service(bulk_approve);
+}

@@ -1,0 +1,199 @@
+//! Slices (`/staff/slices`): search, a slice's page with its command log, changing its
+//! plan, moving it to another node.
+
+use crate::error::Error;
+use crate::ops::slices;
+use crate::web::error::WebError;
+use crate::web::extract::form::Posted;
+use crate::web::extract::session::{url_escape, StaffOnly};
+use crate::web::page::{done_or_refused, Page, Pager};
+use crate::web::State;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+const PER_PAGE: u32 = 50;
+
+#[derive(Deserialize, Serialize, Default)]
+pub struct SliceQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    state: String,
+    page: Option<u64>,
+}
+
+#[get("/slices")]
+async fn list(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(viewer, _): StaffOnly,
+    q: web::Query<SliceQuery>,
+) -> Result<HttpResponse, WebError> {
+    let q = q.into_inner();
+    let st = if q.state.is_empty() {
+        None
+    } else {
+        Some(
+            slices::State::parse(&q.state)
+                .ok_or_else(|| WebError::BadRequest("No such state.".into()))?,
+        )
+    };
+    if q.q.chars().count() > 200 {
+        return Err(WebError::BadRequest(
+            "A search has at most 200 characters.".into(),
+        ));
+    }
+    let (text, offset) = (q.q.clone(), Pager::offset_for(q.page, PER_PAGE));
+    let (rows, total) = state
+        .read(move |c| slices::search(c, &text, st, PER_PAGE, offset))
+        .await?;
+    let pager = Pager::new(q.page, PER_PAGE, total);
+    let link = format!("q={}&state={}", url_escape(&q.q), url_escape(&q.state));
+    let states = [
+        "requested",
+        "approved",
+        "queued",
+        "provisioning",
+        "running",
+        "stopped",
+        "failed",
+        "denied",
+        "destroying",
+        "destroyed",
+    ];
+    Page::new("staff/slices.html")
+        .with("rows", &rows)
+        .with("query", &q)
+        .with("pager", &pager)
+        .with("link", &link)
+        .with("states", &states)
+        .render(&state, &req, &viewer)
+}
+
+#[get("/slices/{id}")]
+async fn detail(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(viewer, _): StaffOnly,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let (slice, owner, node, events, log, jobs, (nodes, plans, usage, chart)) = state
+        .run(move |db| {
+            db.read(|c| {
+                let s = slices::get(c, id)?.ok_or(Error::NotFound("slice"))?;
+                let owner = crate::ops::accounts::users::by_id(c, s.user_id)?
+                    .ok_or(Error::NotFound("user"))?;
+                let node = match s.node_id {
+                    Some(n) => crate::nodes::by_id(c, n)?.map(|n| n.name),
+                    None => None,
+                };
+                let events = slices::events(c, id, 50)?;
+                let log = crate::records::agent_log::command_log(c, None, Some(id), 100)?;
+                let jobs = crate::records::jobs::for_slice(c, id)?;
+                let plans = slices::plan_choices(c)?;
+                let nodes: Vec<String> = crate::nodes::list(c)?
+                    .into_iter()
+                    .filter(|n| n.enabled && Some(n.id) != s.node_id)
+                    .map(|n| n.name)
+                    .collect();
+                let (usage, chart) = crate::web::chart::for_page(c, s.id, &s.hostname)?;
+                Ok::<_, Error>((
+                    s,
+                    owner,
+                    node,
+                    events,
+                    log,
+                    jobs,
+                    (nodes, plans, usage, chart),
+                ))
+            })
+        })
+        .await?;
+    let site = state.ctx.site();
+    Page::new("staff/slice.html")
+        .with("ssh", &site.ssh_command(&owner.username))
+        .with("web", &site.web_address(&slice.subdomain))
+        .with("slice", &slice)
+        .with("owner", &owner)
+        .with("node", &node)
+        .with("events", &events)
+        .with("log", &log)
+        .with("jobs", &jobs)
+        .with("nodes", &nodes)
+        .with("plans", &plans)
+        .with("usage", &usage)
+        .with("chart", &chart)
+        .render(&state, &req, &viewer)
+}
+
+#[derive(serde::Deserialize)]
+pub struct PlanChange {
+    #[serde(default)]
+    plan: String,
+}
+
+/// Staff change a slice's plan; it is put in force on the node by a job.
+#[post("/slices/{id}/plan")]
+async fn change_plan(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    id: web::Path<i64>,
+    posted: Posted<PlanChange>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let user = session.user.clone();
+    let plan: i64 = posted.form.plan.trim().parse().unwrap_or(0);
+    let result = state
+        .write(move |tx| slices::change_plan(tx, &user, id, plan))
+        .await;
+    done_or_refused(&state, &format!("/staff/slices/{id}"), result, |s| {
+        format!("{}'s new plan is being put in force.", s.hostname)
+    })
+}
+
+#[derive(serde::Deserialize)]
+pub struct MoveForm {
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Staff move a slice to another node (made anew there; asked with a typed confirmation).
+#[post("/slices/{id}/move")]
+async fn move_slice(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    id: web::Path<i64>,
+    posted: Posted<MoveForm>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let (user, form) = (session.user.clone(), posted.form);
+    let back = format!("/staff/slices/{id}");
+    let result = state
+        .run(move |db| {
+            db.write(|tx| {
+                let s = slices::get(tx, id)?.ok_or(Error::NotFound("slice"))?;
+                if form.confirm.trim() != s.hostname {
+                    return Err(crate::domain::FieldError::new(
+                        "confirm",
+                        format!("Type the slice's name, {}, to move it.", s.hostname),
+                    )
+                    .into());
+                }
+                slices::move_to(tx, &user, id, form.node.trim())
+            })
+        })
+        .await;
+    done_or_refused(&state, &back, result, |s| {
+        format!("{} is moving: follow it below.", s.hostname)
+    })
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(list)
+        .service(detail)
+        .service(change_plan)
+        .service(move_slice);
+}
