@@ -43,7 +43,7 @@ pub fn run(what: JobsCommand) -> anyhow::Result<()> {
     let e = |e: crate::error::Error| anyhow::anyhow!("{e}");
     match what {
         JobsCommand::List { state, limit, cfg } => {
-            const STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+            use crate::records::jobs::STATES;
             if let Some(s) = &state {
                 anyhow::ensure!(
                     STATES.contains(&s.as_str()),

@@ -336,7 +336,7 @@ pub fn day_of(t: i64) -> String {
 }
 
 pub fn queue_digests(conn: &Connection, day: &str) -> Result<usize> {
-    let waiting: Vec<Value> = outbox::waiting_requests(conn)?
+    let waiting: Vec<Value> = crate::records::slice_lists::for_digest(conn)?
         .into_iter()
         .map(|(username, display_name, course, asked)| {
             serde_json::json!({

@@ -166,6 +166,9 @@ fn insert(
     Ok(conn.last_insert_rowid())
 }
 
+/// The states a job row can be in.
+pub const STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
 /// A job as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {

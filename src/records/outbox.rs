@@ -8,6 +8,9 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::store::now;
 
+/// The states a message can be in.
+pub const STATES: [&str; 4] = ["queued", "sending", "sent", "failed"];
+
 /// One message in the outbox.
 #[derive(Debug, Clone, Serialize)]
 pub struct Message {
@@ -189,16 +192,4 @@ pub fn note_digest(conn: &Connection, user_id: i64, day: &str) -> Result<()> {
         params![user_id, day],
     )?;
     Ok(())
-}
-
-/// (username, name, course, asked at) of the requests that wait, oldest first (at most 200).
-pub fn waiting_requests(conn: &Connection) -> Result<Vec<(String, String, String, i64)>> {
-    let rows = conn
-        .prepare_cached(
-            "SELECT u.username, u.display_name, s.course, s.requested_at FROM slices s JOIN users u ON u.id = s.user_id
-             WHERE s.state = 'requested' ORDER BY s.requested_at LIMIT 200",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows)
 }

@@ -103,3 +103,15 @@ pub fn search(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((rows, total))
 }
+
+/// (username, name, course, asked at) of the requests that wait, oldest first (at most 200).
+pub fn for_digest(conn: &Connection) -> Result<Vec<(String, String, String, i64)>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT u.username, u.display_name, s.course, s.requested_at FROM slices s JOIN users u ON u.id = s.user_id
+             WHERE s.state = 'requested' ORDER BY s.requested_at LIMIT 200",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}

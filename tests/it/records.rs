@@ -250,6 +250,87 @@ fn no_sql_outside_records() {
     );
 }
 
+/// The state words an SQL statement compares or sets (`state = 'x'`, `state IN ('x', 'y')`,
+/// also with a table prefix, `<>` and `NOT IN`).
+fn state_words(sql: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut rest = sql;
+    while let Some(i) = rest.find("state") {
+        let before_ok = i == 0 || {
+            let b = rest.as_bytes()[i - 1];
+            !(b.is_ascii_alphanumeric() || b == b'_')
+        };
+        let after = &rest[i + "state".len()..];
+        rest = after;
+        if !before_ok || after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let t = after.trim_start();
+        let t = t.strip_prefix("NOT").map(str::trim_start).unwrap_or(t);
+        if let Some(list) = t.strip_prefix("IN") {
+            let list = list.trim_start();
+            if let Some(inner) = list.strip_prefix('(') {
+                let inner = &inner[..inner.find(')').unwrap_or(inner.len())];
+                words.extend(
+                    inner
+                        .split(',')
+                        .filter_map(|w| w.trim().strip_prefix('\'')?.strip_suffix('\''))
+                        .map(str::to_string),
+                );
+            }
+        } else if let Some(v) = ["=", "<>", "!="].iter().find_map(|op| t.strip_prefix(op)) {
+            let v = v.trim_start();
+            if let Some(q) = v.strip_prefix('\'') {
+                if let Some(end) = q.find('\'') {
+                    words.push(q[..end].to_string());
+                }
+            }
+        }
+    }
+    words
+}
+
+/// Every state an SQL statement in `records/` names is one its table knows: the words are
+/// checked against the enums and lists the code uses (a misspelt state would match no row
+/// and no error would say so).
+#[test]
+fn states_named_in_sql_are_states_of_their_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/records"), &mut files);
+    let (mut checked, mut wrong) = (0, Vec::new());
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let known = |w: &str| match name.as_str() {
+            "jobs.rs" => slices::records::jobs::STATES.contains(&w),
+            "outbox.rs" => slices::records::outbox::STATES.contains(&w),
+            _ => slices::slices::State::parse(w).is_some(),
+        };
+        let text = std::fs::read_to_string(file).unwrap();
+        for sql in literals(&text).into_iter().filter(|s| is_sql(s)) {
+            for w in state_words(&sql) {
+                checked += 1;
+                if !known(&w) {
+                    wrong.push(format!("{name}: '{w}' in {sql}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "unknown states:\n{}", wrong.join("\n"));
+    assert!(
+        checked >= 30,
+        "only {checked} state words found: is the reader blind?"
+    );
+}
+
+#[test]
+fn the_reader_finds_state_words() {
+    assert_eq!(
+        state_words("UPDATE slices SET state = 'failed' WHERE s.state IN ('running', 'stopped') AND state NOT IN ('x') AND state <> 'y' AND statement = 'z'"),
+        ["failed", "running", "stopped", "x", "y"]
+    );
+}
+
 #[test]
 fn the_reader_finds_statements_and_their_pieces() {
     let text = "const C: &str = \"a, b\";\nfn f() { let filter = \"x = 1\"; \

@@ -28,7 +28,7 @@ async fn jobs(
     q: web::Query<JobsQuery>,
 ) -> Result<HttpResponse, WebError> {
     let q = q.into_inner();
-    const STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+    use crate::records::jobs::STATES;
     if !q.state.is_empty() && !STATES.contains(&q.state.as_str()) {
         return Err(WebError::BadRequest("No such state.".into()));
     }

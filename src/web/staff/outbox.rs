@@ -32,7 +32,7 @@ async fn outbox(
     q: web::Query<OutboxQuery>,
 ) -> Result<HttpResponse, WebError> {
     let q = q.into_inner();
-    const STATES: [&str; 4] = ["queued", "sending", "sent", "failed"];
+    use crate::records::outbox::STATES;
     if !q.state.is_empty() && !STATES.contains(&q.state.as_str()) {
         return Err(WebError::BadRequest("No such state.".into()));
     }
