@@ -158,16 +158,91 @@ pub async fn fleet_with(
     }
 }
 
+/// The job loop running in this test. When it ends (dropped or stopped) it fails the test if
+/// jobs were left failed, or left queued or running for a slice or a user, unless the test
+/// said it expects that (`expect_leftovers`): no test forgets a job.
 pub struct Running {
     pub runner: Arc<JobRunner>,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    expected: std::sync::atomic::AtomicBool,
 }
 
 impl Running {
-    pub async fn stop(self) {
+    /// Stops the loop and waits for it to end; then the leftover check runs (on drop).
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// This test means to leave jobs failed or waiting (a node kept down, a retry limit).
+    pub fn expect_leftovers(&self) {
+        self.expected
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Jobs that are not done: failed ones, and queued or running ones for a slice or a
+    /// user (the periodic node and whole-gateway runs come back by design).
+    pub fn leftovers(&self) -> Vec<String> {
+        let db = &self.runner.env.ctx.db;
+        let jobs = db
+            .read(|c| slices::records::jobs::list(c, None, 10_000))
+            .unwrap();
+        jobs.into_iter()
+            .filter(|j| {
+                j.state == "failed"
+                    || (matches!(j.state.as_str(), "queued" | "running")
+                        && (j.slice_id.is_some() || j.user_id.is_some()))
+            })
+            .map(|j| format!("job {} {} {} ({})", j.id, j.kind, j.state, j.last_error))
+            .collect()
+    }
+
+    /// Waits until no job for a slice or a user is due or running (the queue is drained):
+    /// what is left waits for later (a retry's back-off) or is done.
+    pub async fn drain(&self, secs: u64) {
+        let db = self.runner.env.ctx.db.clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let busy: i64 = db
+                .read(|c| {
+                    Ok::<_, slices::error::Error>(c.query_row(
+                        "SELECT count(*) FROM jobs WHERE (slice_id IS NOT NULL OR user_id IS NOT NULL)
+                           AND (state = 'running' OR (state = 'queued' AND run_after <= strftime('%s','now')))",
+                        [],
+                        |r| r.get(0),
+                    )?)
+                })
+                .unwrap();
+            if busy == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the queue did not drain in {secs} s: {:?}",
+                self.leftovers()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if std::thread::panicking() || self.expected.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let left = self.leftovers();
+        assert!(
+            left.is_empty(),
+            "the test left jobs not done (call expect_leftovers if it means to): {left:?}"
+        );
     }
 }
 
@@ -180,7 +255,12 @@ impl Fleet {
         let runner = JobRunner::new(self.ctx.clone(), cfg).unwrap();
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(runner.clone().run(rx));
-        Running { runner, stop, task }
+        Running {
+            runner,
+            stop,
+            task: Some(task),
+            expected: Default::default(),
+        }
     }
 
     pub fn user(&self, name: &str, role: Role) -> User {

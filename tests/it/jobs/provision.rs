@@ -275,6 +275,8 @@ async fn an_agent_that_is_down_is_retried_with_back_off_then_failed_for_staff_to
         c.max_attempts = 3;
         c.health_secs = 3600; // keep the node "recently seen" for this test
     });
+    // The provisioning fails for good, as it should: that job is meant to stay failed.
+    jobs.expect_leftovers();
     let s = f.wait_for(id, State::Failed, 30).await;
     assert!(s.failure.contains("create_env"), "{}", s.failure);
     // Staff get the command log by mail; the student a plain note.
@@ -366,4 +368,31 @@ async fn queueing_a_job_wakes_the_loop() {
         .unwrap();
     f.wait_for(id, State::Stopped, 10).await;
     jobs.stop().await;
+}
+
+/// The harness itself: a loop whose test leaves a job failed fails the test, unless the test
+/// said so; draining waits for the queue to empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_that_leaves_a_job_failed_is_told() {
+    let f = fleet(1, |_| "10.80.8.0/24".into(), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    let jobs = f.run_jobs(|_| {});
+    let id = f.request_and_approve(&alice, &staff);
+    jobs.drain(20).await;
+    assert_eq!(f.slice(id).state, State::Running, "drained means done");
+    assert!(jobs.leftovers().is_empty());
+    // A job that fails for good (its slice is gone from under it) is a leftover...
+    f.ctx
+        .db
+        .write(|tx| {
+            slices::records::jobs::enqueue(tx, JobKind::Limits, id, None, None)?;
+            tx.execute("UPDATE jobs SET state = 'failed' WHERE kind = 'limits'", [])?;
+            Ok::<_, slices::error::Error>(())
+        })
+        .unwrap();
+    assert_eq!(jobs.leftovers().len(), 1, "{:?}", jobs.leftovers());
+    // ... and dropping the loop without saying so fails the test.
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(jobs)));
+    assert!(dropped.is_err(), "the leftover was not reported");
 }
