@@ -18,10 +18,12 @@ macro_rules! step {
 pub mod env;
 mod kinds;
 pub mod links;
+mod outbox;
 /// The `jobs` table, under the name the job code knows.
 pub use crate::records::jobs as queue;
 pub use crate::records::jobs::{enqueue, enqueue_for_node, enqueue_gateway, JobKind};
 pub mod runner;
+mod schedule;
 
 use crate::error::Error;
 use crate::slave_link::{code, LinkError, Reply};

@@ -11,13 +11,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+pub use super::outbox::MailSender;
 use super::queue::{self, Job};
 use super::{JobEnv, JobKind, Links, Outcome};
 use crate::context::Context;
 use crate::domain::DnsName;
 use crate::error::Result;
 use crate::ops::slices;
-use crate::store::now;
 use crate::templates::TemplateDir;
 
 /// How the loop behaves (from the configuration).
@@ -193,11 +193,7 @@ impl JobRunner {
             stop.clone(),
         ));
         self.first_health_round().await;
-        let mut last_health = now();
-        let mut last_sync = now();
-        let mut last_usage = now();
-        // The gateway is put right once at start, then every gateway_sync_secs.
-        let mut last_gateway = 0;
+        let mut schedule = super::schedule::Schedule::new();
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
@@ -213,41 +209,17 @@ impl JobRunner {
                     continue;
                 }
             }
-            let t = now();
-            let health_due = t - last_health >= self.env.cfg.health_secs;
-            let sync_due = self.env.cfg.template_sync_secs > 0
-                && t - last_sync >= self.env.cfg.template_sync_secs;
-            if self.env.cfg.gateway_sync_secs > 0
-                && t - last_gateway >= self.env.cfg.gateway_sync_secs
-            {
-                last_gateway = t;
-                let _ = self
+            let due = schedule.due(&self.env.cfg);
+            if !due.is_empty() {
+                let result = self
                     .env
                     .ctx
                     .db
-                    .run(|db| db.write(|tx| super::enqueue_gateway(tx, None).map(|_| ())))
+                    .run(move |db| db.write(|tx| super::schedule::queue_due(tx, &due)))
                     .await;
-            }
-            let usage_due =
-                self.env.cfg.usage_secs > 0 && t - last_usage >= self.env.cfg.usage_secs;
-            if usage_due {
-                last_usage = t;
-            }
-            if health_due || sync_due || usage_due {
-                if health_due {
-                    last_health = t;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "queueing periodic work");
                 }
-                if sync_due {
-                    last_sync = t;
-                }
-                let _ = self
-                    .env
-                    .ctx
-                    .db
-                    .run(move |db| {
-                        db.write(|tx| schedule_node_jobs(tx, health_due, sync_due, usage_due))
-                    })
-                    .await;
             }
             let busy: HashMap<i64, usize> = {
                 let r = running.lock().expect("running");
@@ -402,96 +374,4 @@ fn record_outcome(
         }
     }
     Ok(())
-}
-
-/// Queues a health check (and, when due, a template sync) for every enabled node.
-fn schedule_node_jobs(
-    tx: &rusqlite::Transaction,
-    health: bool,
-    sync: bool,
-    usage: bool,
-) -> Result<()> {
-    let t = now();
-    for node in crate::nodes::list(tx)? {
-        if !node.enabled {
-            continue;
-        }
-        if health {
-            super::enqueue_for_node(tx, JobKind::NodeHealth, node.id, t)?;
-        }
-        if sync {
-            super::enqueue_for_node(tx, JobKind::TemplateSync, node.id, t)?;
-        }
-        if usage {
-            super::enqueue_for_node(tx, JobKind::Usage, node.id, t)?;
-        }
-    }
-    // Health checks older than an hour are not worth keeping (their log lines go with them).
-    queue::prune_checks(tx, t - 3600)
-}
-
-/// Delivers the outbox: each tick, what is due.
-pub struct MailSender {
-    digest_hour: u32,
-    transport: crate::mail::Transport,
-    site: crate::mail::Site,
-    from: lettre::message::Mailbox,
-    retry_base_secs: i64,
-}
-
-impl MailSender {
-    pub fn from_context(ctx: &Context) -> anyhow::Result<MailSender> {
-        let c = &ctx.config;
-        Ok(MailSender {
-            digest_hour: c.digest_hour,
-            transport: crate::mail::Transport::from_config(c)?,
-            site: ctx.site(),
-            from: c.mail_from.parse().map_err(|e| {
-                anyhow::anyhow!("mail_from `{}` is not an address: {e}", c.mail_from)
-            })?,
-            retry_base_secs: c.mail_retry_base_secs as i64,
-        })
-    }
-
-    /// Sends what is due now; how many went.
-    pub async fn send_now(&self, db: &crate::store::Db) -> usize {
-        crate::mail::send_due(
-            db,
-            &self.transport,
-            &self.site,
-            &self.from,
-            self.retry_base_secs,
-            20,
-        )
-        .await
-    }
-
-    async fn run(
-        self: Arc<Self>,
-        db: crate::store::Db,
-        tick: Duration,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let _ = db
-            .run(|db| db.write(|tx| crate::mail::requeue_sending(tx)))
-            .await;
-        let mut every = tokio::time::interval(tick.max(Duration::from_millis(200)));
-        let mut digest_checked = std::time::Instant::now() - Duration::from_secs(3600);
-        loop {
-            tokio::select! {
-                _ = stop.changed() => break,
-                _ = every.tick() => {
-                    let now = time::OffsetDateTime::now_utc();
-                    if u32::from(now.hour()) >= self.digest_hour && digest_checked.elapsed() >= Duration::from_secs(60) {
-                        digest_checked = std::time::Instant::now();
-                        let day = crate::mail::day_of(now.unix_timestamp());
-                        if let Ok(Err(e)) = db.run(move |db| Ok::<_, crate::error::Error>(db.write(|tx| crate::mail::queue_digests(tx, &day)))).await {
-                            tracing::error!(error = %e, "queueing the daily digests");
-                        }
-                    }
-                    while self.send_now(&db).await > 0 {}
-                }
-            }
-        }
-    }
 }
