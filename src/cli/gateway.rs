@@ -30,9 +30,13 @@ pub enum GatewayCommand {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
-    /// Print the helper script the master runs on the gateway (install it at gateway_helper
-    /// when the master logs in as an account other than root).
-    Helper,
+    /// Print the helper script the master runs on the gateway, made for the configured users
+    /// folder and map file (install it at gateway_helper when the master logs in as an
+    /// account other than root); the sudoers line it needs goes to standard error.
+    Helper {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// Print the Apache lines that serve NAME.<domain> from the map.
     Apache {
         #[command(flatten)]
@@ -105,8 +109,23 @@ pub fn run(what: GatewayCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        GatewayCommand::Helper => {
-            print!("{}", crate::gateway::helper());
+        GatewayCommand::Helper { cfg } => {
+            let config = cfg.load(&[])?;
+            let settings = Settings::from_config(&config)?;
+            print!(
+                "{}",
+                crate::gateway::helper(&settings.users_dir, &settings.map_file)
+            );
+            let account = match &settings.target {
+                crate::gateway::TargetSpec::Ssh { user, .. } if user != "root" => user.clone(),
+                _ => "ACCOUNT".to_string(),
+            };
+            eprintln!(
+                "Install it as root at {0} (chmod 755), and let the master's account run it in \
+                 /etc/sudoers.d/slices:\n  {1}",
+                settings.helper,
+                crate::gateway::sudoers_line(&account, &settings.helper)
+            );
             Ok(())
         }
         GatewayCommand::Apache { cfg } => {

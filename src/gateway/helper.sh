@@ -1,19 +1,25 @@
 #!/bin/sh
 # slices-gateway: the one program the Slices master runs on the gateway host, as root (through
-# `sudo -n` when the master logs in as another account). It only reads and writes the users
-# folder and the map it is given, and only touches accounts whose login shell is in that folder.
-# Install: `slices gateway helper > /usr/local/sbin/slices-gateway; chmod 755 ...` (see
-# docs/gateway.md). Every argument is checked again here, whatever the master checked.
+# `sudo -n` when the master logs in as another account). Its two paths are written in when it
+# is made (`slices gateway helper`, from the master's configuration): it takes no path from
+# its caller. It only reads and writes the users folder and the map file below, only touches
+# accounts whose login shell is in that folder, and writes only the files it knows, with
+# owners and modes it chooses itself. Install: see docs/gateway.md. Every argument and every
+# archive entry is checked here, whatever the master checked.
 #
 #   slices-gateway version
-#   slices-gateway read USERS_DIR MAP_FILE [USER]    sections "NAME BYTES\n" + bytes: passwd,
-#                                                    tar (the folder, no private keys), map
-#   slices-gateway apply USERS_DIR MAP_FILE [+USER|-USER]...   stdin: a tar of files to write;
-#                                                    +USER makes an account, -USER removes one
+#   slices-gateway read [USER]       sections "NAME BYTES\n" + bytes: passwd, tar (the folder,
+#                                    no private keys), map
+#   slices-gateway apply [+USER|-USER]...   stdin: a tar of the users' files to write (plain
+#                                    files only: USER.sh, USER/.ssh/{authorized_keys,
+#                                    slice_ed25519,slice_ed25519.pub,known_hosts} and
+#                                    .slices-map.new); +USER makes an account, -USER removes one
 set -u
 umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
+d='@USERS_DIR@'
+m='@MAP_FILE@'
 
 die() { echo "slices-gateway: $*" >&2; exit 2; }
 name_ok() {
@@ -28,6 +34,7 @@ path_ok() {
     case "$1" in *[!A-Za-z0-9/._-]* | */../* | */.. | */./* | */ ) return 1 ;; esac
 }
 shell_of() { getent passwd "$1" | cut -d: -f7; }
+path_ok "$d" && path_ok "$m" || die "this helper was made with a bad users folder or map file"
 
 op="${1:-}"
 [ $# -gt 0 ] && shift
@@ -36,9 +43,8 @@ version)
     echo "@VERSION@"
     ;;
 read)
-    [ $# -ge 2 ] || die "read USERS_DIR MAP_FILE [USER]"
-    d="$1"; m="$2"; u="${3:-}"
-    path_ok "$d" && path_ok "$m" || die "bad path"
+    [ $# -le 1 ] || die "read [USER]"
+    u="${1:-}"
     [ -z "$u" ] || name_ok "$u" || die "bad user name"
     t=$(mktemp -d) || exit 1
     trap 'rm -rf "$t"' EXIT
@@ -62,15 +68,35 @@ read)
     cat "$t/map"
     ;;
 apply)
-    [ $# -ge 2 ] || die "apply USERS_DIR MAP_FILE [+USER|-USER]..."
-    d="$1"; m="$2"; shift 2
-    path_ok "$d" && path_ok "$m" || die "bad path"
     for a in "$@"; do
         case "$a" in +* | -*) name_ok "${a#?}" || die "bad user name in $a" ;; *) die "bad argument $a" ;; esac
     done
-    install -d -m 755 -o root -g root "$d" || exit 1
     t=$(mktemp -d) || exit 1
     trap 'rm -rf "$t"' EXIT
+    # The archive is checked whole before anything is written: plain files only, no special
+    # mode bits, and only the names this helper writes.
+    cat > "$t/in.tar" || exit 1
+    if [ -s "$t/in.tar" ]; then
+        tar -tf "$t/in.tar" > "$t/names" 2>/dev/null || die "the archive cannot be read"
+        tar -tvf "$t/in.tar" > "$t/list" 2>/dev/null || die "the archive cannot be read"
+        bad=$(awk 'substr($1, 1, 1) != "-" || $1 ~ /[sStT]/ { print; exit }' "$t/list")
+        [ -z "$bad" ] || die "the archive holds something other than a plain file: $bad"
+        while IFS= read -r p; do
+            case "$p" in
+                .slices-map.new) continue ;;
+                */.ssh/authorized_keys | */.ssh/slice_ed25519 | */.ssh/slice_ed25519.pub | */.ssh/known_hosts)
+                    u="${p%%/*}" ;;
+                *.sh) u="${p%.sh}" ;;
+                *) die "the archive holds a file this helper does not write: $p" ;;
+            esac
+            name_ok "$u" || die "the archive holds a file this helper does not write: $p"
+            case "$p" in "$u.sh" | "$u/.ssh/"*) ;; *) die "the archive holds a file this helper does not write: $p" ;; esac
+            echo "$u" >> "$t/owners"
+        done < "$t/names"
+    else
+        : > "$t/names"
+    fi
+    install -d -m 755 -o root -g root "$d" || exit 1
     : > "$t/adds"
     for a in "$@"; do
         case "$a" in +*) echo "${a#+}" >> "$t/adds" ;; esac
@@ -98,8 +124,25 @@ apply)
         awk -v d="$d" '{ print d "/" $1; print d "/" $1 "/.ssh" }' "$t/adds" |
             xargs install -d -m 755 -o root -g root || exit 1
     fi
-    # The files, with owners by name and exact modes; the map comes as .slices-map.new.
-    tar -x -C "$d" --same-permissions --same-owner -f - || exit 1
+    # Files only for accounts Slices made (their login shell is in the users folder).
+    if [ -s "$t/names" ]; then
+        if [ -f "$t/owners" ]; then
+            for u in $(sort -u "$t/owners"); do
+                [ "$(shell_of "$u")" = "$d/$u.sh" ] || die "files for $u, which is not an account Slices made"
+            done
+        fi
+        # Owned by root, modes from the umask (never the archive's); then the helper's own.
+        tar -x -C "$d" --no-same-owner --no-same-permissions -f "$t/in.tar" || exit 1
+        while IFS= read -r p; do
+            f="$d/$p"
+            case "$p" in
+                .slices-map.new) chown root:root "$f" && chmod 644 "$f" ;;
+                *.sh) chown root:root "$f" && chmod 755 "$f" ;;
+                */.ssh/slice_ed25519) chown "${p%%/*}:" "$f" && chmod 600 "$f" ;;
+                *) chown root:root "$f" && chmod 644 "$f" ;;
+            esac || exit 1
+        done < "$t/names"
+    fi
     if [ -f "$d/.slices-map.new" ]; then
         cp -- "$d/.slices-map.new" "$m.slices-new" && chmod 644 "$m.slices-new" &&
             mv -f -- "$m.slices-new" "$m" && rm -f -- "$d/.slices-map.new" || exit 1

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
 
-use super::{Actual, ActualUser, Batch, Settings, Target, TargetSpec, UserFile};
+use super::{Actual, ActualUser, Batch, RemotePath, Settings, Target, TargetSpec, UserFile};
 use crate::domain::Username;
 
 pub struct SshTarget {
@@ -63,13 +63,27 @@ fn fingerprint(sess: &ssh2::Session) -> anyhow::Result<String> {
     ))
 }
 
-/// The helper script, with its version (a hash of its text) filled in.
-pub fn helper() -> String {
+/// The helper script for a gateway whose users folder and map file are these (written into
+/// it: the helper takes no path from its caller), with its version (a hash of that text)
+/// filled in. A helper made for other folders has another version, which the master refuses.
+pub fn helper(users_dir: &RemotePath, map_file: &RemotePath) -> String {
     use sha2::{Digest, Sha256};
     const RAW: &str = include_str!("helper.sh");
-    let digest = Sha256::digest(RAW.as_bytes());
+    // Checked paths: letters, digits, `/`, `.`, `_`, `-` only, so safe in single quotes.
+    let text = RAW
+        .replace("@USERS_DIR@", users_dir.as_str())
+        .replace("@MAP_FILE@", map_file.as_str());
+    let digest = Sha256::digest(text.as_bytes());
     let version: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    RAW.replace("@VERSION@", &version)
+    text.replace("@VERSION@", &version)
+}
+
+/// The sudoers line that lets `account` run the installed helper's verbs, and nothing else.
+pub fn sudoers_line(account: &str, helper: &RemotePath) -> String {
+    let h = helper.as_str();
+    format!(
+        "{account} ALL=(root) NOPASSWD: {h} version, {h} read, {h} read *, {h} apply, {h} apply *"
+    )
 }
 
 fn helper_version(text: &str) -> String {
@@ -152,7 +166,7 @@ impl SshTarget {
             sess,
             settings: settings.clone(),
             sudo: user != "root",
-            helper: helper(),
+            helper: helper(&settings.users_dir, &settings.map_file),
         };
         if target.sudo {
             // Another account runs the installed helper through sudo: it must be this one.
@@ -160,13 +174,19 @@ impl SshTarget {
             let want = helper_version(&target.helper);
             let have = String::from_utf8_lossy(&out.stdout).trim().to_string();
             if out.code != 0 || have != want {
+                let helper = &settings.helper;
+                let line = sudoers_line(user, helper);
+                let state = if have.is_empty() {
+                    "missing or not allowed".to_string()
+                } else {
+                    format!("version {have}")
+                };
+                let why = out.stderr.trim();
                 bail!(
-                    "the helper {} on the gateway is {} (this master needs version {want}): \
-                     install it as root with `slices gateway helper > {0}; chmod 755 {0}`, and let \
-                     {user} run it: `{user} ALL=(root) NOPASSWD: {0}` in /etc/sudoers.d/slices ({})",
-                    settings.helper,
-                    if have.is_empty() { "missing or not allowed".to_string() } else { format!("version {have}") },
-                    out.stderr.trim()
+                    "the helper {helper} on the gateway is {state} (this master needs version \
+                     {want}): install it as root with `slices gateway helper > {helper}; chmod \
+                     755 {helper}`, and let {user} run it: `{line}` in /etc/sudoers.d/slices \
+                     ({why})"
                 );
             }
         }
@@ -228,11 +248,7 @@ impl SshTarget {
 impl Target for SshTarget {
     fn read(&mut self, only: Option<&Username>) -> anyhow::Result<Actual> {
         let dir = self.settings.users_dir.as_str().to_string();
-        let map = self.settings.map_file.as_str().to_string();
-        let mut args = vec![dir.as_str(), map.as_str()];
-        if let Some(u) = only {
-            args.push(u.as_str());
-        }
+        let args: Vec<&str> = only.map(|u| u.as_str()).into_iter().collect();
         let out = self.helper_ok("reading", "read", &args, b"")?;
         let mut actual = Actual {
             accounts_managed: true,
@@ -299,9 +315,7 @@ impl Target for SshTarget {
             entry(".slices-map.new", "root", 0o644, text.as_bytes())?;
         }
         let data = b.into_inner()?;
-        let dir = self.settings.users_dir.as_str().to_string();
-        let map = self.settings.map_file.as_str().to_string();
-        let mut args: Vec<String> = vec![dir, map];
+        let mut args: Vec<String> = Vec::new();
         args.extend(batch.add.iter().map(|u| format!("+{u}")));
         args.extend(batch.remove.iter().map(|u| format!("-{u}")));
         // Thousands of new users fit one command line many times over (names are short),

@@ -106,7 +106,7 @@ impl Lab {
             ],
         );
         let helper = dir.join("slices-gateway");
-        std::fs::write(&helper, slices::gateway::helper()).unwrap();
+        std::fs::write(&helper, Lab::helper_text(&dir)).unwrap();
         sh("chmod", &["755", helper.to_str().unwrap()]);
         let sudoers = PathBuf::from(format!(
             "/etc/sudoers.d/slices-gw-test-{}",
@@ -114,7 +114,13 @@ impl Lab {
         ));
         std::fs::write(
             &sudoers,
-            format!("{admin} ALL=(root) NOPASSWD: {}\n", helper.display()),
+            format!(
+                "{}\n",
+                slices::gateway::sudoers_line(
+                    &admin,
+                    &slices::gateway::RemotePath::parse(helper.to_str().unwrap()).unwrap()
+                )
+            ),
         )
         .unwrap();
         sh("chmod", &["440", sudoers.to_str().unwrap()]);
@@ -165,6 +171,12 @@ impl Lab {
             }
         }
         wait_for_port(&format!("{}:{}", self.ip, self.web_port), 10);
+    }
+
+    /// The helper made for this gateway's users folder and map file.
+    pub fn helper_text(dir: &Path) -> String {
+        let path = |p: PathBuf| slices::gateway::RemotePath::parse(p.to_str().unwrap()).unwrap();
+        slices::gateway::helper(&path(dir.join("users")), &path(dir.join("openvz.map")))
     }
 
     /// The master's settings for this gateway: (key, value) pairs.

@@ -283,7 +283,7 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
         .unwrap_err()
         .to_string();
     assert!(err.contains("slices gateway helper >"), "{err}");
-    std::fs::write(lab.dir.join("slices-gateway"), slices::gateway::helper()).unwrap();
+    std::fs::write(lab.dir.join("slices-gateway"), Lab::helper_text(&lab.dir)).unwrap();
 
     // Destroying a slice removes its account, files and map line; the web name is gone.
     for (user, id) in [(&alice, a), (&bob, b)] {

@@ -4,6 +4,7 @@
 //!
 //! - `lxc`: the agent with the real `lxc` driver, and its network policy in a namespace.
 //! - `gateway`: a real sshd and Apache as the gateway into real LXC slices.
+//! - `gateway_helper`: the helper run by its dedicated account with hostile input.
 //! - `browser`: the whole flow in headless Chromium.
 //! - `whole`: the multi-host system, each host a network namespace.
 
@@ -14,5 +15,6 @@ use common::{fleet, gateway_lab, http, lxc_node, netns, smtp, system, webdriver}
 
 mod browser;
 mod gateway;
+mod gateway_helper;
 mod lxc;
 mod whole;
