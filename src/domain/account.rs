@@ -62,6 +62,109 @@ impl Username {
         Ok(Username(s.to_string()))
     }
 
+    /// Names no person may take: the gateway makes a Unix account of every username, so a
+    /// student must not get `root`, a Debian system account or a service's account (the
+    /// gateway would refuse to touch it, and the student would never get in).
+    pub const RESERVED: &'static [&'static str] = &[
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "gnats",
+        "nobody",
+        "nogroup",
+        "sshd",
+        "messagebus",
+        "systemd-network",
+        "systemd-resolve",
+        "systemd-timesync",
+        "systemd-coredump",
+        "postfix",
+        "postgres",
+        "mysql",
+        "redis",
+        "nginx",
+        "apache",
+        "apache2",
+        "ftp",
+        "operator",
+        "admin",
+        "administrator",
+        "adm",
+        "wheel",
+        "sudo",
+        "staff",
+        "users",
+        "shadow",
+        "utmp",
+        "tty",
+        "disk",
+        "kmem",
+        "dialout",
+        "cdrom",
+        "audio",
+        "video",
+        "plugdev",
+        "netdev",
+        "input",
+        "render",
+        "kvm",
+        "lxd",
+        "incus",
+        "docker",
+        "ssl-cert",
+        "crontab",
+        "syslog",
+        "tss",
+        "uuidd",
+        "dnsmasq",
+        "avahi",
+        "polkitd",
+        "slices",
+        "slices-gateway",
+        "slices-agent",
+        "gateway",
+        "localhost",
+        "postmaster",
+        "hostmaster",
+        "webmaster",
+        "abuse",
+        "security",
+        "support",
+        "noreply",
+        "no-reply",
+    ];
+
+    /// Whether a checked name is one no person may take (`RESERVED`, or a system-style name
+    /// such as `systemd-...` or `_apt`).
+    pub fn is_reserved(&self) -> bool {
+        Self::RESERVED.contains(&self.0.as_str()) || self.0.starts_with("systemd-")
+    }
+
+    /// A name a person may sign up with: checked, and not reserved.
+    pub fn parse_new(raw: &str) -> Result<Username, FieldError> {
+        let u = Self::parse(raw)?;
+        if u.is_reserved() {
+            return Err(FieldError::new(
+                Self::FIELD,
+                format!("`{u}` is reserved for the system: choose another username."),
+            ));
+        }
+        Ok(u)
+    }
+
     fn valid(s: &str) -> bool {
         let b = s.as_bytes();
         (2..=32).contains(&b.len())

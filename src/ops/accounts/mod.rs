@@ -80,7 +80,7 @@ impl SignUpForm {
     /// Checks every field and reports every problem at once.
     pub fn check(&self) -> Result<NewAccount> {
         let mut errors = Vec::new();
-        let username = Username::parse(&self.username)
+        let username = Username::parse_new(&self.username)
             .map_err(|e| errors.push(e))
             .ok();
         let email = Email::parse(&self.email).map_err(|e| errors.push(e)).ok();

@@ -220,3 +220,34 @@ async fn unknown_pages_get_a_page_not_a_crash() {
         .unwrap()
         .starts_with("text/css"));
 }
+
+/// The gateway makes a Unix account of every username: root, Debian's system accounts and
+/// the services' own names are refused at sign-up with a clear message, and nothing is made.
+#[actix_web::test]
+async fn reserved_usernames_are_refused_at_sign_up() {
+    let app = spawn_app().await;
+    for name in [
+        "root",
+        "www-data",
+        "nobody",
+        "sshd",
+        "slices",
+        "systemd-journal",
+    ] {
+        let r = app
+            .signup(&browser(), name, &format!("{name}@example.edu"), "Someone")
+            .await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains(&format!("`{name}` is reserved for the system")),
+            "{name}: {page}"
+        );
+    }
+    assert_eq!(user_count(&app), 0);
+    // A name that only begins like one is fine.
+    let r = app
+        .signup(&browser(), "rooty", "rooty@example.edu", "Rooty")
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}

@@ -253,3 +253,26 @@ fn backup_copies_the_database_while_it_is_open_and_never_overwrites() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
 }
+
+/// `slices user add` refuses a reserved name the same way, before asking for a password.
+#[test]
+fn the_cli_refuses_a_reserved_username() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = slices()
+        .args([
+            "user",
+            "add",
+            "root",
+            "--email",
+            "r@example.edu",
+            "--password-stdin",
+        ])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`root` is reserved for the system"), "{err}");
+}
