@@ -110,8 +110,9 @@ impl ResponseError for WebError {
                 .finish(),
             WebError::Internal(e) => {
                 // The request's id: the same one its log lines and X-Request-Id carry.
-                let reference =
-                    crate::web::trace::current().unwrap_or_else(crate::web::trace::next_id);
+                let reference = crate::web::trace::current()
+                    .unwrap_or_else(crate::web::trace::next_id)
+                    .to_string();
                 tracing::error!(reference, error = format!("{e:#}"), "internal error");
                 simple_page(
                     status,

@@ -151,9 +151,8 @@ impl Application {
                         method = %req.method(),
                         path = %req.path()
                     );
-                    let header = header::HeaderValue::from_str(&id).ok();
                     let log = span.clone();
-                    let fut = span.in_scope(|| trace::with_id(id.clone(), || srv.call(req)));
+                    let fut = span.in_scope(|| trace::with_id(id, || srv.call(req)));
                     trace::scope(id, fut)
                         .instrument(span)
                         .map(move |mut res| {
@@ -161,12 +160,10 @@ impl Application {
                             let _in = log.enter();
                             match &mut res {
                                 Ok(r) => {
-                                    if let Some(v) = header {
-                                        r.headers_mut().insert(
-                                            header::HeaderName::from_static(trace::HEADER),
-                                            v,
-                                        );
-                                    }
+                                    r.headers_mut().insert(
+                                        header::HeaderName::from_static(trace::HEADER),
+                                        id.header_value(),
+                                    );
                                     let status = r.status().as_u16();
                                     if r.status().is_server_error() || r.request().method() != "GET" {
                                         tracing::info!(status, micros, "request");
