@@ -280,6 +280,10 @@ settings! {
     gateway_users_dir: String = "/home/users".to_string();
     /// On the gateway: Apache's RewriteMap of `NAME PRIVATE_IP` lines.
     gateway_map_file: String = "/etc/apache2/openvz.map".to_string();
+    /// On the gateway: sshd's configuration file. The helper keeps a block at its end that
+    /// stops slice users forwarding ports, agents, X11 or tunnels through the gateway
+    /// (`slices gateway sshd-config` prints it); the gateway check reports it missing.
+    gateway_sshd_config: String = "/etc/ssh/sshd_config".to_string();
     /// On the gateway: the installed helper, run through sudo when gateway_target logs in as
     /// an account other than root (`slices gateway helper` prints it).
     gateway_helper: String = "/usr/local/sbin/slices-gateway".to_string();

@@ -37,6 +37,9 @@ pub enum GatewayCommand {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Print the block the helper keeps at the end of the gateway's sshd configuration (no
+    /// forwarding of any kind for slice users); gateway applies put it there.
+    SshdConfig,
     /// Print the Apache lines that serve NAME.<domain> from the map.
     Apache {
         #[command(flatten)]
@@ -114,7 +117,11 @@ pub fn run(what: GatewayCommand) -> anyhow::Result<()> {
             let settings = Settings::from_config(&config)?;
             print!(
                 "{}",
-                crate::gateway::helper(&settings.users_dir, &settings.map_file)
+                crate::gateway::helper(
+                    &settings.users_dir,
+                    &settings.map_file,
+                    &settings.sshd_config
+                )
             );
             let account = match &settings.target {
                 crate::gateway::TargetSpec::Ssh { user, .. } if user != "root" => user.clone(),
@@ -126,6 +133,10 @@ pub fn run(what: GatewayCommand) -> anyhow::Result<()> {
                 settings.helper,
                 crate::gateway::sudoers_line(&account, &settings.helper)
             );
+            Ok(())
+        }
+        GatewayCommand::SshdConfig => {
+            print!("{}", crate::gateway::sshd_block());
             Ok(())
         }
         GatewayCommand::Apache { cfg } => {

@@ -216,6 +216,7 @@ fn execute(
                 hop.remove(user.as_str());
             }
             Change::Map { text, .. } => batch.map = Some(text.clone()),
+            Change::Sshd { .. } => batch.sshd = true,
         }
     }
     if !plan.changes.is_empty() {

@@ -9,17 +9,22 @@
 #
 #   slices-gateway version
 #   slices-gateway read [USER]       sections "NAME BYTES\n" + bytes: passwd, tar (the folder,
-#                                    no private keys), map
-#   slices-gateway apply [+USER|-USER]...   stdin: a tar of the users' files to write (plain
-#                                    files only: USER.sh, USER/.ssh/{authorized_keys,
+#                                    no private keys), map, sshd (the Slices block of sshd's
+#                                    configuration)
+#   slices-gateway apply [+USER|-USER|sshd]...   stdin: a tar of the users' files to write
+#                                    (plain files only: USER.sh, USER/.ssh/{authorized_keys,
 #                                    slice_ed25519,slice_ed25519.pub,known_hosts} and
-#                                    .slices-map.new); +USER makes an account, -USER removes one
+#                                    .slices-map.new); +USER makes an account, -USER removes
+#                                    one, sshd puts the Slices block in sshd's configuration
 set -u
 umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 d='@USERS_DIR@'
 m='@MAP_FILE@'
+c='@SSHD_CONFIG@'
+# Every account the helper makes is in this group; sshd's block below applies to it.
+g=slices-users
 
 die() { echo "slices-gateway: $*" >&2; exit 2; }
 name_ok() {
@@ -34,7 +39,43 @@ path_ok() {
     case "$1" in *[!A-Za-z0-9/._-]* | */../* | */.. | */./* | */ ) return 1 ;; esac
 }
 shell_of() { getent passwd "$1" | cut -d: -f7; }
-path_ok "$d" && path_ok "$m" || die "this helper was made with a bad users folder or map file"
+path_ok "$d" && path_ok "$m" && path_ok "$c" || die "this helper was made with a bad path"
+
+# What slice users may not do through the gateway: they only hop into their slice.
+sshd_block() {
+    cat <<'BLOCK'
+# BEGIN slices: the gateway's students (kept by slices-gateway; edits are put back)
+Match Group slices-users
+    AllowTcpForwarding no
+    AllowStreamLocalForwarding no
+    AllowAgentForwarding no
+    X11Forwarding no
+    PermitTunnel no
+    PermitUserRC no
+    GatewayPorts no
+# END slices
+BLOCK
+}
+
+# The Slices block as it is in sshd's configuration now (empty when there is none).
+sshd_current() {
+    [ -f "$c" ] || return 0
+    awk '/^# BEGIN slices/ { on = 1 } on { print } /^# END slices/ { on = 0 }' "$c"
+}
+
+# Puts the block at the end of sshd's configuration (replacing an old one), checks the result
+# with `sshd -t` (the old file stays when sshd refuses it) and tells sshd to read it again.
+sshd_install() {
+    [ -f "$c" ] || die "there is no sshd configuration at $c"
+    awk '/^# BEGIN slices/ { skip = 1 } !skip { print } /^# END slices/ { skip = 0 }' "$c" > "$t/sshd.new" || exit 1
+    sshd_block >> "$t/sshd.new"
+    sshd -t -f "$t/sshd.new" 2> "$t/sshd.err" || die "sshd refuses its configuration with the Slices block ($(cat "$t/sshd.err")); $c is unchanged"
+    cp -p -- "$c" "$c.slices-new" && cat "$t/sshd.new" > "$c.slices-new" && mv -f -- "$c.slices-new" "$c" || exit 1
+    pidfile=$(sshd -T -f "$c" 2>/dev/null | awk '$1 == "pidfile" { print $2 }')
+    if [ -n "$pidfile" ] && [ -f "$pidfile" ]; then
+        kill -HUP "$(cat "$pidfile")" 2>/dev/null || true
+    fi
+}
 
 op="${1:-}"
 [ $# -gt 0 ] && shift
@@ -66,10 +107,17 @@ read)
     done
     echo "$part $(wc -c < "$t/map")"
     cat "$t/map"
+    if [ -f "$c" ]; then sshd_current > "$t/sshd"; part=sshd; else : > "$t/sshd"; part=nosshd; fi
+    echo "$part $(wc -c < "$t/sshd")"
+    cat "$t/sshd"
     ;;
 apply)
     for a in "$@"; do
-        case "$a" in +* | -*) name_ok "${a#?}" || die "bad user name in $a" ;; *) die "bad argument $a" ;; esac
+        case "$a" in
+            +* | -*) name_ok "${a#?}" || die "bad user name in $a" ;;
+            sshd) ;;
+            *) die "bad argument $a" ;;
+        esac
     done
     t=$(mktemp -d) || exit 1
     trap 'rm -rf "$t"' EXIT
@@ -97,6 +145,7 @@ apply)
         : > "$t/names"
     fi
     install -d -m 755 -o root -g root "$d" || exit 1
+    groupadd -f "$g" || exit 1
     : > "$t/adds"
     for a in "$@"; do
         case "$a" in +*) echo "${a#+}" >> "$t/adds" ;; esac
@@ -109,8 +158,8 @@ apply)
         [ -z "$bad" ] || die "these accounts exist on the gateway and are not ones Slices made: $bad"
         # New accounts in one go: newusers with no password (it then complains that it set
         # none, and leaves them locked), checked, then key-only: password field `*`.
-        awk -F: -v d="$d" 'NR == FNR { have[$1] = 1; next }
-            !($1 in have) { print $1 "::::Slices user:" d "/" $1 ":" d "/" $1 ".sh" }' \
+        awk -F: -v d="$d" -v g="$g" 'NR == FNR { have[$1] = 1; next }
+            !($1 in have) { print $1 ":::" g ":Slices user:" d "/" $1 ":" d "/" $1 ".sh" }' \
             "$t/passwd" "$t/adds" > "$t/new"
         if [ -s "$t/new" ]; then
             newusers < "$t/new" 2> "$t/newusers.err"
@@ -147,6 +196,15 @@ apply)
         cp -- "$d/.slices-map.new" "$m.slices-new" && chmod 644 "$m.slices-new" &&
             mv -f -- "$m.slices-new" "$m" && rm -f -- "$d/.slices-map.new" || exit 1
     fi
+    # Every account Slices made is in the group (those made before the group existed too).
+    gid=$(getent group "$g" | cut -d: -f3)
+    getent group "$g" | cut -d: -f4 | tr ',' '\n' > "$t/members"
+    getent passwd | awk -F: -v d="$d" -v gid="$gid" 'NR == FNR { m[$1] = 1; next }
+        $7 == d "/" $1 ".sh" && $4 != gid && !($1 in m) { print $1 }' "$t/members" - > "$t/outside"
+    while IFS= read -r u; do usermod -a -G "$g" "$u" || exit 1; done < "$t/outside"
+    for a in "$@"; do
+        [ "$a" = sshd ] && sshd_install
+    done
     for a in "$@"; do
         case "$a" in -*) ;; *) continue ;; esac
         u="${a#-}"

@@ -33,4 +33,4 @@ pub use plan::*;
 pub use settings::*;
 
 pub use render::{apache_config, login_script, map_text};
-pub use ssh::{helper, offered_host_key, sudoers_line};
+pub use ssh::{helper, offered_host_key, sshd_block, sudoers_line};

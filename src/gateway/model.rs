@@ -58,6 +58,9 @@ pub struct Actual {
     pub map: Option<String>,
     /// Whether the target makes Unix accounts (the local target does not).
     pub accounts_managed: bool,
+    /// The Slices block of the gateway's sshd configuration as it is (None: the target has
+    /// no sshd to keep, as the local one).
+    pub sshd: Option<String>,
 }
 
 /// What one apply does, in this order: make accounts (where the target has them), homes and
@@ -69,6 +72,8 @@ pub struct Batch {
     pub files: Vec<(Username, UserFile, Vec<u8>)>,
     pub map: Option<String>,
     pub remove: Vec<Username>,
+    /// Put the Slices block back in sshd's configuration.
+    pub sshd: bool,
 }
 
 /// A place the gateway's files and accounts are kept.

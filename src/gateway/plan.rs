@@ -42,6 +42,10 @@ pub enum Change {
         #[serde(skip)]
         text: String,
     },
+    /// The Slices block of sshd's configuration is missing or was changed.
+    Sshd {
+        missing: bool,
+    },
 }
 
 impl fmt::Display for Change {
@@ -72,6 +76,11 @@ impl fmt::Display for Change {
                 }
                 Ok(())
             }
+            Change::Sshd { missing } => write!(
+                f,
+                "~ sshd: {} the block that stops slice users forwarding through the gateway",
+                if *missing { "add" } else { "put back" }
+            ),
         }
     }
 }
@@ -177,6 +186,14 @@ pub fn diff(s: &Settings, want: &Desired, have: &Actual, scope: &Scope) -> Plan 
             removed: old.difference(&new).cloned().collect(),
             text,
         });
+    }
+    // A gateway with sshd gets the block that keeps slice users from forwarding through it.
+    if let Some(current) = &have.sshd {
+        if *current != super::sshd_block() {
+            plan.changes.push(Change::Sshd {
+                missing: current.trim().is_empty(),
+            });
+        }
     }
     plan
 }

@@ -106,6 +106,7 @@ mod tests {
             target: super::super::TargetSpec::Local("/tmp/x".into()),
             users_dir: super::super::RemotePath::parse("/home/users").unwrap(),
             map_file: super::super::RemotePath::parse("/etc/apache2/openvz.map").unwrap(),
+            sshd_config: super::super::RemotePath::parse("/etc/ssh/sshd_config").unwrap(),
             host_key: None,
             host_key_source: "",
             key_file: "/tmp/k".into(),

@@ -101,6 +101,8 @@ pub struct Settings {
     pub target: TargetSpec,
     pub users_dir: RemotePath,
     pub map_file: RemotePath,
+    /// sshd's configuration file on the gateway (its Slices block).
+    pub sshd_config: RemotePath,
     /// The pinned host key fingerprint (`SHA256:...`), if set.
     pub host_key: Option<String>,
     /// Where the pin comes from: the configuration, or staff who accepted it in the web
@@ -118,6 +120,8 @@ impl Settings {
             .map_err(|e| anyhow!("gateway_users_dir: {e}"))?;
         let map_file =
             RemotePath::parse(&c.gateway_map_file).map_err(|e| anyhow!("gateway_map_file: {e}"))?;
+        let sshd_config = RemotePath::parse(&c.gateway_sshd_config)
+            .map_err(|e| anyhow!("gateway_sshd_config: {e}"))?;
         let host_key = match c.gateway_host_key.trim() {
             "" => None,
             k if valid_fingerprint(k) => Some(k.to_string()),
@@ -129,6 +133,7 @@ impl Settings {
             target: TargetSpec::parse(&c.gateway_target, &c.data).map_err(|e| anyhow!(e))?,
             users_dir,
             map_file,
+            sshd_config,
             host_key_source: if host_key.is_some() {
                 "the configuration"
             } else {

@@ -66,16 +66,32 @@ fn fingerprint(sess: &ssh2::Session) -> anyhow::Result<String> {
 /// The helper script for a gateway whose users folder and map file are these (written into
 /// it: the helper takes no path from its caller), with its version (a hash of that text)
 /// filled in. A helper made for other folders has another version, which the master refuses.
-pub fn helper(users_dir: &RemotePath, map_file: &RemotePath) -> String {
+pub fn helper(users_dir: &RemotePath, map_file: &RemotePath, sshd_config: &RemotePath) -> String {
     use sha2::{Digest, Sha256};
-    const RAW: &str = include_str!("helper.sh");
     // Checked paths: letters, digits, `/`, `.`, `_`, `-` only, so safe in single quotes.
-    let text = RAW
+    let text = HELPER
         .replace("@USERS_DIR@", users_dir.as_str())
-        .replace("@MAP_FILE@", map_file.as_str());
+        .replace("@MAP_FILE@", map_file.as_str())
+        .replace("@SSHD_CONFIG@", sshd_config.as_str());
     let digest = Sha256::digest(text.as_bytes());
     let version: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     text.replace("@VERSION@", &version)
+}
+
+const HELPER: &str = include_str!("helper.sh");
+
+/// The block the helper keeps at the end of the gateway's sshd configuration (taken from the
+/// helper itself, so there is one copy): slice users may not forward ports, agents, X11 or
+/// tunnels, nor run `~/.ssh/rc`.
+pub fn sshd_block() -> String {
+    let start = HELPER
+        .find("cat <<'BLOCK'\n")
+        .map(|i| i + "cat <<'BLOCK'\n".len())
+        .expect("the helper holds the sshd block");
+    let len = HELPER[start..]
+        .find("\nBLOCK\n")
+        .expect("the sshd block ends");
+    format!("{}\n", &HELPER[start..start + len])
 }
 
 /// The sudoers line that lets `account` run the installed helper's verbs, and nothing else.
@@ -166,7 +182,11 @@ impl SshTarget {
             sess,
             settings: settings.clone(),
             sudo: user != "root",
-            helper: helper(&settings.users_dir, &settings.map_file),
+            helper: helper(
+                &settings.users_dir,
+                &settings.map_file,
+                &settings.sshd_config,
+            ),
         };
         if target.sudo {
             // Another account runs the installed helper through sudo: it must be this one.
@@ -255,7 +275,7 @@ impl Target for SshTarget {
             ..Actual::default()
         };
         let mut rest = out.stdout.as_slice();
-        for want in ["passwd", "tar", "map"] {
+        for want in ["passwd", "tar", "map", "sshd"] {
             let nl = rest
                 .iter()
                 .position(|&b| b == b'\n')
@@ -281,6 +301,9 @@ impl Target for SshTarget {
                 ("tar", "tar") => read_tar(body, &mut actual.users)?,
                 ("map", "map") => actual.map = Some(String::from_utf8_lossy(body).into_owned()),
                 ("map", "nomap") => {}
+                ("sshd", "sshd") => actual.sshd = Some(String::from_utf8_lossy(body).into_owned()),
+                // No sshd configuration where the settings say: nothing to compare.
+                ("sshd", "nosshd") => {}
                 _ => bail!("the helper's answer is not understood: {head}"),
             }
         }
@@ -318,6 +341,9 @@ impl Target for SshTarget {
         let mut args: Vec<String> = Vec::new();
         args.extend(batch.add.iter().map(|u| format!("+{u}")));
         args.extend(batch.remove.iter().map(|u| format!("-{u}")));
+        if batch.sshd {
+            args.push("sshd".to_string());
+        }
         // Thousands of new users fit one command line many times over (names are short),
         // but keep each well under the kernel's 128 KiB per argument string.
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

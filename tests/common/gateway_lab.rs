@@ -176,7 +176,11 @@ impl Lab {
     /// The helper made for this gateway's users folder and map file.
     pub fn helper_text(dir: &Path) -> String {
         let path = |p: PathBuf| slices::gateway::RemotePath::parse(p.to_str().unwrap()).unwrap();
-        slices::gateway::helper(&path(dir.join("users")), &path(dir.join("openvz.map")))
+        slices::gateway::helper(
+            &path(dir.join("users")),
+            &path(dir.join("openvz.map")),
+            &path(dir.join("sshd_config")),
+        )
     }
 
     /// The master's settings for this gateway: (key, value) pairs.
@@ -189,6 +193,10 @@ impl Lab {
             ("gateway_host_key", self.host_key.clone()),
             ("gateway_users_dir", self.users().display().to_string()),
             ("gateway_map_file", self.map().display().to_string()),
+            (
+                "gateway_sshd_config",
+                self.dir.join("sshd_config").display().to_string(),
+            ),
             (
                 "gateway_helper",
                 self.dir.join("slices-gateway").display().to_string(),
@@ -259,6 +267,7 @@ impl Drop for Lab {
             }
         }
         quiet("userdel", &["-f", &self.admin]);
+        quiet("groupdel", &["slices-users"]);
         quiet("rm", &["-f", self.sudoers.to_str().unwrap()]);
         quiet("rm", &["-rf", self.dir.to_str().unwrap()]);
     }

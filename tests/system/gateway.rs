@@ -37,6 +37,28 @@ fn ssh_ok(lab: &Lab, key: &Path, user: &str, args: &[&str]) -> String {
     }
 }
 
+/// `ssh -W TARGET` through the gateway as `user` (stdio forwarding, no login shell), for a
+/// few seconds: (exit code, what came back, stderr).
+fn forward(lab: &Lab, key: &Path, user: &str, target: &str) -> (i32, String, String) {
+    let port = lab.ssh_port.to_string();
+    let out = Command::new("timeout")
+        .arg("8")
+        .arg("ssh")
+        .args(SSH_OPTS)
+        .args(["-p", &port, "-i"])
+        .arg(key)
+        .args(["-W", target])
+        .arg(format!("{user}@{}", lab.ip))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 async fn get(port: u16, host: &str) -> (u16, String) {
     let r = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/"))
@@ -139,6 +161,50 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     assert_eq!(out.trim(), "slgw-alice");
     let out = ssh_ok(&lab, &bob_key, "slgw-bob", &["hostname; id -un"]);
     assert_eq!(out, "slgw-bob\nslgw-bob\n");
+    // Nothing else goes through the gateway: the helper keeps sshd's Slices block in place,
+    // so stdio and port forwarding into the slice subnet are refused.
+    let sshd_config = lab.dir.join("sshd_config");
+    let conf = std::fs::read_to_string(&sshd_config).unwrap();
+    assert!(
+        conf.ends_with(&slices::gateway::sshd_block()),
+        "the block is at the end of sshd's configuration:\n{conf}"
+    );
+    let target = format!("{ip_a}:22");
+    let (code, out, err) = forward(&lab, &alice_key, "slgw-alice", &target);
+    assert_ne!(code, 0, "forwarding was allowed: {out}");
+    assert!(!out.contains("SSH-2.0"), "the slice's sshd answered: {out}");
+    assert!(
+        err.contains("forwarding failed") || err.contains("administratively prohibited"),
+        "{err}"
+    );
+    // Without the block (an operator's edit, a package upgrade) the hole is real: the slice's
+    // own sshd answers through the gateway. The drift check sees it and an apply closes it.
+    let without: String = conf.replace(&slices::gateway::sshd_block(), "");
+    std::fs::write(&sshd_config, &without).unwrap();
+    let pid = std::fs::read_to_string(lab.dir.join("sshd.pid")).unwrap();
+    sh("kill", &["-HUP", pid.trim()]);
+    wait_until("sshd reads its configuration again", 10, || {
+        forward(&lab, &alice_key, "slgw-alice", &target)
+            .1
+            .contains("SSH-2.0")
+    })
+    .await;
+    let gw = Gateway::new(settings.clone());
+    let plan = gw.plan(&f.ctx.db, &Scope::All).unwrap();
+    assert!(
+        plan.to_string().contains("~ sshd: add the block"),
+        "the drift is seen: {plan}"
+    );
+    gw.apply(&f.ctx.db, &Scope::All).unwrap();
+    assert!(std::fs::read_to_string(&sshd_config)
+        .unwrap()
+        .ends_with(&slices::gateway::sshd_block()));
+    wait_until("forwarding refused again", 10, || {
+        let (code, out, _) = forward(&lab, &alice_key, "slgw-alice", &target);
+        code != 0 && !out.contains("SSH-2.0")
+    })
+    .await;
+
     // The remote command's exit code comes back.
     let (code, _, _) = lab.ssh(&alice_key, "slgw-alice", &["exit 7"], "");
     assert_eq!(code, 7);
