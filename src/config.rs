@@ -359,7 +359,9 @@ impl Config {
         }
         let mut env: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("SLICES_") && k != "SLICES_CONFIG")
+            .filter(|(k, _)| {
+                k.starts_with("SLICES_") && k != "SLICES_CONFIG" && k != "SLICES_SYSTEM_CONFIG"
+            })
             .collect();
         env.sort();
         for (var, raw) in env {
@@ -504,6 +506,14 @@ impl Config {
         out.push_str(&Config::default().render(true));
         out
     }
+}
+
+/// Where the operator's configuration is looked for when no `--config` or `SLICES_CONFIG`
+/// names one: `/etc/slices/slices.toml` (`SLICES_SYSTEM_CONFIG` names another place).
+pub fn system_config_path() -> PathBuf {
+    std::env::var_os("SLICES_SYSTEM_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/slices/slices.toml"))
 }
 
 #[cfg(test)]

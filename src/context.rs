@@ -45,6 +45,22 @@ impl Context {
 }
 
 impl Context {
+    /// Opens the data of a master that exists, for a command other than `serve`: a missing
+    /// database is an error that names the folder looked in (nothing is made there).
+    pub fn open_existing(config: Config) -> anyhow::Result<Arc<Context>> {
+        let db = config.data.join("slices.db");
+        anyhow::ensure!(
+            db.is_file(),
+            "there is no Slices database in {} (looked for {}). Name the master's data with \
+             --data or --config (or SLICES_CONFIG, or put the configuration in {}); only \
+             `slices serve` makes a new one",
+            config.data.display(),
+            db.display(),
+            crate::config::system_config_path().display()
+        );
+        Context::open(config)
+    }
+
     /// What messages need to know about the site.
     pub fn site(&self) -> crate::mail::Site {
         crate::mail::Site::new(&self.config, self.base_url())

@@ -5,6 +5,21 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = slices::cli::Cli::parse();
+    // The reader went away (`slices gateway runs | head`): end quietly, with the status a
+    // program stopped by SIGPIPE has, instead of a panic message.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -66,7 +66,7 @@ pub fn run(what: GatewayCommand) -> anyhow::Result<()> {
     };
     match what {
         GatewayCommand::Plan { user, json, cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             let gw = Gateway::load(&ctx.config, &ctx.db)?;
             let plan = gw.plan(&ctx.db, &scope(user)?)?;
             if json {
@@ -78,7 +78,7 @@ pub fn run(what: GatewayCommand) -> anyhow::Result<()> {
             Ok(())
         }
         GatewayCommand::Apply { user, cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             let gw = Gateway::load(&ctx.config, &ctx.db)?;
             let report = gw.apply(&ctx.db, &scope(user)?)?;
             println!("Gateway: {}", gw.settings().describe());
@@ -106,8 +106,13 @@ pub fn run(what: GatewayCommand) -> anyhow::Result<()> {
             let settings = Settings::from_config(&config)?;
             let line = crate::gateway::master_key(&settings)?;
             println!("{line}");
+            let home = match &settings.target {
+                crate::gateway::TargetSpec::Ssh { user, .. } if user == "root" => "/root".into(),
+                crate::gateway::TargetSpec::Ssh { user, .. } => format!("~{user}"),
+                _ => "~ACCOUNT (the account gateway_target logs in as)".into(),
+            };
             eprintln!(
-                "Put this line in the gateway's /root/.ssh/authorized_keys (private half: {}).",
+                "Put this line in the gateway's {home}/.ssh/authorized_keys (private half: {}).",
                 settings.key_file.display()
             );
             Ok(())
@@ -151,7 +156,7 @@ pub fn run(what: GatewayCommand) -> anyhow::Result<()> {
             Ok(())
         }
         GatewayCommand::Runs { limit, cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             let runs = ctx
                 .db
                 .read(|c| crate::gateway::runs(c, limit))

@@ -51,7 +51,7 @@ pub fn run(what: JobsCommand) -> anyhow::Result<()> {
                     STATES.join(", ")
                 );
             }
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             let jobs = ctx
                 .db
                 .read(|c| queue::list(c, state.as_deref(), limit))
@@ -76,7 +76,7 @@ pub fn run(what: JobsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         JobsCommand::Show { id, cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             let (job, log) = ctx
                 .db
                 .read(|c| {
@@ -106,7 +106,7 @@ pub fn run(what: JobsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         JobsCommand::Retry { id, cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             if ctx.db.write(|tx| queue::retry_now(tx, id)).map_err(e)? {
                 println!("Job {id} is queued again; the running master picks it up.");
                 Ok(())
@@ -115,7 +115,7 @@ pub fn run(what: JobsCommand) -> anyhow::Result<()> {
             }
         }
         JobsCommand::Cancel { id, cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             if ctx.db.write(|tx| queue::cancel(tx, id)).map_err(e)? {
                 println!("Job {id} is cancelled.");
                 Ok(())

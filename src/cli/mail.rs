@@ -20,7 +20,7 @@ pub async fn run(what: MailCommand) -> anyhow::Result<()> {
     let MailCommand::Test { address, cfg } = what;
     let email =
         crate::domain::Email::parse(&address).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let ctx = Context::open(cfg.load(&[])?)?;
+    let ctx = Context::open_existing(cfg.load(&[])?)?;
     let sender = crate::jobs::runner::MailSender::from_context(&ctx)?;
     let id = ctx
         .db

@@ -132,11 +132,12 @@ impl ConfigArgs {
             flags.push(("data", d.display().to_string()));
         }
         flags.extend(extra.iter().cloned());
-        Ok(Config::load(
-            self.config.as_deref(),
-            std::env::vars(),
-            &flags,
-        )?)
+        // The file named, else the operator's own when there is one.
+        let file = self.config.clone().or_else(|| {
+            let system = crate::config::system_config_path();
+            system.is_file().then_some(system)
+        });
+        Ok(Config::load(file.as_deref(), std::env::vars(), &flags)?)
     }
 }
 

@@ -59,7 +59,7 @@ fn node_and_ca(
     cfg: &ConfigArgs,
     name: &str,
 ) -> anyhow::Result<(Arc<Context>, crate::nodes::Node, crate::slave_link::pki::Ca)> {
-    let ctx = Context::open(cfg.load(&[])?)?;
+    let ctx = Context::open_existing(cfg.load(&[])?)?;
     let node = ctx
         .db
         .read(|c| crate::nodes::by_name(c, name))
@@ -82,7 +82,7 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
             let name = NodeName::parse(&name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let address =
                 NodeAddress::parse(&address).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             let ca = pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
             let dir = bundle.unwrap_or_else(|| PathBuf::from(format!("{name}-agent")));
             anyhow::ensure!(
@@ -124,7 +124,7 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
             Ok(())
         }
         NodeCommand::List { cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             let nodes = ctx
                 .db
                 .read(crate::nodes::list)

@@ -33,7 +33,7 @@ pub fn run(what: TemplateCommand) -> anyhow::Result<()> {
             let name = crate::domain::TemplateName::parse(&name)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let description = crate::mail::one_line(&description);
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             ctx.db
                 .write(|tx| crate::ops::slices::add_template(tx, &name, &description))
                 .map_err(e)?;
@@ -48,7 +48,7 @@ pub fn run(what: TemplateCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TemplateCommand::List { cfg } => {
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             let all = ctx
                 .db
                 .read(crate::ops::slices::template_choices)

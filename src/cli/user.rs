@@ -44,7 +44,7 @@ pub async fn run(what: UserCommand) -> anyhow::Result<()> {
             // The name is checked before anything is asked or opened.
             crate::domain::Username::parse_new(&name)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let ctx = Context::open(cfg.load(&[])?)?;
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
             let password = read_password(password_stdin)?;
             let form = SignUpForm {
                 display_name: display_name.unwrap_or_else(|| name.clone()),

@@ -98,3 +98,16 @@ impl Served {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
+
+/// Makes a master's data folder and database the way `slices serve` does at its first start
+/// (commands other than `serve` refuse a folder without one): from a configuration file, or
+/// for a data folder alone.
+pub fn make_data(config: Option<&Path>, data: Option<&Path>) {
+    let flags: Vec<(&str, String)> = data
+        .map(|d| ("data", d.display().to_string()))
+        .into_iter()
+        .collect();
+    let config = slices::config::Config::load(config, Vec::<(String, String)>::new(), &flags)
+        .expect("the test's configuration");
+    slices::context::Context::open(config).expect("a new data folder");
+}

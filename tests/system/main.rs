@@ -11,7 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::{fleet, gateway_lab, http, lxc_node, netns, smtp, system, webdriver};
+use common::{fleet, gateway_lab, http, lxc_node, netns, serve, smtp, system, webdriver};
 
 mod browser;
 mod gateway;

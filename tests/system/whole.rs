@@ -236,7 +236,9 @@ async fn the_whole_system_across_hosts() {
     }
     std::fs::write(&config, toml).unwrap();
 
-    // Enrol both nodes with the CLI (the bundle, from the master's CA), and offer the template.
+    // The master's data, as its first start makes it; then enrol both nodes with the CLI (the
+    // bundle, from the master's CA), and offer the template.
+    crate::serve::make_data(Some(&config), None);
     for (node, name) in nodes.iter().zip(["node-a", "node-b"]) {
         let bundle = node.dir.join("bundle");
         let out = slices_cmd(&config)

@@ -9,7 +9,8 @@ use crate::app::*;
 
 fn slices() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_slices"));
-    c.env_remove("SLICES_CONFIG");
+    c.env_remove("SLICES_CONFIG")
+        .env("SLICES_SYSTEM_CONFIG", "/nonexistent/slices.toml");
     c
 }
 
@@ -34,6 +35,7 @@ fn config_defaults_lists_every_setting_and_unknown_keys_are_named() {
 fn user_add_creates_an_account_that_can_log_in() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    crate::serve::make_data(None, Some(&data));
     let mut child = slices()
         .args([
             "user",
@@ -183,6 +185,7 @@ async fn https_serves_secure_cookies_and_the_healthcheck_pins_the_certificate() 
 fn backup_copies_the_database_while_it_is_open_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    crate::serve::make_data(None, Some(&data));
     let out = slices()
         .args([
             "user",
@@ -275,4 +278,84 @@ fn the_cli_refuses_a_reserved_username() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`root` is reserved for the system"), "{err}");
+}
+
+/// A command run where no master's data is (no --data, no configuration) refuses, names the
+/// folder it looked in, and makes nothing there.
+#[test]
+fn commands_other_than_serve_make_no_database() {
+    let cwd = tempfile::tempdir().unwrap();
+    for args in [
+        &["jobs", "list"][..],
+        &["gateway", "plan"],
+        &["node", "list"],
+    ] {
+        let out = slices()
+            .args(args)
+            .current_dir(cwd.path())
+            .env("SLICES_SYSTEM_CONFIG", cwd.path().join("none.toml"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("there is no Slices database in slices-data"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "nothing was made"
+    );
+}
+
+/// The operator's configuration is found without being named (`/etc/slices/slices.toml`,
+/// here pointed elsewhere by SLICES_SYSTEM_CONFIG), and a flag still wins over it.
+#[test]
+fn the_operators_configuration_is_found_without_being_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("master-data");
+    let system = dir.path().join("slices.toml");
+    std::fs::write(&system, format!("data = \"{}\"\n", data.display())).unwrap();
+    crate::serve::make_data(Some(&system), None);
+    let out = slices()
+        .args(["jobs", "list"])
+        .current_dir(dir.path())
+        .env("SLICES_SYSTEM_CONFIG", &system)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "No jobs.\n");
+    let out = slices()
+        .args(["config", "show"])
+        .env("SLICES_SYSTEM_CONFIG", &system)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(&format!("data = {}", data.display()))
+            || shown.contains(&format!("data = \"{}\"", data.display())),
+        "{shown}"
+    );
+}
+
+/// `slices ... | head`: a reader that goes away ends the command quietly (the status of a
+/// program stopped by SIGPIPE, no panic message).
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let mut child = slices()
+        .args(["config", "defaults"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }

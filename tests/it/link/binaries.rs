@@ -32,6 +32,7 @@ fn enroll_a_node_run_its_agent_and_reach_it() {
     };
     let address = format!("127.0.0.1:{port}");
 
+    crate::serve::make_data(None, Some(&data));
     let out = slices(
         &data,
         &[
@@ -162,6 +163,7 @@ async fn a_kept_connection_to_a_restarted_agent_is_replaced_without_a_failure() 
         .unwrap()
         .port();
     let address = format!("127.0.0.1:{port}");
+    crate::serve::make_data(None, Some(&data));
     let out = slices(
         &data,
         &[
