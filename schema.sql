@@ -299,3 +299,9 @@ CREATE TABLE settings (
     set_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
     set_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- version: 10
+-- What keeps a user's gateway login from being made (an account of that name exists on the
+-- gateway and is not one Slices made): shown to staff on the user's page; the others are
+-- applied regardless.
+ALTER TABLE users ADD COLUMN gateway_problem TEXT;

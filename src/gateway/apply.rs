@@ -22,6 +22,8 @@ pub struct Report {
     pub duration_ms: u64,
     /// Users whose hop key is new: their slices need its public half.
     pub new_hop_keys: Vec<String>,
+    /// Users left out: an account of their name exists on the gateway, not made by Slices.
+    pub clashes: Vec<String>,
 }
 
 /// The gateway as the master uses it: one target, one run at a time.
@@ -97,7 +99,15 @@ impl Gateway {
         let result = self.apply_inner(db, scope);
         let ms = started.elapsed().as_millis() as u64;
         let (ok, changes, summary, error) = match &result {
-            Ok((plan, _)) => (true, plan.changes.len(), plan.to_string(), String::new()),
+            Ok((plan, _, clashes)) => {
+                let mut summary = plan.to_string();
+                for c in clashes {
+                    summary.push_str(&format!(
+                        "\n! {c}: left out, an account of that name exists on the gateway"
+                    ));
+                }
+                (true, plan.changes.len(), summary, String::new())
+            }
             Err(e) => (false, 0, String::new(), format!("{e:#}")),
         };
         let scope_text = scope.to_string();
@@ -112,17 +122,23 @@ impl Gateway {
                 ms as i64,
             )
         })?;
-        let (plan, new_hop_keys) = result?;
+        let (plan, new_hop_keys, clashes) = result?;
         Ok(Report {
             scope: scope.to_string(),
             plan,
             duration_ms: ms,
             new_hop_keys,
+            clashes,
         })
     }
 
-    fn apply_inner(&self, db: &Db, scope: &Scope) -> anyhow::Result<(Plan, Vec<String>)> {
-        let (want, plan, hop_keys) = self.with_target(|t| {
+    #[allow(clippy::type_complexity)]
+    fn apply_inner(
+        &self,
+        db: &Db,
+        scope: &Scope,
+    ) -> anyhow::Result<(Plan, Vec<String>, Vec<String>)> {
+        let (want, plan, hop_keys, applied) = self.with_target(|t| {
             // Read inside the lock: a run that read the database before another run changed
             // the gateway would undo that run's work.
             let want = self.want(db, scope)?;
@@ -133,8 +149,8 @@ impl Gateway {
                 .iter()
                 .filter_map(|(n, a)| a.hop_public.clone().map(|k| (n.clone(), k)))
                 .collect();
-            execute(t, &plan, &mut hop)?;
-            Ok((want, plan, hop))
+            let applied = execute(t, &plan, &mut hop)?;
+            Ok((want, plan, hop, applied))
         })?;
         // Record each served user's hop key; queue it for their slices when it changed.
         let mut new_keys = Vec::new();
@@ -147,7 +163,29 @@ impl Gateway {
             })
             .collect();
         db.write(|tx| {
+            // Each served user's problem is what this run found: none, or a clash.
             for name in want.users.keys() {
+                let problem = applied.clashes.contains(name).then(|| {
+                    format!(
+                        "An account named {name} exists on the gateway and was not made by \
+                         Slices, so no gateway login was made for this user. Rename or remove \
+                         that account on the gateway (or give this user another name)."
+                    )
+                });
+                records::set_problem(tx, name, problem.as_deref())?;
+            }
+            // Users no longer served have no gateway problem either.
+            match scope {
+                Scope::All => records::clear_problems_except(tx, want.users.keys())?,
+                Scope::User(u) if !want.users.contains_key(u.as_str()) => {
+                    records::set_problem(tx, u.as_str(), None)?
+                }
+                Scope::User(_) => {}
+            }
+            for name in want.users.keys() {
+                if applied.clashes.contains(name) {
+                    continue;
+                }
                 let Some(key) = hop_keys.get(name) else {
                     continue;
                 };
@@ -163,7 +201,7 @@ impl Gateway {
             }
             Ok::<_, crate::error::Error>(())
         })?;
-        Ok((plan, new_keys))
+        Ok((plan, new_keys, applied.clashes))
     }
 }
 
@@ -179,7 +217,7 @@ fn execute(
     t: &mut dyn Target,
     plan: &Plan,
     hop: &mut BTreeMap<String, String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Applied> {
     let mut batch = Batch::default();
     for c in &plan.changes {
         match c {
@@ -219,10 +257,10 @@ fn execute(
             Change::Sshd { .. } => batch.sshd = true,
         }
     }
-    if !plan.changes.is_empty() {
-        t.apply(&batch)?;
+    if plan.changes.is_empty() {
+        return Ok(Applied::default());
     }
-    Ok(())
+    t.apply(&batch)
 }
 
 /// Queues a job that gives each of the user's slices on a node its current keys.

@@ -146,16 +146,19 @@ apply)
     fi
     install -d -m 755 -o root -g root "$d" || exit 1
     groupadd -f "$g" || exit 1
+    : > "$t/clash"
     : > "$t/adds"
     for a in "$@"; do
         case "$a" in +*) echo "${a#+}" >> "$t/adds" ;; esac
     done
     if [ -s "$t/adds" ]; then
         getent passwd > "$t/passwd"
-        # Never take over an account Slices did not make.
-        bad=$(awk -F: -v d="$d" 'NR == FNR { want[$1] = 1; next }
-            ($1 in want) && $7 != d "/" $1 ".sh" { printf "%s ", $1 }' "$t/adds" "$t/passwd")
-        [ -z "$bad" ] || die "these accounts exist on the gateway and are not ones Slices made: $bad"
+        # Never take over an account Slices did not make: such a name is left out, with its
+        # files, and reported (`clash NAME` on standard output); everyone else goes ahead.
+        awk -F: -v d="$d" 'NR == FNR { want[$1] = 1; next }
+            ($1 in want) && $7 != d "/" $1 ".sh" { print $1 }' "$t/adds" "$t/passwd" > "$t/clash"
+        grep -vxF -f "$t/clash" "$t/adds" > "$t/adds.ok" || true
+        mv -f "$t/adds.ok" "$t/adds"
         # New accounts in one go: newusers with no password (it then complains that it set
         # none, and leaves them locked), checked, then key-only: password field `*`.
         awk -F: -v d="$d" -v g="$g" 'NR == FNR { have[$1] = 1; next }
@@ -170,19 +173,28 @@ apply)
             awk -F: '{ print $1 ":*" }' "$t/new" | chpasswd -e || exit 1
         fi
         # Homes and .ssh belong to root: a student can change nothing here.
-        awk -v d="$d" '{ print d "/" $1; print d "/" $1 "/.ssh" }' "$t/adds" |
-            xargs install -d -m 755 -o root -g root || exit 1
+        if [ -s "$t/adds" ]; then
+            awk -v d="$d" '{ print d "/" $1; print d "/" $1 "/.ssh" }' "$t/adds" |
+                xargs install -d -m 755 -o root -g root || exit 1
+        fi
     fi
     # Files only for accounts Slices made (their login shell is in the users folder).
     if [ -s "$t/names" ]; then
+        : > "$t/exclude"
         if [ -f "$t/owners" ]; then
             for u in $(sort -u "$t/owners"); do
+                if grep -qxF "$u" "$t/clash"; then
+                    printf '%s.sh\n%s/*\n' "$u" "$u" >> "$t/exclude"
+                    continue
+                fi
                 [ "$(shell_of "$u")" = "$d/$u.sh" ] || die "files for $u, which is not an account Slices made"
             done
         fi
         # Owned by root, modes from the umask (never the archive's); then the helper's own.
-        tar -x -C "$d" --no-same-owner --no-same-permissions -f "$t/in.tar" || exit 1
+        tar -x -C "$d" --no-same-owner --no-same-permissions --anchored -X "$t/exclude" \
+            -f "$t/in.tar" || exit 1
         while IFS= read -r p; do
+            case "$p" in .slices-map.new) ;; *) grep -qxF "${p%%[./]*}" "$t/clash" && continue ;; esac
             f="$d/$p"
             case "$p" in
                 .slices-map.new) chown root:root "$f" && chmod 644 "$f" ;;
@@ -205,6 +217,7 @@ apply)
     for a in "$@"; do
         [ "$a" = sshd ] && sshd_install
     done
+    sed 's/^/clash /' "$t/clash"
     for a in "$@"; do
         case "$a" in -*) ;; *) continue ;; esac
         u="${a#-}"

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::{Actual, ActualUser, Batch, Settings, Target, UserFile};
+use super::{Actual, ActualUser, Applied, Batch, Settings, Target, UserFile};
 use crate::domain::Username;
 
 pub struct LocalTarget {
@@ -99,7 +99,7 @@ impl Target for LocalTarget {
         Ok(actual)
     }
 
-    fn apply(&mut self, batch: &Batch) -> anyhow::Result<()> {
+    fn apply(&mut self, batch: &Batch) -> anyhow::Result<Applied> {
         for u in &batch.add {
             std::fs::create_dir_all(self.users.join(u.as_str()).join(".ssh"))?;
         }
@@ -119,6 +119,6 @@ impl Target for LocalTarget {
                 std::fs::remove_file(script)?;
             }
         }
-        Ok(())
+        Ok(Applied::default())
     }
 }

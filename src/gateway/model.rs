@@ -80,8 +80,16 @@ pub struct Batch {
 pub trait Target: Send {
     /// Reads the managed state: every user under the users folder, or only `only`.
     fn read(&mut self, only: Option<&Username>) -> anyhow::Result<Actual>;
-    /// Does a batch of changes.
-    fn apply(&mut self, batch: &Batch) -> anyhow::Result<()>;
+    /// Does a batch of changes; says which new users it had to leave out.
+    fn apply(&mut self, batch: &Batch) -> anyhow::Result<Applied>;
+}
+
+/// What an apply could not do for some users while it did the rest.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// New users left out (with their files): an account of that name exists on the gateway
+    /// and is not one Slices made.
+    pub clashes: Vec<String>,
 }
 
 /// What a user with a live slice should have.

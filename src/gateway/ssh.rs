@@ -17,7 +17,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
 
-use super::{Actual, ActualUser, Batch, RemotePath, Settings, Target, TargetSpec, UserFile};
+use super::{
+    Actual, ActualUser, Applied, Batch, RemotePath, Settings, Target, TargetSpec, UserFile,
+};
 use crate::domain::Username;
 
 pub struct SshTarget {
@@ -310,7 +312,7 @@ impl Target for SshTarget {
         Ok(actual)
     }
 
-    fn apply(&mut self, batch: &Batch) -> anyhow::Result<()> {
+    fn apply(&mut self, batch: &Batch) -> anyhow::Result<Applied> {
         let mut b = tar::Builder::new(Vec::new());
         let mtime = crate::store::now().max(0) as u64;
         let mut entry = |path: &str, owner: &str, mode: u32, bytes: &[u8]| -> anyhow::Result<()> {
@@ -347,8 +349,14 @@ impl Target for SshTarget {
         // Thousands of new users fit one command line many times over (names are short),
         // but keep each well under the kernel's 128 KiB per argument string.
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.helper_ok("applying", "apply", &args, &data)?;
-        Ok(())
+        let out = self.helper_ok("applying", "apply", &args, &data)?;
+        Ok(Applied {
+            clashes: String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.strip_prefix("clash "))
+                .map(str::to_string)
+                .collect(),
+        })
     }
 }
 

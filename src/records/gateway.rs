@@ -152,3 +152,41 @@ pub fn keyed_slices(conn: &Connection, username: &str) -> Result<Vec<(i64, i64, 
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+/// What keeps a user's gateway login from being made (None: nothing).
+pub fn set_problem(conn: &Connection, username: &str, problem: Option<&str>) -> Result<()> {
+    conn.prepare_cached("UPDATE users SET gateway_problem = ?2 WHERE username = ?1")?
+        .execute(params![username, problem])?;
+    Ok(())
+}
+
+pub fn problem(conn: &Connection, user_id: i64) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT gateway_problem FROM users WHERE id = ?1",
+            [user_id],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+/// Clears the gateway problem of every user not among `served`.
+pub fn clear_problems_except<'a>(
+    conn: &Connection,
+    served: impl Iterator<Item = &'a String>,
+) -> Result<()> {
+    let served: std::collections::HashSet<&String> = served.collect();
+    let mut stmt =
+        conn.prepare_cached("SELECT username FROM users WHERE gateway_problem IS NOT NULL")?;
+    let stale: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?
+        .into_iter()
+        .filter(|u| !served.contains(u))
+        .collect();
+    for u in stale {
+        set_problem(conn, &u, None)?;
+    }
+    Ok(())
+}

@@ -130,14 +130,68 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
             .write(|tx| accounts::keys::add(tx, u.id, &k, &Actor::default()))
             .unwrap();
     }
+    // carol's name is an account on the gateway that Slices did not make (a lab member's,
+    // say): she is left out, and said so; the others are served.
+    struct Gone(&'static str);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("userdel").arg(self.0).output();
+        }
+    }
+    let _ = Command::new("userdel").arg("slgw-carol").output();
+    sh("useradd", &["-M", "-s", "/bin/sh", "slgw-carol"]);
+    let _carol_account = Gone("slgw-carol");
+    let carol = f.user("slgw-carol", Role::Student);
     let a = f.request_and_approve(&alice, &staff);
     let b = f.request_and_approve(&bob, &staff);
+    let c = f.request_and_approve(&carol, &staff);
     let jobs = f.run_jobs(|c| {
         c.agent_timeout = Duration::from_secs(180);
         c.usage_secs = 1;
     });
     let sa = f.wait_for(a, State::Running, 120).await;
     let sb = f.wait_for(b, State::Running, 120).await;
+    f.wait_for(c, State::Running, 120).await;
+    let problem = f
+        .ctx
+        .db
+        .read(|conn| slices::records::gateway::problem(conn, carol.id))
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        problem.contains("An account named slgw-carol exists on the gateway"),
+        "staff are told: {problem:?}"
+    );
+    let passwd = sh("getent", &["passwd", "slgw-carol"]);
+    assert!(passwd.trim().ends_with(":/bin/sh"), "left alone: {passwd}");
+    let runs = f
+        .ctx
+        .db
+        .read(|conn| slices::records::gateway::runs(conn, 50))
+        .unwrap();
+    assert!(
+        runs.iter().all(|r| r.ok),
+        "no run failed for everyone: {runs:?}"
+    );
+    assert!(
+        runs.iter()
+            .any(|r| r.summary.contains("! slgw-carol: left out")),
+        "the run says so"
+    );
+    // Her slice goes; so does the problem (she is no longer served).
+    f.ctx
+        .db
+        .write(|tx| slices::slices::act(tx, &carol, c, JobKind::Destroy))
+        .unwrap();
+    f.wait_for(c, State::Destroyed, 60).await;
+    wait_until("carol's problem cleared", 20, || {
+        f.ctx
+            .db
+            .read(|conn| slices::records::gateway::problem(conn, carol.id))
+            .unwrap()
+            .is_none()
+    })
+    .await;
     let ip_a = sa.ip.clone().unwrap();
 
     // The accounts exist with the login shell the seed describes.

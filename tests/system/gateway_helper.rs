@@ -11,11 +11,17 @@ use crate::system::*;
 
 /// Runs `sudo -n ARGV...` as the lab's dedicated account: (exit code, stderr).
 fn sudo_as_admin(lab: &Lab, argv: &[&str], stdin: &[u8]) -> (i32, String) {
+    let (code, _, err) = sudo_as_admin_out(lab, argv, stdin);
+    (code, err)
+}
+
+/// The same, with standard output too: (exit code, stdout, stderr).
+fn sudo_as_admin_out(lab: &Lab, argv: &[&str], stdin: &[u8]) -> (i32, String, String) {
     let mut child = Command::new("runuser")
         .args(["-u", &lab.admin, "--", "sudo", "-n"])
         .args(argv)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -25,6 +31,7 @@ fn sudo_as_admin(lab: &Lab, argv: &[&str], stdin: &[u8]) -> (i32, String) {
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
@@ -115,13 +122,15 @@ async fn the_helper_account_cannot_become_root_or_write_outside_its_folders() {
     for argv in [
         vec![h, "apply", "/etc", "/etc/passwd"],
         vec![h, "read", "/etc", "/etc/shadow"],
-        vec![h, "apply", "+root"],
         vec![h, "apply", "+slgwh-x;id"],
     ] {
         let (code, err) = sudo_as_admin(&lab, &argv, b"");
         assert_ne!(code, 0, "{argv:?} was accepted");
         assert!(!err.is_empty(), "{argv:?} said nothing");
     }
+    // An existing account that Slices did not make is never taken over: left out, and said.
+    let (code, out, err) = sudo_as_admin_out(&lab, &[h, "apply", "+root"], b"");
+    assert_eq!((code, out.trim()), (0, "clash root"), "{err}");
     // Nothing else may run as root: another verb, another program.
     for argv in [
         vec![h, "sh"],
@@ -207,6 +216,47 @@ async fn the_helper_account_cannot_become_root_or_write_outside_its_folders() {
     let alice_uid: u32 = sh("id", &["-u", u]).trim().parse().unwrap();
     assert_eq!(mode_of(&users.join(&script)), (0o755, 0));
     assert_eq!(mode_of(&users.join(&hop)), (0o600, alice_uid));
+
+    // A student named like an account Slices did not make is left out, and said so; the
+    // others in the same apply go ahead.
+    let taken = "slgwh-taken";
+    let _ = Command::new("userdel").arg(taken).output();
+    sh("useradd", &["-M", "-s", "/bin/sh", taken]);
+    struct Gone(&'static str);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("userdel").arg(self.0).output();
+        }
+    }
+    let _gone = Gone(taken);
+    let bob = "slgwh-bob";
+    let both = archive(&[
+        file(&format!("{taken}.sh"), 0o755, b"#!/bin/sh\n"),
+        file(&format!("{taken}/.ssh/authorized_keys"), 0o644, b"x\n"),
+        file(&format!("{bob}.sh"), 0o755, b"#!/bin/sh\n"),
+        file(&format!("{bob}/.ssh/authorized_keys"), 0o644, b"x\n"),
+    ]);
+    let (code, out, err) = sudo_as_admin_out(
+        &lab,
+        &[h, "apply", &format!("+{taken}"), &format!("+{bob}")],
+        &both,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("clash {taken}"));
+    assert!(
+        users.join(format!("{bob}.sh")).is_file(),
+        "the others go ahead"
+    );
+    assert!(
+        !users.join(format!("{taken}.sh")).exists(),
+        "no files for the clash"
+    );
+    assert!(!users.join(taken).exists());
+    let shell = sh("getent", &["passwd", taken]);
+    assert!(
+        shell.trim().ends_with(":/bin/sh"),
+        "the account is untouched: {shell}"
+    );
 
     // No setuid or setgid file anywhere under the gateway's folders; root is as it was.
     let found = sh(

@@ -71,23 +71,37 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         if !env.ours(job).await {
             return Outcome::Abandoned;
         }
-        step!(env.gateway_apply(Scope::User(spec.username.clone())).await);
-        step!(
-            env.record(
-                job,
-                "gateway",
-                "creating the container",
-                "Gateway login ready.".into()
+        let report = step!(env.gateway_apply(Scope::User(spec.username.clone())).await);
+        let note = if report.clashes.iter().any(|c| c == spec.username.as_str()) {
+            format!(
+                "No gateway login yet: an account named {} exists on the gateway and was not \
+                 made by Slices (staff are told). The slice is made; the login follows once \
+                 that is resolved.",
+                spec.username
             )
-            .await
+        } else {
+            "Gateway login ready.".into()
+        };
+        step!(
+            env.record(job, "gateway", "creating the container", note)
+                .await
         );
         spec = step!(env.spec(&slice).await);
     }
     if spec.keys.is_empty() {
-        return Outcome::Retry(format!(
-            "the gateway holds no hop key for {} yet",
-            spec.username
-        ));
+        // A name that clashes on the gateway gets no login (staff see why on the user's page):
+        // the slice is made anyway, and its key follows once the clash is resolved.
+        let user_id = slice.user_id;
+        let blocked = step!(
+            env.db(move |db| db.read(|c| crate::records::gateway::problem(c, user_id)))
+                .await
+        );
+        if blocked.is_none() {
+            return Outcome::Retry(format!(
+                "the gateway holds no hop key for {} yet",
+                spec.username
+            ));
+        }
     }
     if !job.done("created") {
         if !env.ours(job).await {

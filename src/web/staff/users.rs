@@ -68,13 +68,14 @@ async fn user_page(
     username: String,
     err: Option<&Error>,
 ) -> Result<HttpResponse, WebError> {
-    let (user, events, sessions) = state
+    let (user, events, sessions, gateway_problem) = state
         .run(move |db| {
             db.read(|c| {
                 let user = users::by_username(c, &username)?.ok_or(Error::NotFound("user"))?;
                 let (events, _) = audit::list(c, None, Some(&user.username), 20, 0)?;
                 let sessions = accounts::sessions::count_for(c, user.id)?;
-                Ok::<_, Error>((user, events, sessions))
+                let gateway = crate::records::gateway::problem(c, user.id)?;
+                Ok::<_, Error>((user, events, sessions, gateway))
             })
         })
         .await?;
@@ -82,6 +83,7 @@ async fn user_page(
         .with("user", &user)
         .with("events", &events)
         .with("session_count", &sessions)
+        .with("gateway_problem", &gateway_problem)
         .with("roles", &Role::ALL);
     if let Some(e) = err {
         page = page.errors(e);
