@@ -93,9 +93,37 @@ impl Agent {
             &self.config.network,
             &self.config.bridge,
             &self.config.subnet,
+            &self.config.state,
         )
         .map_err(|e| anyhow::anyhow!("network policy: {e}"))?;
         Ok(Some(change))
+    }
+
+    /// Takes away what the agent put on its host (the network policy, forwarding as it was
+    /// found); says what it did and what it left (containers are never removed here).
+    pub fn uninstall(&self) -> anyhow::Result<Vec<String>> {
+        let mut said = Vec::new();
+        if self.keeps_network() {
+            let run = run::SystemRunner {
+                timeout: Duration::from_secs(30),
+            };
+            said = netpolicy::uninstall(&run, &self.config.bridge, &self.config.state)
+                .map_err(|e| anyhow::anyhow!("network policy: {e}"))?;
+        }
+        let left = self.specs.all().map_err(|e| anyhow::anyhow!("{e}"))?;
+        if left.is_empty() {
+            said.push("no containers were left".into());
+        } else {
+            said.push(format!(
+                "left {} container(s), untouched: {} (destroy them from the master first)",
+                left.len(),
+                left.iter()
+                    .map(|s| s.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(said)
     }
 
     pub fn driver(&self) -> &dyn Driver {

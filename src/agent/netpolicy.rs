@@ -6,12 +6,14 @@
 //!   and 443 by default) and ICMP; everything else to them is dropped;
 //! - slices may open connections out.
 //!
-//! The rules live in the agent's own chains (`SLICES-IN`, `SLICES-OUT` in `filter`,
-//! `SLICES-NAT` in `nat`), written whole and atomically by `iptables-restore --noflush` (which
-//! replaces those chains and touches nothing else), and reached by one jump each from
-//! FORWARD and POSTROUTING, added only when missing. Applying twice changes nothing;
-//! [`drift`] says what differs from the policy. Every value on these command lines is checked
-//! first: interface names by [`iface`], the subnet and ports by their types.
+//! The rules live in the agent's own chains, named after its bridge so two agents on one host
+//! keep apart (`SL-BRIDGE-IN`, `SL-BRIDGE-OUT` in `filter`, `SL-BRIDGE-NAT` in `nat`), written
+//! whole and atomically by `iptables-restore --noflush` (which replaces those chains and
+//! touches nothing else), and reached by one jump each from FORWARD and POSTROUTING, added only
+//! when missing. Applying twice changes nothing; [`drift`] says what differs from the policy;
+//! [`uninstall`] takes it all away again and puts IPv4 forwarding back as the agent found it.
+//! Every value on these command lines is checked first: interface names by [`iface`], the
+//! subnet and ports by their types.
 
 use serde::{Deserialize, Serialize};
 
@@ -81,13 +83,38 @@ pub fn iface(name: &str) -> Result<&str, DriverError> {
 }
 
 /// One rule: (table, chain, rule arguments after the chain).
-type Rule = (&'static str, &'static str, Vec<String>);
+type Rule = (&'static str, String, Vec<String>);
+
+/// The agent's own chains, named after its bridge (at most 15 characters, so a name is at most
+/// 22: iptables allows 28).
+struct Chains {
+    input: String,
+    output: String,
+    nat: String,
+}
+
+fn chains(bridge: &str) -> Chains {
+    Chains {
+        input: format!("SL-{bridge}-IN"),
+        output: format!("SL-{bridge}-OUT"),
+        nat: format!("SL-{bridge}-NAT"),
+    }
+}
+
+/// The chain names of versions before they were named per bridge.
+const LEGACY: [(&str, &str); 3] = [
+    ("filter", "SLICES-IN"),
+    ("filter", "SLICES-OUT"),
+    ("nat", "SLICES-NAT"),
+];
 
 struct Plan {
     /// The rules of our own chains, in order.
     chains: Vec<Rule>,
     /// The jumps into them from the built-in chains.
     hooks: Vec<Rule>,
+    /// Our chains, by table.
+    own: Vec<(&'static str, String)>,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -96,14 +123,15 @@ fn words(s: &str) -> Vec<String> {
 
 fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> {
     let bridge = iface(bridge)?;
+    let c = chains(bridge);
     let net = format!("{}/{}", subnet.network(), subnet.prefix());
-    let mut chains: Vec<Rule> = vec![
+    let mut rules: Vec<Rule> = vec![
         (
             "filter",
-            "SLICES-IN",
+            c.input.clone(),
             words("-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
         ),
-        ("filter", "SLICES-IN", words("-p icmp -j ACCEPT")),
+        ("filter", c.input.clone(), words("-p icmp -j ACCEPT")),
     ];
     let mut ports = policy.open_ports.clone();
     ports.sort_unstable();
@@ -115,48 +143,48 @@ fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> 
             .map(u16::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        chains.push((
+        rules.push((
             "filter",
-            "SLICES-IN",
+            c.input.clone(),
             words(&format!("-p tcp -m multiport --dports {list} -j ACCEPT")),
         ));
     }
-    chains.push(("filter", "SLICES-IN", words("-j DROP")));
-    chains.push(("filter", "SLICES-OUT", words("-j ACCEPT")));
+    rules.push(("filter", c.input.clone(), words("-j DROP")));
+    rules.push(("filter", c.output.clone(), words("-j ACCEPT")));
     let mut hooks: Vec<Rule> = vec![
         (
             "filter",
-            "FORWARD",
-            words(&format!("-o {bridge} -j SLICES-IN")),
+            "FORWARD".into(),
+            words(&format!("-o {bridge} -j {}", c.input)),
         ),
         (
             "filter",
-            "FORWARD",
-            words(&format!("-i {bridge} -j SLICES-OUT")),
+            "FORWARD".into(),
+            words(&format!("-i {bridge} -j {}", c.output)),
         ),
     ];
     if !policy.uplink.is_empty() {
         let uplink = iface(&policy.uplink)?;
-        chains.push((
+        rules.push((
             "nat",
-            "SLICES-NAT",
+            c.nat.clone(),
             words(&format!("-s {net} ! -d {net} -o {uplink} -j MASQUERADE")),
         ));
-        hooks.push(("nat", "POSTROUTING", words("-j SLICES-NAT")));
+        hooks.push(("nat", "POSTROUTING".into(), words(&format!("-j {}", c.nat))));
     }
-    Ok(Plan { chains, hooks })
+    Ok(Plan {
+        chains: rules,
+        hooks,
+        own: vec![("filter", c.input), ("filter", c.output), ("nat", c.nat)],
+    })
 }
 
 /// The `iptables-restore --noflush` input that replaces our chains whole.
 fn restore_text(plan: &Plan) -> String {
     let mut out = String::new();
     for table in ["filter", "nat"] {
-        let ours: Vec<&'static str> = match table {
-            "filter" => vec!["SLICES-IN", "SLICES-OUT"],
-            _ => vec!["SLICES-NAT"],
-        };
         out.push_str(&format!("*{table}\n"));
-        for chain in &ours {
+        for (_, chain) in plan.own.iter().filter(|(t, _)| *t == table) {
             out.push_str(&format!(":{chain} - [0:0]\n"));
         }
         for (t, chain, args) in &plan.chains {
@@ -181,18 +209,101 @@ fn iptables(table: &str, op: &str, chain: &str, args: &[String]) -> Vec<String> 
     a
 }
 
+/// The file in the agent's state folder that holds IPv4 forwarding as the agent first found
+/// it (`0` or `1`), so that `uninstall` can put it back.
+const FORWARDING_WAS: &str = "ip_forward.before";
+
+/// Removes the jumps into a chain while there are any (at most a few: one is the rule).
+fn delete_jump(run: &dyn Runner, table: &str, chain: &str, args: &[String]) -> DResult<bool> {
+    let mut removed = false;
+    for _ in 0..4 {
+        if run
+            .run("iptables", &iptables(table, "-C", chain, args))?
+            .code
+            != 0
+        {
+            break;
+        }
+        run.run("iptables", &iptables(table, "-D", chain, args))?
+            .ok("iptables -D")?;
+        removed = true;
+    }
+    Ok(removed)
+}
+
+/// Empties and removes one of our chains, if it is there.
+fn delete_chain(run: &dyn Runner, table: &str, chain: &str) -> DResult<bool> {
+    if run
+        .run("iptables", &iptables(table, "-S", chain, &[]))?
+        .code
+        != 0
+    {
+        return Ok(false);
+    }
+    run.run("iptables", &iptables(table, "-F", chain, &[]))?
+        .ok("iptables -F")?;
+    // Still referenced (another agent of an old version): it stays, empty.
+    Ok(run
+        .run("iptables", &iptables(table, "-X", chain, &[]))?
+        .code
+        == 0)
+}
+
+/// The jumps an agent on `bridge` may have added, whatever its policy said.
+fn jumps(bridge: &str, c: &Chains) -> Vec<Rule> {
+    vec![
+        (
+            "filter",
+            "FORWARD".into(),
+            words(&format!("-o {bridge} -j {}", c.input)),
+        ),
+        (
+            "filter",
+            "FORWARD".into(),
+            words(&format!("-i {bridge} -j {}", c.output)),
+        ),
+        ("nat", "POSTROUTING".into(), words(&format!("-j {}", c.nat))),
+    ]
+}
+
+/// Takes away what versions before per-bridge names left for this bridge.
+fn remove_legacy(run: &dyn Runner, bridge: &str) -> DResult<()> {
+    if run
+        .run("iptables", &iptables("filter", "-S", LEGACY[0].1, &[]))?
+        .code
+        != 0
+    {
+        return Ok(());
+    }
+    let old = Chains {
+        input: LEGACY[0].1.into(),
+        output: LEGACY[1].1.into(),
+        nat: LEGACY[2].1.into(),
+    };
+    for (table, chain, args) in jumps(bridge, &old) {
+        delete_jump(run, table, &chain, &args)?;
+    }
+    for (table, chain) in LEGACY {
+        delete_chain(run, table, chain)?;
+    }
+    Ok(())
+}
+
 /// Puts the policy in place: our chains replaced whole, the jumps added where missing, and
-/// forwarding on. `AlreadySo` when nothing was missing or different.
+/// forwarding on (as it was found is noted first, once). `AlreadySo` when nothing was
+/// missing or different.
 pub fn apply(
     run: &dyn Runner,
     policy: &NetworkPolicy,
     bridge: &str,
     subnet: &Subnet,
+    state: &std::path::Path,
 ) -> DResult<Change> {
     if !policy.enabled {
         return Ok(Change::AlreadySo);
     }
     let p = plan(policy, bridge, subnet)?;
+    remove_legacy(run, bridge)?;
     let before = drift_of(run, &p)?;
     run.run_with(
         "iptables-restore",
@@ -212,6 +323,18 @@ pub fn apply(
             run.run("iptables", &insert)?.ok("iptables -I")?;
         }
     }
+    let note = state.join(FORWARDING_WAS);
+    if !note.exists() {
+        let was = run.run(
+            "sysctl",
+            &["-n".to_string(), "net.ipv4.ip_forward".to_string()],
+        )?;
+        let was = was.stdout.trim();
+        if was == "0" || was == "1" {
+            std::fs::create_dir_all(state).map_err(|e| DriverError::msg(e.to_string()))?;
+            std::fs::write(&note, was).map_err(|e| DriverError::msg(e.to_string()))?;
+        }
+    }
     run.run(
         "sysctl",
         &[
@@ -226,6 +349,46 @@ pub fn apply(
     } else {
         Change::Done
     })
+}
+
+/// Takes the policy away: the jumps, our chains, and IPv4 forwarding back as the agent first
+/// found it. Says what it did, a line each.
+pub fn uninstall(run: &dyn Runner, bridge: &str, state: &std::path::Path) -> DResult<Vec<String>> {
+    let bridge = iface(bridge)?;
+    let c = chains(bridge);
+    let mut done = Vec::new();
+    for (table, chain, args) in jumps(bridge, &c) {
+        if delete_jump(run, table, &chain, &args)? {
+            done.push(format!(
+                "removed the jump -t {table} {chain} {}",
+                args.join(" ")
+            ));
+        }
+    }
+    for (table, chain) in [("filter", &c.input), ("filter", &c.output), ("nat", &c.nat)] {
+        if delete_chain(run, table, chain)? {
+            done.push(format!("removed the chain -t {table} {chain}"));
+        }
+    }
+    remove_legacy(run, bridge)?;
+    let note = state.join(FORWARDING_WAS);
+    if let Ok(was) = std::fs::read_to_string(&note) {
+        let was = was.trim();
+        if was == "0" || was == "1" {
+            run.run(
+                "sysctl",
+                &[
+                    "-q".to_string(),
+                    "-w".to_string(),
+                    format!("net.ipv4.ip_forward={was}"),
+                ],
+            )?
+            .ok("putting IPv4 forwarding back")?;
+            done.push(format!("IPv4 forwarding back to {was}, as it was found"));
+        }
+        let _ = std::fs::remove_file(&note);
+    }
+    Ok(done)
 }
 
 /// What differs from the policy, one line each (empty: in place).
@@ -253,11 +416,8 @@ fn drift_of(run: &dyn Runner, p: &Plan) -> DResult<Vec<String>> {
         }
     }
     // Rules of ours that the policy does not have (someone added one by hand).
-    for (table, chain) in [
-        ("filter", "SLICES-IN"),
-        ("filter", "SLICES-OUT"),
-        ("nat", "SLICES-NAT"),
-    ] {
+    for (table, chain) in &p.own {
+        let (table, chain) = (*table, chain.as_str());
         let listed = run.run("iptables", &iptables(table, "-S", chain, &[]))?;
         if listed.code != 0 {
             continue; // no such chain: the missing rules say it
@@ -270,7 +430,7 @@ fn drift_of(run: &dyn Runner, p: &Plan) -> DResult<Vec<String>> {
         let want = p
             .chains
             .iter()
-            .filter(|(t, c, _)| *t == table && *c == chain)
+            .filter(|(t, c, _)| *t == table && c == chain)
             .count();
         if have > want {
             out.push(format!(
@@ -299,11 +459,11 @@ mod tests {
         };
         let p = plan(&policy, "slbr0", &subnet()).unwrap();
         let text = restore_text(&p);
-        assert!(text.contains(":SLICES-IN - [0:0]\n"));
-        assert!(text.contains("-A SLICES-IN -p tcp -m multiport --dports 22,80,443 -j ACCEPT\n"));
-        assert!(text.contains("-A SLICES-IN -j DROP\n"));
+        assert!(text.contains(":SL-slbr0-IN - [0:0]\n"));
+        assert!(text.contains("-A SL-slbr0-IN -p tcp -m multiport --dports 22,80,443 -j ACCEPT\n"));
+        assert!(text.contains("-A SL-slbr0-IN -j DROP\n"));
         assert!(text
-            .contains("-A SLICES-NAT -s 10.88.0.0/24 ! -d 10.88.0.0/24 -o eth0 -j MASQUERADE\n"));
+            .contains("-A SL-slbr0-NAT -s 10.88.0.0/24 ! -d 10.88.0.0/24 -o eth0 -j MASQUERADE\n"));
         // Nothing but our chains: no built-in chain is declared (that would flush it).
         for builtin in ["FORWARD", "INPUT", "POSTROUTING", "PREROUTING", "OUTPUT"] {
             assert!(!text.contains(&format!(":{builtin}")), "{builtin}");
@@ -316,9 +476,9 @@ mod tests {
         assert_eq!(
             hooks,
             vec![
-                "FORWARD -o slbr0 -j SLICES-IN",
-                "FORWARD -i slbr0 -j SLICES-OUT",
-                "POSTROUTING -j SLICES-NAT"
+                "FORWARD -o slbr0 -j SL-slbr0-IN",
+                "FORWARD -i slbr0 -j SL-slbr0-OUT",
+                "POSTROUTING -j SL-slbr0-NAT"
             ]
         );
     }
@@ -338,7 +498,13 @@ mod tests {
                 ..NetworkPolicy::default()
             };
             let run = RecordingRunner::default();
-            let r = apply(&run, &policy, bad, &subnet());
+            let r = apply(
+                &run,
+                &policy,
+                bad,
+                &subnet(),
+                std::path::Path::new("/nonexistent"),
+            );
             assert!(r.is_err(), "{bad:?}");
             assert!(run.calls.lock().unwrap().is_empty(), "{bad:?}");
         }
@@ -349,7 +515,14 @@ mod tests {
         let run = RecordingRunner::default();
         // Every -C succeeds (no answers set): all in place, so no -I.
         let policy = NetworkPolicy::default();
-        apply(&run, &policy, "slbr0", &subnet()).unwrap();
+        apply(
+            &run,
+            &policy,
+            "slbr0",
+            &subnet(),
+            std::path::Path::new("/nonexistent/state"),
+        )
+        .unwrap();
         let lines = run.lines();
         assert!(
             lines.iter().any(|l| l == "iptables-restore -w --noflush"),
@@ -367,7 +540,14 @@ mod tests {
                 stderr: String::new(),
             },
         );
-        apply(&run, &policy, "slbr0", &subnet()).unwrap();
+        apply(
+            &run,
+            &policy,
+            "slbr0",
+            &subnet(),
+            std::path::Path::new("/nonexistent/state"),
+        )
+        .unwrap();
         let inserts: Vec<String> = run
             .lines()
             .into_iter()
@@ -375,7 +555,7 @@ mod tests {
             .collect();
         assert_eq!(
             inserts,
-            vec!["iptables -w -t filter -I FORWARD 1 -o slbr0 -j SLICES-IN"]
+            vec!["iptables -w -t filter -I FORWARD 1 -o slbr0 -j SL-slbr0-IN"]
         );
     }
 }

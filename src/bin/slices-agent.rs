@@ -31,6 +31,12 @@ enum Cmd {
         #[arg(long, default_value = "/etc/slices-agent/agent.toml")]
         config: PathBuf,
     },
+    /// Take away what the agent put on this host (its firewall and NAT chains and jumps, IPv4
+    /// forwarding back as it was found) and say what it left (containers). Stop the agent first.
+    Uninstall {
+        #[arg(long, default_value = "/etc/slices-agent/agent.toml")]
+        config: PathBuf,
+    },
 }
 
 async fn run(config: PathBuf) -> anyhow::Result<()> {
@@ -100,6 +106,14 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run(config))),
+        Cmd::Uninstall { config } => AgentConfig::load(&config)
+            .and_then(Agent::from_config)
+            .and_then(|agent| agent.uninstall())
+            .map(|said| {
+                for line in said {
+                    println!("{line}");
+                }
+            }),
         Cmd::Check { config } => match check(config) {
             Ok(true) => Ok(()),
             Ok(false) => return std::process::ExitCode::from(1),

@@ -176,21 +176,45 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         ),
     )
     .unwrap();
+    // What the host has before the agent ever runs (its tables as iptables-save writes them,
+    // counters aside; forwarding): `slices-agent uninstall` must leave exactly this.
+    // The host has rules of its own, which the agent must leave alone.
+    lab.ns(
+        "iptables",
+        &["-A", "FORWARD", "-s", "192.0.2.7", "-j", "ACCEPT"],
+    );
+    lab.ns(
+        "iptables",
+        &["-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.7", "-j", "RETURN"],
+    );
+    let saved = |lab: &Lab| -> String {
+        lab.ns("iptables-save", &[])
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| match l.find(" [") {
+                Some(i) if l.starts_with(':') => l[..i].to_string(),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let tables_before = saved(&lab);
+    let forwarding_before = lab.ns("sysctl", &["-n", "net.ipv4.ip_forward"]);
     lab.start_agent();
 
     // The rules are in the namespace, once each.
     let rules = lab.ns("iptables", &["-S"]);
     assert!(
-        rules.contains("-A FORWARD -o slbr-np -j SLICES-IN"),
+        rules.contains("-A FORWARD -o slbr-np -j SL-slbr-np-IN"),
         "{rules}"
     );
     assert!(
-        rules.contains("-A SLICES-IN -p tcp -m multiport --dports 22,80,443 -j ACCEPT"),
+        rules.contains("-A SL-slbr-np-IN -p tcp -m multiport --dports 22,80,443 -j ACCEPT"),
         "{rules}"
     );
     let nat = lab.ns("iptables", &["-t", "nat", "-S"]);
     assert!(
-        nat.contains("-A SLICES-NAT -s 10.96.0.0/24 ! -d 10.96.0.0/24 -o eth0 -j MASQUERADE"),
+        nat.contains("-A SL-slbr-np-NAT -s 10.96.0.0/24 ! -d 10.96.0.0/24 -o eth0 -j MASQUERADE"),
         "{nat}"
     );
 
@@ -319,11 +343,17 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
     let cfg = cfg.to_str().unwrap();
     let rules = lab.ns("iptables", &["-S"]);
     assert_eq!(
-        rules.matches("-A FORWARD -o slbr-np -j SLICES-IN").count(),
+        rules
+            .matches("-A FORWARD -o slbr-np -j SL-slbr-np-IN")
+            .count(),
         1,
         "{rules}"
     );
-    assert_eq!(rules.matches("-A SLICES-IN -j DROP").count(), 1, "{rules}");
+    assert_eq!(
+        rules.matches("-A SL-slbr-np-IN -j DROP").count(),
+        1,
+        "{rules}"
+    );
     let check = in_ns(
         env!("CARGO_BIN_EXE_slices-agent"),
         &["check", "--config", cfg],
@@ -337,7 +367,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         "iptables",
         &[
             "-A",
-            "SLICES-IN",
+            "SL-slbr-np-IN",
             "-p",
             "tcp",
             "--dport",
@@ -368,6 +398,36 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
     .unwrap();
     let r = m.call(&Cmd::DestroyEnv(spec.id)).await.unwrap();
     assert_eq!(r.code, 0, "destroy_env: {}", r.text());
+
+    // Uninstalled, the host is as it was before the agent: tables and forwarding.
+    lab.stop_agent();
+    let out = in_ns(
+        env!("CARGO_BIN_EXE_slices-agent"),
+        &["uninstall", "--config", cfg],
+    )
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("removed the chain -t filter SL-slbr-np-IN"),
+        "{said}"
+    );
+    assert!(said.contains("no containers were left"), "{said}");
+    assert_eq!(
+        saved(&lab),
+        tables_before,
+        "iptables-save as before the agent"
+    );
+    assert_eq!(
+        lab.ns("sysctl", &["-n", "net.ipv4.ip_forward"]),
+        forwarding_before,
+        "forwarding as it was found"
+    );
     drop(lab);
     assert_eq!(
         host_rules(),
