@@ -305,3 +305,9 @@ CREATE TABLE settings (
 -- gateway and is not one Slices made): shown to staff on the user's page; the others are
 -- applied regardless.
 ALTER TABLE users ADD COLUMN gateway_problem TEXT;
+
+-- version: 11
+-- The master owns each node's slice subnet: given at enrolment, or the next free one of the
+-- pool (`node_subnet_pool`); no two nodes share addresses.
+ALTER TABLE nodes ADD COLUMN subnet TEXT;
+CREATE UNIQUE INDEX nodes_subnet ON nodes(subnet) WHERE subnet IS NOT NULL;

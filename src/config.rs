@@ -280,6 +280,9 @@ settings! {
     gateway_users_dir: String = "/home/users".to_string();
     /// On the gateway: Apache's RewriteMap of `NAME PRIVATE_IP` lines.
     gateway_map_file: String = "/etc/apache2/openvz.map".to_string();
+    /// The private range node subnets are taken from when `slices node add` (or the Add a node
+    /// page) is given none: the next free /24 that overlaps no other node's.
+    node_subnet_pool: String = "10.77.0.0/16".to_string();
     /// On the gateway: sshd's configuration file. The helper keeps a block at its end that
     /// stops slice users forwarding ports, agents, X11 or tunnels through the gateway
     /// (`slices gateway sshd-config` prints it); the gateway check reports it missing.

@@ -85,7 +85,9 @@ impl AgentConfig {
     }
 
     /// A sample file, as `slices node add` writes it.
-    pub fn sample(name: &NodeName, listen: SocketAddr, dir: &Path) -> String {
+    /// The agent.toml `slices node add` writes: the subnet the master gave the node, its
+    /// bridge and uplink.
+    pub fn sample(name: &NodeName, listen: SocketAddr, dir: &Path, net: &Enrolment) -> String {
         format!(
             "# slices-agent configuration for node {name}\n\
              name = \"{name}\"\n\
@@ -97,17 +99,49 @@ impl AgentConfig {
              driver = \"lxc\"\n\
              templates = \"/var/lib/slices-agent/templates\"\n\
              state = \"/var/lib/slices-agent\"\n\
-             bridge = \"slbr0\"\n\
-             subnet = \"10.77.0.0/24\"\n\
+             # The slices' bridge, and the subnet the master gave this node (no other node's\n\
+             # overlaps it): the bridge holds its first address.\n\
+             bridge = \"{bridge}\"\n\
+             subnet = \"{subnet}\"\n\
              \n\
              [network]\n\
              # The slices leave by NAT through this interface (empty: no NAT).\n\
-             uplink = \"eth0\"\n\
+             uplink = \"{uplink}\"\n\
              # Only these TCP ports of the slices are open from outside; the rest is dropped.\n\
              open_ports = [22, 80, 443]\n",
             ca = dir.join("ca.pem").display(),
             cert = dir.join("agent.pem").display(),
             key = dir.join("agent.key").display(),
+            bridge = net.bridge,
+            subnet = net.subnet,
+            uplink = net.uplink,
         )
+    }
+}
+
+/// What the master decides of a node's network when it enrols it.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub subnet: Subnet,
+    /// The slices' bridge (an interface name, checked).
+    pub bridge: String,
+    /// The host's public interface for NAT (checked; empty: no NAT).
+    pub uplink: String,
+}
+
+impl Enrolment {
+    /// Checks the interface names (they reach agent.toml and, on the host, command lines).
+    pub fn new(subnet: Subnet, bridge: &str, uplink: &str) -> Result<Enrolment, String> {
+        let bridge = netpolicy::iface(bridge).map_err(|e| format!("bridge: {e}"))?;
+        let uplink = if uplink.is_empty() {
+            ""
+        } else {
+            netpolicy::iface(uplink).map_err(|e| format!("uplink: {e}"))?
+        };
+        Ok(Enrolment {
+            subnet,
+            bridge: bridge.to_string(),
+            uplink: uplink.to_string(),
+        })
     }
 }

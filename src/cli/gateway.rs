@@ -37,6 +37,11 @@ pub enum GatewayCommand {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Print the routes the gateway needs: each node's slice subnet through that node.
+    Routes {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// Print the block the helper keeps at the end of the gateway's sshd configuration (no
     /// forwarding of any kind for slice users); gateway applies put it there.
     SshdConfig,
@@ -138,6 +143,25 @@ pub fn run(what: GatewayCommand) -> anyhow::Result<()> {
                 settings.helper,
                 crate::gateway::sudoers_line(&account, &settings.helper)
             );
+            Ok(())
+        }
+        GatewayCommand::Routes { cfg } => {
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
+            let routes = ctx
+                .db
+                .read(crate::ops::nodes::routes)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if routes.is_empty() {
+                println!("# No node's subnet is known yet (slices node add, or node info).");
+            }
+            for (node, subnet, host) in routes {
+                let net = format!("{}/{}", subnet.network(), subnet.prefix());
+                if host.parse::<std::net::Ipv4Addr>().is_ok() {
+                    println!("ip route replace {net} via {host}    # node {node}");
+                } else {
+                    println!("ip route replace {net} via $(getent ahostsv4 {host} | awk 'NR==1 {{print $1}}')    # node {node}");
+                }
+            }
             Ok(())
         }
         GatewayCommand::SshdConfig => {

@@ -23,6 +23,29 @@ pub enum NodeCommand {
         /// Where to write the bundle (default: ./NAME-agent).
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// The node's slice subnet (default: the next free /24 of node_subnet_pool; one that
+        /// overlaps another node's is refused).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// The slices' bridge on the host.
+        #[arg(long, default_value = "slbr0")]
+        bridge: String,
+        /// The host's public interface, for the slices' NAT (empty: none).
+        #[arg(long, default_value = "eth0")]
+        uplink: String,
+        /// Where the agent listens (default: every address, the port of --address).
+        #[arg(long)]
+        listen: Option<String>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Retire a node: refused while live slices are on it, unless --force (they are left
+    /// failed). Stop its agent and run `slices-agent uninstall` on the host.
+    Remove {
+        name: String,
+        /// Remove it with its live slices (asks for the node's name to be typed).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         cfg: ConfigArgs,
     },
@@ -77,12 +100,40 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
             name,
             address,
             bundle,
+            subnet,
+            bridge,
+            uplink,
+            listen,
             cfg,
         } => {
             let name = NodeName::parse(&name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let address =
                 NodeAddress::parse(&address).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let subnet = subnet
+                .map(|s| {
+                    crate::domain::Subnet::parse(&s).map_err(|e| anyhow::anyhow!("{}", e.message))
+                })
+                .transpose()?;
+            let listen: std::net::SocketAddr = match listen {
+                Some(l) => l.parse().map_err(|_| {
+                    anyhow::anyhow!("--listen `{l}` is not an address such as 10.0.0.5:7070")
+                })?,
+                None => format!(
+                    "0.0.0.0:{}",
+                    address.as_str().rsplit(':').next().unwrap_or("7070")
+                )
+                .parse()?,
+            };
+            // The names are checked before anything is written.
+            let net_check = crate::agent::Enrolment::new(
+                crate::domain::Subnet::parse("10.0.0.0/24").expect("a subnet"),
+                &bridge,
+                &uplink,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             let ctx = Context::open_existing(cfg.load(&[])?)?;
+            let pool = crate::domain::Subnet::parse(&ctx.config.node_subnet_pool)
+                .map_err(|e| anyhow::anyhow!("node_subnet_pool: {}", e.message))?;
             let ca = pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
             let dir = bundle.unwrap_or_else(|| PathBuf::from(format!("{name}-agent")));
             anyhow::ensure!(
@@ -90,25 +141,32 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
                 "{} already holds an agent key; choose another --bundle folder",
                 dir.display()
             );
-            let node = ctx
+            let (node, given) = ctx
                 .db
-                .write(|tx| crate::nodes::add(tx, &name, &address))
+                .write(|tx| crate::ops::nodes::enrol(tx, &name, &address, subnet, &pool))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let net = crate::agent::Enrolment {
+                subnet: given,
+                ..net_check
+            };
             let id = ca.issue_node(&name)?;
             pki::write_bundle(&dir, ca.cert_pem(), &id)?;
-            let listen: std::net::SocketAddr = format!(
-                "0.0.0.0:{}",
-                address.as_str().rsplit(':').next().unwrap_or("7070")
-            )
-            .parse()?;
             std::fs::write(
                 dir.join("agent.toml"),
                 crate::agent::AgentConfig::sample(
                     &name,
                     listen,
                     std::path::Path::new("/etc/slices-agent"),
+                    &net,
                 ),
             )?;
+            println!(
+                "Its slices get {}/{} on bridge {} (the gateway needs a route to it: slices \
+                 gateway routes).",
+                given.network(),
+                given.prefix(),
+                net.bridge
+            );
             println!(
                 "Registered node {} at {}.\nIts agent bundle is in {}/ (ca.pem, agent.pem, agent.key, agent.toml).\n\n\
                  On the host:\n    install -d -m 700 /etc/slices-agent && cp {}/* /etc/slices-agent/\n    \
@@ -120,6 +178,33 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
                 dir.display(),
                 dir.display(),
                 node.name
+            );
+            Ok(())
+        }
+        NodeCommand::Remove { name, force, cfg } => {
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
+            if force {
+                use std::io::BufRead;
+                eprint!("Type the node's name, {name}, to remove it with its live slices: ");
+                let mut typed = String::new();
+                std::io::stdin().lock().read_line(&mut typed)?;
+                anyhow::ensure!(
+                    typed.trim() == name,
+                    "not removed: the name typed was not {name}"
+                );
+            }
+            let (node, live) = ctx
+                .db
+                .write(|tx| crate::ops::nodes::remove(tx, &name, force))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "Removed node {}{}. On the host: stop slices-agent, then `slices-agent uninstall`.",
+                node.name,
+                if live > 0 {
+                    format!(" ({live} live slice(s) left failed)")
+                } else {
+                    String::new()
+                }
             );
             Ok(())
         }

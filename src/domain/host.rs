@@ -211,6 +211,29 @@ impl Subnet {
         Ipv4Addr::from(u32::from(self.network) | !self.mask())
     }
 
+    /// Whether two networks share any address.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        self.contains(other.network) || other.contains(self.network)
+    }
+
+    /// The networks of `prefix` inside this one, in order (none when `prefix` is shorter).
+    pub fn split(&self, prefix: u8) -> impl Iterator<Item = Subnet> + '_ {
+        let step = if (self.prefix..=30).contains(&prefix) {
+            1u64 << (32 - prefix)
+        } else {
+            0
+        };
+        let count = if step == 0 {
+            0
+        } else {
+            1u64 << (prefix - self.prefix)
+        };
+        (0..count).map(move |i| Subnet {
+            network: Ipv4Addr::from((u32::from(self.network) as u64 + i * step) as u32),
+            prefix,
+        })
+    }
+
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & self.mask() == u32::from(self.network)
     }
@@ -498,6 +521,19 @@ pub struct Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subnets_overlap_and_split() {
+        let a = Subnet::parse("10.77.0.0/16").unwrap();
+        let b = Subnet::parse("10.77.3.0/24").unwrap();
+        let c = Subnet::parse("10.78.0.0/24").unwrap();
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        assert!(!a.overlaps(&c));
+        let parts: Vec<String> = a.split(24).take(3).map(|s| s.to_string()).collect();
+        assert_eq!(parts, ["10.77.0.0/24", "10.77.1.0/24", "10.77.2.0/24"]);
+        assert_eq!(a.split(24).count(), 256);
+        assert_eq!(b.split(16).count(), 0, "a larger network does not fit");
+    }
 
     const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKzC7OGd0Cq6HbB1cBdC4ktTXv4F0iYc1Hj2lqR8Dw8m alice@laptop";
 

@@ -18,10 +18,13 @@ pub struct Node {
     pub last_seen_at: Option<i64>,
     pub last_error: Option<String>,
     pub info: Option<serde_json::Value>,
+    /// The slice subnet the master gave it (None: enrolled before the master owned them;
+    /// `info` then says what the agent uses).
+    pub subnet: Option<String>,
 }
 
 const COLUMNS: &str =
-    "id, name, address, enabled, draining, created_at, last_seen_at, last_error, info";
+    "id, name, address, enabled, draining, created_at, last_seen_at, last_error, info, subnet";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
     let info: Option<String> = r.get(8)?;
@@ -35,6 +38,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
         last_seen_at: r.get(6)?,
         last_error: r.get(7)?,
         info: info.and_then(|s| serde_json::from_str(&s).ok()),
+        subnet: r.get(9)?,
     })
 }
 
@@ -106,5 +110,32 @@ pub fn record_contact(
             params![name, e],
         )?,
     };
+    Ok(())
+}
+
+/// Records the subnet the master gave a node.
+pub fn set_subnet(conn: &Connection, id: i64, subnet: &crate::domain::Subnet) -> Result<()> {
+    conn.execute(
+        "UPDATE nodes SET subnet = ?2 WHERE id = ?1",
+        params![id, format!("{}/{}", subnet.network(), subnet.prefix())],
+    )?;
+    Ok(())
+}
+
+/// Removes a node's row, its jobs and its command log; slices that were on it keep their
+/// history with no node.
+pub fn remove(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute("UPDATE slices SET node_id = NULL WHERE node_id = ?1", [id])?;
+    conn.execute(
+        "UPDATE slices SET wanted_node = NULL WHERE wanted_node = ?1",
+        [id],
+    )?;
+    conn.execute("DELETE FROM agent_log WHERE node_id = ?1", [id])?;
+    conn.execute(
+        "DELETE FROM agent_log WHERE job_id IN (SELECT id FROM jobs WHERE node_id = ?1)",
+        [id],
+    )?;
+    conn.execute("DELETE FROM jobs WHERE node_id = ?1", [id])?;
+    conn.execute("DELETE FROM nodes WHERE id = ?1", [id])?;
     Ok(())
 }

@@ -297,3 +297,15 @@ pub fn set_moving(conn: &Connection, id: i64, node_id: i64) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// The live slices on a node (provisioning, running, stopped, destroying), by id.
+pub fn in_state_on_node(conn: &Connection, node_id: i64) -> Result<Vec<i64>> {
+    let ids = conn
+        .prepare_cached(
+            "SELECT id FROM slices WHERE node_id = ?1
+               AND state IN ('provisioning', 'running', 'stopped', 'destroying')",
+        )?
+        .query_map([node_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(ids)
+}

@@ -14,4 +14,5 @@ mod jobs;
 mod layers;
 mod link;
 mod mail;
+mod nodes;
 mod records;

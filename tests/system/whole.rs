@@ -193,31 +193,6 @@ async fn the_whole_system_across_hosts() {
     let lab = Lab::start_at(&gw_host.addr, Some(&gw_host.name));
     let smtp_port = free_port();
     let smtp = Smtp::start(smtp_port, &w.join("maildir"));
-    let mut nodes: Vec<Node> = Vec::new();
-    for (i, (name, short)) in [("node-a", "a"), ("node-b", "b")].into_iter().enumerate() {
-        let n = i + 1;
-        let (bridge, cidr, subnet) = (
-            format!("slbr-sys{short}"),
-            format!("10.103.{n}.1/24"),
-            format!("10.103.{n}.0/24"),
-        );
-        let ns = NsHost::new(
-            &format!("slsys-{short}"),
-            &format!("slsys-{short}"),
-            &format!("10.102.{n}"),
-            Some((&bridge, &cidr, &subnet)),
-        );
-        let dir = w.join(name);
-        std::fs::create_dir_all(dir.join("templates")).unwrap();
-        std::os::unix::fs::symlink(template(), dir.join(format!("templates/{TEMPLATE}.tar.gz")))
-            .unwrap();
-        nodes.push(Node {
-            ns,
-            dir,
-            agent: None,
-        });
-    }
-
     // The master's configuration: real nodes only, the gateway over SSH, mail over SMTP.
     let data = w.join("data");
     let config = w.join("slices.toml");
@@ -226,7 +201,7 @@ async fn the_whole_system_across_hosts() {
          gateway_host = \"{}\"\ngateway_port = {}\nmail_transport = \"smtp\"\nsmtp_host = \"127.0.0.1\"\n\
          smtp_port = {smtp_port}\nsmtp_tls = \"none\"\nmail_retry_base_secs = 1\nnode_health_secs = 1\n\
          job_retry_base_secs = 1\njob_lease_secs = 10\ntemplate_sync_minutes = 0\nusage_minutes = 0\n\
-         agent_timeout_secs = 120\n",
+         agent_timeout_secs = 120\nnode_subnet_pool = \"10.103.0.0/16\"\n",
         data.display(),
         lab.ip,
         lab.ssh_port
@@ -239,17 +214,24 @@ async fn the_whole_system_across_hosts() {
     // The master's data, as its first start makes it; then enrol both nodes with the CLI (the
     // bundle, from the master's CA), and offer the template.
     crate::serve::make_data(Some(&config), None);
-    for (node, name) in nodes.iter().zip(["node-a", "node-b"]) {
-        let bundle = node.dir.join("bundle");
+    // Each node is enrolled first, with no subnet: the master gives each the next free one of
+    // its pool (no two overlap); the host is then made with what its bundle says, and its
+    // agent runs on the bundle's own agent.toml.
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut subnets = Vec::new();
+    for (i, (name, short)) in [("node-a", "a"), ("node-b", "b")].into_iter().enumerate() {
+        let n = i + 1;
+        let dir = w.join(name);
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        std::os::unix::fs::symlink(template(), dir.join(format!("templates/{TEMPLATE}.tar.gz")))
+            .unwrap();
+        let bundle = dir.join("bundle");
+        let addr = format!("10.102.{n}.2");
+        let bridge = format!("slbr-sys{short}");
         let out = slices_cmd(&config)
-            .args([
-                "node",
-                "add",
-                name,
-                "--address",
-                &format!("{}:7070", node.ns.addr),
-                "--bundle",
-            ])
+            .args(["node", "add", name, "--address", &format!("{addr}:7070")])
+            .args(["--bridge", &bridge, "--uplink", "eth0"])
+            .args(["--listen", &format!("{addr}:7070"), "--bundle"])
             .arg(&bundle)
             .output()
             .unwrap();
@@ -258,23 +240,58 @@ async fn the_whole_system_across_hosts() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let n = if name == "node-a" { 1 } else { 2 };
+        let toml = std::fs::read_to_string(bundle.join("agent.toml")).unwrap();
+        let subnet = toml
+            .lines()
+            .find_map(|l| l.strip_prefix("subnet = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("the bundle names the node's subnet")
+            .to_string();
+        let sub = slices::domain::Subnet::parse(&subnet).unwrap();
+        let cidr = format!("{}/{}", sub.gateway(), sub.prefix());
+        let ns = NsHost::new(
+            &format!("slsys-{short}"),
+            &format!("slsys-{short}"),
+            &format!("10.102.{n}"),
+            Some((&bridge, &cidr, &subnet)),
+        );
         std::fs::write(
-            node.dir.join("agent.toml"),
-            format!(
-                "name = \"{name}\"\nlisten = \"{addr}:7070\"\nca = \"{b}/ca.pem\"\ncert = \"{b}/agent.pem\"\n\
-                 key = \"{b}/agent.key\"\ndriver = \"lxc\"\ntemplates = \"{t}\"\nstate = \"{s}\"\n\
-                 bridge = \"slbr-sys{short}\"\nsubnet = \"10.103.{n}.0/24\"\ncommand_timeout_secs = 120\n\n\
-                 [network]\nuplink = \"eth0\"\n",
-                addr = node.ns.addr,
-                b = bundle.display(),
-                t = node.dir.join("templates").display(),
-                s = node.dir.join("state").display(),
-                short = if n == 1 { "a" } else { "b" },
-            ),
+            dir.join("agent.toml"),
+            toml.replace("/etc/slices-agent", bundle.to_str().unwrap())
+                .replace(
+                    "/var/lib/slices-agent/templates",
+                    dir.join("templates").to_str().unwrap(),
+                )
+                .replace(
+                    "\"/var/lib/slices-agent\"",
+                    &format!("\"{}\"", dir.join("state").display()),
+                )
+                .replace("[network]", "command_timeout_secs = 120\n\n[network]"),
         )
         .unwrap();
+        subnets.push(subnet);
+        nodes.push(Node {
+            ns,
+            dir,
+            agent: None,
+        });
     }
+    assert_eq!(
+        subnets,
+        ["10.103.0.0/24", "10.103.1.0/24"],
+        "each node its own subnet"
+    );
+    // The routes the gateway needs, as the master prints them.
+    let out = slices_cmd(&config)
+        .args(["gateway", "routes"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        routes.contains("ip route replace 10.103.0.0/24 via 10.102.1.2")
+            && routes.contains("ip route replace 10.103.1.0/24 via 10.102.2.2"),
+        "{routes}"
+    );
     let out = slices_cmd(&config)
         .args([
             "template",

@@ -128,10 +128,11 @@ async fn add_node(
         form.name.trim().to_string(),
         form.address.trim().to_string(),
     );
-    let (data, ip, actor) = (
+    let (data, ip, actor, pool) = (
         state.ctx.config.data.clone(),
         viewer.ip.clone(),
         session.user.id,
+        state.ctx.config.node_subnet_pool.clone(),
     );
     let result = state
         .run(move |db| {
@@ -143,8 +144,9 @@ async fn add_node(
             let (Some(name), Some(address)) = (name, address) else {
                 return Err(Error::Invalid(errors));
             };
-            let node = db.write(|tx| {
-                let node = crate::nodes::add(tx, &name, &address)?;
+            let pool = crate::domain::Subnet::parse(&pool).map_err(|e| Error::Invalid(vec![e]))?;
+            let (node, given) = db.write(|tx| {
+                let (node, given) = crate::ops::nodes::enrol(tx, &name, &address, None, &pool)?;
                 crate::ops::accounts::audit::record(
                     tx,
                     crate::ops::accounts::audit::Event::NodeChanged,
@@ -155,7 +157,7 @@ async fn add_node(
                     name.as_str(),
                     "added",
                 )?;
-                Ok::<_, Error>(node)
+                Ok::<_, Error>((node, given))
             })?;
             let ca = crate::slave_link::pki::Ca::open_or_create(&data.join("ca"))?;
             let id = ca.issue_node(&name)?;
@@ -168,10 +170,13 @@ async fn add_node(
             let listen: std::net::SocketAddr = format!("0.0.0.0:{port}")
                 .parse()
                 .map_err(|e: std::net::AddrParseError| Error::Internal(e.into()))?;
+            let net = crate::agent::Enrolment::new(given, "slbr0", "eth0")
+                .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
             let toml = crate::agent::AgentConfig::sample(
                 &name,
                 listen,
                 std::path::Path::new("/etc/slices-agent"),
+                &net,
             );
             Ok(serde_json::json!({
                 "node": node,

@@ -185,7 +185,16 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
     );
     lab.ns(
         "iptables",
-        &["-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.7", "-j", "RETURN"],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "192.0.2.7",
+            "-j",
+            "RETURN",
+        ],
     );
     let saved = |lab: &Lab| -> String {
         lab.ns("iptables-save", &[])

@@ -1,0 +1,78 @@
+//! Nodes as the master enrols and retires them: each its own subnet, never overlapping
+//! another's; a node with live slices is not removed unless staff force it.
+
+use slices::domain::{NodeAddress, NodeName, Role, Subnet};
+use slices::slices::State;
+
+use crate::fleet::fleet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subnets_never_overlap_and_a_node_with_slices_stays() {
+    let f = fleet(1, |_| "10.84.0.0/24".into(), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    let jobs = f.run_jobs(|_| {});
+    let id = f.request_and_approve(&alice, &staff);
+    f.wait_for(id, State::Running, 20).await;
+    let pool = Subnet::parse("10.84.0.0/16").unwrap();
+    let addr = NodeAddress::parse("127.0.0.1:9").unwrap();
+
+    // A subnet that overlaps the running node's (as its agent reported it) is refused.
+    let err = f
+        .ctx
+        .db
+        .write(|tx| {
+            slices::ops::nodes::enrol(
+                tx,
+                &NodeName::parse("n2").unwrap(),
+                &addr,
+                Some(Subnet::parse("10.84.0.128/25").unwrap()),
+                &pool,
+            )
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("overlaps node"), "{err}");
+    // Without one, the next free /24 of the pool, and the one after for the next node.
+    let mut given = Vec::new();
+    for name in ["n2", "n3"] {
+        let (node, s) = f
+            .ctx
+            .db
+            .write(|tx| {
+                slices::ops::nodes::enrol(tx, &NodeName::parse(name).unwrap(), &addr, None, &pool)
+            })
+            .unwrap();
+        assert_eq!(node.subnet.as_deref(), Some(s.to_string().as_str()));
+        given.push(s.to_string());
+    }
+    assert_eq!(given, ["10.84.1.0/24", "10.84.2.0/24"]);
+    let routes = f.ctx.db.read(slices::ops::nodes::routes).unwrap();
+    assert_eq!(routes.len(), 3, "{routes:?}");
+
+    // A node with a live slice stays, unless forced; then the slice is left failed.
+    let node = f.nodes[0].name.clone();
+    let err = f
+        .ctx
+        .db
+        .write(|tx| slices::ops::nodes::remove(tx, &node, false))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("still has 1 live slice"), "{err}");
+    jobs.stop().await;
+    let (_, live) = f
+        .ctx
+        .db
+        .write(|tx| slices::ops::nodes::remove(tx, &node, true))
+        .unwrap();
+    assert_eq!(live, 1);
+    let s = f.slice(id);
+    assert_eq!((s.state, s.node_id), (State::Failed, None));
+    assert!(s.failure.contains("was removed"), "{}", s.failure);
+    assert!(f
+        .ctx
+        .db
+        .read(|c| slices::nodes::by_name(c, &node))
+        .unwrap()
+        .is_none());
+}
