@@ -151,18 +151,10 @@ fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> 
     }
     rules.push(("filter", c.input.clone(), words("-j DROP")));
     rules.push(("filter", c.output.clone(), words("-j ACCEPT")));
-    let mut hooks: Vec<Rule> = vec![
-        (
-            "filter",
-            "FORWARD".into(),
-            words(&format!("-o {bridge} -j {}", c.input)),
-        ),
-        (
-            "filter",
-            "FORWARD".into(),
-            words(&format!("-i {bridge} -j {}", c.output)),
-        ),
-    ];
+    // The jumps into our chains; the one into NAT only when there is an uplink.
+    let mut all_jumps = jumps(bridge, &c);
+    let nat_jump = all_jumps.pop().expect("the NAT jump comes last");
+    let mut hooks = all_jumps;
     if !policy.uplink.is_empty() {
         let uplink = iface(&policy.uplink)?;
         rules.push((
@@ -170,7 +162,7 @@ fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> 
             c.nat.clone(),
             words(&format!("-s {net} ! -d {net} -o {uplink} -j MASQUERADE")),
         ));
-        hooks.push(("nat", "POSTROUTING".into(), words(&format!("-j {}", c.nat))));
+        hooks.push(nat_jump);
     }
     Ok(Plan {
         chains: rules,

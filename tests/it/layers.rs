@@ -27,7 +27,8 @@ const JOB_USERS: &[&str] = &["web", "cli", "embedded"];
 /// Imports that break the rules, as `file -> module`, each to be paid. None left.
 const DEBTS: &[(&str, &str)] = &[];
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every `.rs` file under `dir` (also used by the records checks).
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.is_dir() {

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::layers::rust_files;
+
 /// SQL keywords a statement starts with.
 const STARTS: &[&str] = &[
     "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "REPLACE", "CREATE", "ALTER", "DROP", "VACUUM",
@@ -169,17 +171,6 @@ fn fill(sql: &str, names: &HashMap<String, String>) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
 }
 
 #[test]
