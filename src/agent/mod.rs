@@ -349,10 +349,31 @@ impl Agent {
             Command::SyncTemplates(manifest) => self.sync_templates(&manifest)?,
             Command::PutTemplate { info, offset, data } => self.put_template(&info, offset, &data),
             Command::Usage(None) => {
+                // Each container under its own lock (a destroy or stop in progress finishes
+                // first); one that is gone by then, or cannot be read, is left out of this
+                // sample rather than failing the node's whole sample.
                 let mut out = Vec::new();
                 for spec in self.specs.all()? {
-                    if self.driver.state(spec.id)? == EnvState::Running {
-                        out.push(json!({"id": spec.id, "counters": self.driver.usage(spec.id)?}));
+                    let lock = self.lock(spec.id);
+                    let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    if self.specs.get(spec.id)?.is_none() {
+                        continue;
+                    }
+                    let sample = self.driver.state(spec.id).and_then(|state| {
+                        Ok(if state == EnvState::Running {
+                            Some(self.driver.usage(spec.id)?)
+                        } else {
+                            None
+                        })
+                    });
+                    match sample {
+                        Ok(Some(counters)) => {
+                            out.push(json!({"id": spec.id, "counters": counters}))
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(id = %spec.id, error = %e, "usage: left out of this sample")
+                        }
                     }
                 }
                 Reply::ok(out)

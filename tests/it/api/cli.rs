@@ -359,3 +359,103 @@ fn a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(141));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// `slices node add` gives nodes subnets of their own; `slices node remove` retires one
+/// without slices at once, and with --force only when its name is typed.
+#[test]
+fn nodes_get_their_own_subnets_and_are_removed_on_purpose() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::serve::make_data(None, Some(&data));
+    for (name, port) in [("n1", "7071"), ("n2", "7072")] {
+        let out = slices()
+            .args([
+                "node",
+                "add",
+                name,
+                "--address",
+                &format!("10.0.0.9:{port}"),
+            ])
+            .arg("--bundle")
+            .arg(dir.path().join(name))
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let toml = |n: &str| std::fs::read_to_string(dir.path().join(n).join("agent.toml")).unwrap();
+    assert!(
+        toml("n1").contains("subnet = \"10.77.0.0/24\""),
+        "{}",
+        toml("n1")
+    );
+    assert!(
+        toml("n2").contains("subnet = \"10.77.1.0/24\""),
+        "{}",
+        toml("n2")
+    );
+    let out = slices()
+        .args([
+            "node",
+            "add",
+            "n3",
+            "--address",
+            "10.0.0.9:7073",
+            "--subnet",
+            "10.77.1.128/25",
+        ])
+        .arg("--bundle")
+        .arg(dir.path().join("n3"))
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlaps node n2"));
+    let routes = slices()
+        .args(["gateway", "routes", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        routes.contains("ip route replace 10.77.0.0/24 via 10.0.0.9"),
+        "{routes}"
+    );
+    // Forced, with the wrong name typed: nothing happens.
+    let mut child = slices()
+        .args(["node", "remove", "n1", "--force", "--data"])
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"n2\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not removed"));
+    // Without slices, removed at once.
+    let out = slices()
+        .args(["node", "remove", "n1", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = slices()
+        .args(["node", "list", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains("n1") && list.contains("n2"), "{list}");
+}
