@@ -311,3 +311,9 @@ ALTER TABLE users ADD COLUMN gateway_problem TEXT;
 -- pool (`node_subnet_pool`); no two nodes share addresses.
 ALTER TABLE nodes ADD COLUMN subnet TEXT;
 CREATE UNIQUE INDEX nodes_subnet ON nodes(subnet) WHERE subnet IS NOT NULL;
+
+-- version: 12
+-- The SHA-256 of the certificate each node was issued at enrolment (or first seen with):
+-- the master talks only to an agent presenting that one, so the key of a node removed or
+-- enrolled again is worth nothing.
+ALTER TABLE nodes ADD COLUMN cert_sha256 TEXT;

@@ -72,6 +72,7 @@ pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<Option<String>> {
     }
     let ca = pki::Ca::open_or_create(&data.join("ca"))?;
     let id = ca.issue_node(&name)?;
+    let fp = id.fingerprint()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?.to_string();
     let unused = root.join("unused"); // in-process: the certificate is handed over in memory
@@ -111,12 +112,15 @@ pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<Option<String>> {
     let addr = NodeAddress::parse(&address).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     ctx.db
         .write(|tx| {
-            match crate::nodes::by_name(tx, NODE)? {
-                Some(_) => crate::nodes::set_address(tx, &name, &addr)?,
-                None => {
-                    crate::nodes::add(tx, &name, &addr)?;
+            let node = match crate::nodes::by_name(tx, NODE)? {
+                Some(n) => {
+                    crate::nodes::set_address(tx, &name, &addr)?;
+                    n
                 }
-            }
+                None => crate::nodes::add(tx, &name, &addr)?,
+            };
+            // A new certificate at each start: the pin follows it.
+            crate::records::nodes::set_cert(tx, node.id, &fp)?;
             Ok::<_, crate::error::Error>(())
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -24,7 +24,9 @@ pub async fn connect(
         node: node.name.clone(),
         message: e.message,
     })?;
-    AgentClient::connect(&node.address, &name, tls, timeout).await
+    AgentClient::connect(&node.address, &name, tls, timeout)
+        .await?
+        .check_pin(&node.name, node.cert_sha256.as_deref())
 }
 
 /// What became of one template on a node.

@@ -150,6 +150,10 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
                 ..net_check
             };
             let id = ca.issue_node(&name)?;
+            let fp = id.fingerprint()?;
+            ctx.db
+                .write(|tx| crate::records::nodes::set_cert(tx, node.id, &fp))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             pki::write_bundle(&dir, ca.cert_pem(), &id)?;
             std::fs::write(
                 dir.join("agent.toml"),

@@ -48,7 +48,22 @@ impl Links {
             node: node.name.clone(),
             message: e.message,
         })?;
-        AgentClient::connect(&node.address, &name, self.tls.clone(), self.timeout).await
+        let client =
+            AgentClient::connect(&node.address, &name, self.tls.clone(), self.timeout).await?;
+        let client = client.check_pin(&node.name, node.cert_sha256.as_deref())?;
+        if node.cert_sha256.is_none() {
+            // Enrolled before pins: the first certificate seen is the one from now on.
+            let (db, id, fp) = (
+                self.db.clone(),
+                node.id,
+                client.peer_fingerprint().to_string(),
+            );
+            let _ = tokio::task::spawn_blocking(move || {
+                db.write(|tx| crate::records::nodes::set_cert(tx, id, &fp))
+            })
+            .await;
+        }
+        Ok(client)
     }
 
     /// Sends on one connection and keeps it for later if it is still good.

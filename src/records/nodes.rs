@@ -21,10 +21,14 @@ pub struct Node {
     /// The slice subnet the master gave it (None: enrolled before the master owned them;
     /// `info` then says what the agent uses).
     pub subnet: Option<String>,
+    /// The SHA-256 of the certificate the node was enrolled with (or first seen with): the
+    /// master talks only to an agent presenting it.
+    #[serde(skip)]
+    pub cert_sha256: Option<String>,
 }
 
 const COLUMNS: &str =
-    "id, name, address, enabled, draining, created_at, last_seen_at, last_error, info, subnet";
+    "id, name, address, enabled, draining, created_at, last_seen_at, last_error, info, subnet, cert_sha256";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
     let info: Option<String> = r.get(8)?;
@@ -39,6 +43,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
         last_error: r.get(7)?,
         info: info.and_then(|s| serde_json::from_str(&s).ok()),
         subnet: r.get(9)?,
+        cert_sha256: r.get(10)?,
     })
 }
 
@@ -137,5 +142,14 @@ pub fn remove(conn: &Connection, id: i64) -> Result<()> {
     )?;
     conn.execute("DELETE FROM jobs WHERE node_id = ?1", [id])?;
     conn.execute("DELETE FROM nodes WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Pins the certificate a node's agent must present.
+pub fn set_cert(conn: &Connection, id: i64, sha256: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE nodes SET cert_sha256 = ?2 WHERE id = ?1",
+        params![id, sha256],
+    )?;
     Ok(())
 }

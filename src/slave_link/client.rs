@@ -42,6 +42,8 @@ pub struct AgentClient {
     stream: BufReader<TlsStream<TcpStream>>,
     timeout: Duration,
     buf: Vec<u8>,
+    /// The hex SHA-256 of the certificate the agent presented.
+    peer: String,
 }
 
 impl AgentClient {
@@ -71,11 +73,40 @@ impl AgentClient {
                 node: node.to_string(),
                 message: e.to_string(),
             })?;
+        let peer = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| super::pki::fingerprint_der(c.as_ref()))
+            .unwrap_or_default();
         Ok(AgentClient {
             stream: BufReader::new(stream),
             timeout,
             buf: Vec::with_capacity(1024),
+            peer,
         })
+    }
+
+    /// The hex SHA-256 of the certificate the agent presented.
+    pub fn peer_fingerprint(&self) -> &str {
+        &self.peer
+    }
+
+    /// Refuses an agent whose certificate is not the one pinned for its node (when one is).
+    pub fn check_pin(self, node: &str, pinned: Option<&str>) -> Result<AgentClient, LinkError> {
+        match pinned {
+            Some(p) if p != self.peer => Err(LinkError::Tls {
+                node: node.to_string(),
+                message: format!(
+                    "the agent presents a certificate other than the one this node was enrolled \
+                     with (SHA-256 {} instead of {p}): refused. If the node was enrolled again, \
+                     install its new bundle",
+                    self.peer
+                ),
+            }),
+            _ => Ok(self),
+        }
     }
 
     /// Sends a command and waits for its reply.

@@ -73,6 +73,36 @@ pub struct Identity {
     pub key_pem: String,
 }
 
+impl Identity {
+    /// The SHA-256 of the certificate, in hex (what the master pins for the node).
+    pub fn fingerprint(&self) -> anyhow::Result<String> {
+        let der = rustls_pemfile_der(&self.cert_pem)?;
+        Ok(fingerprint_der(&der))
+    }
+}
+
+/// The hex SHA-256 of a certificate's DER bytes.
+pub fn fingerprint_der(der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The DER bytes of the first certificate in a PEM text.
+fn rustls_pemfile_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END CERTIFICATE-----"))
+        .collect();
+    anyhow::ensure!(!body.is_empty(), "no certificate in the PEM text");
+    Ok(base64::engine::general_purpose::STANDARD.decode(body.trim())?)
+}
+
 /// The certificate authority.
 pub struct Ca {
     dir: PathBuf,

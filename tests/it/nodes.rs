@@ -76,3 +76,55 @@ async fn subnets_never_overlap_and_a_node_with_slices_stays() {
         .unwrap()
         .is_none());
 }
+
+/// The master talks only to an agent presenting the certificate its node was enrolled with
+/// (or first seen with): the key of an earlier enrolment of the same name, signed by the same
+/// CA, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_another_certificate_of_the_same_name_is_refused() {
+    let f = fleet(1, |_| "10.85.0.0/24".into(), 0).await;
+    let links = slices::jobs::Links::new(
+        f.ctx.db.clone(),
+        f.ca.client_config().unwrap(),
+        std::time::Duration::from_secs(10),
+    );
+    let name = f.nodes[0].name.clone();
+    let node = || {
+        f.ctx
+            .db
+            .read(|c| slices::nodes::by_name(c, &name))
+            .unwrap()
+            .unwrap()
+    };
+    assert!(node().cert_sha256.is_none(), "enrolled before pins");
+    // First contact pins the certificate seen.
+    let first = links.connect(&node()).await.unwrap();
+    let pinned = node().cert_sha256.expect("pinned at first contact");
+    assert_eq!(pinned, first.peer_fingerprint());
+    // Another agent of the same name, with a certificate of its own from the same CA (a key
+    // kept from an earlier enrolment, say), at the node's address: refused.
+    let impostor = crate::fleet::start_agent(f.dir.path(), &f.ca, &name, "10.85.0.0/24", 0).await;
+    f.ctx
+        .db
+        .write(|tx| {
+            slices::nodes::set_address(
+                tx,
+                &NodeName::parse(&name).unwrap(),
+                &NodeAddress::parse(&impostor.address).unwrap(),
+            )
+        })
+        .unwrap();
+    let err = match links.connect(&node()).await {
+        Ok(_) => panic!("the impostor was let in"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("other than the one this node was enrolled with"),
+        "{err}"
+    );
+    assert_eq!(
+        node().cert_sha256.as_deref(),
+        Some(pinned.as_str()),
+        "the pin stays"
+    );
+}

@@ -161,6 +161,9 @@ async fn add_node(
             })?;
             let ca = crate::slave_link::pki::Ca::open_or_create(&data.join("ca"))?;
             let id = ca.issue_node(&name)?;
+            let fp = id.fingerprint()?;
+            let node_id = node.id;
+            db.write(|tx| crate::records::nodes::set_cert(tx, node_id, &fp))?;
             let port = address
                 .as_str()
                 .rsplit(':')
