@@ -421,6 +421,28 @@ impl Agent {
             Err(e) => items.push(CheckItem::new("templates", false, e.to_string())),
         }
         items.extend(self.driver.check());
+        if self.driver.kind() != "sim" {
+            // Slices reach out, and the gateway reaches them, only through a forwarding host.
+            let on = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+                .map(|v| v.trim() == "1")
+                .unwrap_or(false);
+            items.push(match (on, self.keeps_network()) {
+                (true, _) => CheckItem::new("IPv4 forwarding", true, "on".to_string()),
+                (false, true) => CheckItem::new(
+                    "IPv4 forwarding",
+                    true,
+                    "off now: the agent turns it on when it starts (uninstall puts it back)"
+                        .to_string(),
+                ),
+                (false, false) => CheckItem::new(
+                    "IPv4 forwarding",
+                    false,
+                    "off, and [network] is disabled: turn it on (sysctl -w \
+                     net.ipv4.ip_forward=1, and in /etc/sysctl.d/) or slices are cut off"
+                        .to_string(),
+                ),
+            });
+        }
         if self.keeps_network() {
             let run = run::SystemRunner {
                 timeout: Duration::from_secs(30),

@@ -20,6 +20,13 @@ async fn gateway_page(
     offered: Option<String>,
 ) -> Result<HttpResponse, WebError> {
     let runs = state.read(move |c| crate::gateway::runs(c, 30)).await?;
+    // The routes the gateway needs: each node's subnet through that node.
+    let routes: Vec<serde_json::Value> = state
+        .read(crate::ops::nodes::routes)
+        .await?
+        .into_iter()
+        .map(|(node, subnet, host)| serde_json::json!({"node": node, "subnet": subnet.to_string(), "host": host}))
+        .collect();
     let settings = crate::gateway::Settings::load(&state.ctx.config, &state.ctx.db)
         .map_err(|e| WebError::Internal(anyhow::anyhow!("{e}")))?;
     let mut page = Page::new("staff/gateway.html")
@@ -31,7 +38,8 @@ async fn gateway_page(
             "local",
             &matches!(settings.target, crate::gateway::TargetSpec::Local(_)),
         )
-        .with("runs", &runs);
+        .with("runs", &runs)
+        .with("routes", &routes);
     match plan {
         Some(Ok(p)) => {
             let lines: Vec<String> = p.changes.iter().map(|c| c.to_string()).collect();

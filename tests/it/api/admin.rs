@@ -286,6 +286,11 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
     // The gateway page: the local target, a check, and an apply queued.
     let page = app.get(&tess, "/staff/gateway").await.text().await.unwrap();
     assert!(page.contains("local files under"), "{page}");
+    // node1 was given the first /24 of the pool, and the page says how the gateway reaches it.
+    assert!(
+        page.contains("ip route replace 10.77.0.0&#x2F;24 via node1.example.edu    # node node1"),
+        "{page}"
+    );
     let r = app
         .post(&tess, "/staff/gateway", "/staff/gateway/check", &[])
         .await;

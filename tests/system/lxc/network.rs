@@ -371,6 +371,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
     .unwrap();
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(text.contains("[ ok ] network policy: in place"), "{text}");
+    assert!(text.contains("[ ok ] IPv4 forwarding: on"), "{text}");
     // Drift is reported: a rule added by hand to our chain.
     lab.ns(
         "iptables",
