@@ -46,6 +46,10 @@ pub enum NodeCommand {
         /// Remove it with its live slices (asks for the node's name to be typed).
         #[arg(long)]
         force: bool,
+        /// First move its slices to other nodes (it drains meanwhile); run remove again
+        /// once they run there.
+        #[arg(long = "move", conflicts_with = "force")]
+        move_slices: bool,
         #[command(flatten)]
         cfg: ConfigArgs,
     },
@@ -185,8 +189,29 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        NodeCommand::Remove { name, force, cfg } => {
+        NodeCommand::Remove {
+            name,
+            force,
+            move_slices,
+            cfg,
+        } => {
             let ctx = Context::open_existing(cfg.load(&[])?)?;
+            if move_slices {
+                let (moved, left) = ctx
+                    .db
+                    .write(|tx| crate::ops::nodes::move_off(tx, &name))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!(
+                    "Node {name} is draining; {moved} slice(s) are being moved to other nodes{}. \
+                     Run `slices node remove {name}` again once they run there.",
+                    if left > 0 {
+                        format!(" ({left} still being set up or destroyed: move them when done)")
+                    } else {
+                        String::new()
+                    }
+                );
+                return Ok(());
+            }
             if force {
                 use std::io::BufRead;
                 eprint!("Type the node's name, {name}, to remove it with its live slices: ");

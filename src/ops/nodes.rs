@@ -116,3 +116,43 @@ pub fn routes(conn: &Connection) -> Result<Vec<(String, Subnet, String)>> {
         })
         .collect())
 }
+
+/// Empties a node before it is removed: no new slices go to it (it drains), and each of its
+/// running or stopped slices is moved, made anew wherever placement finds room. Slices still
+/// being set up or destroyed are left to finish. Returns (moved, left).
+pub fn move_off(conn: &Connection, name: &str) -> Result<(usize, usize)> {
+    let node = nodes::by_name(conn, name)?.ok_or(Error::NotFound("node"))?;
+    nodes::set_flag(conn, name, "draining", 1)?;
+    let (mut moved, mut left) = (0, 0);
+    for id in crate::records::slices::in_state_on_node(conn, node.id)? {
+        let Some(s) = crate::records::slices::get(conn, id)? else {
+            continue;
+        };
+        if !matches!(
+            s.state,
+            crate::records::slices::State::Running | crate::records::slices::State::Stopped
+        ) {
+            left += 1;
+            continue;
+        }
+        crate::records::jobs::cancel_queued_for(conn, id)?;
+        crate::records::slices::set_moving(conn, id, None)?;
+        crate::records::slices::event(
+            conn,
+            id,
+            &format!(
+                "Moving off node {name}, which is being removed: a new container is made on \
+                 another node from the template; files in the old one are not carried over."
+            ),
+        )?;
+        crate::records::jobs::enqueue(
+            conn,
+            crate::records::jobs::JobKind::Move,
+            id,
+            Some(s.user_id),
+            Some(node.id),
+        )?;
+        moved += 1;
+    }
+    Ok((moved, left))
+}

@@ -288,8 +288,9 @@ pub fn set_plan(conn: &Connection, id: i64, plan_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// A move begins: the old container goes first, then the slice is made on `node_id`.
-pub fn set_moving(conn: &Connection, id: i64, node_id: i64) -> Result<()> {
+/// A move begins: the old container goes first, then the slice is made on `node_id` (None:
+/// wherever placement finds room).
+pub fn set_moving(conn: &Connection, id: i64, node_id: Option<i64>) -> Result<()> {
     conn.execute(
         "UPDATE slices SET state = 'provisioning', step = 'moving: removing the old container',
                            failure = '', wanted_node = ?2, updated_at = ?3 WHERE id = ?1",

@@ -128,3 +128,51 @@ async fn an_agent_with_another_certificate_of_the_same_name_is_refused() {
         "the pin stays"
     );
 }
+
+/// `node remove --move`: the node drains, its slices are made anew on another node, and then
+/// it can be removed without force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_emptied_onto_the_others_and_then_removed() {
+    let f = fleet(2, |i| format!("10.86.{i}.0/24"), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    let jobs = f.run_jobs(|_| {});
+    let id = f.request_and_approve(&alice, &staff);
+    let before = f.wait_for(id, State::Running, 20).await;
+    let from = before.node_id.unwrap();
+    let name = f
+        .ctx
+        .db
+        .read(|c| slices::nodes::by_id(c, from))
+        .unwrap()
+        .unwrap()
+        .name;
+    let (moved, left) = f
+        .ctx
+        .db
+        .write(|tx| slices::ops::nodes::move_off(tx, &name))
+        .unwrap();
+    assert_eq!((moved, left), (1, 0));
+    let start = std::time::Instant::now();
+    let after = loop {
+        let s = f.slice(id);
+        if s.state == State::Running && s.node_id.is_some() && s.node_id != Some(from) {
+            break s;
+        }
+        assert!(start.elapsed().as_secs() < 30, "not moved: {s:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_ne!(after.node_id, Some(from));
+    jobs.drain(20).await;
+    let (_, live) = f
+        .ctx
+        .db
+        .write(|tx| slices::ops::nodes::remove(tx, &name, false))
+        .unwrap();
+    assert_eq!(live, 0);
+    assert_eq!(
+        f.slice(id).state,
+        State::Running,
+        "the slice lives on elsewhere"
+    );
+}

@@ -291,7 +291,7 @@ pub fn move_to(conn: &Connection, who: &User, slice_id: i64, node_name: &str) ->
         return Err(FieldError::new("node", format!("It is on {} already.", node.name)).into());
     }
     jobs::cancel_queued_for(conn, slice_id)?;
-    rows::set_moving(conn, slice_id, node.id)?;
+    rows::set_moving(conn, slice_id, Some(node.id))?;
     event(
         conn,
         slice_id,
