@@ -282,6 +282,13 @@ impl Agent {
         Ok(match cmd {
             Command::Ping => crate::slave_link::server::pong(),
             Command::NodeInfo => Reply::ok(vec![self.node_info()?]),
+            Command::Retire => Reply::ok(
+                self.uninstall()
+                    .map_err(|e| DriverError::msg(format!("{e:#}")))?
+                    .into_iter()
+                    .map(Value::String)
+                    .collect(),
+            ),
             Command::CreateEnv(spec) => self.create(&spec)?,
             Command::StartEnv(id) => match self.existing(id)? {
                 Ok(spec) => said(self.driver.start(&spec)?, "started", "already running"),

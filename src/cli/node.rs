@@ -227,7 +227,7 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
                 .write(|tx| crate::ops::nodes::remove(tx, &name, force))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
-                "Removed node {}{}. On the host: stop slices-agent, then `slices-agent uninstall`.",
+                "Removed node {}{}.",
                 node.name,
                 if live > 0 {
                     format!(" ({live} live slice(s) left failed)")
@@ -235,6 +235,31 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
                     String::new()
                 }
             );
+            // The agent is told to take its network policy away (its certificate, pinned to
+            // the removed node, is refused from now on).
+            let ca = crate::slave_link::pki::Ca::open_or_create(&ctx.config.data.join("ca"))?;
+            let told = async {
+                let mut link = crate::nodes::connect(&ca, &node, Duration::from_secs(10)).await?;
+                link.call(&crate::slave_link::Command::Retire).await
+            }
+            .await;
+            match told {
+                Ok(r) if r.code == 0 => {
+                    for line in &r.returned {
+                        println!("  agent: {}", line.as_str().unwrap_or_default());
+                    }
+                    println!("On the host: stop and disable slices-agent.");
+                }
+                Ok(r) => println!(
+                    "The agent refused to retire ({}): on the host, stop slices-agent, then \
+                     `slices-agent uninstall`.",
+                    r.text()
+                ),
+                Err(e) => println!(
+                    "The agent could not be reached ({e}): on the host, stop slices-agent, \
+                     then `slices-agent uninstall`."
+                ),
+            }
             Ok(())
         }
         NodeCommand::List { cfg } => {

@@ -127,6 +127,9 @@ struct EnvOptions {
 pub enum Command {
     Ping,
     NodeInfo,
+    /// The node is being removed: take away the network policy and forwarding (containers
+    /// stay), and say what was done and left.
+    Retire,
     CreateEnv(Box<EnvSpec>),
     StartEnv(VeId),
     StopEnv(VeId),
@@ -176,6 +179,7 @@ impl From<Refusal> for Reply {
 pub const COMMANDS: &[&str] = &[
     "ping",
     "node_info",
+    "retire",
     "create_env",
     "start_env",
     "stop_env",
@@ -235,6 +239,10 @@ impl Command {
             "node_info" => {
                 arity(req, 0, "[]")?;
                 Command::NodeInfo
+            }
+            "retire" => {
+                arity(req, 0, "[]")?;
+                Command::Retire
             }
             "list_envs" => {
                 arity(req, 0, "[]")?;
@@ -362,6 +370,7 @@ impl Command {
         match self {
             Command::Ping => "ping",
             Command::NodeInfo => "node_info",
+            Command::Retire => "retire",
             Command::CreateEnv(_) => "create_env",
             Command::StartEnv(_) => "start_env",
             Command::StopEnv(_) => "stop_env",
@@ -396,7 +405,11 @@ impl Command {
     /// The request that carries this command.
     pub fn to_request(&self) -> Request {
         let args = match self {
-            Command::Ping | Command::NodeInfo | Command::ListEnvs | Command::Usage(None) => vec![],
+            Command::Ping
+            | Command::NodeInfo
+            | Command::Retire
+            | Command::ListEnvs
+            | Command::Usage(None) => vec![],
             Command::CreateEnv(s) => vec![
                 json!(s.id),
                 json!(s.template),
@@ -458,6 +471,7 @@ mod tests {
         for c in [
             Command::Ping,
             Command::NodeInfo,
+            Command::Retire,
             Command::CreateEnv(Box::new(spec())),
             Command::StartEnv(id),
             Command::StopEnv(id),

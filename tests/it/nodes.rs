@@ -176,3 +176,27 @@ async fn a_node_is_emptied_onto_the_others_and_then_removed() {
         "the slice lives on elsewhere"
     );
 }
+
+/// A node being removed is told over the link to retire: its agent takes its network policy
+/// away and says what it left; after that its certificate is no longer trusted (the pin went
+/// with the node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_node_is_told_to_retire() {
+    let f = fleet(1, |_| "10.87.0.0/24".into(), 0).await;
+    let name = f.nodes[0].name.clone();
+    let (node, live) = f
+        .ctx
+        .db
+        .write(|tx| slices::ops::nodes::remove(tx, &name, false))
+        .unwrap();
+    assert_eq!(live, 0);
+    let mut link = slices::nodes::connect(&f.ca, &node, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let r = link
+        .call(&slices::slave_link::Command::Retire)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert_eq!(r.returned, [serde_json::json!("no containers were left")]);
+}
