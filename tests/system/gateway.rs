@@ -164,6 +164,22 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     );
     let passwd = sh("getent", &["passwd", "slgw-carol"]);
     assert!(passwd.trim().ends_with(":/bin/sh"), "left alone: {passwd}");
+    // Her "ready" mail says there is no login yet, instead of a command that cannot work.
+    let outbox = f
+        .ctx
+        .db
+        .read(|conn| slices::mail::list(conn, None, 100, 0))
+        .unwrap()
+        .0;
+    let ready = outbox
+        .iter()
+        .find(|m| m.to_addr == "slgw-carol@example.edu" && m.kind == "slice_ready")
+        .expect("carol's ready mail");
+    let text = slices::mail::render(slices::mail::Kind::SliceReady, &ready.data, &f.ctx.site())
+        .unwrap()
+        .text;
+    assert!(text.contains("no login for you yet"), "{text}");
+    assert!(!text.contains("$ ssh"), "{text}");
     let runs = f
         .ctx
         .db

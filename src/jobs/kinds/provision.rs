@@ -145,11 +145,18 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     step!(
         env.db(move |db| db.write(|tx| {
             slices::set_state(tx, slice_id, State::Running, "", &message)?;
+            // A student whose name clashes on the gateway has no login there yet: the mail
+            // says so instead of giving a command that cannot work.
+            let owner = slices::get(tx, slice_id)?.map(|s| s.user_id);
+            let no_login = match owner {
+                Some(u) => crate::records::gateway::problem(tx, u)?.is_some(),
+                None => false,
+            };
             slices::mail_owner(
                 tx,
                 slice_id,
                 crate::mail::Kind::SliceReady,
-                serde_json::json!({}),
+                serde_json::json!({ "no_login": no_login }),
             )
         }))
         .await
