@@ -4,7 +4,8 @@
 //! - slices leave through the host's public interface by NAT (MASQUERADE), when `uplink` is set;
 //! - new connections into the slices' bridge are accepted only on the open TCP ports (22, 80
 //!   and 443 by default) and ICMP; everything else to them is dropped;
-//! - slices may open connections out.
+//! - slices may open connections out, but never to the node itself (only the `host_ports`
+//!   named, none by default): not the agent's port, not any other service of the node.
 //!
 //! The rules live in the agent's own chains, named after its bridge so two agents on one host
 //! keep apart (`SL-BRIDGE-IN`, `SL-BRIDGE-OUT` in `filter`, `SL-BRIDGE-NAT` in `nat`), written
@@ -34,6 +35,11 @@ pub struct NetworkPolicy {
     /// TCP ports open to slices from outside.
     #[serde(default = "default_ports")]
     pub open_ports: Vec<u16>,
+    /// Ports of the node itself (TCP and UDP) slices may reach, such as 53 when the node
+    /// answers DNS for them. None by default: a slice never reaches the agent's port or any
+    /// other service of its node.
+    #[serde(default)]
+    pub host_ports: Vec<u16>,
 }
 
 fn yes() -> bool {
@@ -50,6 +56,7 @@ impl Default for NetworkPolicy {
             enabled: true,
             uplink: String::new(),
             open_ports: default_ports(),
+            host_ports: Vec::new(),
         }
     }
 }
@@ -90,6 +97,8 @@ type Rule = (&'static str, String, Vec<String>);
 struct Chains {
     input: String,
     output: String,
+    /// What slices may reach of the node itself (INPUT from the bridge).
+    host: String,
     nat: String,
 }
 
@@ -97,6 +106,7 @@ fn chains(bridge: &str) -> Chains {
     Chains {
         input: format!("SL-{bridge}-IN"),
         output: format!("SL-{bridge}-OUT"),
+        host: format!("SL-{bridge}-HOST"),
         nat: format!("SL-{bridge}-NAT"),
     }
 }
@@ -151,6 +161,33 @@ fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> 
     }
     rules.push(("filter", c.input.clone(), words("-j DROP")));
     rules.push(("filter", c.output.clone(), words("-j ACCEPT")));
+    // The node itself: answers to what it asked, ICMP, and only the ports named for slices.
+    rules.push((
+        "filter",
+        c.host.clone(),
+        words("-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+    ));
+    rules.push(("filter", c.host.clone(), words("-p icmp -j ACCEPT")));
+    let mut host_ports = policy.host_ports.clone();
+    host_ports.sort_unstable();
+    host_ports.dedup();
+    for group in host_ports.chunks(15) {
+        let list = group
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        for proto in ["tcp", "udp"] {
+            rules.push((
+                "filter",
+                c.host.clone(),
+                words(&format!(
+                    "-p {proto} -m multiport --dports {list} -j ACCEPT"
+                )),
+            ));
+        }
+    }
+    rules.push(("filter", c.host.clone(), words("-j DROP")));
     // The jumps into our chains; the one into NAT only when there is an uplink.
     let mut all_jumps = jumps(bridge, &c);
     let nat_jump = all_jumps.pop().expect("the NAT jump comes last");
@@ -167,7 +204,12 @@ fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> 
     Ok(Plan {
         chains: rules,
         hooks,
-        own: vec![("filter", c.input), ("filter", c.output), ("nat", c.nat)],
+        own: vec![
+            ("filter", c.input),
+            ("filter", c.output),
+            ("filter", c.host),
+            ("nat", c.nat),
+        ],
     })
 }
 
@@ -254,6 +296,11 @@ fn jumps(bridge: &str, c: &Chains) -> Vec<Rule> {
             "FORWARD".into(),
             words(&format!("-i {bridge} -j {}", c.output)),
         ),
+        (
+            "filter",
+            "INPUT".into(),
+            words(&format!("-i {bridge} -j {}", c.host)),
+        ),
         ("nat", "POSTROUTING".into(), words(&format!("-j {}", c.nat))),
     ]
 }
@@ -270,6 +317,8 @@ fn remove_legacy(run: &dyn Runner, bridge: &str) -> DResult<()> {
     let old = Chains {
         input: LEGACY[0].1.into(),
         output: LEGACY[1].1.into(),
+        // Older versions had no such chain; its jump is never there.
+        host: "SLICES-HOST".into(),
         nat: LEGACY[2].1.into(),
     };
     for (table, chain, args) in jumps(bridge, &old) {
@@ -357,7 +406,12 @@ pub fn uninstall(run: &dyn Runner, bridge: &str, state: &std::path::Path) -> DRe
             ));
         }
     }
-    for (table, chain) in [("filter", &c.input), ("filter", &c.output), ("nat", &c.nat)] {
+    for (table, chain) in [
+        ("filter", &c.input),
+        ("filter", &c.output),
+        ("filter", &c.host),
+        ("nat", &c.nat),
+    ] {
         if delete_chain(run, table, chain)? {
             done.push(format!("removed the chain -t {table} {chain}"));
         }
@@ -470,6 +524,7 @@ mod tests {
             vec![
                 "FORWARD -o slbr0 -j SL-slbr0-IN",
                 "FORWARD -i slbr0 -j SL-slbr0-OUT",
+                "INPUT -i slbr0 -j SL-slbr0-HOST",
                 "POSTROUTING -j SL-slbr0-NAT"
             ]
         );

@@ -345,6 +345,32 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         "masqueraded behind the host"
     );
 
+    // A slice never reaches its node itself: not the agent's port (listening on the node's
+    // own address), not any other; the master still does, from outside.
+    let to_agent = lab.ns(
+        "lxc-attach",
+        &[
+            "-P",
+            lxc.to_str().unwrap(),
+            "-n",
+            "ve4201",
+            "--",
+            "bash",
+            "-c",
+            "if timeout 4 bash -c 'exec 3<>/dev/tcp/10.95.0.2/7070' 2>/dev/null; then echo up; else echo down; fi",
+        ],
+    );
+    assert_eq!(to_agent.trim(), "down", "a slice reached the agent's port");
+    assert!(
+        connects("10.95.0.2:7070", 5),
+        "the master still reaches the agent"
+    );
+    let rules = lab.ns("iptables", &["-S"]);
+    assert!(
+        rules.contains("-A INPUT -i slbr-np -j SL-slbr-np-HOST"),
+        "{rules}"
+    );
+
     // Restarting the agent applies the policy again and adds nothing; check says in place.
     lab.stop_agent();
     lab.start_agent();
