@@ -87,7 +87,13 @@ impl AgentConfig {
     /// A sample file, as `slices node add` writes it.
     /// The agent.toml `slices node add` writes: the subnet the master gave the node, its
     /// bridge and uplink.
-    pub fn sample(name: &NodeName, listen: SocketAddr, dir: &Path, net: &Enrolment) -> String {
+    pub fn sample(
+        name: &NodeName,
+        listen: SocketAddr,
+        dir: &Path,
+        subnet: &Subnet,
+        net: &NodeIfaces,
+    ) -> String {
         format!(
             "# slices-agent configuration for node {name}\n\
              name = \"{name}\"\n\
@@ -113,33 +119,31 @@ impl AgentConfig {
             cert = dir.join("agent.pem").display(),
             key = dir.join("agent.key").display(),
             bridge = net.bridge,
-            subnet = net.subnet,
+            subnet = subnet,
             uplink = net.uplink,
         )
     }
 }
 
-/// What the master decides of a node's network when it enrols it.
+/// A node's interfaces as its enrolment names them (the subnet comes from the master).
 #[derive(Debug, Clone)]
-pub struct Enrolment {
-    pub subnet: Subnet,
+pub struct NodeIfaces {
     /// The slices' bridge (an interface name, checked).
     pub bridge: String,
     /// The host's public interface for NAT (checked; empty: no NAT).
     pub uplink: String,
 }
 
-impl Enrolment {
+impl NodeIfaces {
     /// Checks the interface names (they reach agent.toml and, on the host, command lines).
-    pub fn new(subnet: Subnet, bridge: &str, uplink: &str) -> Result<Enrolment, String> {
+    pub fn new(bridge: &str, uplink: &str) -> Result<NodeIfaces, String> {
         let bridge = netpolicy::iface(bridge).map_err(|e| format!("bridge: {e}"))?;
         let uplink = if uplink.is_empty() {
             ""
         } else {
             netpolicy::iface(uplink).map_err(|e| format!("uplink: {e}"))?
         };
-        Ok(Enrolment {
-            subnet,
+        Ok(NodeIfaces {
             bridge: bridge.to_string(),
             uplink: uplink.to_string(),
         })

@@ -12,7 +12,7 @@ pub mod sim;
 mod specs;
 pub mod vzctl;
 
-pub use config::{AgentConfig, DriverKind, Enrolment};
+pub use config::{AgentConfig, DriverKind, NodeIfaces};
 use specs::Specs;
 
 use std::collections::HashMap;

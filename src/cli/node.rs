@@ -129,12 +129,8 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
                 .parse()?,
             };
             // The names are checked before anything is written.
-            let net_check = crate::agent::Enrolment::new(
-                crate::domain::Subnet::parse("10.0.0.0/24").expect("a subnet"),
-                &bridge,
-                &uplink,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let net = crate::agent::NodeIfaces::new(&bridge, &uplink)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let ctx = Context::open_existing(cfg.load(&[])?)?;
             let pool = crate::domain::Subnet::parse(&ctx.config.node_subnet_pool)
                 .map_err(|e| anyhow::anyhow!("node_subnet_pool: {}", e.message))?;
@@ -149,10 +145,6 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
                 .db
                 .write(|tx| crate::ops::nodes::enrol(tx, &name, &address, subnet, &pool))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let net = crate::agent::Enrolment {
-                subnet: given,
-                ..net_check
-            };
             let id = ca.issue_node(&name)?;
             let fp = id.fingerprint()?;
             ctx.db
@@ -165,6 +157,7 @@ pub async fn run(what: NodeCommand) -> anyhow::Result<()> {
                     &name,
                     listen,
                     std::path::Path::new("/etc/slices-agent"),
+                    &given,
                     &net,
                 ),
             )?;

@@ -151,3 +151,21 @@ pub async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A Unix account on this host made by the test (not by Slices: shell /bin/sh), removed on
+/// drop, also when the test fails.
+pub struct HostAccount(pub &'static str);
+
+impl HostAccount {
+    pub fn make(name: &'static str) -> HostAccount {
+        quiet("userdel", &[name]);
+        sh("useradd", &["-M", "-s", "/bin/sh", name]);
+        HostAccount(name)
+    }
+}
+
+impl Drop for HostAccount {
+    fn drop(&mut self) {
+        quiet("userdel", &[self.0]);
+    }
+}

@@ -132,15 +132,7 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     }
     // carol's name is an account on the gateway that Slices did not make (a lab member's,
     // say): she is left out, and said so; the others are served.
-    struct Gone(&'static str);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = Command::new("userdel").arg(self.0).output();
-        }
-    }
-    let _ = Command::new("userdel").arg("slgw-carol").output();
-    sh("useradd", &["-M", "-s", "/bin/sh", "slgw-carol"]);
-    let _carol_account = Gone("slgw-carol");
+    let _carol_account = HostAccount::make("slgw-carol");
     let carol = f.user("slgw-carol", Role::Student);
     let a = f.request_and_approve(&alice, &staff);
     let b = f.request_and_approve(&bob, &staff);

@@ -220,15 +220,7 @@ async fn the_helper_account_cannot_become_root_or_write_outside_its_folders() {
     // A student named like an account Slices did not make is left out, and said so; the
     // others in the same apply go ahead.
     let taken = "slgwh-taken";
-    let _ = Command::new("userdel").arg(taken).output();
-    sh("useradd", &["-M", "-s", "/bin/sh", taken]);
-    struct Gone(&'static str);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = Command::new("userdel").arg(self.0).output();
-        }
-    }
-    let _gone = Gone(taken);
+    let _taken_account = HostAccount::make(taken);
     let bob = "slgwh-bob";
     let both = archive(&[
         file(&format!("{taken}.sh"), 0o755, b"#!/bin/sh\n"),

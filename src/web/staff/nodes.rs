@@ -173,12 +173,13 @@ async fn add_node(
             let listen: std::net::SocketAddr = format!("0.0.0.0:{port}")
                 .parse()
                 .map_err(|e: std::net::AddrParseError| Error::Internal(e.into()))?;
-            let net = crate::agent::Enrolment::new(given, "slbr0", "eth0")
+            let net = crate::agent::NodeIfaces::new("slbr0", "eth0")
                 .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
             let toml = crate::agent::AgentConfig::sample(
                 &name,
                 listen,
                 std::path::Path::new("/etc/slices-agent"),
+                &given,
                 &net,
             );
             Ok(serde_json::json!({
