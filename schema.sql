@@ -317,3 +317,8 @@ CREATE UNIQUE INDEX nodes_subnet ON nodes(subnet) WHERE subnet IS NOT NULL;
 -- the master talks only to an agent presenting that one, so the key of a node removed or
 -- enrolled again is worth nothing.
 ALTER TABLE nodes ADD COLUMN cert_sha256 TEXT;
+
+-- version: 13
+-- Whether a plan's students are root in their slices (passwordless sudo): on by default, as
+-- the seed's OpenVZ containers gave each student root.
+ALTER TABLE plans ADD COLUMN student_root INTEGER NOT NULL DEFAULT 1;

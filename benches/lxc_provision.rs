@@ -43,6 +43,7 @@ async fn run() {
             search_domain: None,
             limits: Limits::default(),
             keys: vec![],
+            root: true,
         };
         let t = Instant::now();
         let r = m

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the system tests drive (real sshd, Apache, LXC, SMTP, Chromium, ...).
 # Each later part adds its own here; missing ones are installed, present ones are left alone.
-packages=(sudo lxc debootstrap openssh-client openssh-server openssh-sftp-server apache2 iptables iproute2 python3-aiosmtpd chromium chromium-driver)
+packages=(sudo lxc debootstrap e2fsprogs openssh-client openssh-server openssh-sftp-server apache2 iptables iproute2 python3-aiosmtpd chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -16,6 +16,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Each slice's disk is an ext4 image on a loop device: the loop driver must be there.
+[ -e /dev/loop-control ] || modprobe loop
 
 # The OS template the LXC system tests make slices from: built once per machine, then cached.
 export TEST_SLICES_TEMPLATE

@@ -93,6 +93,7 @@ pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<Option<String>> {
         // On a machine Slices is tried on, it leaves iptables alone; a slave host's own
         // slices-agent keeps NAT and the firewall ([network] in agent.toml).
         network: crate::agent::netpolicy::NetworkPolicy::off(),
+        slice_ids: Default::default(),
     };
     let agent = Arc::new(Agent::from_config(cfg)?);
     if mode == Mode::Lxc {

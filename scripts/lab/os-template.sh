@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds (once per machine) an OpenVZ-style OS template: a tar.gz of a Debian 12 (bookworm)
-# root file system with systemd, sshd, iproute2, ifupdown and python3.
+# root file system with systemd, sshd, iproute2, ifupdown, python3 and sudo (students are root
+# in their slices through sudo). The cache file is named after what it holds.
 #
 #   scripts/lab/os-template.sh [OUT_FILE]
 #
-# The template is cached as /var/cache/slices-lab/debian-12-ssh_amd64.tar.gz (plus a .sha256
+# The template is cached as /var/cache/slices-lab/debian-12-ssh-sudo_amd64.tar.gz (plus a .sha256
 # file beside it) and reused when present and intact, so a second run takes well under a
 # second. With OUT_FILE (a file or a folder) the cached file is hard-linked there (copied when
 # that is another file system). The path of the template (OUT_FILE if given) is the only line
@@ -25,11 +26,11 @@
 #   SLICES_LAB_REBUILD  1 = ignore the cache and build anew
 set -euo pipefail
 
-NAME=debian-12-ssh_amd64.tar.gz
+NAME=debian-12-ssh-sudo_amd64.tar.gz
 CACHE_DIR=${SLICES_LAB_CACHE:-/var/cache/slices-lab}
 CACHE_FILE=$CACHE_DIR/$NAME
 SUITE=bookworm
-INCLUDE=systemd-sysv,openssh-server,iproute2,ifupdown,python3
+INCLUDE=systemd-sysv,openssh-server,iproute2,ifupdown,python3,sudo
 OUT=${1:-}
 
 log() { printf '[os-template] %s\n' "$*" >&2; }

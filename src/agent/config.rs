@@ -51,6 +51,9 @@ pub struct AgentConfig {
     /// NAT and the firewall for the slices (lxc and vzctl drivers).
     #[serde(default)]
     pub network: netpolicy::NetworkPolicy,
+    /// The host ids the slices' id ranges come from (lxc driver): 65536 per slice.
+    #[serde(default)]
+    pub slice_ids: super::lxc::IdPool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -81,6 +84,9 @@ impl AgentConfig {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
             "bridge: an interface name has at most 15 letters, digits, - or _"
         );
+        cfg.slice_ids
+            .check()
+            .map_err(|e| anyhow::anyhow!("in {}: {e}", path.display()))?;
         Ok(cfg)
     }
 
@@ -114,7 +120,15 @@ impl AgentConfig {
              # The slices leave by NAT through this interface (empty: no NAT).\n\
              uplink = \"{uplink}\"\n\
              # Only these TCP ports of the slices are open from outside; the rest is dropped.\n\
-             open_ports = [22, 80, 443]\n",
+             open_ports = [22, 80, 443]\n\
+             # Slices reach each other on the open ports only (\"open_ports\") or not at all (\"none\").\n\
+             between_slices = \"open_ports\"\n\
+             \n\
+             # Each slice's root is its own range of 65536 host ids, taken from here (lxc driver).\n\
+             # Reserve it for root in /etc/subuid and /etc/subgid: root:1000000000:1073741824\n\
+             [slice_ids]\n\
+             first = 1000000000\n\
+             slices = 16384\n",
             ca = dir.join("ca.pem").display(),
             cert = dir.join("agent.pem").display(),
             key = dir.join("agent.key").display(),

@@ -5,6 +5,7 @@
 pub mod beancounters;
 mod config;
 pub mod driver;
+pub mod inside;
 pub mod lxc;
 pub mod netpolicy;
 pub mod run;

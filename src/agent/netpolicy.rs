@@ -5,7 +5,13 @@
 //! - new connections into the slices' bridge are accepted only on the open TCP ports (22, 80
 //!   and 443 by default) and ICMP; everything else to them is dropped;
 //! - slices may open connections out, but never to the node itself (only the `host_ports`
-//!   named, none by default): not the agent's port, not any other service of the node.
+//!   named, none by default): not the agent's port, not any other service of the node;
+//! - slices reach each other only through the host, so the same rules hold between them: on
+//!   the open ports (`between_slices = "open_ports"`, the default) or not at all (`"none"`).
+//!   Each slice's port on the bridge is isolated (the lxc driver sets it), so two slices never
+//!   talk straight over the bridge; the host answers ARP for the subnet on the bridge
+//!   (`proxy_arp_pvlan`) and routes between them, and never tells a slice to go around it
+//!   (its ICMP redirects to the bridge are dropped).
 //!
 //! The rules live in the agent's own chains, named after its bridge so two agents on one host
 //! keep apart (`SL-BRIDGE-IN`, `SL-BRIDGE-OUT` in `filter`, `SL-BRIDGE-NAT` in `nat`), written
@@ -40,6 +46,20 @@ pub struct NetworkPolicy {
     /// other service of its node.
     #[serde(default)]
     pub host_ports: Vec<u16>,
+    /// What slices may reach of each other.
+    #[serde(default)]
+    pub between_slices: BetweenSlices,
+}
+
+/// What slices on one node may reach of each other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BetweenSlices {
+    /// The ports open to the outside (`open_ports`), and ICMP.
+    #[default]
+    OpenPorts,
+    /// Nothing.
+    None,
 }
 
 fn yes() -> bool {
@@ -57,6 +77,7 @@ impl Default for NetworkPolicy {
             uplink: String::new(),
             open_ports: default_ports(),
             host_ports: Vec::new(),
+            between_slices: BetweenSlices::OpenPorts,
         }
     }
 }
@@ -135,14 +156,21 @@ fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> 
     let bridge = iface(bridge)?;
     let c = chains(bridge);
     let net = format!("{}/{}", subnet.network(), subnet.prefix());
-    let mut rules: Vec<Rule> = vec![
-        (
+    let mut rules: Vec<Rule> = Vec::new();
+    if policy.between_slices == BetweenSlices::None {
+        // From a slice to a slice: nothing at all.
+        rules.push((
             "filter",
             c.input.clone(),
-            words("-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
-        ),
-        ("filter", c.input.clone(), words("-p icmp -j ACCEPT")),
-    ];
+            words(&format!("-i {bridge} -j DROP")),
+        ));
+    }
+    rules.push((
+        "filter",
+        c.input.clone(),
+        words("-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+    ));
+    rules.push(("filter", c.input.clone(), words("-p icmp -j ACCEPT")));
     let mut ports = policy.open_ports.clone();
     ports.sort_unstable();
     ports.dedup();
@@ -160,6 +188,13 @@ fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> 
         ));
     }
     rules.push(("filter", c.input.clone(), words("-j DROP")));
+    // From a slice to a slice (routed by the host between isolated ports): the rules for
+    // what comes in, whichever of the two jumps FORWARD takes first.
+    rules.push((
+        "filter",
+        c.output.clone(),
+        words(&format!("-o {bridge} -j {}", c.input)),
+    ));
     rules.push(("filter", c.output.clone(), words("-j ACCEPT")));
     // The node itself: answers to what it asked, ICMP, and only the ports named for slices.
     rules.push((
@@ -301,6 +336,12 @@ fn jumps(bridge: &str, c: &Chains) -> Vec<Rule> {
             "INPUT".into(),
             words(&format!("-i {bridge} -j {}", c.host)),
         ),
+        // Routing between isolated ports: never tell a slice to go around the host.
+        (
+            "filter",
+            "OUTPUT".into(),
+            words(&format!("-o {bridge} -p icmp --icmp-type redirect -j DROP")),
+        ),
         ("nat", "POSTROUTING".into(), words(&format!("-j {}", c.nat))),
     ]
 }
@@ -385,6 +426,9 @@ pub fn apply(
         ],
     )?
     .ok("turning on IPv4 forwarding")?;
+    let pvlan = proxy_arp_pvlan(policy);
+    run.run("sysctl", &pvlan_arg(bridge, pvlan))?
+        .ok("setting proxy_arp_pvlan on the bridge")?;
     Ok(if before.is_empty() {
         Change::AlreadySo
     } else {
@@ -406,9 +450,10 @@ pub fn uninstall(run: &dyn Runner, bridge: &str, state: &std::path::Path) -> DRe
             ));
         }
     }
+    // OUT first: it jumps to IN, which cannot go while referenced.
     for (table, chain) in [
-        ("filter", &c.input),
         ("filter", &c.output),
+        ("filter", &c.input),
         ("filter", &c.host),
         ("nat", &c.nat),
     ] {
@@ -417,6 +462,9 @@ pub fn uninstall(run: &dyn Runner, bridge: &str, state: &std::path::Path) -> DRe
         }
     }
     remove_legacy(run, bridge)?;
+    if run.run("sysctl", &pvlan_arg(bridge, false))?.code == 0 {
+        done.push(format!("proxy ARP between {bridge}'s ports off"));
+    }
     let note = state.join(FORWARDING_WAS);
     if let Ok(was) = std::fs::read_to_string(&note) {
         let was = was.trim();
@@ -447,7 +495,33 @@ pub fn drift(
     if !policy.enabled {
         return Ok(vec![]);
     }
-    drift_of(run, &plan(policy, bridge, subnet)?)
+    let mut out = drift_of(run, &plan(policy, bridge, subnet)?)?;
+    let key = format!("net/ipv4/conf/{}/proxy_arp_pvlan", iface(bridge)?);
+    let now = run.run("sysctl", &["-n".to_string(), key.clone()])?;
+    let want = if proxy_arp_pvlan(policy) { "1" } else { "0" };
+    if now.code == 0 && now.stdout.trim() != want {
+        out.push(format!("{key} is {}, not {want}", now.stdout.trim()));
+    }
+    Ok(out)
+}
+
+/// Whether the host answers ARP between the bridge's isolated ports (so that slices reach each
+/// other through it, where the rules decide).
+fn proxy_arp_pvlan(policy: &NetworkPolicy) -> bool {
+    policy.between_slices == BetweenSlices::OpenPorts
+}
+
+/// `sysctl -q -w net/ipv4/conf/BRIDGE/proxy_arp_pvlan=V` (the slash form: a bridge's name
+/// may hold a dot).
+fn pvlan_arg(bridge: &str, on: bool) -> Vec<String> {
+    vec![
+        "-q".to_string(),
+        "-w".to_string(),
+        format!(
+            "net/ipv4/conf/{bridge}/proxy_arp_pvlan={}",
+            if on { 1 } else { 0 }
+        ),
+    ]
 }
 
 fn drift_of(run: &dyn Runner, p: &Plan) -> DResult<Vec<String>> {
@@ -525,9 +599,44 @@ mod tests {
                 "FORWARD -o slbr0 -j SL-slbr0-IN",
                 "FORWARD -i slbr0 -j SL-slbr0-OUT",
                 "INPUT -i slbr0 -j SL-slbr0-HOST",
+                "OUTPUT -o slbr0 -p icmp --icmp-type redirect -j DROP",
                 "POSTROUTING -j SL-slbr0-NAT"
             ]
         );
+    }
+
+    #[test]
+    fn slices_meet_on_the_open_ports_or_not_at_all() {
+        let open = restore_text(&plan(&NetworkPolicy::default(), "slbr0", &subnet()).unwrap());
+        // Slice to slice goes through the rules for what comes in, which end in DROP.
+        assert!(
+            open.contains("-A SL-slbr0-OUT -o slbr0 -j SL-slbr0-IN\n-A SL-slbr0-OUT -j ACCEPT\n")
+        );
+        assert!(!open.contains("-A SL-slbr0-IN -i slbr0 -j DROP"));
+        let none = NetworkPolicy {
+            between_slices: BetweenSlices::None,
+            ..NetworkPolicy::default()
+        };
+        let walled = restore_text(&plan(&none, "slbr0", &subnet()).unwrap());
+        // First in the chain: not even an answer or a ping from one slice to another.
+        assert!(walled.contains(":SL-slbr0-IN - [0:0]\n"));
+        let first = walled
+            .lines()
+            .find(|l| l.starts_with("-A SL-slbr0-IN"))
+            .unwrap();
+        assert_eq!(first, "-A SL-slbr0-IN -i slbr0 -j DROP");
+        // And the host does not answer ARP between the ports.
+        assert_eq!(
+            pvlan_arg("slbr0", proxy_arp_pvlan(&none))[2],
+            "net/ipv4/conf/slbr0/proxy_arp_pvlan=0"
+        );
+        assert_eq!(
+            pvlan_arg("slbr0", proxy_arp_pvlan(&NetworkPolicy::default()))[2],
+            "net/ipv4/conf/slbr0/proxy_arp_pvlan=1"
+        );
+        let parsed: NetworkPolicy = toml::from_str("between_slices = \"none\"").unwrap();
+        assert_eq!(parsed.between_slices, BetweenSlices::None);
+        assert!(toml::from_str::<NetworkPolicy>("between_slices = \"all\"").is_err());
     }
 
     #[test]

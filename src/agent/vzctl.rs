@@ -15,8 +15,6 @@ use crate::slave_link::EnvSpec;
 pub struct VzPaths {
     pub vzctl: String,
     pub beancounters: PathBuf,
-    /// Where a running container's root is mounted on the host (`VE_ROOT` without the id).
-    pub ve_root: PathBuf,
 }
 
 impl Default for VzPaths {
@@ -24,7 +22,6 @@ impl Default for VzPaths {
         VzPaths {
             vzctl: "vzctl".into(),
             beancounters: "/proc/user_beancounters".into(),
-            ve_root: "/vz/root".into(),
         }
     }
 }
@@ -63,18 +60,19 @@ impl Vzctl {
             "--cpuunits",
             l.cpu_shares,
         ];
-        if l.disk_mb > 0 {
-            let kb = l.disk_mb as u64 * 1024;
-            a.extend(argv!["--diskspace", format!("{}:{}", kb, kb + kb / 10)]);
-        }
+        // The plan's disk is a hard limit, as under lxc: barrier and limit alike (no grace
+        // period above it).
+        let kb = l.disk_limit_mb() as u64 * 1024;
+        a.extend(argv!["--diskspace", format!("{kb}:{kb}")]);
         a.push("--save".into());
         a
     }
 
-    fn exec(&self, id: VeId, args: &[&str]) -> DResult<super::run::Output> {
+    /// `vzctl exec2 ID ARGS...` inside the VE, with optional standard input.
+    fn exec(&self, id: VeId, args: &[&str], stdin: Option<&[u8]>) -> DResult<super::run::Output> {
         let mut a = argv!["exec2", id];
         a.extend(args.iter().map(|s| s.to_string()));
-        self.run.run(&self.paths.vzctl, &a)
+        self.run.run_with(&self.paths.vzctl, &a, stdin)
     }
 }
 
@@ -137,32 +135,10 @@ impl Driver for Vzctl {
                 return Err(DriverError::msg(format!("container {id} does not exist")))
             }
         };
-        // The user, as the seed's create_env adds it, and exactly the keys asked for.
-        let user = spec.username.as_str();
-        if self.exec(id, &["id", "-u", user])?.code != 0 {
-            self.exec(id, &["useradd", "-m", "-s", "/bin/bash", user])?
-                .ok("useradd")?;
-        }
-        let home_ssh = format!("/home/{user}/.ssh");
-        self.exec(id, &["mkdir", "-p", &home_ssh])?.ok("mkdir")?;
-        let keys: String = spec.keys.iter().map(|k| format!("{k}\n")).collect();
-        let host_path = self
-            .paths
-            .ve_root
-            .join(id.to_string())
-            .join(format!("home/{user}/.ssh/authorized_keys"));
-        if let Some(parent) = host_path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&host_path, keys)?;
-        self.exec(id, &["chown", "-R", &format!("{user}:{user}"), &home_ssh])?
-            .ok("chown")?;
-        self.exec(id, &["chmod", "700", &home_ssh])?.ok("chmod")?;
-        self.exec(
-            id,
-            &["chmod", "600", &format!("{home_ssh}/authorized_keys")],
-        )?
-        .ok("chmod")?;
+        super::inside::ensure_user(
+            &|args: &[&str], stdin: Option<&[u8]>| self.exec(id, args, stdin),
+            spec,
+        )?;
         Ok(change)
     }
 

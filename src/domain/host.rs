@@ -305,7 +305,7 @@ pub struct Limits {
     pub memory_limit_mb: u32,
     /// Processes and threads.
     pub processes: u32,
-    /// Disk space; 0 means not limited.
+    /// Disk space; 0 means the node's default ([`Limits::DEFAULT_DISK_MB`]).
     pub disk_mb: u32,
     /// CPU weight relative to other slices (cgroup cpu.shares; OpenVZ cpuunits).
     pub cpu_shares: u32,
@@ -324,6 +324,19 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The disk a slice gets when its plan leaves it at 0: every slice's disk is a hard limit
+    /// (an image needs a size), so "not set" is this, not "unlimited".
+    pub const DEFAULT_DISK_MB: u32 = 10 * 1024;
+
+    /// The disk the slice's node enforces, in MB.
+    pub fn disk_limit_mb(&self) -> u32 {
+        if self.disk_mb == 0 {
+            Self::DEFAULT_DISK_MB
+        } else {
+            self.disk_mb
+        }
+    }
+
     pub fn check(self) -> Result<Limits, FieldError> {
         let bad = |m: &str| Err(FieldError::new("limits", m));
         if !(16..=1_048_576).contains(&self.memory_mb) {
@@ -336,7 +349,7 @@ impl Limits {
             return bad("processes is from 8 to 1000000.");
         }
         if self.disk_mb != 0 && !(64..=16_777_216).contains(&self.disk_mb) {
-            return bad("disk_mb is 0 (no limit) or from 64 to 16777216.");
+            return bad("disk_mb is 0 (the node's default) or from 64 to 16777216.");
         }
         if !(2..=262_144).contains(&self.cpu_shares) {
             return bad("cpu_shares is from 2 to 262144.");

@@ -109,13 +109,18 @@ impl JobEnv {
     /// The spec the agent needs for a placed slice.
     pub async fn spec(&self, slice: &Slice) -> std::result::Result<EnvSpec, Outcome> {
         let (user_id, plan_id) = (slice.user_id, slice.plan_id);
-        let (username, limits, hop_key) = self
+        let (username, limits, root, hop_key) = self
             .db(move |db| {
                 db.read(|c| {
                     let u = crate::ops::accounts::users::by_id(c, user_id)?
                         .ok_or(Error::NotFound("user"))?;
                     let hop = crate::records::gateway::hop_key_of(c, user_id)?;
-                    Ok((u.username, slices::plan_limits(c, plan_id)?, hop))
+                    Ok((
+                        u.username,
+                        slices::plan_limits(c, plan_id)?,
+                        crate::records::plans::plan_root(c, plan_id)?,
+                        hop,
+                    ))
                 })
             })
             .await?;
@@ -137,6 +142,7 @@ impl JobEnv {
                 .and_then(|k| SshPublicKey::parse(k).ok())
                 .into_iter()
                 .collect(),
+            root,
         })
     }
 

@@ -25,6 +25,15 @@ pub fn plan_limits(conn: &Connection, plan_id: i64) -> Result<Limits> {
     Ok(l.check()?)
 }
 
+/// Whether the plan's students are root in their slices (passwordless sudo).
+pub fn plan_root(conn: &Connection, plan_id: i64) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT student_root FROM plans WHERE id = ?1",
+        [plan_id],
+        |r| r.get(0),
+    )?)
+}
+
 pub fn default_plan(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row(
         "SELECT id FROM plans ORDER BY is_default DESC, id LIMIT 1",
@@ -40,11 +49,14 @@ pub struct PlanChoice {
     pub name: String,
     pub limits: Limits,
     pub is_default: bool,
+    /// Students are root in their slices (passwordless sudo).
+    pub student_root: bool,
 }
 
 pub fn plan_choices(conn: &Connection) -> Result<Vec<PlanChoice>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares, is_default
+        "SELECT id, name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares, is_default,
+                student_root
          FROM plans ORDER BY is_default DESC, memory_mb, name",
     )?;
     let rows = stmt
@@ -60,6 +72,7 @@ pub fn plan_choices(conn: &Connection) -> Result<Vec<PlanChoice>> {
                     cpu_shares: r.get(6)?,
                 },
                 is_default: r.get(7)?,
+                student_root: r.get(8)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -82,17 +95,19 @@ pub fn name_taken(conn: &Connection, name: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
-pub fn insert(conn: &Connection, name: &str, l: &Limits) -> Result<i64> {
+pub fn insert(conn: &Connection, name: &str, l: &Limits, student_root: bool) -> Result<i64> {
     conn.execute(
-        "INSERT INTO plans (name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO plans (name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares,
+                            student_root)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             name,
             l.memory_mb,
             l.memory_limit_mb,
             l.processes,
             l.disk_mb,
-            l.cpu_shares
+            l.cpu_shares,
+            student_root
         ],
     )?;
     Ok(conn.last_insert_rowid())

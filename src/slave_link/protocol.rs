@@ -102,6 +102,13 @@ pub struct EnvSpec {
     /// Public keys to put in the user's `authorized_keys` inside the slice (the gateway's hop
     /// key, and any the student added).
     pub keys: Vec<SshPublicKey>,
+    /// Whether the user is root in the slice (passwordless sudo): the plan's setting.
+    #[serde(default = "yes")]
+    pub root: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A name server address (any IPv4).
@@ -120,6 +127,8 @@ struct EnvOptions {
     limits: Limits,
     #[serde(default)]
     keys: Vec<SshPublicKey>,
+    #[serde(default = "yes")]
+    root: bool,
 }
 
 /// The commands an agent answers. There is no generic exec, and there never will be.
@@ -249,7 +258,7 @@ impl Command {
                 Command::ListEnvs
             }
             "create_env" => {
-                arity(req, 4, "[id, template, username, {ip, hostname, nameservers, search_domain, limits, keys}]")?;
+                arity(req, 4, "[id, template, username, {ip, hostname, nameservers, search_domain, limits, keys, root}]")?;
                 let id: VeId = typed(req, 0, "id")?;
                 let template: TemplateName = typed(req, 1, "template")?;
                 let username: Username = typed::<String>(req, 2, "username").and_then(|s| {
@@ -281,6 +290,7 @@ impl Command {
                     search_domain: o.search_domain,
                     limits,
                     keys: o.keys,
+                    root: o.root,
                 }))
             }
             "start_env" => Command::StartEnv(id(req)?),
@@ -421,6 +431,7 @@ impl Command {
                     "search_domain": s.search_domain,
                     "limits": s.limits,
                     "keys": s.keys,
+                    "root": s.root,
                 }),
             ],
             Command::StartEnv(id)
@@ -462,6 +473,7 @@ mod tests {
             search_domain: Some(DnsName::parse("example.edu").unwrap()),
             limits: Limits::default(),
             keys: vec![],
+            root: true,
         }
     }
 

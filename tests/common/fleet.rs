@@ -85,6 +85,7 @@ pub async fn start_agent(
         sim_op_ms: op_ms,
         command_timeout_secs: 30,
         network: slices::agent::netpolicy::NetworkPolicy::off(),
+        slice_ids: Default::default(),
     };
     std::fs::create_dir_all(&cfg.templates).unwrap();
     std::fs::write(

@@ -63,6 +63,7 @@ pub async fn start_with_ca(name: &str, bridge: &str, subnet: &str, ca: Option<&C
         sim_op_ms: 0,
         command_timeout_secs: 120,
         network: slices::agent::netpolicy::NetworkPolicy::off(),
+        slice_ids: Default::default(),
     };
     let agent = Arc::new(Agent::from_config(cfg).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -339,25 +339,18 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     // Apache serves NAME.example.test from the map.
     let domain = slices::domain::DnsName::parse("example.test").unwrap();
     lab.start_apache(&slices::gateway::apache_config(&domain, &settings.map_file));
-    let lxc_path = node.work.path().join("state/lxc");
-    let server = "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 80, Listen => 5, ReuseAddr => 1) or die $!; \
-                  while (my $c = $s->accept) { while (my $l = <$c>) { last if $l =~ /^\\r?\\n$/ } \
-                  print $c \"HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello from alice's slice\\n\"; close $c }";
-    sh(
-        "lxc-attach",
+    // Alice is root in her slice through sudo: she serves port 80 herself, over ssh.
+    let (code, out, err) = lab.ssh(
+        &alice_key,
+        "slgw-alice",
         &[
-            "-P",
-            lxc_path.to_str().unwrap(),
-            "-n",
-            &format!("ve{}", sa.veid.unwrap()),
-            "--",
-            "sh",
-            "-c",
-            "nohup perl -e \"$1\" >/dev/null 2>&1 &",
-            "sh",
-            server,
+            "mkdir -p www && echo \"hello from alice's slice\" > www/index.html && cd www && \
+           { sudo -n setsid python3 -m http.server 80 >/dev/null 2>&1 </dev/null & } && \
+           sudo -n id -u",
         ],
+        "",
     );
+    assert_eq!((code, out.trim()), (0, "0"), "sudo in the slice: {err}");
     wait_for_port(&format!("{ip_a}:80"), 20);
     let (status, body) = get(lab.web_port, "slgw-alice.example.test").await;
     assert_eq!((status, body.as_str()), (200, "hello from alice's slice\n"));

@@ -1,7 +1,13 @@
-//! Real containers with LXC (privileged, cgroup v1 or v2). Each template is extracted once;
-//! each container is an overlay on it with its own upper folder. Memory (hard and soft),
-//! processes and CPU weight are enforced through cgroups; disk space is not enforced by this
-//! driver (the overlay has no quota) and is only watched.
+//! Real containers with LXC (cgroup v1 or v2), unprivileged: each slice has its own range of
+//! host ids (`ids`), its root filesystem is an ext4 image of its own (`disk`: the plan's disk
+//! is a hard limit) seen through an idmapped mount, LXC's default seccomp policy applies, the
+//! dangerous capabilities are dropped, only the usual character devices are allowed, and
+//! AppArmor confines it where the host has AppArmor. Its port on the bridge is isolated: it
+//! reaches other slices only through the host, where the network policy decides.
+//! Memory (hard and soft), processes and CPU weight are enforced through cgroups.
+//!
+//! Containers made by versions before (privileged, an overlay on the extracted template) are
+//! converted at their next start: their files are copied into an image of their own.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,7 +21,10 @@ use crate::domain::{Limits, Subnet, VeId};
 use crate::slave_link::EnvSpec;
 
 mod cgroup;
+mod disk;
+mod ids;
 use cgroup::rmdir_cgroup;
+pub use ids::IdPool;
 
 pub struct Lxc {
     /// LXC's container folder (`-P`).
@@ -27,7 +36,21 @@ pub struct Lxc {
     cgroup_root: PathBuf,
     run: Arc<dyn Runner>,
     extracting: Mutex<HashSet<PathBuf>>,
+    golden_lock: Mutex<()>,
+    /// Held from choosing a container's id range until its config is written.
+    ids_lock: Mutex<()>,
+    ids: IdPool,
+    /// The script LXC runs when a slice's veth is up: it isolates the port on the bridge.
+    isolate: PathBuf,
 }
+
+/// What `lxc.net.0.script.up` runs: the slice's end of the veth, on the bridge, may talk only
+/// to the host (bridge port isolation), never straight to another slice.
+const ISOLATE_SCRIPT: &str = "#!/bin/sh\n\
+# Made by slices-agent: a slice's port on the bridge talks only to the host.\n\
+PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
+# LXC passes: name, net, up, veth, the bridge, the host's end of the veth.\n\
+exec bridge link set dev \"$6\" isolated on\n";
 
 fn name(id: VeId) -> String {
     format!("ve{id}")
@@ -45,6 +68,14 @@ impl Lxc {
         let bases = cfg.state.join("bases");
         std::fs::create_dir_all(&lxc_path)?;
         std::fs::create_dir_all(&bases)?;
+        let isolate = lxc_path.join(".isolate-port");
+        if std::fs::read_to_string(&isolate).ok().as_deref() != Some(ISOLATE_SCRIPT) {
+            use std::os::unix::fs::PermissionsExt;
+            let tmp = isolate.with_extension("tmp");
+            std::fs::write(&tmp, ISOLATE_SCRIPT)?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+            std::fs::rename(&tmp, &isolate)?;
+        }
         Ok(Lxc {
             lxc_path,
             bases,
@@ -53,6 +84,10 @@ impl Lxc {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             run,
             extracting: Mutex::new(HashSet::new()),
+            golden_lock: Mutex::new(()),
+            ids_lock: Mutex::new(()),
+            ids: cfg.slice_ids,
+            isolate,
         })
     }
 
@@ -133,23 +168,22 @@ impl Lxc {
         result
     }
 
-    /// The overlay root: the extracted template below, the container's own folder above.
-    fn overlay(&self, id: VeId, lower: &Path) -> String {
-        format!(
-            "overlay:{}:{}",
-            lower.display(),
-            self.dir(id).join("delta0").display()
-        )
-    }
-
-    fn config_text(&self, spec: &EnvSpec, root: &str) -> String {
+    fn config_text(&self, spec: &EnvSpec, ids_first: u32) -> String {
         let l = &spec.limits;
+        let apparmor = if apparmor_enabled() {
+            "lxc.apparmor.profile = generated\nlxc.apparmor.allow_nesting = 0\n"
+        } else {
+            ""
+        };
         format!(
             "# Made by slices-agent for container {id}; changes are overwritten.\n\
              lxc.include = /usr/share/lxc/config/common.conf\n\
              lxc.arch = linux64\n\
-             lxc.apparmor.profile = unconfined\n\
-             lxc.rootfs.path = {root}\n\
+             {apparmor}\
+             lxc.idmap = u 0 {ids_first} {per}\n\
+             lxc.idmap = g 0 {ids_first} {per}\n\
+             lxc.rootfs.path = dir:{root}\n\
+             lxc.rootfs.options = idmap=container\n\
              lxc.uts.name = {host}\n\
              lxc.net.0.type = veth\n\
              lxc.net.0.link = {bridge}\n\
@@ -158,17 +192,39 @@ impl Lxc {
              lxc.net.0.hwaddr = {mac}\n\
              lxc.net.0.ipv4.address = {ip}/{prefix}\n\
              lxc.net.0.ipv4.gateway = {gw}\n\
+             lxc.net.0.script.up = {isolate}\n\
              {limits}\
              lxc.signal.halt = SIGRTMIN+3\n",
             id = spec.id,
+            per = ids::PER_SLICE,
+            root = self.mountpoint(spec.id).display(),
             host = spec.hostname,
             bridge = self.bridge,
             mac = mac(spec.id),
             ip = spec.ip,
             prefix = self.subnet.prefix(),
             gw = self.subnet.gateway(),
+            isolate = self.isolate.display(),
             limits = self.limit_lines(l),
         )
+    }
+
+    /// Rewrites the container's config from the spec, keeping its id range.
+    fn write_config(&self, spec: &EnvSpec) -> DResult<()> {
+        let _ids = self.ids_lock.lock().expect("ids lock");
+        let first = self.allocate_ids(spec.id)?;
+        let path = self.dir(spec.id).join("config");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, self.config_text(spec, first))?;
+        std::fs::rename(tmp, path)?;
+        Ok(())
+    }
+
+    /// Whether the container is one of the privileged kind older versions made (no id map).
+    fn privileged(&self, id: VeId) -> bool {
+        std::fs::read_to_string(self.dir(id).join("config"))
+            .map(|t| ids::mapped_root(&t).is_none())
+            .unwrap_or(false)
     }
 
     fn limit_lines(&self, l: &Limits) -> String {
@@ -213,6 +269,7 @@ impl Lxc {
         }
     }
 
+    /// The extracted template under a container of the old, privileged kind.
     fn lower_of(&self, id: VeId) -> DResult<PathBuf> {
         let text = std::fs::read_to_string(self.dir(id).join("config"))?;
         text.lines()
@@ -222,10 +279,11 @@ impl Lxc {
             .ok_or_else(|| DriverError::msg("the container's config has no overlay root"))
     }
 
-    /// Files the container sees that come from its spec (name resolution, host name).
+    /// Files the slice sees that come from its spec (name resolution, host name), written
+    /// from inside the running slice: the agent never follows a path the slice's root may
+    /// have made into a link as host root.
     fn write_identity(&self, spec: &EnvSpec) -> DResult<()> {
-        let etc = self.dir(spec.id).join("delta0/etc");
-        std::fs::create_dir_all(&etc)?;
+        let id = spec.id;
         let mut resolv = String::new();
         if let Some(d) = &spec.search_domain {
             resolv.push_str(&format!("search {d}\n"));
@@ -233,38 +291,34 @@ impl Lxc {
         for ns in &spec.nameservers {
             resolv.push_str(&format!("nameserver {ns}\n"));
         }
-        let _ = std::fs::remove_file(etc.join("resolv.conf"));
-        std::fs::write(etc.join("resolv.conf"), resolv)?;
-        std::fs::write(etc.join("hostname"), format!("{}\n", spec.hostname))?;
+        self.attach(id, &["rm", "-f", "/etc/resolv.conf"], None)?
+            .ok("rm /etc/resolv.conf")?;
+        self.attach(id, &["tee", "/etc/resolv.conf"], Some(resolv.as_bytes()))?
+            .ok("writing /etc/resolv.conf")?;
+        let host = format!("{}\n", spec.hostname);
+        self.attach(id, &["tee", "/etc/hostname"], Some(host.as_bytes()))?
+            .ok("writing /etc/hostname")?;
+        // The host name resolves (sudo says so on every call otherwise): Debian's 127.0.1.1
+        // line, the student's other lines kept.
+        let hosts = self.attach(id, &["cat", "/etc/hosts"], None)?;
+        let hosts = if hosts.code == 0 {
+            hosts.stdout
+        } else {
+            String::new()
+        };
+        let wanted = hosts_file(&hosts, &spec.hostname.to_string());
+        if wanted != hosts {
+            self.attach(id, &["tee", "/etc/hosts"], Some(wanted.as_bytes()))?
+                .ok("writing /etc/hosts")?;
+        }
         Ok(())
     }
 
     fn ensure_user(&self, spec: &EnvSpec) -> DResult<()> {
-        let id = spec.id;
-        let user = spec.username.as_str();
-        if self.attach(id, &["id", "-u", user], None)?.code != 0 {
-            self.attach(id, &["useradd", "-m", "-s", "/bin/bash", user], None)?
-                .ok("useradd")?;
-        }
-        // A key-only account: not locked, no password.
-        self.attach(id, &["usermod", "-p", "*", user], None)?
-            .ok("usermod")?;
-        let ssh = format!("/home/{user}/.ssh");
-        let file = format!("{ssh}/authorized_keys");
-        self.attach(
-            id,
-            &["install", "-d", "-m", "700", "-o", user, "-g", user, &ssh],
-            None,
-        )?
-        .ok("making .ssh")?;
-        let keys: String = spec.keys.iter().map(|k| format!("{k}\n")).collect();
-        self.attach(id, &["tee", &file], Some(keys.as_bytes()))?
-            .ok("writing authorized_keys")?;
-        self.attach(id, &["chown", &format!("{user}:{user}"), &file], None)?
-            .ok("chown")?;
-        self.attach(id, &["chmod", "600", &file], None)?
-            .ok("chmod")?;
-        Ok(())
+        crate::agent::inside::ensure_user(
+            &|args: &[&str], stdin: Option<&[u8]>| self.attach(spec.id, args, stdin),
+            spec,
+        )
     }
 
     fn flush_neighbour(&self, spec: &EnvSpec) {
@@ -273,11 +327,112 @@ impl Lxc {
             &argv!["neigh", "flush", "dev", self.bridge, "to", spec.ip],
         );
     }
+
+    /// A container of the old, privileged kind becomes an unprivileged one, stopped: its files
+    /// (the template below, its own changes above) are copied, owners as they are, into an
+    /// image of its own; the overlay's folder goes only once the copy is whole.
+    fn convert(&self, spec: &EnvSpec) -> DResult<()> {
+        let id = spec.id;
+        let lower = self.lower_of(id)?;
+        let dir = self.dir(id);
+        let (upper, work, merged) = (dir.join("delta0"), dir.join("olwork"), dir.join(".merged"));
+        tracing::info!(container = %id, "converting a privileged container to an unprivileged one");
+        let img = self.image(id);
+        let _ = self.unmount_image(id);
+        let _ = std::fs::remove_file(&img);
+        let mb = spec.limits.disk_limit_mb();
+        std::fs::File::create(&img)?.set_len(mb as u64 * 1024 * 1024)?;
+        self.run
+            .run("mkfs.ext4", &argv!["-q", "-F", "-m", "0", img.display()])?
+            .ok("mkfs.ext4")?;
+        self.mount_image(id)?;
+        for d in [&work, &merged] {
+            std::fs::create_dir_all(d)?;
+        }
+        let copied = (|| {
+            self.run
+                .run(
+                    "mount",
+                    &argv![
+                        "-t",
+                        "overlay",
+                        "overlay",
+                        "-o",
+                        format!(
+                            "lowerdir={},upperdir={},workdir={}",
+                            lower.display(),
+                            upper.display(),
+                            work.display()
+                        ),
+                        merged.display()
+                    ],
+                )?
+                .ok("mounting the old overlay")?;
+            let out = self.run.run(
+                "cp",
+                &argv![
+                    "-a",
+                    "--one-file-system",
+                    format!("{}/.", merged.display()),
+                    format!("{}/", self.mountpoint(id).display())
+                ],
+            );
+            let _ = self.run.run("umount", &argv![merged.display()]);
+            out?.ok("copying the slice's files into its own disk")
+        })();
+        if let Err(e) = copied {
+            let _ = self.unmount_image(id);
+            let _ = std::fs::remove_file(&img);
+            let mut lines = vec![format!(
+                "container {id} stays privileged and unchanged: its files could not be copied \
+                 into a {mb} MB disk of its own"
+            )];
+            lines.extend(e.lines);
+            return Err(DriverError { lines });
+        }
+        self.write_config(spec)?;
+        for d in [&upper, &work, &merged] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        Ok(())
+    }
+}
+
+/// `/etc/hosts` with the slice's name on Debian's `127.0.1.1` line (and `localhost` there),
+/// every other line as the student left it.
+fn hosts_file(current: &str, hostname: &str) -> String {
+    let mut out = String::new();
+    let mut localhost = false;
+    for line in current.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first == "127.0.1.1" {
+            continue;
+        }
+        if first == "127.0.0.1" && line.split_whitespace().any(|w| w == "localhost") {
+            localhost = true;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !localhost {
+        out.insert_str(0, "127.0.0.1\tlocalhost\n");
+    }
+    out.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    out
+}
+
+/// Whether the host confines with AppArmor (absent on some kernels, as on the lab machines).
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .map(|s| s.trim() == "Y")
+        .unwrap_or(false)
 }
 
 impl Driver for Lxc {
     fn usage(&self, id: VeId) -> DResult<Vec<Counter>> {
-        self.read_usage(id)
+        let mut counters = self.read_usage(id)?;
+        counters.extend(self.disk_counter(id)?);
+        Ok(counters)
     }
 
     fn kind(&self) -> &'static str {
@@ -306,6 +461,21 @@ impl Driver for Lxc {
                 self.cgroup_root.join("pids").is_dir(),
             )
         };
+        let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let tools: Vec<&str> = ["mkfs.ext4", "resize2fs", "e2fsck", "losetup", "bridge"]
+            .into_iter()
+            .filter(|t| {
+                !["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+                    .iter()
+                    .any(|d| Path::new(d).join(t).exists())
+            })
+            .collect();
+        let loop_ok = Path::new("/dev/loop-control").exists();
+        let aa = apparmor_enabled();
+        let overlap = self.subordinate_overlap();
         vec![
             CheckItem::new(
                 "lxc installed",
@@ -332,34 +502,74 @@ impl Driver for Lxc {
             CheckItem::new("memory cgroup", mem, self.cgroup_root.display().to_string()),
             CheckItem::new("pids cgroup", pids, self.cgroup_root.display().to_string()),
             CheckItem::new(
+                "user namespaces",
+                userns > 0,
+                if userns > 0 {
+                    format!(
+                        "slices' roots are host ids {} to {} (65536 each)",
+                        self.ids.first,
+                        self.ids.first as u64 + self.ids.count() - 1
+                    )
+                } else {
+                    "user.max_user_namespaces is 0: slices cannot be unprivileged".into()
+                },
+            ),
+            CheckItem::new(
+                "slice ids unshared",
+                overlap.is_none(),
+                overlap.unwrap_or_else(|| {
+                    "no entry of /etc/subuid or /etc/subgid overlaps the slices' ids".into()
+                }),
+            ),
+            CheckItem::new(
                 "disk limit",
+                loop_ok && tools.is_empty(),
+                if !loop_ok {
+                    "no /dev/loop-control: modprobe loop (each slice's disk is an ext4 image on a loop device)".to_string()
+                } else if !tools.is_empty() {
+                    format!(
+                        "missing {}: apt-get install e2fsprogs iproute2",
+                        tools.join(", ")
+                    )
+                } else {
+                    "each slice's disk is an ext4 image of the plan's size on a loop device".into()
+                },
+            ),
+            CheckItem::new(
+                "apparmor",
                 true,
-                "not enforced by the lxc driver (overlay has no quota); usage is only watched",
+                if aa {
+                    "slices are confined by LXC's generated AppArmor profile".to_string()
+                } else {
+                    "AppArmor is not enabled on this host: slices are confined by the id map, \
+                     seccomp and dropped capabilities only"
+                        .to_string()
+                },
             ),
         ]
     }
 
     fn create(&self, spec: &EnvSpec, template: &Path) -> DResult<()> {
-        let lower = self.base_for(template)?;
+        let base = self.base_for(template)?;
+        let golden = self.golden_for(&base)?;
         let dir = self.dir(spec.id);
-        std::fs::create_dir_all(dir.join("delta0"))?;
-        // `lxc-create -t none` accepts only a plain folder as the root: it is made with the
-        // template's folder, then the config gets the overlay, which lxc-start mounts.
+        std::fs::create_dir_all(self.mountpoint(spec.id))?;
+        self.make_image(spec.id, &golden, spec.limits.disk_limit_mb())?;
+        // `lxc-create -t none` writes the container's folder; the real config follows.
         let conf = self.lxc_path.join(format!(".{}.conf", name(spec.id)));
-        let plain = format!("dir:{}", lower.display());
-        std::fs::write(&conf, self.config_text(spec, &plain))?;
-        let out = self.lxc(
-            "lxc-create",
-            spec.id,
-            argv!["-t", "none", "-f", conf.display()],
-        );
-        let _ = std::fs::remove_file(&conf);
-        out?.ok("lxc-create")?;
-        std::fs::write(
-            dir.join("config"),
-            self.config_text(spec, &self.overlay(spec.id, &lower)),
-        )?;
-        self.write_identity(spec)?;
+        {
+            let _ids = self.ids_lock.lock().expect("ids lock");
+            let first = self.allocate_ids(spec.id)?;
+            std::fs::write(&conf, self.config_text(spec, first))?;
+            let out = self.lxc(
+                "lxc-create",
+                spec.id,
+                argv!["-t", "none", "-f", conf.display()],
+            );
+            let _ = std::fs::remove_file(&conf);
+            out?.ok("lxc-create")?;
+            std::fs::write(dir.join("config"), self.config_text(spec, first))?;
+        }
         Ok(())
     }
 
@@ -371,13 +581,12 @@ impl Driver for Lxc {
             }
             EnvState::Running => Change::AlreadySo,
             EnvState::Stopped => {
+                if self.privileged(id) {
+                    self.convert(spec)?;
+                }
                 // The spec may have changed since creation (limits, name servers).
-                let lower = self.lower_of(id)?;
-                std::fs::write(
-                    self.dir(id).join("config"),
-                    self.config_text(spec, &self.overlay(id, &lower)),
-                )?;
-                self.write_identity(spec)?;
+                self.write_config(spec)?;
+                self.mount_image(id)?;
                 self.flush_neighbour(spec);
                 self.lxc("lxc-start", id, argv!["-d"])?.ok("lxc-start")?;
                 self.lxc("lxc-wait", id, argv!["-s", "RUNNING", "-t", "30"])?
@@ -385,6 +594,9 @@ impl Driver for Lxc {
                 Change::Done
             }
         };
+        if change == Change::Done {
+            self.write_identity(spec)?;
+        }
         self.ensure_user(spec)?;
         Ok(change)
     }
@@ -408,6 +620,8 @@ impl Driver for Lxc {
             if self.state(id)? == EnvState::Running {
                 self.stop(id)?;
             }
+            // Unmounted first: lxc-destroy empties the root folder it is given.
+            self.unmount_image(id)?;
             if dir.join("config").exists() {
                 self.lxc("lxc-destroy", id, argv![])?.ok("lxc-destroy")?;
             }
@@ -449,11 +663,10 @@ impl Driver for Lxc {
         let id = spec.id;
         let mut updated = spec.clone();
         updated.limits = *limits;
-        let lower = self.lower_of(id)?;
-        std::fs::write(
-            self.dir(id).join("config"),
-            self.config_text(&updated, &self.overlay(id, &lower)),
-        )?;
+        if !self.privileged(id) {
+            self.grow_image(id, limits.disk_limit_mb())?;
+            self.write_config(&updated)?;
+        }
         if self.state(id)? == EnvState::Running {
             for (key, value) in self.cgroup_settings(limits) {
                 self.lxc("lxc-cgroup", id, argv![key, value])?
@@ -461,5 +674,29 @@ impl Driver for Lxc {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hosts_file;
+
+    #[test]
+    fn the_hosts_file_names_the_slice_and_keeps_the_students_lines() {
+        assert_eq!(
+            hosts_file("", "alice"),
+            "127.0.0.1\tlocalhost\n127.0.1.1\talice\n"
+        );
+        let mine = "127.0.0.1 localhost\n127.0.1.1 old-name\n10.0.0.5 db.local\n";
+        let once = hosts_file(mine, "alice");
+        assert_eq!(
+            once,
+            "127.0.0.1 localhost\n10.0.0.5 db.local\n127.0.1.1\talice\n"
+        );
+        assert_eq!(
+            hosts_file(&once, "alice"),
+            once,
+            "nothing to write the second time"
+        );
     }
 }

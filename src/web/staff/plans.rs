@@ -24,10 +24,13 @@ pub struct PlanForm {
     disk_mb: String,
     #[serde(default)]
     cpu_shares: String,
+    /// Ticked: the plan's students have no root (no sudo) in their slices.
+    #[serde(default)]
+    no_root: Option<String>,
 }
 
 impl PlanForm {
-    fn check(&self) -> Result<(String, Limits), Error> {
+    fn check(&self) -> Result<(String, Limits, bool), Error> {
         let mut errors = Vec::new();
         let name = self.name.trim();
         if name.is_empty()
@@ -74,7 +77,7 @@ impl PlanForm {
             .unwrap_or("memory_mb");
             Error::Invalid(vec![FieldError::new(field, e.message)])
         })?;
-        Ok((name.to_string(), limits))
+        Ok((name.to_string(), limits, self.no_root.is_none()))
     }
 }
 
@@ -128,7 +131,7 @@ async fn add_plan(
     let Posted { viewer, form } = posted;
     let checked = form.check();
     let result = match checked {
-        Ok((name, l)) => {
+        Ok((name, l, root)) => {
             let n = name.clone();
             state
                 .run(move |db| {
@@ -138,7 +141,7 @@ async fn add_plan(
                                 FieldError::new("name", "A plan with this name exists.").into()
                             );
                         }
-                        crate::records::plans::insert(tx, &n, &l)?;
+                        crate::records::plans::insert(tx, &n, &l, root)?;
                         Ok::<_, Error>(())
                     })
                 })

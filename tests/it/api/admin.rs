@@ -199,6 +199,37 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
         ),
         240
     );
+    // Students are root in their slices unless the plan says not.
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT student_root FROM plans WHERE id = {large}")
+        ),
+        1
+    );
+    let r = app
+        .post(
+            &tess,
+            "/staff/plans",
+            "/staff/plans",
+            &[
+                ("name", "exam"),
+                ("memory_mb", "256"),
+                ("memory_limit_mb", "256"),
+                ("no_root", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        count(&app, "SELECT student_root FROM plans WHERE name = 'exam'"),
+        0
+    );
+    let page = app.get(&tess, "/staff/plans").await.text().await.unwrap();
+    assert!(
+        page.contains("yes (sudo)") && page.contains(">no<"),
+        "{page}"
+    );
     app.post(
         &tess,
         "/staff/plans",

@@ -32,6 +32,7 @@ pub fn config(dir: &std::path::Path, name: &NodeName) -> AgentConfig {
         sim_op_ms: 0,
         command_timeout_secs: 5,
         network: slices::agent::netpolicy::NetworkPolicy::off(),
+        slice_ids: Default::default(),
     }
 }
 
@@ -108,5 +109,6 @@ pub fn spec(id: u32, ip: &str) -> EnvSpec {
         search_domain: Some(DnsName::parse("example.edu").unwrap()),
         limits: Limits::default(),
         keys: vec![KEY.parse().unwrap()],
+        root: true,
     }
 }

@@ -62,7 +62,7 @@ proptest! {
         std::fs::create_dir_all(&cfg.templates).unwrap();
         std::fs::write(cfg.templates.join(format!("{TEMPLATE}.tar.gz")), b"x").unwrap();
         let runner = Arc::new(RecordingRunner::default());
-        let paths = VzPaths { ve_root: dir.path().join("root"), beancounters: dir.path().join("bc"), ..VzPaths::default() };
+        let paths = VzPaths { beancounters: dir.path().join("bc"), ..VzPaths::default() };
         let agent = Agent::new(cfg, Box::new(Vzctl::new(paths, runner.clone()))).unwrap();
 
         match Command::parse_line(line.as_bytes()) {

@@ -35,7 +35,6 @@ fn agent() -> (tempfile::TempDir, Arc<RecordingRunner>, Agent) {
     let paths = VzPaths {
         vzctl: "vzctl".into(),
         beancounters: dir.path().join("beancounters"),
-        ve_root: dir.path().join("vzroot"),
     };
     let agent = Agent::new(cfg, Box::new(Vzctl::new(paths, runner.clone()))).unwrap();
     (dir, runner, agent)
@@ -43,7 +42,7 @@ fn agent() -> (tempfile::TempDir, Arc<RecordingRunner>, Agent) {
 
 #[test]
 fn create_start_stop_destroy_run_the_seeds_commands() {
-    let (dir, runner, agent) = agent();
+    let (_dir, runner, agent) = agent();
     let s = spec(101, "10.77.0.11");
     let r = agent.handle(Command::CreateEnv(Box::new(s.clone())));
     assert_eq!(r.code, 0, "{}", r.text());
@@ -52,7 +51,7 @@ fn create_start_stop_destroy_run_the_seeds_commands() {
         vec![
             "vzctl create 101 --ostemplate debian-12-ssh_amd64",
             "vzctl set 101 --ipadd 10.77.0.11 --hostname alice --nameserver 10.77.0.1 --searchdomain example.edu --save",
-            "vzctl set 101 --privvmpages 65536:131072 --numproc 240:240 --cpuunits 1024 --save",
+            "vzctl set 101 --privvmpages 65536:131072 --numproc 240:240 --cpuunits 1024 --diskspace 10485760:10485760 --save",
         ]
     );
 
@@ -72,18 +71,36 @@ fn create_start_stop_destroy_run_the_seeds_commands() {
             "vzctl start 101",
             "vzctl exec2 101 id -u alice",
             "vzctl exec2 101 useradd -m -s /bin/bash alice",
-            "vzctl exec2 101 mkdir -p /home/alice/.ssh",
-            "vzctl exec2 101 chown -R alice:alice /home/alice/.ssh",
-            "vzctl exec2 101 chmod 700 /home/alice/.ssh",
+            "vzctl exec2 101 usermod -p * alice",
+            "vzctl exec2 101 install -d -m 700 -o alice -g alice /home/alice/.ssh",
+            "vzctl exec2 101 tee /home/alice/.ssh/authorized_keys",
+            "vzctl exec2 101 chown alice:alice /home/alice/.ssh/authorized_keys",
             "vzctl exec2 101 chmod 600 /home/alice/.ssh/authorized_keys",
+            // Root in the VE: passwordless sudo, the plan's default.
+            "vzctl exec2 101 test -x /usr/bin/sudo",
+            "vzctl exec2 101 install -d -m 750 /etc/sudoers.d",
+            "vzctl exec2 101 tee /etc/sudoers.d/slices-student",
+            "vzctl exec2 101 chmod 440 /etc/sudoers.d/slices-student",
         ]
     );
-    let keys = std::fs::read_to_string(
-        dir.path()
-            .join("vzroot/101/home/alice/.ssh/authorized_keys"),
-    )
-    .unwrap();
-    assert_eq!(keys, format!("{KEY}\n"));
+    // Files are written from inside the VE, through tee's standard input; nothing on the host.
+    let stdin_of = |args: &str| {
+        runner
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, a, _)| a.join(" ") == args)
+            .and_then(|(_, _, stdin)| stdin.clone())
+    };
+    assert_eq!(
+        stdin_of("exec2 101 tee /home/alice/.ssh/authorized_keys"),
+        Some(format!("{KEY}\n"))
+    );
+    assert_eq!(
+        stdin_of("exec2 101 tee /etc/sudoers.d/slices-student"),
+        Some("alice ALL=(ALL:ALL) NOPASSWD: ALL\n".into())
+    );
 
     runner.calls.lock().unwrap().clear();
     runner.answer(
@@ -104,7 +121,7 @@ fn create_start_stop_destroy_run_the_seeds_commands() {
     assert_eq!(
         runner.lines(),
         vec![
-            "vzctl set 101 --privvmpages 262144:524288 --numproc 500:500 --cpuunits 2000 --diskspace 10485760:11534336 --save",
+            "vzctl set 101 --privvmpages 262144:524288 --numproc 500:500 --cpuunits 2000 --diskspace 10485760:10485760 --save",
             "vzctl status 101",
             "vzctl stop 101",
             "vzctl status 101",
@@ -112,6 +129,43 @@ fn create_start_stop_destroy_run_the_seeds_commands() {
             "vzctl destroy 101",
         ]
     );
+}
+
+#[test]
+fn root_in_the_ve_follows_the_plan_and_a_template_without_sudo_is_a_clear_error() {
+    let (_dir, runner, vz) = agent();
+    let mut s = spec(101, "10.77.0.11");
+    s.root = false;
+    assert_eq!(vz.handle(Command::CreateEnv(Box::new(s.clone()))).code, 0);
+    runner.answer(
+        "vzctl",
+        "status 101",
+        out("CTID 101 exist unmounted down", 0),
+    );
+    runner.calls.lock().unwrap().clear();
+    let r = vz.handle(Command::StartEnv(s.id));
+    assert_eq!(r.code, 0, "{}", r.text());
+    let lines = runner.lines();
+    assert_eq!(
+        lines.last().unwrap(),
+        "vzctl exec2 101 rm -f /etc/sudoers.d/slices-student"
+    );
+    assert!(!lines
+        .iter()
+        .any(|l| l.contains("NOPASSWD") || l.contains("tee /etc/sudoers")));
+
+    let (_dir2, runner, vz) = agent();
+    let s = spec(101, "10.77.0.11");
+    vz.handle(Command::CreateEnv(Box::new(s.clone())));
+    runner.answer(
+        "vzctl",
+        "status 101",
+        out("CTID 101 exist unmounted down", 0),
+    );
+    runner.answer("vzctl", "exec2 101 test -x /usr/bin/sudo", out("", 1));
+    let r = vz.handle(Command::StartEnv(s.id));
+    assert_ne!(r.code, 0);
+    assert!(r.text().contains("has no sudo"), "{}", r.text());
 }
 
 #[test]

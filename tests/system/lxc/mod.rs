@@ -4,7 +4,9 @@
 
 use crate::lxc_node;
 
+mod isolation;
 mod network;
+mod nslab;
 
 use std::sync::Arc;
 
@@ -54,6 +56,7 @@ async fn a_real_container_from_create_to_destroy() {
             cpu_shares: 512,
         },
         keys: vec![public.parse().unwrap()],
+        root: true,
     };
     let guard = Cleanup(agent.clone(), spec.id);
 
@@ -164,4 +167,159 @@ async fn the_network_policy_in_a_namespace() {
         return;
     };
     network::the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_students_root_in_an_unprivileged_slice() {
+    let Some(_alone) = alone("lxc isolation").await else {
+        return;
+    };
+    isolation::a_students_root_is_confined().await;
+}
+
+/// A slice made by a version before (privileged: an overlay on the extracted template, no id
+/// map), with files of its student and of root, becomes unprivileged at its next start and
+/// keeps every file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_privileged_slice_from_before_is_converted_and_keeps_its_files() {
+    let Some(_alone) = alone("lxc conversion").await else {
+        return;
+    };
+    let mut node: LxcNode = lxc_node::start("conv1", "slbr-conv", "10.99.0.0/24").await;
+    let work = node.work.path().to_path_buf();
+    let state = work.join("state");
+    let path = state.join("lxc");
+    let p = path.to_str().unwrap();
+    let dir = path.join("ve4401");
+    let lower = state.join("bases/old/rootfs");
+    std::fs::create_dir_all(&lower).unwrap();
+    std::fs::create_dir_all(dir.join("delta0")).unwrap();
+    sh(
+        "tar",
+        &[
+            "-xzf",
+            template().to_str().unwrap(),
+            "-C",
+            lower.to_str().unwrap(),
+            "--numeric-owner",
+        ],
+    );
+    // The config exactly as the privileged driver wrote it.
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "# Made by slices-agent for container 4401; changes are overwritten.\n\
+             lxc.include = /usr/share/lxc/config/common.conf\n\
+             lxc.arch = linux64\n\
+             lxc.apparmor.profile = unconfined\n\
+             lxc.rootfs.path = overlay:{lower}:{upper}\n\
+             lxc.uts.name = carol\n\
+             lxc.net.0.type = veth\n\
+             lxc.net.0.link = {bridge}\n\
+             lxc.net.0.flags = up\n\
+             lxc.net.0.name = eth0\n\
+             lxc.net.0.ipv4.address = 10.99.0.21/24\n\
+             lxc.net.0.ipv4.gateway = 10.99.0.1\n\
+             lxc.signal.halt = SIGRTMIN+3\n",
+            lower = lower.display(),
+            upper = dir.join("delta0").display(),
+            bridge = node.bridge.name,
+        ),
+    )
+    .unwrap();
+    let (_, public) = keypair(&work, "carol-key");
+    let spec = EnvSpec {
+        id: VeId::new(4401).unwrap(),
+        template: TemplateName::parse("debian-12-ssh_amd64").unwrap(),
+        username: Username::parse("carol").unwrap(),
+        ip: PrivateIp::parse("10.99.0.21").unwrap(),
+        hostname: DnsName::parse("carol").unwrap(),
+        nameservers: vec![],
+        search_domain: None,
+        limits: Limits {
+            disk_mb: 1024,
+            ..Limits::default()
+        },
+        keys: vec![public.parse().unwrap()],
+        root: true,
+    };
+    std::fs::write(
+        state.join("envs/4401.json"),
+        serde_json::to_vec(&spec).unwrap(),
+    )
+    .unwrap();
+    let guard = Cleanup(node.agent.clone(), spec.id);
+    // Its life before: the student and root wrote files.
+    sh("lxc-start", &["-P", p, "-n", "ve4401", "-d"]);
+    sh(
+        "lxc-wait",
+        &["-P", p, "-n", "ve4401", "-s", "RUNNING", "-t", "30"],
+    );
+    let attach = |args: &[&str]| {
+        let mut a = vec!["-P", p, "-n", "ve4401", "--clear-env", "--"];
+        a.extend(args);
+        sh("lxc-attach", &a)
+    };
+    attach(&["useradd", "-m", "-s", "/bin/bash", "carol"]);
+    attach(&[
+        "sh",
+        "-c",
+        "echo kept > /home/carol/notes.txt && chown carol:carol /home/carol/notes.txt && \
+         echo root-file > /etc/slices-kept && mkdir -p /srv/db && chmod 700 /srv/db",
+    ]);
+    sh("lxc-stop", &["-P", p, "-n", "ve4401", "-k"]);
+
+    let m = &mut node.master;
+    let r = m.call(&Command::StartEnv(spec.id)).await.unwrap();
+    assert_eq!(r.code, 0, "start_env: {}", r.text());
+    let config = std::fs::read_to_string(dir.join("config")).unwrap();
+    assert!(
+        config.contains("lxc.idmap = u 0 1000000000 65536"),
+        "{config}"
+    );
+    assert!(!config.contains("unconfined"), "{config}");
+    assert!(!dir.join("delta0").exists(), "the overlay's folder is gone");
+    assert!(dir.join("disk.img").exists());
+    let pid = sh("lxc-info", &["-P", p, "-n", "ve4401", "-p", "-H"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    assert!(
+        status.contains("Uid:\t1000000000\t"),
+        "init runs as the slice's own root: {status}"
+    );
+    assert_eq!(
+        attach(&["stat", "-c", "%U %s", "/home/carol/notes.txt"]).trim(),
+        "carol 5"
+    );
+    assert_eq!(attach(&["cat", "/home/carol/notes.txt"]), "kept\n");
+    assert_eq!(
+        attach(&["stat", "-c", "%U %a", "/etc/slices-kept"]).trim(),
+        "root 644"
+    );
+    assert_eq!(
+        attach(&["stat", "-c", "%U %a", "/srv/db"]).trim(),
+        "root 700"
+    );
+    let as_carol = sh(
+        "lxc-attach",
+        &[
+            "-P",
+            p,
+            "-n",
+            "ve4401",
+            "--clear-env",
+            "-u",
+            "1000",
+            "-g",
+            "1000",
+            "--",
+            "sudo",
+            "-n",
+            "id",
+            "-u",
+        ],
+    );
+    assert_eq!(as_carol.trim(), "0");
+    let r = m.call(&Command::DestroyEnv(spec.id)).await.unwrap();
+    assert_eq!(r.returned[0], "destroyed", "{}", r.text());
+    drop(guard);
 }

@@ -11,107 +11,17 @@
 //! re-applies the rules without adding any.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use slices::domain::{DnsName, Limits, NodeName, PrivateIp, TemplateName, Username, VeId};
-use slices::slave_link::pki::{self, Ca};
-use slices::slave_link::{AgentClient, Command as Cmd, EnvSpec};
+use slices::domain::{DnsName, Limits, PrivateIp, TemplateName, Username, VeId};
+use slices::slave_link::{Command as Cmd, EnvSpec};
+
+use super::nslab::{connects, Names, NsLab};
 
 use crate::system::*;
 
-const NS: &str = "slnet-np";
-const HOST_IF: &str = "slv-np";
 const SLICE_IP: &str = "10.96.0.11";
-
-fn in_ns(program: &str, args: &[&str]) -> Command {
-    crate::netns::in_ns(NS, program, args)
-}
-
-/// Everything the test made, removed on drop (also when it fails).
-struct Lab {
-    agent: Option<Child>,
-    work: tempfile::TempDir,
-}
-
-impl Lab {
-    fn ns(&self, program: &str, args: &[&str]) -> String {
-        let out = in_ns(program, args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{program} {args:?} in {NS}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn start_agent(&mut self) {
-        let config = self.work.path().join("agent.toml");
-        let config = config.to_str().unwrap();
-        let child = in_ns(
-            env!("CARGO_BIN_EXE_slices-agent"),
-            &["run", "--config", config],
-        )
-        .spawn()
-        .unwrap();
-        self.agent = Some(child);
-        wait_for_port("10.95.0.2:7070", 20);
-    }
-
-    fn stop_agent(&mut self) {
-        if let Some(mut c) = self.agent.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Containers first (their veths live in the namespace), then the namespace.
-        let lxc = self.work.path().join("state/lxc");
-        quiet(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                NS,
-                "lxc-stop",
-                "-k",
-                "-P",
-                lxc.to_str().unwrap(),
-                "-n",
-                "ve4201",
-            ],
-        );
-        quiet(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                NS,
-                "lxc-destroy",
-                "-P",
-                lxc.to_str().unwrap(),
-                "-n",
-                "ve4201",
-            ],
-        );
-        self.stop_agent();
-        quiet("ip", &["route", "del", "10.96.0.0/24"]);
-        quiet("ip", &["link", "del", HOST_IF]);
-        quiet("ip", &["netns", "del", NS]);
-        for dir in ["lxc.payload.ve4201", "lxc.monitor.ve4201", "lxc.pivot"] {
-            quiet("rmdir", &[&format!("/sys/fs/cgroup/{dir}")]);
-        }
-    }
-}
-
-fn connects(addr: &str, secs: u64) -> bool {
-    let sa: SocketAddr = addr.parse().unwrap();
-    TcpStream::connect_timeout(&sa, Duration::from_secs(secs)).is_ok()
-}
 
 pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
     let host_rules = || {
@@ -122,60 +32,18 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         )
     };
     let host_rules_before = host_rules();
-    quiet("ip", &["netns", "del", NS]);
-    quiet("ip", &["link", "del", HOST_IF]);
-    sh("ip", &["netns", "add", NS]);
-    let work = tempfile::Builder::new()
-        .prefix("slices-np-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
-    let mut lab = Lab { agent: None, work };
-    sh(
-        "ip",
-        &[
-            "link", "add", HOST_IF, "type", "veth", "peer", "name", "np-eth0",
-        ],
+    let mut lab = NsLab::new(
+        Names {
+            ns: "slnet-np",
+            host_if: "slv-np",
+            bridge: "slbr-np",
+            outside: "10.95.0.0",
+            subnet: "10.96.0.0/24",
+        },
+        "np1",
+        "uplink = \"eth0\"",
     );
-    sh("ip", &["link", "set", "np-eth0", "netns", NS]);
-    sh("ip", &["addr", "add", "10.95.0.1/30", "dev", HOST_IF]);
-    sh("ip", &["link", "set", HOST_IF, "up"]);
-    sh("ip", &["route", "add", "10.96.0.0/24", "via", "10.95.0.2"]);
-    lab.ns("ip", &["link", "set", "lo", "up"]);
-    lab.ns("ip", &["link", "set", "np-eth0", "name", "eth0"]);
-    lab.ns("ip", &["addr", "add", "10.95.0.2/30", "dev", "eth0"]);
-    lab.ns("ip", &["link", "set", "eth0", "up"]);
-    lab.ns("ip", &["route", "add", "default", "via", "10.95.0.1"]);
-    lab.ns("ip", &["link", "add", "slbr-np", "type", "bridge"]);
-    lab.ns("ip", &["addr", "add", "10.96.0.1/24", "dev", "slbr-np"]);
-    lab.ns("ip", &["link", "set", "slbr-np", "up"]);
-
-    // The agent's bundle, its templates and configuration, as `slices node add` makes them.
     let w = lab.work.path().to_path_buf();
-    let ca = Ca::open_or_create(&w.join("ca")).unwrap();
-    let node = NodeName::parse("np1").unwrap();
-    pki::write_bundle(
-        &w.join("bundle"),
-        ca.cert_pem(),
-        &ca.issue_node(&node).unwrap(),
-    )
-    .unwrap();
-    std::fs::create_dir_all(w.join("templates")).unwrap();
-    std::os::unix::fs::symlink(template(), w.join("templates/debian-12-ssh_amd64.tar.gz")).unwrap();
-    let b = w.join("bundle");
-    std::fs::write(
-        w.join("agent.toml"),
-        format!(
-            "name = \"np1\"\nlisten = \"10.95.0.2:7070\"\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\
-             driver = \"lxc\"\ntemplates = \"{t}\"\nstate = \"{s}\"\nbridge = \"slbr-np\"\n\
-             subnet = \"10.96.0.0/24\"\ncommand_timeout_secs = 120\n\n[network]\nuplink = \"eth0\"\n",
-            ca = b.join("ca.pem").display(),
-            cert = b.join("agent.pem").display(),
-            key = b.join("agent.key").display(),
-            t = w.join("templates").display(),
-            s = w.join("state").display(),
-        ),
-    )
-    .unwrap();
     // What the host has before the agent ever runs (its tables as iptables-save writes them,
     // counters aside; forwarding): `slices-agent uninstall` must leave exactly this.
     // The host has rules of its own, which the agent must leave alone.
@@ -196,7 +64,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
             "RETURN",
         ],
     );
-    let saved = |lab: &Lab| -> String {
+    let saved = |lab: &NsLab| -> String {
         lab.ns("iptables-save", &[])
             .lines()
             .filter(|l| !l.starts_with('#'))
@@ -227,14 +95,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         "{nat}"
     );
 
-    let mut m = AgentClient::connect(
-        "10.95.0.2:7070",
-        &node,
-        ca.client_config().unwrap(),
-        Duration::from_secs(180),
-    )
-    .await
-    .unwrap();
+    let mut m = lab.master().await;
     let (_, public) = keypair(&w, "np-key");
     let spec = EnvSpec {
         id: VeId::new(4201).unwrap(),
@@ -246,6 +107,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         search_domain: None,
         limits: Limits::default(),
         keys: vec![public.parse().unwrap()],
+        root: true,
     };
     let r = m
         .call(&Cmd::CreateEnv(Box::new(spec.clone())))
@@ -257,7 +119,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
 
     // sshd (22) answers from outside; a web server on 80 does; the same on 8080 does not.
     wait_for_port(&format!("{SLICE_IP}:22"), 60);
-    let lxc = w.join("state/lxc");
+    let lxc = lab.lxc_path();
     let serve = |port: u16| {
         let script = format!(
             "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => {port}, Listen => 5, ReuseAddr => 1) or die $!; \
@@ -267,7 +129,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
             "lxc-attach",
             &[
                 "-P",
-                lxc.to_str().unwrap(),
+                &lxc,
                 "-n",
                 "ve4201",
                 "--",
@@ -288,7 +150,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
             "lxc-attach",
             &[
                 "-P",
-                lxc.to_str().unwrap(),
+                &lxc,
                 "-n",
                 "ve4201",
                 "--",
@@ -325,7 +187,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         "lxc-attach",
         &[
             "-P",
-            lxc.to_str().unwrap(),
+            &lxc,
             "-n",
             "ve4201",
             "--",
@@ -351,7 +213,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         "lxc-attach",
         &[
             "-P",
-            lxc.to_str().unwrap(),
+            &lxc,
             "-n",
             "ve4201",
             "--",
@@ -374,8 +236,8 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
     // Restarting the agent applies the policy again and adds nothing; check says in place.
     lab.stop_agent();
     lab.start_agent();
-    let cfg = w.join("agent.toml");
-    let cfg = cfg.to_str().unwrap();
+    let cfg = lab.config();
+    let cfg = cfg.as_str();
     let rules = lab.ns("iptables", &["-S"]);
     assert_eq!(
         rules
@@ -389,12 +251,13 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         1,
         "{rules}"
     );
-    let check = in_ns(
-        env!("CARGO_BIN_EXE_slices-agent"),
-        &["check", "--config", cfg],
-    )
-    .output()
-    .unwrap();
+    let check = lab
+        .cmd(
+            env!("CARGO_BIN_EXE_slices-agent"),
+            &["check", "--config", cfg],
+        )
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(text.contains("[ ok ] network policy: in place"), "{text}");
     assert!(text.contains("[ ok ] IPv4 forwarding: on"), "{text}");
@@ -412,37 +275,32 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
             "ACCEPT",
         ],
     );
-    let check = in_ns(
-        env!("CARGO_BIN_EXE_slices-agent"),
-        &["check", "--config", cfg],
-    )
-    .output()
-    .unwrap();
+    let check = lab
+        .cmd(
+            env!("CARGO_BIN_EXE_slices-agent"),
+            &["check", "--config", cfg],
+        )
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(
         text.contains("[MISS] network policy: 1 extra rule(s)"),
         "{text}"
     );
 
-    let mut m = AgentClient::connect(
-        "10.95.0.2:7070",
-        &node,
-        ca.client_config().unwrap(),
-        Duration::from_secs(180),
-    )
-    .await
-    .unwrap();
+    let mut m = lab.master().await;
     let r = m.call(&Cmd::DestroyEnv(spec.id)).await.unwrap();
     assert_eq!(r.code, 0, "destroy_env: {}", r.text());
 
     // Uninstalled, the host is as it was before the agent: tables and forwarding.
     lab.stop_agent();
-    let out = in_ns(
-        env!("CARGO_BIN_EXE_slices-agent"),
-        &["uninstall", "--config", cfg],
-    )
-    .output()
-    .unwrap();
+    let out = lab
+        .cmd(
+            env!("CARGO_BIN_EXE_slices-agent"),
+            &["uninstall", "--config", cfg],
+        )
+        .output()
+        .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

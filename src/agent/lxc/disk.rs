@@ -1,0 +1,289 @@
+//! Each slice's disk: an ext4 image of its own, loop-mounted at `veN/rootfs`, so the plan's
+//! disk is a hard limit (a write past it fails inside the slice with "No space left on
+//! device") and the host's disk is untouched by a full slice.
+//!
+//! A template is extracted once and turned into a *golden image* of the smallest size that
+//! holds it (`mkfs.ext4 -d`, then `resize2fs -M`); a slice's image is a sparse copy of it grown
+//! to the plan's size (0.2 s here, against 1.4 s to extract the template anew). Files keep the
+//! template's owners (0 for root): the container sees them through an idmapped mount, so no
+//! file is ever shifted into the slice's id range.
+//!
+//! Why ext4 images and not btrfs qgroups or project quotas: see `docs/protocol.md`.
+
+use std::path::{Path, PathBuf};
+
+use super::Lxc;
+use crate::agent::driver::{Counter, DResult, DriverError};
+use crate::argv;
+use crate::domain::VeId;
+
+impl Lxc {
+    pub(super) fn image(&self, id: VeId) -> PathBuf {
+        self.dir(id).join("disk.img")
+    }
+
+    pub(super) fn mountpoint(&self, id: VeId) -> PathBuf {
+        self.dir(id).join("rootfs")
+    }
+
+    /// The golden image of an extracted template, made once next to it.
+    pub(super) fn golden_for(&self, rootfs: &Path) -> DResult<PathBuf> {
+        let base = rootfs.parent().expect("a base folder holds rootfs");
+        let golden = base.join("rootfs.ext4");
+        if golden.exists() {
+            return Ok(golden);
+        }
+        let _one = self.golden_lock.lock().expect("golden lock");
+        if golden.exists() {
+            return Ok(golden);
+        }
+        // Room for the files, their inodes and a journal; resize2fs -M takes away the rest.
+        let (bytes, files) = tree_size(rootfs)?;
+        let mb = (bytes + files * 4096) * 3 / 2 / (1024 * 1024) + 96;
+        let tmp = base.join("rootfs.ext4.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::File::create(&tmp)?.set_len(mb * 1024 * 1024)?;
+        self.run
+            .run(
+                "mkfs.ext4",
+                &argv!["-q", "-F", "-m", "0", "-d", rootfs.display(), tmp.display()],
+            )?
+            .ok("mkfs.ext4 (the template's image)")?;
+        self.run
+            .run("e2fsck", &argv!["-f", "-p", tmp.display()])?
+            .ok("e2fsck")?;
+        self.run
+            .run("resize2fs", &argv!["-M", tmp.display()])?
+            .ok("resize2fs -M")?;
+        std::fs::rename(&tmp, &golden)?;
+        Ok(golden)
+    }
+
+    /// Makes the slice's image from the golden one, `disk_mb` large. Refuses a plan smaller
+    /// than the template.
+    pub(super) fn make_image(&self, id: VeId, golden: &Path, mb: u32) -> DResult<()> {
+        let want = mb as u64 * 1024 * 1024;
+        let have = std::fs::metadata(golden)?.len();
+        if want < have {
+            return Err(DriverError::msg(format!(
+                "the plan's disk ({mb} MB) is smaller than the template ({} MB)",
+                have.div_ceil(1024 * 1024)
+            )));
+        }
+        let img = self.image(id);
+        let tmp = img.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        self.run
+            .run(
+                "cp",
+                &argv!["--sparse=always", golden.display(), tmp.display()],
+            )?
+            .ok("copying the template's image")?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)?
+            .set_len(want)?;
+        self.run
+            .run("resize2fs", &argv![tmp.display()])?
+            .ok("resize2fs")?;
+        std::fs::rename(&tmp, &img)?;
+        Ok(())
+    }
+
+    /// Whether the slice's image is mounted at its mount point (the kernel's list says).
+    pub(super) fn mounted(&self, id: VeId) -> bool {
+        let target = self.mountpoint(id);
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|text| {
+                text.lines().any(|l| {
+                    l.split(' ')
+                        .nth(4)
+                        .is_some_and(|m| unescape(m) == target.to_string_lossy())
+                })
+            })
+            .unwrap_or(false)
+    }
+
+    /// Mounts the image (after a host reboot nothing is mounted). `nodev`: a device node in a
+    /// slice's files never opens a host device.
+    pub(super) fn mount_image(&self, id: VeId) -> DResult<()> {
+        if self.mounted(id) {
+            return Ok(());
+        }
+        let target = self.mountpoint(id);
+        std::fs::create_dir_all(&target)?;
+        self.run
+            .run(
+                "mount",
+                &argv![
+                    "-t",
+                    "ext4",
+                    "-o",
+                    "loop,nodev",
+                    self.image(id).display(),
+                    target.display()
+                ],
+            )?
+            .ok("mounting the slice's disk")?;
+        Ok(())
+    }
+
+    pub(super) fn unmount_image(&self, id: VeId) -> DResult<()> {
+        if !self.mounted(id) {
+            return Ok(());
+        }
+        self.run
+            .run("umount", &argv![self.mountpoint(id).display()])?
+            .ok("unmounting the slice's disk")?;
+        Ok(())
+    }
+
+    /// Grows the image to a new plan's disk, live (ext4 grows while mounted). A smaller disk
+    /// is refused: shrinking needs the slice stopped and its files checked.
+    pub(super) fn grow_image(&self, id: VeId, mb: u32) -> DResult<()> {
+        let want = mb as u64 * 1024 * 1024;
+        let img = self.image(id);
+        let have = std::fs::metadata(&img)?.len();
+        if want == have {
+            return Ok(());
+        }
+        if want < have {
+            return Err(DriverError::msg(format!(
+                "a slice's disk only grows: it has {} MB, the plan says {mb} MB",
+                have / (1024 * 1024)
+            )));
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&img)?
+            .set_len(want)?;
+        if self.mounted(id) {
+            let dev = self.loop_device(id)?;
+            self.run
+                .run("losetup", &argv!["-c", dev])?
+                .ok("losetup -c")?;
+            self.run.run("resize2fs", &argv![dev])?.ok("resize2fs")?;
+        } else {
+            self.run
+                .run("e2fsck", &argv!["-f", "-p", img.display()])?
+                .ok("e2fsck")?;
+            self.run
+                .run("resize2fs", &argv![img.display()])?
+                .ok("resize2fs")?;
+        }
+        Ok(())
+    }
+
+    /// The loop device the mounted image is on.
+    fn loop_device(&self, id: VeId) -> DResult<String> {
+        let target = self.mountpoint(id);
+        std::fs::read_to_string("/proc/self/mountinfo")?
+            .lines()
+            .find_map(|l| {
+                let fields: Vec<&str> = l.split(' ').collect();
+                let dash = fields.iter().position(|f| *f == "-")?;
+                (fields.get(4).map(|m| unescape(m)) == Some(target.to_string_lossy().into()))
+                    .then(|| fields.get(dash + 2).map(|d| d.to_string()))
+                    .flatten()
+            })
+            .filter(|d| d.starts_with("/dev/loop"))
+            .ok_or_else(|| DriverError::msg("the slice's disk is not on a loop device"))
+    }
+
+    /// Disk held and its limit, in bytes, in beancounter shape (`diskspace`). `failcnt` counts
+    /// the readings that found the disk full (ext4 keeps no count of refused writes).
+    pub(super) fn disk_counter(&self, id: VeId) -> DResult<Option<Counter>> {
+        if !self.mounted(id) {
+            return Ok(None);
+        }
+        let out = self
+            .run
+            .run(
+                "df",
+                &argv![
+                    "-B1",
+                    "--output=size,used,avail",
+                    self.mountpoint(id).display()
+                ],
+            )?
+            .ok("df")?;
+        let nums: Vec<u64> = out
+            .stdout
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [size, used, avail] = nums[..] else {
+            return Err(DriverError::msg(format!("df said: {}", out.stdout.trim())));
+        };
+        let full_file = self.dir(id).join("disk.fullcount");
+        let mut full: u64 = std::fs::read_to_string(&full_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let maxheld_file = self.dir(id).join("disk.maxheld");
+        let maxheld: u64 = std::fs::read_to_string(&maxheld_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+            .max(used);
+        let _ = std::fs::write(&maxheld_file, maxheld.to_string());
+        if avail < 1024 * 1024 {
+            full += 1;
+            let _ = std::fs::write(&full_file, full.to_string());
+        }
+        Ok(Some(Counter {
+            resource: "diskspace".into(),
+            held: used,
+            maxheld,
+            barrier: size,
+            limit: size,
+            failcnt: full,
+        }))
+    }
+}
+
+/// Bytes in regular files and the number of entries under `root`, not following links.
+fn tree_size(root: &Path) -> DResult<(u64, u64)> {
+    let (mut bytes, mut files) = (0u64, 0u64);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            files += 1;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                bytes += meta.len().div_ceil(4096) * 4096;
+            }
+        }
+    }
+    Ok((bytes, files))
+}
+
+/// `/proc/self/mountinfo` escapes space, tab, newline and backslash as octal.
+fn unescape(field: &str) -> String {
+    let mut out = String::new();
+    let mut rest = field;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(c as char);
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
