@@ -18,7 +18,8 @@ pub struct LxcNode {
     pub address: String,
     pub master: AgentClient,
     pub bridge: Bridge,
-    /// The agent's folders (on /dev/shm); removed on drop, after the bridge.
+    /// The agent's folders (on /dev/shm unless started `in` another); removed on drop, after
+    /// the bridge.
     pub work: tempfile::TempDir,
 }
 
@@ -29,10 +30,21 @@ pub async fn start(name: &str, bridge: &str, subnet: &str) -> LxcNode {
 
 /// Starts it with its certificate from `ca` (the master's), or from a CA of its own.
 pub async fn start_with_ca(name: &str, bridge: &str, subnet: &str, ca: Option<&Ca>) -> LxcNode {
+    start_in(name, bridge, subnet, ca, std::path::Path::new("/dev/shm")).await
+}
+
+/// Starts it with its folders (and so the slices' disk images) under `parent`.
+pub async fn start_in(
+    name: &str,
+    bridge: &str,
+    subnet: &str,
+    ca: Option<&Ca>,
+    parent: &std::path::Path,
+) -> LxcNode {
     let subnet = Subnet::parse(subnet).unwrap();
     let work = tempfile::Builder::new()
         .prefix("slices-lxc-")
-        .tempdir_in("/dev/shm")
+        .tempdir_in(parent)
         .unwrap();
     let bridge = Bridge::new(bridge, &format!("{}/{}", subnet.gateway(), subnet.prefix()));
     let own;
