@@ -26,12 +26,8 @@ fn dd_seconds(stderr: &str) -> f64 {
         .lines()
         .find(|l| l.contains(" copied, "))
         .unwrap_or_else(|| panic!("dd said: {stderr}"));
-    line.split(", ")
-        .nth(1)
-        .and_then(|s| s.strip_suffix(" s"))
-        .unwrap()
-        .parse()
-        .unwrap()
+    let after = line.split(" copied, ").nth(1).unwrap();
+    after.split(" s,").next().unwrap().trim().parse().unwrap()
 }
 
 fn dd(program: &str, args: &[&str]) -> f64 {

@@ -86,4 +86,9 @@ pub trait Driver: Send + Sync {
     fn state(&self, id: VeId) -> DResult<EnvState>;
     fn set_limits(&self, spec: &EnvSpec, limits: &Limits) -> DResult<()>;
     fn usage(&self, id: VeId) -> DResult<Vec<Counter>>;
+    /// Whether the container is still of the privileged kind an earlier version made (lxc:
+    /// converted at its next start).
+    fn privileged(&self, _id: VeId) -> bool {
+        false
+    }
 }

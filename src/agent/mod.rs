@@ -194,6 +194,12 @@ impl Agent {
             "disk_free_mb": disk_free_mb(&self.config.state),
             "subnet": self.config.subnet,
             "slices": specs.len(),
+            // Made privileged by an earlier version, converted at their next start.
+            "privileged": specs
+                .iter()
+                .filter(|s| self.driver.privileged(s.id))
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
             "templates": self.templates()?,
         }))
     }
@@ -262,7 +268,7 @@ impl Agent {
     }
 
     fn status(&self, spec: &EnvSpec) -> Result<Value, DriverError> {
-        Ok(json!({
+        let mut status = json!({
             "id": spec.id,
             "state": self.driver.state(spec.id)?,
             "ip": spec.ip,
@@ -270,7 +276,12 @@ impl Agent {
             "username": spec.username,
             "template": spec.template,
             "limits": spec.limits,
-        }))
+            "root": spec.root,
+        });
+        if self.driver.privileged(spec.id) {
+            status["privileged"] = json!(true);
+        }
+        Ok(status)
     }
 
     fn dispatch(&self, cmd: Command) -> Result<Reply, DriverError> {

@@ -113,7 +113,7 @@ pub struct Latest {
 
 fn amount(resource: &str, v: i64) -> String {
     match resource {
-        "memory" => format!("{} MB", v / (1024 * 1024)),
+        "memory" | "diskspace" => format!("{} MB", v / (1024 * 1024)),
         "numproc" => format!("{v} processes"),
         _ => v.to_string(),
     }

@@ -59,8 +59,9 @@ impl Lxc {
         Ok(golden)
     }
 
-    /// Makes the slice's image from the golden one, `disk_mb` large. Refuses a plan smaller
-    /// than the template.
+    /// Makes the slice's image from the golden one, `mb` large: the spare one made for that
+    /// size in the background after the last create if there is one (a rename), else now.
+    /// Refuses a plan smaller than the template.
     pub(super) fn make_image(&self, id: VeId, golden: &Path, mb: u32) -> DResult<()> {
         let want = mb as u64 * 1024 * 1024;
         let have = std::fs::metadata(golden)?.len();
@@ -71,23 +72,38 @@ impl Lxc {
             )));
         }
         let img = self.image(id);
-        let tmp = img.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        self.run
-            .run(
-                "cp",
-                &argv!["--sparse=always", golden.display(), tmp.display()],
-            )?
-            .ok("copying the template's image")?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&tmp)?
-            .set_len(want)?;
-        self.run
-            .run("resize2fs", &argv![tmp.display()])?
-            .ok("resize2fs")?;
-        std::fs::rename(&tmp, &img)?;
+        if std::fs::rename(spare_path(golden, mb), &img).is_err() {
+            grown_copy(
+                self.run.as_ref(),
+                golden,
+                mb,
+                &img.with_extension("tmp"),
+                &img,
+            )?;
+        }
+        self.prepare_spare(golden, mb);
         Ok(())
+    }
+
+    /// Makes the next image of this template and size in the background, unless one is there
+    /// or on its way: the next create of that size is then a rename.
+    fn prepare_spare(&self, golden: &Path, mb: u32) {
+        let spare = spare_path(golden, mb);
+        if spare.exists() || !self.preparing.lock().expect("spares").insert(spare.clone()) {
+            return;
+        }
+        let (run, golden, preparing) = (
+            self.run.clone(),
+            golden.to_path_buf(),
+            self.preparing.clone(),
+        );
+        std::thread::spawn(move || {
+            let tmp = spare.with_extension("tmp");
+            if let Err(e) = grown_copy(run.as_ref(), &golden, mb, &tmp, &spare) {
+                tracing::warn!(spare = %spare.display(), error = %e, "could not make a spare disk image");
+            }
+            preparing.lock().expect("spares").remove(&spare);
+        });
     }
 
     /// Whether the slice's image is mounted at its mount point (the kernel's list says).
@@ -243,6 +259,35 @@ impl Lxc {
             failcnt: full,
         }))
     }
+}
+
+/// The spare image of a template's golden image for one size.
+fn spare_path(golden: &Path, mb: u32) -> PathBuf {
+    golden.with_file_name(format!("spare-{mb}.ext4"))
+}
+
+/// A sparse copy of the golden image at `tmp`, grown to `mb`, renamed to `dest` once whole.
+fn grown_copy(
+    run: &dyn crate::agent::run::Runner,
+    golden: &Path,
+    mb: u32,
+    tmp: &Path,
+    dest: &Path,
+) -> DResult<()> {
+    let _ = std::fs::remove_file(tmp);
+    run.run(
+        "cp",
+        &argv!["--sparse=always", golden.display(), tmp.display()],
+    )?
+    .ok("copying the template's image")?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(tmp)?
+        .set_len(mb as u64 * 1024 * 1024)?;
+    run.run("resize2fs", &argv![tmp.display()])?
+        .ok("resize2fs")?;
+    std::fs::rename(tmp, dest)?;
+    Ok(())
 }
 
 /// Bytes in regular files and the number of entries under `root`, not following links.

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use super::driver::{Change, CheckItem, Counter, DResult, Driver, DriverError, EnvState};
 use super::run::Runner;
 use super::AgentConfig;
+use crate::agent::inside;
 use crate::argv;
 use crate::domain::{Limits, Subnet, VeId};
 use crate::slave_link::EnvSpec;
@@ -37,6 +38,8 @@ pub struct Lxc {
     run: Arc<dyn Runner>,
     extracting: Mutex<HashSet<PathBuf>>,
     golden_lock: Mutex<()>,
+    /// Spare disk images being made in the background.
+    preparing: Arc<Mutex<HashSet<PathBuf>>>,
     /// Held from choosing a container's id range until its config is written.
     ids_lock: Mutex<()>,
     ids: IdPool,
@@ -85,6 +88,7 @@ impl Lxc {
             run,
             extracting: Mutex::new(HashSet::new()),
             golden_lock: Mutex::new(()),
+            preparing: Arc::new(Mutex::new(HashSet::new())),
             ids_lock: Mutex::new(()),
             ids: cfg.slice_ids,
             isolate,
@@ -220,13 +224,6 @@ impl Lxc {
         Ok(())
     }
 
-    /// Whether the container is one of the privileged kind older versions made (no id map).
-    fn privileged(&self, id: VeId) -> bool {
-        std::fs::read_to_string(self.dir(id).join("config"))
-            .map(|t| ids::mapped_root(&t).is_none())
-            .unwrap_or(false)
-    }
-
     fn limit_lines(&self, l: &Limits) -> String {
         self.cgroup_settings(l)
             .into_iter()
@@ -280,10 +277,16 @@ impl Lxc {
     }
 
     /// Files the slice sees that come from its spec (name resolution, host name), written
-    /// from inside the running slice: the agent never follows a path the slice's root may
-    /// have made into a link as host root.
+    /// once, into the image just made from the template (no student has touched it yet; links
+    /// the template may hold are replaced, never followed).
     fn write_identity(&self, spec: &EnvSpec) -> DResult<()> {
-        let id = spec.id;
+        let etc = self.mountpoint(spec.id).join("etc");
+        if !std::fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir()) {
+            return Err(DriverError::msg(format!(
+                "the template {} has no /etc folder",
+                spec.template
+            )));
+        }
         let mut resolv = String::new();
         if let Some(d) = &spec.search_domain {
             resolv.push_str(&format!("search {d}\n"));
@@ -291,34 +294,41 @@ impl Lxc {
         for ns in &spec.nameservers {
             resolv.push_str(&format!("nameserver {ns}\n"));
         }
-        self.attach(id, &["rm", "-f", "/etc/resolv.conf"], None)?
-            .ok("rm /etc/resolv.conf")?;
-        self.attach(id, &["tee", "/etc/resolv.conf"], Some(resolv.as_bytes()))?
-            .ok("writing /etc/resolv.conf")?;
-        let host = format!("{}\n", spec.hostname);
-        self.attach(id, &["tee", "/etc/hostname"], Some(host.as_bytes()))?
-            .ok("writing /etc/hostname")?;
-        // The host name resolves (sudo says so on every call otherwise): Debian's 127.0.1.1
-        // line, the student's other lines kept.
-        let hosts = self.attach(id, &["cat", "/etc/hosts"], None)?;
-        let hosts = if hosts.code == 0 {
-            hosts.stdout
-        } else {
-            String::new()
+        let hosts = etc.join("hosts");
+        let current = match std::fs::symlink_metadata(&hosts) {
+            Ok(m) if m.is_file() => std::fs::read_to_string(&hosts).unwrap_or_default(),
+            _ => String::new(),
         };
-        let wanted = hosts_file(&hosts, &spec.hostname.to_string());
-        if wanted != hosts {
-            self.attach(id, &["tee", "/etc/hosts"], Some(wanted.as_bytes()))?
-                .ok("writing /etc/hosts")?;
+        for (file, text) in [
+            ("resolv.conf", resolv),
+            ("hostname", format!("{}\n", spec.hostname)),
+            ("hosts", hosts_file(&current, &spec.hostname.to_string())),
+        ] {
+            let path = etc.join(file);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?
+                .write_all(text.as_bytes())?;
         }
         Ok(())
     }
 
+    /// The user, their keys and their root: one call into the container.
     fn ensure_user(&self, spec: &EnvSpec) -> DResult<()> {
-        crate::agent::inside::ensure_user(
-            &|args: &[&str], stdin: Option<&[u8]>| self.attach(spec.id, args, stdin),
-            spec,
-        )
+        let mut args = vec!["sh", "-c", inside::SETUP];
+        let rest = inside::setup_args(spec);
+        args.extend(rest.iter().map(String::as_str));
+        let out = self.attach(spec.id, &args, Some(inside::keys_text(spec).as_bytes()))?;
+        if out.code != 0 {
+            return Err(inside::setup_failed(spec, out));
+        }
+        Ok(())
     }
 
     fn flush_neighbour(&self, spec: &EnvSpec) {
@@ -476,6 +486,20 @@ impl Driver for Lxc {
         let loop_ok = Path::new("/dev/loop-control").exists();
         let aa = apparmor_enabled();
         let overlap = self.subordinate_overlap();
+        let privileged: Vec<String> = std::fs::read_dir(&self.lxc_path)
+            .map(|d| {
+                let mut names: Vec<String> = d
+                    .flatten()
+                    .filter(|e| {
+                        std::fs::read_to_string(e.path().join("config"))
+                            .is_ok_and(|t| ids::mapped_root(&t).is_none())
+                    })
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                names
+            })
+            .unwrap_or_default();
         vec![
             CheckItem::new(
                 "lxc installed",
@@ -536,6 +560,19 @@ impl Driver for Lxc {
                 },
             ),
             CheckItem::new(
+                "unprivileged slices",
+                privileged.is_empty(),
+                if privileged.is_empty() {
+                    "every slice has its own id range".to_string()
+                } else {
+                    format!(
+                        "still privileged, made by an earlier version (each becomes \
+                         unprivileged at its next start): {}",
+                        privileged.join(", ")
+                    )
+                },
+            ),
+            CheckItem::new(
                 "apparmor",
                 true,
                 if aa {
@@ -570,6 +607,8 @@ impl Driver for Lxc {
             out?.ok("lxc-create")?;
             std::fs::write(dir.join("config"), self.config_text(spec, first))?;
         }
+        self.mount_image(spec.id)?;
+        self.write_identity(spec)?;
         Ok(())
     }
 
@@ -594,9 +633,6 @@ impl Driver for Lxc {
                 Change::Done
             }
         };
-        if change == Change::Done {
-            self.write_identity(spec)?;
-        }
         self.ensure_user(spec)?;
         Ok(change)
     }
@@ -657,6 +693,13 @@ impl Driver for Lxc {
             "RUNNING" | "STARTING" | "STOPPING" => EnvState::Running,
             _ => EnvState::Stopped,
         })
+    }
+
+    /// One of the privileged kind older versions made: a config with no id map.
+    fn privileged(&self, id: VeId) -> bool {
+        std::fs::read_to_string(self.dir(id).join("config"))
+            .map(|t| ids::mapped_root(&t).is_none())
+            .unwrap_or(false)
     }
 
     fn set_limits(&self, spec: &EnvSpec, limits: &Limits) -> DResult<()> {

@@ -72,15 +72,18 @@ fn create_start_stop_destroy_run_the_seeds_commands() {
             "vzctl exec2 101 id -u alice",
             "vzctl exec2 101 useradd -m -s /bin/bash alice",
             "vzctl exec2 101 usermod -p * alice",
-            "vzctl exec2 101 install -d -m 700 -o alice -g alice /home/alice/.ssh",
-            "vzctl exec2 101 tee /home/alice/.ssh/authorized_keys",
-            "vzctl exec2 101 chown alice:alice /home/alice/.ssh/authorized_keys",
-            "vzctl exec2 101 chmod 600 /home/alice/.ssh/authorized_keys",
+            // The user's own files, as the user (a link they made leads only where they
+            // could write), put in place whole.
+            "vzctl exec2 101 runuser -u alice -- mkdir -p -m 700 /home/alice/.ssh",
+            "vzctl exec2 101 runuser -u alice -- tee /home/alice/.ssh/.authorized_keys.slices",
+            "vzctl exec2 101 runuser -u alice -- chmod 600 /home/alice/.ssh/.authorized_keys.slices",
+            "vzctl exec2 101 runuser -u alice -- mv -fT /home/alice/.ssh/.authorized_keys.slices /home/alice/.ssh/authorized_keys",
             // Root in the VE: passwordless sudo, the plan's default.
             "vzctl exec2 101 test -x /usr/bin/sudo",
             "vzctl exec2 101 install -d -m 750 /etc/sudoers.d",
-            "vzctl exec2 101 tee /etc/sudoers.d/slices-student",
-            "vzctl exec2 101 chmod 440 /etc/sudoers.d/slices-student",
+            "vzctl exec2 101 tee /etc/sudoers.d/.slices-student.new",
+            "vzctl exec2 101 chmod 440 /etc/sudoers.d/.slices-student.new",
+            "vzctl exec2 101 mv -f /etc/sudoers.d/.slices-student.new /etc/sudoers.d/slices-student",
         ]
     );
     // Files are written from inside the VE, through tee's standard input; nothing on the host.
@@ -94,11 +97,11 @@ fn create_start_stop_destroy_run_the_seeds_commands() {
             .and_then(|(_, _, stdin)| stdin.clone())
     };
     assert_eq!(
-        stdin_of("exec2 101 tee /home/alice/.ssh/authorized_keys"),
+        stdin_of("exec2 101 runuser -u alice -- tee /home/alice/.ssh/.authorized_keys.slices"),
         Some(format!("{KEY}\n"))
     );
     assert_eq!(
-        stdin_of("exec2 101 tee /etc/sudoers.d/slices-student"),
+        stdin_of("exec2 101 tee /etc/sudoers.d/.slices-student.new"),
         Some("alice ALL=(ALL:ALL) NOPASSWD: ALL\n".into())
     );
 

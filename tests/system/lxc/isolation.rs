@@ -96,7 +96,12 @@ pub async fn a_students_root_is_confined() {
     lab.start_agent();
     let mut m = lab.master().await;
     let (_, public) = keypair(lab.work.path(), "iso-key");
-    let (a, b) = (spec(A, IP_A, "ana", &public), spec(B, IP_B, "ben", &public));
+    // Ana's plan makes her root; Ben's does not.
+    let a = spec(A, IP_A, "ana", &public);
+    let b = EnvSpec {
+        root: false,
+        ..spec(B, IP_B, "ben", &public)
+    };
     let state_dir = lab.work.path().join("state");
     for s in [&a, &b] {
         let r = m.call(&Cmd::CreateEnv(Box::new(s.clone()))).await.unwrap();
@@ -240,6 +245,39 @@ pub async fn a_students_root_is_confined() {
         !reaches(&lab, A, "10.98.0.1/22"),
         "A reached the node's own sshd port"
     );
+    // Without root, Ben cannot turn the agent's writes into root's: his key file made a link
+    // to /etc/shadow, the agent puts his keys in place again, and /etc/shadow is untouched.
+    let (_, ben) = said(&lab.attach(B, None, &["id", "-u", "ben"]));
+    let ben: u32 = ben.trim().parse().unwrap();
+    let (ok, out) = said(&lab.attach(B, Some(ben), &["sudo", "-n", "id", "-u"]));
+    assert!(!ok, "ben is not root: {out}");
+    let shadow_before = said(&lab.attach(B, None, &["sha256sum", "/etc/shadow"])).1;
+    let (ok, out) = said(&lab.attach(
+        B,
+        Some(ben),
+        &[
+            "ln",
+            "-sfn",
+            "/etc/shadow",
+            "/home/ben/.ssh/authorized_keys",
+        ],
+    ));
+    assert!(ok, "{out}");
+    let r = m.call(&Cmd::SetKeys(b.id, b.keys.clone())).await.unwrap();
+    assert_eq!(r.code, 0, "set_keys: {}", r.text());
+    assert_eq!(
+        said(&lab.attach(B, None, &["sha256sum", "/etc/shadow"])).1,
+        shadow_before,
+        "the agent wrote through ben's link"
+    );
+    let (ok, out) = said(&lab.attach(
+        B,
+        None,
+        &["sh", "-c", "test -f /home/ben/.ssh/authorized_keys && ! test -L /home/ben/.ssh/authorized_keys && stat -c '%U %a' /etc/shadow /home/ben/.ssh/authorized_keys"],
+    ));
+    assert!(ok, "{out}");
+    assert_eq!(out, "root 640\nben 600\n");
+
     // The disk is the plan's: writing past it fails inside; the host lost at most its size.
     let free_before = free_bytes(&state_dir);
     let (ok, out) = as_ana(&[

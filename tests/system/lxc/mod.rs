@@ -269,9 +269,26 @@ async fn a_privileged_slice_from_before_is_converted_and_keeps_its_files() {
     ]);
     sh("lxc-stop", &["-P", p, "-n", "ve4401", "-k"]);
 
+    // Until it starts again, it is reported privileged (status, node_info, check).
+    let unprivileged = |agent: &slices::agent::Agent| {
+        agent
+            .check()
+            .into_iter()
+            .find(|i| i.what == "unprivileged slices")
+            .unwrap()
+    };
+    let item = unprivileged(&node.agent);
+    assert!(!item.ok && item.detail.contains("ve4401"), "{item:?}");
     let m = &mut node.master;
+    let r = m.call(&Command::EnvStatus(spec.id)).await.unwrap();
+    assert_eq!(r.returned[0]["privileged"], true, "{}", r.text());
+    let r = m.call(&Command::NodeInfo).await.unwrap();
+    assert_eq!(r.returned[0]["privileged"], serde_json::json!([4401]));
     let r = m.call(&Command::StartEnv(spec.id)).await.unwrap();
     assert_eq!(r.code, 0, "start_env: {}", r.text());
+    let r = m.call(&Command::EnvStatus(spec.id)).await.unwrap();
+    assert!(r.returned[0].get("privileged").is_none(), "{}", r.text());
+    assert!(unprivileged(&node.agent).ok);
     let config = std::fs::read_to_string(dir.join("config")).unwrap();
     assert!(
         config.contains("lxc.idmap = u 0 1000000000 65536"),
