@@ -141,6 +141,12 @@ impl Lxc {
                 ],
             )?
             .ok("mounting the slice's disk")?;
+        // Direct I/O between the loop device and the image: no second copy of every page in
+        // the host's cache, and writes at about the host disk's speed (twice as fast as
+        // without, here). File systems without O_DIRECT (tmpfs) keep it off, which is fine.
+        if let Ok(dev) = self.loop_device(id) {
+            let _ = self.run.run("losetup", &argv!["--direct-io=on", dev]);
+        }
         Ok(())
     }
 
