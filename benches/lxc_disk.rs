@@ -31,6 +31,8 @@ fn dd_seconds(stderr: &str) -> f64 {
 }
 
 fn dd(program: &str, args: &[&str]) -> f64 {
+    // What the last round left dirty is written first, so that no round pays for another.
+    system::sh("sync", &[]);
     let out = std::process::Command::new(program)
         .args(args)
         .output()

@@ -142,6 +142,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         );
     }
     let message = format!("Running on node {} at {}.", node.name, spec.ip);
+    let root = spec.root;
     step!(
         env.db(move |db| db.write(|tx| {
             slices::set_state(tx, slice_id, State::Running, "", &message)?;
@@ -156,7 +157,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
                 tx,
                 slice_id,
                 crate::mail::Kind::SliceReady,
-                serde_json::json!({ "no_login": no_login }),
+                serde_json::json!({ "no_login": no_login, "root": root }),
             )
         }))
         .await

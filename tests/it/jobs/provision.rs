@@ -89,6 +89,8 @@ async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
     assert!(text.contains("$ ssh alice@localhost"), "{text}");
     assert!(text.contains("http://alice.slices.localhost/"), "{text}");
     assert!(text.contains(s.ip.as_deref().unwrap()), "{text}");
+    // The default plan makes the student root, and the mail says how to use it.
+    assert!(text.contains("$ sudo apt-get install postgresql"), "{text}");
 
     // Stop, start, destroy.
     f.ctx
