@@ -148,6 +148,11 @@ async fn a_real_container_from_create_to_destroy() {
         "veths left on the bridge: {:?}",
         bridge.ports()
     );
+    let loops = sh("losetup", &["-l", "-n", "-O", "BACK-FILE"]);
+    assert!(
+        !loops.contains(work.path().to_str().unwrap()),
+        "a loop device left on the slice's disk: {loops}"
+    );
     drop(guard);
 }
 
