@@ -79,6 +79,7 @@ impl Lxc {
                 mb,
                 &img.with_extension("tmp"),
                 &img,
+                false,
             )?;
         }
         self.prepare_spare(golden, mb);
@@ -99,7 +100,7 @@ impl Lxc {
         );
         std::thread::spawn(move || {
             let tmp = spare.with_extension("tmp");
-            if let Err(e) = grown_copy(run.as_ref(), &golden, mb, &tmp, &spare) {
+            if let Err(e) = grown_copy(run.as_ref(), &golden, mb, &tmp, &spare, true) {
                 tracing::warn!(spare = %spare.display(), error = %e, "could not make a spare disk image");
             }
             preparing.lock().expect("spares").remove(&spare);
@@ -309,25 +310,35 @@ fn spare_path(golden: &Path, mb: u32) -> PathBuf {
 }
 
 /// A sparse copy of the golden image at `tmp`, grown to `mb`, renamed to `dest` once whole.
+/// In the `background` at the lowest CPU priority, so that it does not slow what runs now.
 fn grown_copy(
     run: &dyn crate::agent::run::Runner,
     golden: &Path,
     mb: u32,
     tmp: &Path,
     dest: &Path,
+    background: bool,
 ) -> DResult<()> {
+    let tool = |program: &str, args: Vec<String>| {
+        if background {
+            let mut a = argv!["-n", "19", program];
+            a.extend(args);
+            run.run("nice", &a)
+        } else {
+            run.run(program, &args)
+        }
+    };
     let _ = std::fs::remove_file(tmp);
-    run.run(
+    tool(
         "cp",
-        &argv!["--sparse=always", golden.display(), tmp.display()],
+        argv!["--sparse=always", golden.display(), tmp.display()],
     )?
     .ok("copying the template's image")?;
     std::fs::OpenOptions::new()
         .write(true)
         .open(tmp)?
         .set_len(mb as u64 * 1024 * 1024)?;
-    run.run("resize2fs", &argv![tmp.display()])?
-        .ok("resize2fs")?;
+    tool("resize2fs", argv![tmp.display()])?.ok("resize2fs")?;
     std::fs::rename(tmp, dest)?;
     Ok(())
 }

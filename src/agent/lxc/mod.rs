@@ -589,26 +589,13 @@ impl Driver for Lxc {
     fn create(&self, spec: &EnvSpec, template: &Path) -> DResult<()> {
         let base = self.base_for(template)?;
         let golden = self.golden_for(&base)?;
-        let dir = self.dir(spec.id);
         std::fs::create_dir_all(self.mountpoint(spec.id))?;
         self.make_image(spec.id, &golden, spec.limits.disk_limit_mb())?;
-        // `lxc-create -t none` writes the container's folder; the real config follows.
-        let conf = self.lxc_path.join(format!(".{}.conf", name(spec.id)));
-        {
-            let _ids = self.ids_lock.lock().expect("ids lock");
-            let first = self.allocate_ids(spec.id)?;
-            std::fs::write(&conf, self.config_text(spec, first))?;
-            let out = self.lxc(
-                "lxc-create",
-                spec.id,
-                argv!["-t", "none", "-f", conf.display()],
-            );
-            let _ = std::fs::remove_file(&conf);
-            out?.ok("lxc-create")?;
-            std::fs::write(dir.join("config"), self.config_text(spec, first))?;
-        }
         self.mount_image(spec.id)?;
         self.write_identity(spec)?;
+        // The config last: with it the container exists (for LXC and for `state`). LXC needs
+        // nothing else of a container but its folder and config (no `lxc-create`).
+        self.write_config(spec)?;
         Ok(())
     }
 
