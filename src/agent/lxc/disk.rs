@@ -125,7 +125,8 @@ impl Lxc {
     /// that does direct I/O: no second copy of every page in the host's cache, and writes at
     /// about the host disk's speed (twice as fast as without, here). `nodev`: a device node
     /// in a slice's files never opens a host device.
-    pub(super) fn mount_image(&self, id: VeId) -> DResult<()> {
+    /// `just_made`: the image was made a moment ago, so no device can be attached to it yet.
+    pub(super) fn mount_image(&self, id: VeId, just_made: bool) -> DResult<()> {
         if self.mounted(id) {
             return Ok(());
         }
@@ -133,11 +134,15 @@ impl Lxc {
         std::fs::create_dir_all(&target)?;
         let img = self.image(id).display().to_string();
         // A device left attached to it (the agent stopped between the two steps) is reused.
-        let attached = self
-            .run
-            .run("losetup", &argv!["-n", "-O", "NAME", "-j", img])?
-            .ok("losetup -j")?;
-        let dev = match attached.stdout.lines().next() {
+        let attached = if just_made {
+            String::new()
+        } else {
+            self.run
+                .run("losetup", &argv!["-n", "-O", "NAME", "-j", img])?
+                .ok("losetup -j")?
+                .stdout
+        };
+        let dev = match attached.lines().next() {
             Some(d) if !d.trim().is_empty() => d.trim().to_string(),
             _ => {
                 let out = self

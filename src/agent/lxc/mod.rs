@@ -355,7 +355,7 @@ impl Lxc {
         self.run
             .run("mkfs.ext4", &argv!["-q", "-F", "-m", "0", img.display()])?
             .ok("mkfs.ext4")?;
-        self.mount_image(id)?;
+        self.mount_image(id, false)?;
         for d in [&work, &merged] {
             std::fs::create_dir_all(d)?;
         }
@@ -591,7 +591,7 @@ impl Driver for Lxc {
         let golden = self.golden_for(&base)?;
         std::fs::create_dir_all(self.mountpoint(spec.id))?;
         self.make_image(spec.id, &golden, spec.limits.disk_limit_mb())?;
-        self.mount_image(spec.id)?;
+        self.mount_image(spec.id, true)?;
         self.write_identity(spec)?;
         // The config last: with it the container exists (for LXC and for `state`). LXC needs
         // nothing else of a container but its folder and config (no `lxc-create`).
@@ -612,7 +612,7 @@ impl Driver for Lxc {
                 }
                 // The spec may have changed since creation (limits, name servers).
                 self.write_config(spec)?;
-                self.mount_image(id)?;
+                self.mount_image(id, false)?;
                 self.flush_neighbour(spec);
                 self.lxc("lxc-start", id, argv!["-d"])?.ok("lxc-start")?;
                 self.lxc("lxc-wait", id, argv!["-s", "RUNNING", "-t", "30"])?
