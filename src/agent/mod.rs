@@ -100,6 +100,71 @@ impl Agent {
         Ok(Some(change))
     }
 
+    /// Puts the network policy back if it drifted (a firewall reload, a rule deleted by hand):
+    /// what differed, a line each (empty: it was in place).
+    pub fn reassert_network(&self) -> anyhow::Result<Vec<String>> {
+        if !self.keeps_network() {
+            return Ok(vec![]);
+        }
+        let run = run::SystemRunner {
+            timeout: Duration::from_secs(30),
+        };
+        let (policy, bridge, subnet) = (
+            &self.config.network,
+            &self.config.bridge,
+            &self.config.subnet,
+        );
+        let drift = netpolicy::drift(&run, policy, bridge, subnet)
+            .map_err(|e| anyhow::anyhow!("network policy: {e}"))?;
+        if !drift.is_empty() {
+            netpolicy::apply(&run, policy, bridge, subnet, &self.config.state)
+                .map_err(|e| anyhow::anyhow!("network policy: {e}"))?;
+        }
+        Ok(drift)
+    }
+
+    /// Starts every container the master last asked to run that does not (after a host
+    /// reboot, or one stopped behind the agent's back); notes, for containers made before the
+    /// agent kept it, what they are doing now as what is wanted. Says what it did, a line each.
+    pub fn bring_back(&self) -> Vec<String> {
+        let mut said = Vec::new();
+        let specs = match self.specs.all() {
+            Ok(s) => s,
+            Err(e) => return vec![format!("cannot read the containers' specs: {e}")],
+        };
+        for spec in specs {
+            let lock = self.lock(spec.id);
+            let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let result = (|| -> Result<Option<String>, DriverError> {
+                let state = self.driver.state(spec.id)?;
+                match self.specs.wanted_running(spec.id)? {
+                    None => {
+                        self.specs
+                            .set_wanted_running(spec.id, state == EnvState::Running)?;
+                        Ok(None)
+                    }
+                    Some(true) if state == EnvState::Stopped => {
+                        self.driver.start(&spec)?;
+                        Ok(Some(format!(
+                            "started container {}: it should run and did not",
+                            spec.id
+                        )))
+                    }
+                    _ => Ok(None),
+                }
+            })();
+            match result {
+                Ok(Some(line)) => said.push(line),
+                Ok(None) => {}
+                Err(e) => said.push(format!(
+                    "container {} should run, and could not be started: {e}",
+                    spec.id
+                )),
+            }
+        }
+        said
+    }
+
     /// Takes away what the agent put on its host (the network policy, forwarding as it was
     /// found); says what it did and what it left (containers are never removed here).
     pub fn uninstall(&self) -> anyhow::Result<Vec<String>> {
@@ -249,6 +314,7 @@ impl Agent {
         }
         // Record the spec first: a crash mid-way leaves something a retry can finish or undo.
         self.specs.put(spec)?;
+        self.specs.set_wanted_running(spec.id, false)?;
         if let Err(e) = self.driver.create(spec, &template) {
             let _ = self.driver.destroy(Some(spec), spec.id);
             let _ = self.specs.remove(spec.id);
@@ -277,6 +343,11 @@ impl Agent {
             "template": spec.template,
             "limits": spec.limits,
             "root": spec.root,
+            "wanted": match self.specs.wanted_running(spec.id)? {
+                Some(true) => "running",
+                Some(false) => "stopped",
+                None => "unknown",
+            },
         });
         if self.driver.privileged(spec.id) {
             status["privileged"] = json!(true);
@@ -302,16 +373,26 @@ impl Agent {
                     .collect(),
             ),
             Command::CreateEnv(spec) => self.create(&spec)?,
+            // What the master asks for is kept with the spec, first: after a host reboot
+            // (or a container stopped behind the agent's back) the agent knows what to bring
+            // back.
             Command::StartEnv(id) => match self.existing(id)? {
-                Ok(spec) => said(self.driver.start(&spec)?, "started", "already running"),
+                Ok(spec) => {
+                    self.specs.set_wanted_running(id, true)?;
+                    said(self.driver.start(&spec)?, "started", "already running")
+                }
                 Err(r) => r,
             },
             Command::StopEnv(id) => match self.existing(id)? {
-                Ok(_) => said(self.driver.stop(id)?, "stopped", "already stopped"),
+                Ok(_) => {
+                    self.specs.set_wanted_running(id, false)?;
+                    said(self.driver.stop(id)?, "stopped", "already stopped")
+                }
                 Err(r) => r,
             },
             Command::RestartEnv(id) => match self.existing(id)? {
                 Ok(spec) => {
+                    self.specs.set_wanted_running(id, true)?;
                     self.driver.stop(id)?;
                     self.driver.start(&spec)?;
                     Reply::ok(vec!["restarted".into()])

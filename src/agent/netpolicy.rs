@@ -49,6 +49,14 @@ pub struct NetworkPolicy {
     /// What slices may reach of each other.
     #[serde(default)]
     pub between_slices: BetweenSlices,
+    /// How often the agent checks its rules and puts them back if they changed (a firewall
+    /// reload, a rule deleted by hand), in seconds.
+    #[serde(default = "default_reassert")]
+    pub reassert_secs: u64,
+}
+
+fn default_reassert() -> u64 {
+    30
 }
 
 /// What slices on one node may reach of each other.
@@ -78,6 +86,7 @@ impl Default for NetworkPolicy {
             open_ports: default_ports(),
             host_ports: Vec::new(),
             between_slices: BetweenSlices::OpenPorts,
+            reassert_secs: default_reassert(),
         }
     }
 }

@@ -34,10 +34,35 @@ impl Specs {
     }
 
     pub(super) fn remove(&self, id: VeId) -> Result<(), DriverError> {
-        match std::fs::remove_file(self.path(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+        for path in [self.path(id), self.power_path(id)] {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
         }
+        Ok(())
+    }
+
+    fn power_path(&self, id: VeId) -> PathBuf {
+        self.dir.join(format!("{id}.power"))
+    }
+
+    /// Whether the master last asked the container to run (`Some(true)`) or to be stopped;
+    /// `None` when no agent recorded it (made before agents kept it).
+    pub(super) fn wanted_running(&self, id: VeId) -> Result<Option<bool>, DriverError> {
+        match std::fs::read_to_string(self.power_path(id)) {
+            Ok(s) => Ok(Some(s.trim() == "running")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) fn set_wanted_running(&self, id: VeId, running: bool) -> Result<(), DriverError> {
+        let path = self.power_path(id);
+        let tmp = path.with_extension("power-tmp");
+        std::fs::write(&tmp, if running { "running\n" } else { "stopped\n" })?;
+        std::fs::rename(tmp, path)?;
+        Ok(())
     }
 
     pub(super) fn all(&self) -> Result<Vec<EnvSpec>, DriverError> {

@@ -58,6 +58,33 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let agent = Arc::new(agent);
+    // The slices that should run and do not (after a host reboot) start again, while the
+    // agent already answers.
+    let back = agent.clone();
+    tokio::task::spawn_blocking(move || {
+        for line in back.bring_back() {
+            tracing::warn!("{line}");
+        }
+    });
+    // The network policy, put back whenever it drifted.
+    let every = agent.config.network.reassert_secs.max(1);
+    let keeper = agent.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let k = keeper.clone();
+            match tokio::task::spawn_blocking(move || k.reassert_network()).await {
+                Ok(Ok(drift)) if !drift.is_empty() => {
+                    tracing::warn!(drift = %drift.join("; "), "network policy had changed: put back")
+                }
+                Ok(Err(e)) => tracing::error!("network policy: {e:#}"),
+                _ => {}
+            }
+        }
+    });
     tracing::info!(
         %listen,
         node = %agent.config.name,
@@ -65,7 +92,7 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
         "slices-agent is ready"
     );
     tokio::select! {
-        r = server::serve(listener, tls, Arc::new(agent), opts) => r?,
+        r = server::serve(listener, tls, agent, opts) => r?,
         _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
     }
     Ok(())

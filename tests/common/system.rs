@@ -48,6 +48,39 @@ pub fn quiet(program: &str, args: &[&str]) {
     let _ = Command::new(program).args(args).output();
 }
 
+/// Detaches every loop device whose file is under `dir`: the slices' disks of a test's agent
+/// that ran in a mount namespace of its own (when that namespace goes, the mount goes, the
+/// device stays). Called by the labs' clean-ups.
+pub fn detach_loops_under(dir: &std::path::Path) {
+    let Ok(out) = Command::new("losetup")
+        .args(["-l", "-n", "-O", "NAME,BACK-FILE"])
+        .output()
+    else {
+        return;
+    };
+    // The kernel names the file from the root of its own file system once the namespace that
+    // mounted it is gone (`/slices-x/...` for `/dev/shm/slices-x/...`): any tail of `dir`'s path
+    // matches (the test folders' names are random).
+    let parts: Vec<String> = dir
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    let tails: Vec<String> = (0..parts.len())
+        .map(|i| format!("/{}/", parts[i..].join("/")))
+        .collect();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((dev, file)) = line.trim().split_once(' ') {
+            let file = file.trim();
+            if tails.iter().any(|t| file.starts_with(t.as_str())) {
+                quiet("losetup", &["-d", dev]);
+            }
+        }
+    }
+}
+
 /// The cached OS template (built once per machine by scripts/lab/os-template.sh).
 pub fn template() -> PathBuf {
     if let Ok(p) = std::env::var("TEST_SLICES_TEMPLATE") {

@@ -84,6 +84,7 @@ impl Drop for Node {
             let _ = self.ns.cmd("lxc-stop", &["-k", "-P", p, "-n", &c]).output();
             let _ = self.ns.cmd("lxc-destroy", &["-P", p, "-n", &c]).output();
         }
+        detach_loops_under(&self.dir);
         // The namespace goes with `ns`, after this.
     }
 }

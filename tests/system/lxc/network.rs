@@ -41,7 +41,7 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
             subnet: "10.96.0.0/24",
         },
         "np1",
-        "uplink = \"eth0\"",
+        "uplink = \"eth0\"\nreassert_secs = 2",
     );
     let w = lab.work.path().to_path_buf();
     // What the host has before the agent ever runs (its tables as iptables-save writes them,
@@ -233,9 +233,51 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         "{rules}"
     );
 
-    // Restarting the agent applies the policy again and adds nothing; check says in place.
+    // A rule taken away (a firewall reload, a hand): 8080 opens, and the agent puts the rule
+    // back within its re-assert interval (2 s here), closing it again.
+    lab.ns(
+        "iptables",
+        &["-D", "FORWARD", "-o", "slbr-np", "-j", "SL-slbr-np-IN"],
+    );
+    let opened = connects(&format!("{SLICE_IP}:8080"), 1);
+    let start = Instant::now();
+    while connects(&format!("{SLICE_IP}:8080"), 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the agent did not put its rule back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        opened,
+        "taking the rule away opened 8080 (else this proves nothing)"
+    );
+    assert!(lab
+        .ns("iptables", &["-S", "FORWARD"])
+        .contains("-A FORWARD -o slbr-np -j SL-slbr-np-IN"));
+
+    // The agent stopped, its container stopped behind its back (as a host reboot does): the
+    // agent starts it again when it starts, because the master last asked it to run.
     lab.stop_agent();
+    lab.ns("lxc-stop", &["-k", "-P", &lxc, "-n", "ve4201"]);
     lab.start_agent();
+    let mut m = lab.master().await;
+    let start = Instant::now();
+    loop {
+        let r = m.call(&Cmd::EnvStatus(spec.id)).await.unwrap();
+        assert_eq!(r.returned[0]["wanted"], "running", "{}", r.text());
+        if r.returned[0]["state"] == "running" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not brought back: {}",
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_for_port(&format!("{SLICE_IP}:22"), 60);
+    // Restarting the agent applied the policy again and added nothing; check says in place.
     let cfg = lab.config();
     let cfg = cfg.as_str();
     let rules = lab.ns("iptables", &["-S"]);
@@ -261,7 +303,12 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(text.contains("[ ok ] network policy: in place"), "{text}");
     assert!(text.contains("[ ok ] IPv4 forwarding: on"), "{text}");
-    // Drift is reported: a rule added by hand to our chain.
+    let r = m.call(&Cmd::DestroyEnv(spec.id)).await.unwrap();
+    assert_eq!(r.code, 0, "destroy_env: {}", r.text());
+
+    // Uninstalled, the host is as it was before the agent: tables and forwarding.
+    lab.stop_agent();
+    // Drift is reported (the agent, stopped, does not put it back): a rule added by hand.
     lab.ns(
         "iptables",
         &[
@@ -288,12 +335,6 @@ pub async fn the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat() {
         "{text}"
     );
 
-    let mut m = lab.master().await;
-    let r = m.call(&Cmd::DestroyEnv(spec.id)).await.unwrap();
-    assert_eq!(r.code, 0, "destroy_env: {}", r.text());
-
-    // Uninstalled, the host is as it was before the agent: tables and forwarding.
-    lab.stop_agent();
     let out = lab
         .cmd(
             env!("CARGO_BIN_EXE_slices-agent"),

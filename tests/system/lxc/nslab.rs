@@ -259,15 +259,11 @@ impl Drop for NsLab {
                 .output();
             let rootfs = format!("{path}/{name}/rootfs");
             quiet("umount", &[&rootfs]);
-            // Its disk's loop device (attached by the agent, in a mount namespace of its own).
-            let img = format!("{path}/{name}/disk.img");
-            let loops = sh("losetup", &["-n", "-O", "NAME", "-j", &img]);
-            for dev in loops.lines() {
-                quiet("losetup", &["-d", dev.trim()]);
-            }
             let _ = self.cmd("lxc-destroy", &["-P", &path, "-n", name]).output();
         }
         self.stop_agent();
+        // The disks' loop devices (the agent attached them in a mount namespace of its own).
+        detach_loops_under(self.work.path());
         quiet("ip", &["route", "del", self.names.subnet]);
         quiet("ip", &["link", "del", self.names.host_if]);
         quiet("ip", &["netns", "del", self.names.ns]);
