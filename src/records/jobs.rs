@@ -314,6 +314,13 @@ pub fn requeue_orphans(conn: &Connection, owner: &str) -> Result<usize> {
     )?)
 }
 
+/// The node a job works on, once it is known (a provision learns it when the slice is placed).
+pub fn set_node(conn: &Connection, id: i64, node_id: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE jobs SET node_id = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, node_id, now()])?;
+    Ok(())
+}
+
 /// Records a step with an effect as done.
 pub fn checkpoint(conn: &Connection, id: i64, step: &str) -> Result<()> {
     conn.prepare_cached(

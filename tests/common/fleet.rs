@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +20,41 @@ pub struct Node {
     pub address: String,
     pub state: std::path::PathBuf,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    counted: Arc<Counted>,
+}
+
+/// The agent, counting the commands about a container it is working on at once.
+struct Counted {
+    agent: Arc<Agent>,
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl server::Handler for Counted {
+    fn handle(&self, command: slices::slave_link::Command) -> slices::slave_link::Reply {
+        use slices::slave_link::Command as C;
+        let counts = matches!(
+            command,
+            C::CreateEnv(_) | C::StartEnv(_) | C::StopEnv(_) | C::RestartEnv(_) | C::DestroyEnv(_)
+        );
+        if counts {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(n, Ordering::SeqCst);
+        }
+        let reply = self.agent.handle(command);
+        if counts {
+            self.now.fetch_sub(1, Ordering::SeqCst);
+        }
+        reply
+    }
 }
 
 impl Node {
+    /// The most container commands the agent was working on at once.
+    pub fn busiest(&self) -> usize {
+        self.counted.peak.load(Ordering::SeqCst)
+    }
+
     /// Containers the simulator holds.
     pub fn containers(&self) -> usize {
         std::fs::read_dir(self.state.join("sim"))
@@ -99,10 +132,15 @@ pub async fn start_agent(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let tls = pki::server_config(ca.cert_pem(), &id).unwrap();
+    let counted = Arc::new(Counted {
+        agent,
+        now: AtomicUsize::new(0),
+        peak: AtomicUsize::new(0),
+    });
     let task = tokio::spawn(server::serve(
         listener,
         tls,
-        agent,
+        counted.clone(),
         ServerOptions::default(),
     ));
     Node {
@@ -110,6 +148,7 @@ pub async fn start_agent(
         address,
         state,
         task,
+        counted,
     }
 }
 

@@ -65,6 +65,16 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
             }
         }
     };
+    // A job claimed before its node was known was not counted against that node's limit
+    // (`jobs_per_node`): it names the node now and takes its turn there, at once.
+    if job.node_id != Some(node.id) {
+        let (job_id, node_id) = (job.id, node.id);
+        step!(
+            env.db(move |db| db.write(|tx| crate::records::jobs::set_node(tx, job_id, node_id)))
+                .await
+        );
+        return Outcome::Wait(format!("placed on node {}", node.name), 0);
+    }
     let (slice, _) = step!(env.slice_and_node(slice_id).await);
     let mut spec = step!(env.spec(&slice).await);
     if !job.done("gateway") {

@@ -215,6 +215,31 @@ async fn approvals_at_the_same_moment_never_share_an_address_or_an_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_per_node_holds_for_provisioning_too() {
+    // 16 approvals at once, one node, 4 jobs per node: counted at the agent.
+    let f = fleet(1, |_| "10.84.0.0/24".into(), 150).await;
+    let staff = f.user("tess", Role::Staff);
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        let student = f.user(&format!("p{i:02}"), Role::Student);
+        ids.push(f.request_and_approve(&student, &staff));
+    }
+    let jobs = f.run_jobs(|c| {
+        c.concurrency = 16;
+        c.per_node = 4;
+    });
+    for id in &ids {
+        f.wait_for(*id, State::Running, 60).await;
+    }
+    let busiest = f.nodes[0].busiest();
+    assert!(
+        (2..=4).contains(&busiest),
+        "at most 4 container commands at once on the node (and more than one): {busiest}"
+    );
+    jobs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_node_queues_requests_and_a_destroyed_slice_makes_room() {
     // A /29 has five addresses for slices.
     let f = fleet(1, |_| "10.82.0.0/29".into(), 0).await;
