@@ -47,7 +47,11 @@ pub enum Outcome {
     Abandoned,
 }
 
-/// Judges an agent's answer: success, a permanent refusal, or a passing failure.
+/// How often a job waiting for a node that does not answer looks again.
+const NODE_DOWN_WAIT_SECS: i64 = 5;
+
+/// Judges an agent's answer: success, a permanent refusal, a passing failure, or a node that
+/// does not answer (wait).
 fn judge(
     what: &str,
     r: std::result::Result<Reply, LinkError>,
@@ -67,6 +71,12 @@ fn judge(
             Err(Outcome::Fail(format!("{what}: {}", r.text())))
         }
         Ok(r) => Err(Outcome::Retry(format!("{what}: {}", r.text()))),
+        // The node does not answer at all (down, rebooting): waiting for it is not failing,
+        // however long it takes; the job goes on when it answers again.
+        Err(e @ LinkError::Connect { .. }) => Err(Outcome::Wait(
+            format!("waiting for the node to answer ({what}: {e})"),
+            NODE_DOWN_WAIT_SECS,
+        )),
         Err(e) => Err(Outcome::Retry(format!("{what}: {e}"))),
     }
 }

@@ -272,8 +272,11 @@ impl JobRunner {
                 tasks.spawn(
                     async move {
                         let outcome = super::execute(&this.env, &job).await;
-                        this.finish(&job, outcome).await;
+                        // Out of the count before its outcome is written: once written, the
+                        // job may be claimed again at once (a wait of 0 s), and that run must
+                        // not be taken out of the count when this one ends.
                         running.lock().expect("running").remove(&job.id);
+                        this.finish(&job, outcome).await;
                         this.env.wake();
                     }
                     .instrument(span),

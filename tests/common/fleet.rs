@@ -101,9 +101,25 @@ pub async fn start_agent(
     subnet: &str,
     op_ms: u64,
 ) -> Node {
-    let node = NodeName::parse(name).unwrap();
-    let id = ca.issue_node(&node).unwrap();
     let root = dir.join(name);
+    let id = ca.issue_node(&NodeName::parse(name).unwrap()).unwrap();
+    pki::write_bundle(&root, ca.cert_pem(), &id).unwrap();
+    start_agent_on(dir, ca, name, subnet, op_ms, "127.0.0.1:0").await
+}
+
+/// Starts it again listening on `listen`, with the certificate and state it had: a node that
+/// comes back on its address.
+pub async fn start_agent_on(
+    dir: &std::path::Path,
+    ca: &Ca,
+    name: &str,
+    subnet: &str,
+    op_ms: u64,
+    listen: &str,
+) -> Node {
+    let node = NodeName::parse(name).unwrap();
+    let root = dir.join(name);
+    let id = pki::load_identity(&root.join("agent.pem"), &root.join("agent.key")).unwrap();
     let cfg = AgentConfig {
         name: node,
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -129,7 +145,7 @@ pub async fn start_agent(
     let state = cfg.state.clone();
     let driver = Box::new(Sim::new(&cfg.state, Duration::from_millis(op_ms)).unwrap());
     let agent = Arc::new(Agent::new(cfg, driver).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let tls = pki::server_config(ca.cert_pem(), &id).unwrap();
     let counted = Arc::new(Counted {

@@ -493,14 +493,12 @@ async fn the_whole_system_across_hosts() {
         1,
         "one container for alice, not two"
     );
-    assert!(
-        query(
-            &data,
-            &format!(
-                "SELECT max(attempts) FROM jobs WHERE kind = 'provision' AND slice_id = {bob}"
-            )
-        ) >= 2,
-        "bob's job was retried"
+    // Bob's job waited for his node and went on: the outage spent at most the attempt it cut
+    // short, however long it lasted.
+    assert_eq!(
+        query(&data, &format!("SELECT count(*) FROM jobs WHERE kind = 'provision' AND slice_id = {bob} AND state = 'succeeded' AND attempts <= 2")),
+        1,
+        "bob's job went on after the agent was back"
     );
 
     // Each student lands in their own slice through the gateway.
