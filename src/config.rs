@@ -246,6 +246,11 @@ settings! {
     node_health_secs: u64 = 30;
     /// How often each node is asked what its slices use, in minutes (0: never).
     usage_minutes: u64 = 5;
+    /// How often each node's containers are compared with the database, in seconds (0: never).
+    reconcile_seconds: u64 = 60;
+    /// What to do with a slice that should run and was found stopped on its node: `restart`
+    /// it, or only `report` it (its state becomes stopped, staff see why).
+    reconcile_policy: String = "restart".to_string();
     /// How long usage samples are kept, in days.
     usage_keep_days: u64 = 14;
     /// How often OS templates are synced to every node, in minutes (0: only on demand).

@@ -212,6 +212,7 @@ impl JobEnv {
         };
         let was_reachable = node.last_error.is_none() && node.last_seen_at.is_some();
         let name = node.name.clone();
+        let node_id = node.id;
         let ok = outcome.is_ok();
         step!(
             self.db(move |db| db.write(|tx| {
@@ -237,6 +238,15 @@ impl JobEnv {
                 }
                 if ok {
                     queue::wake_waiting(tx)?;
+                }
+                // Back after an outage: what happened on it meanwhile is looked at now.
+                if let (Ok(_), false) = (&outcome, was_reachable) {
+                    queue::enqueue_for_node(
+                        tx,
+                        crate::jobs::JobKind::Reconcile,
+                        node_id,
+                        crate::store::now(),
+                    )?;
                 }
                 Ok(())
             }))

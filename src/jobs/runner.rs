@@ -41,6 +41,10 @@ pub struct RunnerConfig {
     /// How often each node's usage is sampled (0: never), and how long samples are kept.
     pub usage_secs: i64,
     pub usage_keep_secs: i64,
+    /// How often each node's containers are compared with the database (0: never), and
+    /// whether a slice found stopped that should run is started again (else only reported).
+    pub reconcile_secs: i64,
+    pub reconcile_restart: bool,
     /// A node not heard from for this long gets no new slices.
     pub node_stale_secs: i64,
     /// How long to wait for an agent's answer.
@@ -72,7 +76,14 @@ impl RunnerConfig {
                     .map_err(|e| anyhow::anyhow!("slice_search_domain: {}", e.message))?,
             )
         };
+        let reconcile_restart = match c.reconcile_policy.as_str() {
+            "restart" => true,
+            "report" => false,
+            other => anyhow::bail!("reconcile_policy: `{other}` is neither restart nor report"),
+        };
         Ok(RunnerConfig {
+            reconcile_secs: c.reconcile_seconds as i64,
+            reconcile_restart,
             concurrency: c.jobs_concurrency.max(1),
             per_node: c.jobs_per_node.max(1),
             lease_secs: c.job_lease_secs.max(5) as i64,

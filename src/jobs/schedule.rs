@@ -38,6 +38,12 @@ const TABLE: &[Periodic] = &[
         at_start: false,
     },
     Periodic {
+        kind: JobKind::Reconcile,
+        every: |c| c.reconcile_secs,
+        per_node: true,
+        at_start: false,
+    },
+    Periodic {
         kind: JobKind::Gateway,
         every: |c| c.gateway_sync_secs,
         per_node: false,

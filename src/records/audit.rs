@@ -32,10 +32,13 @@ pub enum Event {
     KeyAdded,
     KeyRemoved,
     LimitHit,
+    /// What the master found on a node differing from its own picture (a slice stopped behind
+    /// its back, a container gone, one it does not know).
+    Drift,
 }
 
 impl Event {
-    pub const ALL: [Event; 23] = [
+    pub const ALL: [Event; 24] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -59,6 +62,7 @@ impl Event {
         Event::KeyAdded,
         Event::KeyRemoved,
         Event::LimitHit,
+        Event::Drift,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Event {
             Event::KeyAdded => "key_added",
             Event::KeyRemoved => "key_removed",
             Event::LimitHit => "limit_hit",
+            Event::Drift => "drift",
         }
     }
 

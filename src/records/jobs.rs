@@ -30,10 +30,12 @@ pub enum JobKind {
     Usage,
     /// Puts a slice's (new) plan in force on its node, live if it runs.
     Limits,
+    /// Compares a node's containers with the database and puts right what drifted.
+    Reconcile,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 12] = [
+    pub const ALL: [JobKind; 13] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -46,6 +48,7 @@ impl JobKind {
         JobKind::Move,
         JobKind::Usage,
         JobKind::Limits,
+        JobKind::Reconcile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl JobKind {
             JobKind::Move => "move",
             JobKind::Usage => "usage",
             JobKind::Limits => "limits",
+            JobKind::Reconcile => "reconcile",
         }
     }
 
@@ -83,6 +87,7 @@ impl JobKind {
             JobKind::Move => "moved",
             JobKind::Usage => "sampled",
             JobKind::Limits => "given its new plan",
+            JobKind::Reconcile => "reconciled",
         }
     }
 
@@ -100,6 +105,7 @@ impl JobKind {
             JobKind::Move => "Move",
             JobKind::Usage => "Usage sample",
             JobKind::Limits => "Plan change",
+            JobKind::Reconcile => "Reconcile",
         }
     }
 }
@@ -155,7 +161,7 @@ fn insert(
     at: i64,
 ) -> Result<i64> {
     let max_attempts = match kind {
-        JobKind::NodeHealth | JobKind::Usage => 1,
+        JobKind::NodeHealth | JobKind::Usage | JobKind::Reconcile => 1,
         _ => 8,
     };
     conn.prepare_cached(
@@ -312,6 +318,16 @@ pub fn requeue_orphans(conn: &Connection, owner: &str) -> Result<usize> {
          WHERE state = 'running' AND (lease_owner IS NULL OR lease_owner <> ?1)",
         params![owner, now()],
     )?)
+}
+
+/// Whether a job about the slice is queued or running.
+pub fn in_flight(conn: &Connection, slice_id: i64) -> Result<bool> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM jobs WHERE slice_id = ?1 AND state IN ('queued', 'running')",
+        [slice_id],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
 }
 
 /// The node a job works on, once it is known (a provision learns it when the slice is placed).

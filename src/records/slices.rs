@@ -177,6 +177,34 @@ pub fn set_state(
     Ok(())
 }
 
+/// A slice with a container on a node, as the reconcile compares it.
+#[derive(Debug, Clone)]
+pub struct OnNode {
+    pub id: i64,
+    pub veid: i64,
+    pub state: String,
+    pub user_id: i64,
+}
+
+/// Every slice that holds a container id on the node (all but destroyed ones).
+pub fn on_node(conn: &Connection, node_id: i64) -> Result<Vec<OnNode>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, veid, state, user_id FROM slices
+         WHERE node_id = ?1 AND veid IS NOT NULL AND state <> 'destroyed'",
+    )?;
+    let rows = stmt
+        .query_map([node_id], |r| {
+            Ok(OnNode {
+                id: r.get(0)?,
+                veid: r.get(1)?,
+                state: r.get(2)?,
+                user_id: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// Marks a slice failed with the reason shown to its owner.
 pub fn fail(conn: &Connection, id: i64, reason: &str) -> Result<()> {
     conn.execute(

@@ -8,6 +8,7 @@ mod moving;
 mod node_health;
 mod power;
 mod provision;
+mod reconcile;
 mod template_sync;
 mod usage;
 
@@ -30,6 +31,7 @@ pub async fn execute(env: &JobEnv, job: &Job) -> Outcome {
         Some(Move) => moving::run(env, job).await,
         Some(Usage) => usage::run(env, job).await,
         Some(Limits) => limits::run(env, job).await,
+        Some(Reconcile) => reconcile::run(env, job).await,
         None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
     }
 }

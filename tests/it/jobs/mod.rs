@@ -4,6 +4,7 @@
 mod digest;
 mod embedded;
 mod provision;
+mod reconcile;
 mod restart;
 mod usage;
 mod web;

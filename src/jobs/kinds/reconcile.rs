@@ -1,0 +1,110 @@
+//! Compare a node's containers (`list_envs`) with the database and put right what drifted: a
+//! slice that should run and was found stopped is started again (or, by `reconcile_policy`,
+//! shown stopped); one found running is shown running; one whose container is gone is marked
+//! failed as lost; a container the master does not know is reported to staff. Slices with a
+//! job in flight are left to that job. Each finding is an event on the slice and an audit line.
+
+use std::collections::HashMap;
+
+use crate::jobs::env::JobEnv;
+use crate::jobs::queue::{self, Job};
+use crate::jobs::{judge, JobKind, Outcome};
+use crate::ops::accounts::{audit, Actor};
+use crate::ops::slices::{self, State};
+use crate::slave_link::Command;
+
+pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
+    let node = step!(env.job_node(job).await);
+    let Some(node) = node else {
+        return Outcome::Done;
+    };
+    let r = env
+        .links
+        .call(&node, Some(job.id), None, &Command::ListEnvs)
+        .await;
+    let reply = step!(judge("list_envs", r));
+    // What the node has: container id -> running, stopped.
+    let seen: HashMap<i64, String> = reply
+        .returned
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e.get("id")?.as_i64()?,
+                e.get("state")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let (node_id, name, restart) = (node.id, node.name.to_string(), env.cfg.reconcile_restart);
+    step!(
+        env.db(move |db| db.write(|tx| {
+            let ours = crate::records::slices::on_node(tx, node_id)?;
+            let drift = |tx: &rusqlite::Transaction, subject: &str, detail: &str| {
+                audit::record(tx, audit::Event::Drift, &Actor::default(), subject, detail)
+            };
+            for s in &ours {
+                if queue::in_flight(tx, s.id)? {
+                    continue;
+                }
+                let subject = format!("slice {} (ve{} on {name})", s.id, s.veid);
+                match (s.state.as_str(), seen.get(&s.veid).map(String::as_str)) {
+                    ("running", Some("stopped")) if restart => {
+                        slices::event(
+                            tx,
+                            s.id,
+                            &format!("Found stopped on {name}, not by Slices: starting it again."),
+                        )?;
+                        queue::enqueue(tx, JobKind::Start, s.id, Some(s.user_id), Some(node_id))?;
+                        drift(tx, &subject, "found stopped; started again")?;
+                    }
+                    ("running", Some("stopped")) => {
+                        slices::set_state(
+                            tx,
+                            s.id,
+                            State::Stopped,
+                            "",
+                            &format!("Found stopped on {name}, not by Slices."),
+                        )?;
+                        drift(tx, &subject, "found stopped; shown stopped (policy: report)")?;
+                    }
+                    ("stopped", Some("running")) => {
+                        slices::set_state(
+                            tx,
+                            s.id,
+                            State::Running,
+                            "",
+                            &format!("Found running on {name}."),
+                        )?;
+                        drift(tx, &subject, "found running; shown running")?;
+                    }
+                    ("running" | "stopped", None | Some("absent")) => {
+                        slices::fail(
+                            tx,
+                            s.id,
+                            &format!(
+                                "its container is gone from {name} (lost); staff can make it again"
+                            ),
+                        )?;
+                        drift(tx, &subject, "container gone; marked failed (lost)")?;
+                    }
+                    _ => {}
+                }
+            }
+            // Containers no slice holds: reported, once a day each.
+            let known: std::collections::HashSet<i64> = ours.iter().map(|s| s.veid).collect();
+            let day_ago = crate::store::now() - 86_400;
+            for veid in seen.keys().filter(|v| !known.contains(v)) {
+                let subject = format!("container ve{veid} on {name}");
+                if audit::nth_recent(tx, audit::Event::Drift, false, &subject, day_ago, 1)?.is_none() {
+                    drift(
+                        tx,
+                        &subject,
+                        "a container no slice holds (an orphan): destroy it on the node if it is not needed",
+                    )?;
+                }
+            }
+            Ok(())
+        }))
+        .await
+    );
+    Outcome::Done
+}

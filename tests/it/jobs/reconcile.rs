@@ -1,0 +1,152 @@
+//! What happens on a node behind the master's back is found and put right: the reconcile job
+//! compares each node's containers with the database.
+
+use std::time::{Duration, Instant};
+
+use slices::domain::{DnsName, Limits, NodeName, PrivateIp, Role, TemplateName, Username, VeId};
+use slices::slave_link::{AgentClient, Command, EnvSpec};
+use slices::slices::State;
+
+use crate::fleet::*;
+
+/// Someone else's connection to the node (as a person at the node would act behind the
+/// master's back).
+async fn behind_the_back(f: &Fleet) -> AgentClient {
+    AgentClient::connect(
+        &f.nodes[0].address,
+        &NodeName::parse("node0").unwrap(),
+        f.ca.client_config().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap()
+}
+
+fn veid(f: &Fleet, slice: i64) -> VeId {
+    VeId::new(f.slice(slice).veid.unwrap() as u64).unwrap()
+}
+
+async fn until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn events(f: &Fleet, slice: i64) -> String {
+    f.ctx
+        .db
+        .read(|c| slices::slices::events(c, slice, 50))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message + "\n")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_slice_is_started_again_a_lost_one_is_marked_and_an_orphan_reported() {
+    let f = fleet(1, |_| "10.85.0.0/24".into(), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let (a, b) = (f.user("ann", Role::Student), f.user("bea", Role::Student));
+    let (sa, sb) = (
+        f.request_and_approve(&a, &staff),
+        f.request_and_approve(&b, &staff),
+    );
+    let jobs = f.run_jobs(|c| c.reconcile_secs = 1);
+    f.wait_for(sa, State::Running, 20).await;
+    f.wait_for(sb, State::Running, 20).await;
+    jobs.drain(20).await;
+    let mut node = behind_the_back(&f).await;
+
+    // Ann's container is stopped behind the master's back: it runs again, and she is told why.
+    node.call(&Command::StopEnv(veid(&f, sa))).await.unwrap();
+    until("ann's slice found stopped", 20, || {
+        events(&f, sa).contains("Found stopped on node0, not by Slices")
+    })
+    .await;
+    let start = Instant::now();
+    loop {
+        let r = node.call(&Command::EnvStatus(veid(&f, sa))).await.unwrap();
+        if r.returned[0]["state"] == "running" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not started again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(f.slice(sa).state, State::Running);
+
+    // Bea's container is destroyed behind its back: her slice is shown lost.
+    node.call(&Command::DestroyEnv(veid(&f, sb))).await.unwrap();
+    until("bea's slice marked lost", 20, || {
+        f.slice(sb).state == State::Failed
+    })
+    .await;
+    assert!(
+        f.slice(sb).failure.contains("lost"),
+        "{}",
+        f.slice(sb).failure
+    );
+
+    // A container no slice holds is reported to staff, once.
+    let orphan = EnvSpec {
+        id: VeId::new(4999).unwrap(),
+        template: TemplateName::parse(TEMPLATE).unwrap(),
+        username: Username::parse("mallory").unwrap(),
+        ip: PrivateIp::parse("10.85.0.200").unwrap(),
+        hostname: DnsName::parse("mallory").unwrap(),
+        nameservers: vec![],
+        search_domain: None,
+        limits: Limits::default(),
+        keys: vec![],
+        root: true,
+    };
+    let r = node
+        .call(&Command::CreateEnv(Box::new(orphan)))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{}", r.text());
+    until("the orphan reported", 20, || {
+        f.count("SELECT count(*) FROM audit WHERE event = 'drift' AND subject = 'container ve4999 on node0'") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        f.count("SELECT count(*) FROM audit WHERE event = 'drift' AND subject = 'container ve4999 on node0'"),
+        1,
+        "reported once, not every minute"
+    );
+    assert!(
+        f.count(
+            "SELECT count(*) FROM audit WHERE event = 'drift' AND detail LIKE '%started again%'"
+        ) >= 1
+    );
+    jobs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_report_policy_a_slice_found_stopped_is_shown_stopped() {
+    let f = fleet_with(
+        1,
+        |_| "10.85.1.0/24".into(),
+        0,
+        &[("reconcile_policy", "report".into())],
+    )
+    .await;
+    let staff = f.user("tess", Role::Staff);
+    let a = f.user("ann", Role::Student);
+    let sa = f.request_and_approve(&a, &staff);
+    let jobs = f.run_jobs(|c| c.reconcile_secs = 1);
+    f.wait_for(sa, State::Running, 20).await;
+    jobs.drain(20).await;
+    let mut node = behind_the_back(&f).await;
+    node.call(&Command::StopEnv(veid(&f, sa))).await.unwrap();
+    f.wait_for(sa, State::Stopped, 20).await;
+    assert!(events(&f, sa).contains("Found stopped on node0, not by Slices."));
+    let r = node.call(&Command::EnvStatus(veid(&f, sa))).await.unwrap();
+    assert_eq!(r.returned[0]["state"], "stopped", "reported, not started");
+    jobs.stop().await;
+}
