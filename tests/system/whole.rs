@@ -202,7 +202,7 @@ async fn the_whole_system_across_hosts() {
          gateway_host = \"{}\"\ngateway_port = {}\nmail_transport = \"smtp\"\nsmtp_host = \"127.0.0.1\"\n\
          smtp_port = {smtp_port}\nsmtp_tls = \"none\"\nmail_retry_base_secs = 1\nnode_health_secs = 1\n\
          job_retry_base_secs = 1\njob_lease_secs = 10\ntemplate_sync_minutes = 0\nusage_minutes = 0\n\
-         agent_timeout_secs = 120\nnode_subnet_pool = \"10.103.0.0/16\"\n",
+         agent_timeout_secs = 120\nnode_subnet_pool = \"10.103.0.0/16\"\nreconcile_seconds = 5\n",
         data.display(),
         lab.ip,
         lab.ssh_port
@@ -569,6 +569,55 @@ async fn the_whole_system_across_hosts() {
             })
         })
         .await;
+    }
+
+    // Alice's container is stopped behind the agent's back (as a crash or a person at the
+    // node would): the master finds it, starts it again, and she gets in again.
+    let alice_node = &nodes[(query(
+        &data,
+        &format!("SELECT node_id FROM slices WHERE id = {alice}"),
+    ) - 1) as usize];
+    let alice_ve = format!(
+        "ve{}",
+        query(
+            &data,
+            &format!("SELECT veid FROM slices WHERE id = {alice}")
+        )
+    );
+    alice_node.ns.run(
+        "lxc-stop",
+        &[
+            "-k",
+            "-P",
+            alice_node.lxc_path().to_str().unwrap(),
+            "-n",
+            &alice_ve,
+        ],
+    );
+    wait_until("alice's slice found stopped and started again", 90, || {
+        query(
+            &data,
+            &format!("SELECT count(*) FROM slice_events WHERE slice_id = {alice} AND message LIKE 'Found stopped on %'"),
+        ) >= 1
+            && query(
+                &data,
+                &format!("SELECT count(*) FROM jobs WHERE kind = 'start' AND slice_id = {alice} AND state = 'succeeded'"),
+            ) >= 1
+    })
+    .await;
+    let (_, _, alice_key) = &students[0];
+    let start = Instant::now();
+    loop {
+        let (code, out, err) = lab.ssh(alice_key, "slsys-alice", &["hostname"], "");
+        if code == 0 {
+            assert_eq!(out.trim(), "slsys-alice");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "alice after the restart: {code} {err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
 
     // Bob destroys his slice: his account, files, map line and container go.
