@@ -10,7 +10,8 @@
 #   slices-gateway version
 #   slices-gateway read [USER]       sections "NAME BYTES\n" + bytes: passwd, tar (the folder,
 #                                    no private keys), map, sshd (the Slices block of sshd's
-#                                    configuration)
+#                                    configuration), hops ("USER PUBLIC-KEY" lines: what each
+#                                    private hop key derives to)
 #   slices-gateway apply [+USER|-USER|sshd]...   stdin: a tar of the users' files to write
 #                                    (plain files only: USER.sh, USER/.ssh/{authorized_keys,
 #                                    slice_ed25519,slice_ed25519.pub,known_hosts} and
@@ -110,6 +111,20 @@ read)
     if [ -f "$c" ]; then sshd_current > "$t/sshd"; part=sshd; else : > "$t/sshd"; part=nosshd; fi
     echo "$part $(wc -c < "$t/sshd")"
     cat "$t/sshd"
+    # Each private hop key: the public key it derives to (never the key itself).
+    : > "$t/hops"
+    if [ -d "$d" ]; then
+        for k in "$d"/*/.ssh/slice_ed25519; do
+            [ -f "$k" ] || continue
+            n=${k#"$d"/}; n=${n%%/*}
+            name_ok "$n" || continue
+            [ -z "$u" ] || [ "$n" = "$u" ] || continue
+            p=$(ssh-keygen -y -f "$k" 2>/dev/null | head -n 1) || continue
+            [ -n "$p" ] && printf '%s %s\n' "$n" "$p" >> "$t/hops"
+        done
+    fi
+    echo "hops $(wc -c < "$t/hops")"
+    cat "$t/hops"
     ;;
 apply)
     for a in "$@"; do

@@ -44,6 +44,10 @@ impl LocalTarget {
             script: read(self.users.join(format!("{name}.sh"))),
             keys: read(home.join(UserFile::AuthorizedKeys.in_home())),
             hop_public: read(home.join(UserFile::HopPublic.in_home())),
+            hop_private: read(home.join(UserFile::HopPrivate.in_home())).and_then(|text| {
+                let key = ssh_key::PrivateKey::from_openssh(text.as_bytes()).ok()?;
+                key.public_key().to_openssh().ok()
+            }),
         }
     }
 }

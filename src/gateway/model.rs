@@ -49,6 +49,9 @@ pub struct ActualUser {
     pub script: Option<String>,
     pub keys: Option<String>,
     pub hop_public: Option<String>,
+    /// The public key the private hop key on the gateway derives to, when there is one (the
+    /// private key itself never leaves the gateway).
+    pub hop_private: Option<String>,
 }
 
 /// What the gateway holds (for all users, or the ones asked about).

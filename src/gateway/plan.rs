@@ -131,10 +131,15 @@ pub fn diff(s: &Settings, want: &Desired, have: &Actual, scope: &Scope) -> Plan 
         if !a.home || (have.accounts_managed && !a.account) {
             plan.changes.push(Change::AddUser { user: user.clone() });
         }
-        let hop_ok = a
-            .hop_public
-            .as_deref()
-            .is_some_and(|k| SshPublicKey::parse(k).is_ok());
+        // Both halves there, and the private one is the public one's pair (a lost or damaged
+        // private key locks the student out as surely as a missing public one).
+        let fingerprint = |k: &Option<String>| {
+            k.as_deref()
+                .and_then(|k| SshPublicKey::parse(k.trim()).ok())
+                .map(|k| k.fingerprint())
+        };
+        let hop_ok = fingerprint(&a.hop_public)
+            .is_some_and(|public| fingerprint(&a.hop_private) == Some(public));
         if !hop_ok {
             plan.changes.push(Change::HopKey { user: user.clone() });
         }

@@ -277,7 +277,7 @@ impl Target for SshTarget {
             ..Actual::default()
         };
         let mut rest = out.stdout.as_slice();
-        for want in ["passwd", "tar", "map", "sshd"] {
+        for want in ["passwd", "tar", "map", "sshd", "hops"] {
             let nl = rest
                 .iter()
                 .position(|&b| b == b'\n')
@@ -306,6 +306,16 @@ impl Target for SshTarget {
                 ("sshd", "sshd") => actual.sshd = Some(String::from_utf8_lossy(body).into_owned()),
                 // No sshd configuration where the settings say: nothing to compare.
                 ("sshd", "nosshd") => {}
+                // "NAME PUBLIC-KEY" for each private hop key there (derived on the gateway).
+                ("hops", "hops") => {
+                    for line in String::from_utf8_lossy(body).lines() {
+                        if let Some((name, key)) = line.split_once(' ') {
+                            if let Some(u) = actual.users.get_mut(name) {
+                                u.hop_private = Some(key.to_string());
+                            }
+                        }
+                    }
+                }
                 _ => bail!("the helper's answer is not understood: {head}"),
             }
         }

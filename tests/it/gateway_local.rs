@@ -122,6 +122,33 @@ async fn the_local_gateway_holds_each_login_and_follows_the_database() {
         agent_keys(&f.nodes[0].state, sa.veid.unwrap()),
         vec![new_hop.trim().to_string()]
     );
+    // A lost private half is found too (its public half still there), and a new pair made;
+    // so is a private half that is not the public half's pair.
+    for lose in [
+        |p: &std::path::Path| std::fs::remove_file(p).unwrap(),
+        |p: &std::path::Path| {
+            let other = std::fs::read_to_string(
+                p.parent()
+                    .unwrap()
+                    .parent()
+                    .unwrap()
+                    .parent()
+                    .unwrap()
+                    .join("bob/.ssh/slice_ed25519"),
+            )
+            .unwrap();
+            std::fs::write(p, other).unwrap()
+        },
+    ] {
+        let before = read(&users.join("alice/.ssh/slice_ed25519.pub"));
+        lose(&users.join("alice/.ssh/slice_ed25519"));
+        let text = gw.plan(&f.ctx.db, &Scope::All).unwrap().to_string();
+        assert!(text.contains("+ alice: new hop key"), "{text}");
+        let report = gw.apply(&f.ctx.db, &Scope::All).unwrap();
+        assert_eq!(report.new_hop_keys, vec!["alice".to_string()]);
+        assert!(gw.plan(&f.ctx.db, &Scope::All).unwrap().is_empty());
+        assert_ne!(read(&users.join("alice/.ssh/slice_ed25519.pub")), before);
+    }
 
     // Removing a key is reflected by the user's next gateway run.
     let key_id = f

@@ -361,6 +361,38 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     let gw = Gateway::new(settings.clone());
     let plan = gw.plan(&f.ctx.db, &Scope::All).unwrap();
     assert!(plan.is_empty(), "{plan}");
+
+    // Alice's private hop key is lost on the gateway (its public half stays): she cannot get
+    // in; the helper reports it (what it derives to, never the key), the plan shows it, the
+    // apply makes a new pair and gives her slice its public half, and she gets in again.
+    std::fs::remove_file(&private).unwrap();
+    let (code, _, _) = lab.ssh(&alice_key, "slgw-alice", &["hostname"], "");
+    assert_ne!(code, 0, "without her hop key she cannot get in");
+    let plan = gw.plan(&f.ctx.db, &Scope::All).unwrap();
+    assert!(
+        plan.to_string().contains("+ slgw-alice: new hop key"),
+        "{plan}"
+    );
+    let keys_jobs = |f: &crate::fleet::Fleet| {
+        f.count("SELECT count(*) FROM jobs WHERE kind = 'keys' AND state = 'succeeded'")
+    };
+    let before = keys_jobs(&f);
+    gw.apply(&f.ctx.db, &Scope::All).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let (code, out, err) = lab.ssh(&alice_key, "slgw-alice", &["hostname"], "");
+        if code == 0 {
+            assert_eq!(out.trim(), "slgw-alice");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "alice after the new hop key ({} keys jobs more): {code} {err}",
+            keys_jobs(&f) - before
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(gw.plan(&f.ctx.db, &Scope::All).unwrap().is_empty());
     // With no key pinned by the configuration, staff accept the one the gateway offers, once;
     // from then on it is pinned.
     let mut unpinned = f.ctx.config.clone();
