@@ -10,8 +10,8 @@
 #   slices-gateway version
 #   slices-gateway read [USER]       sections "NAME BYTES\n" + bytes: passwd, tar (the folder,
 #                                    no private keys), map, sshd (the Slices block of sshd's
-#                                    configuration), hops ("USER PUBLIC-KEY" lines: what each
-#                                    private hop key derives to)
+#                                    configuration), hops ("USER HEADER" lines: each private
+#                                    hop key's clear header, which names its public half)
 #   slices-gateway apply [+USER|-USER|sshd]...   stdin: a tar of the users' files to write
 #                                    (plain files only: USER.sh, USER/.ssh/{authorized_keys,
 #                                    slice_ed25519,slice_ed25519.pub,known_hosts} and
@@ -111,17 +111,19 @@ read)
     if [ -f "$c" ]; then sshd_current > "$t/sshd"; part=sshd; else : > "$t/sshd"; part=nosshd; fi
     echo "$part $(wc -c < "$t/sshd")"
     cat "$t/sshd"
-    # Each private hop key: the public key it derives to (never the key itself).
+    # Each private hop key's clear header (its second and third lines: the format's magic,
+    # "none" cipher and KDF, and the public half), never the key: one awk for all of them.
     : > "$t/hops"
     if [ -d "$d" ]; then
+        set --
         for k in "$d"/*/.ssh/slice_ed25519; do
-            [ -f "$k" ] || continue
+            [ -f "$k" ] && [ ! -L "$k" ] || continue
             n=${k#"$d"/}; n=${n%%/*}
             name_ok "$n" || continue
             [ -z "$u" ] || [ "$n" = "$u" ] || continue
-            p=$(ssh-keygen -y -f "$k" 2>/dev/null | head -n 1) || continue
-            [ -n "$p" ] && printf '%s %s\n' "$n" "$p" >> "$t/hops"
+            set -- "$@" "$k"
         done
+        [ $# -eq 0 ] || awk 'FNR == 2 { h = $0 } FNR == 3 { n = split(FILENAME, p, "/"); print p[n - 2], h $0 }' "$@" > "$t/hops"
     fi
     echo "hops $(wc -c < "$t/hops")"
     cat "$t/hops"

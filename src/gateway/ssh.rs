@@ -306,12 +306,13 @@ impl Target for SshTarget {
                 ("sshd", "sshd") => actual.sshd = Some(String::from_utf8_lossy(body).into_owned()),
                 // No sshd configuration where the settings say: nothing to compare.
                 ("sshd", "nosshd") => {}
-                // "NAME PUBLIC-KEY" for each private hop key there (derived on the gateway).
+                // "NAME HEADER" for each private hop key there: the clear header of the key
+                // file, which names its public half (never the key itself).
                 ("hops", "hops") => {
                     for line in String::from_utf8_lossy(body).lines() {
-                        if let Some((name, key)) = line.split_once(' ') {
+                        if let Some((name, header)) = line.split_once(' ') {
                             if let Some(u) = actual.users.get_mut(name) {
-                                u.hop_private = Some(key.to_string());
+                                u.hop_private = super::keys::public_of_private_header(header);
                             }
                         }
                     }
