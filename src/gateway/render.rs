@@ -32,18 +32,26 @@ pub fn login_script(s: &Settings, w: &Want) -> String {
         w.slice_id, w.ip
     );
     let _ = writeln!(t, "set -f");
+    let _ = writeln!(t, "tty=-T; [ -t 0 ] && tty=-t");
     let _ = writeln!(t, "if [ \"$#\" -ge 2 ] && [ \"$1\" = \"-c\" ]; then");
-    let _ = writeln!(
-        t,
-        "    if [ -t 0 ]; then exec /usr/bin/ssh {opts} -t -- {dest} \"$2\"; fi"
-    );
-    let _ = writeln!(t, "    exec /usr/bin/ssh {opts} -T -- {dest} \"$2\"");
+    let _ = writeln!(t, "    /usr/bin/ssh {opts} $tty -- {dest} \"$2\"");
+    let _ = writeln!(t, "else");
+    let _ = writeln!(t, "    /usr/bin/ssh {opts} $tty -- {dest}");
     let _ = writeln!(t, "fi");
+    // ssh says 255 when it could not reach the slice (a command's own codes pass through).
+    let _ = writeln!(t, "rc=$?");
+    let _ = writeln!(t, "if [ \"$rc\" = 255 ]; then");
+    let where_ = if s.dashboard.is_empty() {
+        "from the web interface".to_string()
+    } else {
+        format!("at {}", s.dashboard)
+    };
     let _ = writeln!(
         t,
-        "if [ -t 0 ]; then exec /usr/bin/ssh {opts} -t -- {dest}; fi"
+        "    echo 'slices: your slice does not answer: it is stopped or its node is down. Start it {where_}, or ask the lab staff.' >&2"
     );
-    let _ = writeln!(t, "exec /usr/bin/ssh {opts} -T -- {dest}");
+    let _ = writeln!(t, "fi");
+    let _ = writeln!(t, "exit \"$rc\"");
     t
 }
 
@@ -111,6 +119,7 @@ mod tests {
             host_key_source: "",
             key_file: "/tmp/k".into(),
             helper: super::super::RemotePath::parse("/usr/local/sbin/slices-gateway").unwrap(),
+            dashboard: super::super::settings::printable_url("https://slices.example.edu"),
         }
     }
 
@@ -131,6 +140,19 @@ mod tests {
         for line in t.lines().filter(|l| l.contains("/usr/bin/ssh")) {
             assert!(line.contains(" -- alice@10.77.0.11"), "{line}");
         }
+        // A slice that does not answer gets one human line naming where to start it.
+        assert!(
+            t.contains(
+                "it is stopped or its node is down. Start it at https://slices.example.edu/"
+            ),
+            "{t}"
+        );
+        // An address a script should not quote is left out.
+        assert_eq!(
+            super::super::settings::printable_url("https://x/'; rm -rf /"),
+            ""
+        );
+        assert_eq!(super::super::settings::printable_url("http://a/$(id)"), "");
     }
 
     #[test]

@@ -112,6 +112,24 @@ pub struct Settings {
     pub key_file: PathBuf,
     /// Where the helper is installed on the gateway (used when not logging in as root).
     pub helper: RemotePath,
+    /// The web interface's address, which the login shell names when a slice does not answer
+    /// (empty when it has a character a shell script should not quote).
+    pub dashboard: String,
+}
+
+/// The address as the login shell may print it (inside single quotes): printable ASCII
+/// without quotes or backslashes, else nothing.
+pub fn printable_url(url: &str) -> String {
+    if !url.is_empty()
+        && url.len() <= 200
+        && url
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'\'' | b'"' | b'\\' | b'`' | b'$'))
+    {
+        format!("{url}/")
+    } else {
+        String::new()
+    }
 }
 
 impl Settings {
@@ -146,6 +164,7 @@ impl Settings {
                 .gateway_key
                 .clone()
                 .unwrap_or_else(|| c.data.join("gateway").join("master_ed25519")),
+            dashboard: printable_url(&c.base_url()),
         })
     }
 

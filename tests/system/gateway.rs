@@ -393,6 +393,33 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(gw.plan(&f.ctx.db, &Scope::All).unwrap().is_empty());
+
+    // Her slice stopped on its node: ssh through the gateway says so in one human line, with
+    // where to start it, and fails.
+    let lxc = node.work.path().join("state/lxc");
+    let ve_a = format!("ve{}", sa.veid.unwrap());
+    sh(
+        "lxc-stop",
+        &["-k", "-P", lxc.to_str().unwrap(), "-n", &ve_a],
+    );
+    let (code, _, err) = lab.ssh(&alice_key, "slgw-alice", &["hostname"], "");
+    assert_eq!(code, 255, "{err}");
+    assert!(
+        err.contains("slices: your slice does not answer: it is stopped or its node is down. Start it at http"),
+        "{err}"
+    );
+    sh(
+        "lxc-start",
+        &["-P", lxc.to_str().unwrap(), "-n", &ve_a, "-d"],
+    );
+    let start = std::time::Instant::now();
+    while lab.ssh(&alice_key, "slgw-alice", &["hostname"], "").0 != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "alice's slice back"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // With no key pinned by the configuration, staff accept the one the gateway offers, once;
     // from then on it is pinned.
     let mut unpinned = f.ctx.config.clone();
