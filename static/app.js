@@ -5,7 +5,7 @@
     var el = section.querySelector('[data-field="' + field + '"]');
     if (!el) return;
     el.textContent = value == null || value === "" ? (field === "node" || field === "ip" ? "—" : "") : value;
-    if (field === "step" || field === "place" || field === "failure") el.hidden = !value;
+    if (field === "step" || field === "place" || field === "failure" || field === "pending") el.hidden = !value;
   }
   function poll(section) {
     var id = section.getAttribute("data-slice");
@@ -17,6 +17,9 @@
         badge.textContent = s.state;
         badge.className = "badge state-" + s.state;
         set(section, "step", s.step);
+        // Something is being done to it ("Stopping…"): said, and its buttons wait.
+        set(section, "pending", s.pending);
+        section.querySelectorAll(".actions > form button").forEach(function (b) { b.disabled = !!s.pending; });
         var bar = section.querySelector("[data-field-progress]");
         if (bar) {
           bar.hidden = !s.progress;

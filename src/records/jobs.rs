@@ -320,6 +320,19 @@ pub fn requeue_orphans(conn: &Connection, owner: &str) -> Result<usize> {
     )?)
 }
 
+/// The kind of the oldest job about the slice that is queued or running, if any.
+pub fn in_flight_kind(conn: &Connection, slice_id: i64) -> Result<Option<JobKind>> {
+    let kind: Option<String> = conn
+        .query_row(
+            "SELECT kind FROM jobs WHERE slice_id = ?1 AND state IN ('queued', 'running')
+             ORDER BY id LIMIT 1",
+            [slice_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(kind.as_deref().and_then(JobKind::parse))
+}
+
 /// Whether a job about the slice is queued or running.
 pub fn in_flight(conn: &Connection, slice_id: i64) -> Result<bool> {
     let n: i64 = conn.query_row(

@@ -115,6 +115,46 @@ async fn sign_up_request_approve_and_watch_it_run() {
     assert!(alice.text("[data-field=ip]").await.starts_with("10.86.0."));
     alice.screenshot(&shot("dashboard-running")).await;
 
+    // Alice stops it: the card says "Stopping…" with its buttons waiting, then shows it
+    // stopped with Start ready, without another reload.
+    alice.click("main form[action$='/stop'] button").await;
+    alice.wait_url(&format!("{base}/"), 10).await;
+    alice.script("window.__noReload = true; return true;").await;
+    assert_eq!(alice.text("[data-field=pending]").await, "Stopping…");
+    assert_eq!(
+        alice
+            .script(
+                "return document.querySelector(\"main form[action$='/stop'] button\").disabled;"
+            )
+            .await,
+        serde_json::json!(true),
+        "Stop waits while it stops"
+    );
+    alice
+        .wait_text("[data-field=state]", 30, |t| t == "stopped")
+        .await;
+    assert!(alice.displayed("main form[action$='/start'] button").await);
+    assert_eq!(
+        alice
+            .script(
+                "return document.querySelector(\"main form[action$='/start'] button\").disabled;"
+            )
+            .await,
+        serde_json::json!(false),
+        "Start is ready"
+    );
+    assert!(!alice.displayed("[data-field=pending]").await);
+    assert_eq!(
+        alice.script("return window.__noReload === true;").await,
+        serde_json::json!(true),
+        "no reload happened"
+    );
+    alice.click("main form[action$='/start'] button").await;
+    alice.wait_url(&format!("{base}/"), 10).await;
+    alice
+        .wait_text("[data-field=state]", 30, |t| t == "running")
+        .await;
+
     // No key yet: the dashboard says so; alice adds hers and her gateway login takes it.
     assert!(alice
         .text("[data-show-when=running]")

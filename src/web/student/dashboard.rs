@@ -28,6 +28,8 @@ pub struct SliceView {
     pub chart: String,
     pub events: Vec<slices::Event>,
     pub busy: bool,
+    /// What is being done to it now ("Stopping…"), while a job is in flight.
+    pub pending: Option<&'static str>,
 }
 
 fn busy(state: SliceState) -> bool {
@@ -61,13 +63,23 @@ fn view(
     } else {
         (vec![], String::new())
     };
+    let pending = match crate::records::jobs::in_flight_kind(c, s.id)? {
+        Some(JobKind::Start) => Some("Starting…"),
+        Some(JobKind::Stop) => Some("Stopping…"),
+        Some(JobKind::Restart) => Some("Restarting…"),
+        Some(JobKind::Limits) => Some("Applying the new plan…"),
+        Some(JobKind::Move) => Some("Moving to another node…"),
+        Some(JobKind::Keys) => Some("Updating the keys…"),
+        _ => None,
+    };
     Ok(SliceView {
         usage,
         chart,
         events: slices::events(c, s.id, 5)?,
         ssh: site.ssh_command(username),
         web: site.web_address(&s.subdomain),
-        busy: busy(s.state),
+        busy: busy(s.state) || pending.is_some(),
+        pending,
         progress: slices::progress(&s),
         node,
         place,
@@ -124,6 +136,7 @@ async fn status(
         .json(serde_json::json!({
             "state": v.slice.state, "step": v.slice.step, "failure": v.slice.failure,
             "ip": v.slice.ip, "node": v.node, "place": v.place, "busy": v.busy, "progress": v.progress,
+            "pending": v.pending,
             "events": v.events.iter().map(|e| serde_json::json!({"at": crate::web::page::format_time(e.at), "message": e.message})).collect::<Vec<_>>(),
         })))
 }
