@@ -140,6 +140,9 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     let jobs = f.run_jobs(|c| {
         c.agent_timeout = Duration::from_secs(180);
         c.usage_secs = 1;
+        // This test stops a container by hand to see what the student is told; the master's
+        // reconcile (its own test is the whole-system one) would start it again meanwhile.
+        c.reconcile_secs = 0;
     });
     let sa = f.wait_for(a, State::Running, 120).await;
     let sb = f.wait_for(b, State::Running, 120).await;
