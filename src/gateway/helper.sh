@@ -115,13 +115,17 @@ read)
     # "none" cipher and KDF, and the public half), never the key: plain files only, read by
     # one awk (a loop over 2,000 users in sh cost most of a second).
     : > "$t/hops"
-    if [ -d "$d" ]; then
-        find "$d" -mindepth 3 -maxdepth 3 -type f -path "$d/*/.ssh/slice_ed25519" \
-            -exec awk -v u="$u" '
+    hop_header='
                 FNR == 1 { n = split(FILENAME, p, "/"); name = p[n - 2]
                            ok = name ~ /^[a-z][a-z0-9_-]*$/ && length(name) <= 32 && (u == "" || u == name) }
                 ok && FNR == 2 { h = $0 }
-                ok && FNR == 3 { print name, h $0 }' {} + > "$t/hops"
+                ok && FNR == 3 { print name, h $0 }'
+    if [ -n "$u" ]; then
+        k="$d/$u/.ssh/slice_ed25519"
+        if [ -f "$k" ] && [ ! -L "$k" ]; then awk -v u="$u" "$hop_header" "$k" > "$t/hops"; fi
+    elif [ -d "$d" ]; then
+        find "$d" -mindepth 3 -maxdepth 3 -type f -path "$d/*/.ssh/slice_ed25519" \
+            -exec awk -v u="$u" "$hop_header" {} + > "$t/hops"
     fi
     echo "hops $(wc -c < "$t/hops")"
     cat "$t/hops"
