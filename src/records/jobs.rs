@@ -320,17 +320,17 @@ pub fn requeue_orphans(conn: &Connection, owner: &str) -> Result<usize> {
     )?)
 }
 
-/// The kind of the oldest job about the slice that is queued or running, if any.
-pub fn in_flight_kind(conn: &Connection, slice_id: i64) -> Result<Option<JobKind>> {
-    let kind: Option<String> = conn
+/// The kind and last note of the oldest job about the slice that is queued or running.
+pub fn in_flight_kind(conn: &Connection, slice_id: i64) -> Result<Option<(JobKind, String)>> {
+    let row: Option<(String, String)> = conn
         .query_row(
-            "SELECT kind FROM jobs WHERE slice_id = ?1 AND state IN ('queued', 'running')
+            "SELECT kind, last_error FROM jobs WHERE slice_id = ?1 AND state IN ('queued', 'running')
              ORDER BY id LIMIT 1",
             [slice_id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    Ok(kind.as_deref().and_then(JobKind::parse))
+    Ok(row.and_then(|(k, note)| JobKind::parse(&k).map(|k| (k, note))))
 }
 
 /// Whether a job about the slice is queued or running.

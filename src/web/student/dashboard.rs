@@ -63,13 +63,18 @@ fn view(
     } else {
         (vec![], String::new())
     };
-    let pending = match crate::records::jobs::in_flight_kind(c, s.id)? {
-        Some(JobKind::Start) => Some("Starting…"),
-        Some(JobKind::Stop) => Some("Stopping…"),
-        Some(JobKind::Restart) => Some("Restarting…"),
-        Some(JobKind::Limits) => Some("Applying the new plan…"),
-        Some(JobKind::Move) => Some("Moving to another node…"),
-        Some(JobKind::Keys) => Some("Updating the keys…"),
+    let in_flight = crate::records::jobs::in_flight_kind(c, s.id)?;
+    let pending = match in_flight {
+        // The node does not answer: said plainly, whatever was under way.
+        Some((_, ref note)) if note.starts_with("waiting for the node to answer") => Some(
+            "Waiting for its node, which does not answer right now; this goes on when it does.",
+        ),
+        Some((JobKind::Start, _)) => Some("Starting…"),
+        Some((JobKind::Stop, _)) => Some("Stopping…"),
+        Some((JobKind::Restart, _)) => Some("Restarting…"),
+        Some((JobKind::Limits, _)) => Some("Applying the new plan…"),
+        Some((JobKind::Move, _)) => Some("Moving to another node…"),
+        Some((JobKind::Keys, _)) => Some("Updating the keys…"),
         _ => None,
     };
     Ok(SliceView {

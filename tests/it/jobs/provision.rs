@@ -435,6 +435,7 @@ async fn a_node_that_is_down_holds_its_jobs_and_they_go_on_when_it_is_back() {
         "{}",
         job.last_error
     );
+
     // The node comes back on its address, with its state: the slice runs.
     let _back = start_agent_on(f.dir.path(), &f.ca, "node0", "10.83.1.0/24", 0, &address).await;
     f.wait_for(id, State::Running, 20).await;
