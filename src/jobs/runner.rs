@@ -357,6 +357,19 @@ fn record_outcome(
                 if fails_slice {
                     slices::fail(tx, s, &e)?;
                     if job.kind() == Some(JobKind::Provision) {
+                        // What it took on its node is given back (now, or when the node
+                        // answers again: the queued job is the mark).
+                        if let Some(slice) = slices::get(tx, s)? {
+                            if let (Some(node), Some(_)) = (slice.node_id, slice.veid) {
+                                queue::enqueue(
+                                    tx,
+                                    JobKind::Release,
+                                    s,
+                                    Some(slice.user_id),
+                                    Some(node),
+                                )?;
+                            }
+                        }
                         // Staff get the command log; the student a plain note.
                         let slice =
                             slices::get(tx, s)?.ok_or(crate::error::Error::NotFound("slice"))?;

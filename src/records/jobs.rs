@@ -32,10 +32,13 @@ pub enum JobKind {
     Limits,
     /// Compares a node's containers with the database and puts right what drifted.
     Reconcile,
+    /// Gives back what a provision that failed for good took on its node (the container, its
+    /// address and id).
+    Release,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 13] = [
+    pub const ALL: [JobKind; 14] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -49,6 +52,7 @@ impl JobKind {
         JobKind::Usage,
         JobKind::Limits,
         JobKind::Reconcile,
+        JobKind::Release,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +70,7 @@ impl JobKind {
             JobKind::Usage => "usage",
             JobKind::Limits => "limits",
             JobKind::Reconcile => "reconcile",
+            JobKind::Release => "release",
         }
     }
 
@@ -88,6 +93,7 @@ impl JobKind {
             JobKind::Usage => "sampled",
             JobKind::Limits => "given its new plan",
             JobKind::Reconcile => "reconciled",
+            JobKind::Release => "cleaned up",
         }
     }
 
@@ -106,6 +112,7 @@ impl JobKind {
             JobKind::Usage => "Usage sample",
             JobKind::Limits => "Plan change",
             JobKind::Reconcile => "Reconcile",
+            JobKind::Release => "Clean-up",
         }
     }
 }

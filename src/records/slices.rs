@@ -205,6 +205,16 @@ pub fn on_node(conn: &Connection, node_id: i64) -> Result<Vec<OnNode>> {
     Ok(rows)
 }
 
+/// Frees a failed slice's place on its node (its container is gone): node, container id and
+/// address, only if it is still failed there (a retry may have placed it anew). Whether it did.
+pub fn release_place(conn: &Connection, id: i64, node_id: i64, veid: i64) -> Result<bool> {
+    Ok(conn.execute(
+        "UPDATE slices SET node_id = NULL, veid = NULL, ip = NULL, updated_at = ?4
+         WHERE id = ?1 AND state = 'failed' AND node_id = ?2 AND veid = ?3",
+        params![id, node_id, veid, now()],
+    )? == 1)
+}
+
 /// Marks a slice failed with the reason shown to its owner.
 pub fn fail(conn: &Connection, id: i64, reason: &str) -> Result<()> {
     conn.execute(

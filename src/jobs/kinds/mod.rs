@@ -9,6 +9,7 @@ mod node_health;
 mod power;
 mod provision;
 mod reconcile;
+mod release;
 mod template_sync;
 mod usage;
 
@@ -32,6 +33,7 @@ pub async fn execute(env: &JobEnv, job: &Job) -> Outcome {
         Some(Usage) => usage::run(env, job).await,
         Some(Limits) => limits::run(env, job).await,
         Some(Reconcile) => reconcile::run(env, job).await,
+        Some(Release) => release::run(env, job).await,
         None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
     }
 }

@@ -11,7 +11,7 @@ use crate::fleet::*;
 
 /// Someone else's connection to the node (as a person at the node would act behind the
 /// master's back).
-async fn behind_the_back(f: &Fleet) -> AgentClient {
+pub async fn behind_the_back(f: &Fleet) -> AgentClient {
     AgentClient::connect(
         &f.nodes[0].address,
         &NodeName::parse("node0").unwrap(),
