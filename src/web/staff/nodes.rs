@@ -25,12 +25,22 @@ async fn nodes(
                     let slices = crate::records::slices::live_on_node(c, n.id)?;
                     out.push(serde_json::json!({ "node": n, "slices": slices }));
                 }
-                Ok::<_, Error>(out)
+                // What the reconcile found differing on the nodes, newest first.
+                let (drift, _) = crate::ops::accounts::audit::list(
+                    c,
+                    Some(crate::ops::accounts::audit::Event::Drift),
+                    None,
+                    20,
+                    0,
+                )?;
+                Ok::<_, Error>((out, drift))
             })
         })
         .await?;
+    let (rows, drift) = rows;
     Page::new("staff/nodes.html")
         .with("rows", &rows)
+        .with("drift", &drift)
         .with("now", &crate::store::now())
         .render(&state, &req, &viewer)
 }

@@ -148,6 +148,25 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("exists already"));
 
+    // What the reconcile found differing is on the Nodes page, newest first.
+    app.ctx
+        .db
+        .write(|tx| {
+            slices::accounts::audit::record(
+                tx,
+                slices::accounts::Event::Drift,
+                &slices::accounts::Actor::default(),
+                "container ve4999 on node1",
+                "a container no slice holds (an orphan)",
+            )
+        })
+        .unwrap();
+    let page = app.get(&tess, "/staff/nodes").await.text().await.unwrap();
+    assert!(
+        page.contains("container ve4999 on node1") && page.contains("(an orphan)"),
+        "{page}"
+    );
+
     // Plans: bad numbers are named, nothing saved; a good plan is offered; default moves.
     let r = app
         .post(
