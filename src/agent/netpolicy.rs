@@ -161,6 +161,24 @@ fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
 }
 
+/// Ports for `-m multiport --dports`: sorted, each once, at most 15 to a list (multiport's
+/// limit).
+fn port_lists(ports: &[u16]) -> Vec<String> {
+    let mut ports = ports.to_vec();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+        .chunks(15)
+        .map(|group| {
+            group
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
 fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> {
     let bridge = iface(bridge)?;
     let c = chains(bridge);
@@ -180,16 +198,7 @@ fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> 
         words("-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
     ));
     rules.push(("filter", c.input.clone(), words("-p icmp -j ACCEPT")));
-    let mut ports = policy.open_ports.clone();
-    ports.sort_unstable();
-    ports.dedup();
-    // multiport takes at most 15 ports per rule.
-    for group in ports.chunks(15) {
-        let list = group
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+    for list in port_lists(&policy.open_ports) {
         rules.push((
             "filter",
             c.input.clone(),
@@ -212,15 +221,7 @@ fn plan(policy: &NetworkPolicy, bridge: &str, subnet: &Subnet) -> DResult<Plan> 
         words("-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
     ));
     rules.push(("filter", c.host.clone(), words("-p icmp -j ACCEPT")));
-    let mut host_ports = policy.host_ports.clone();
-    host_ports.sort_unstable();
-    host_ports.dedup();
-    for group in host_ports.chunks(15) {
-        let list = group
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+    for list in port_lists(&policy.host_ports) {
         for proto in ["tcp", "udp"] {
             rules.push((
                 "filter",

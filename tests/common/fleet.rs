@@ -303,6 +303,15 @@ impl Drop for Running {
 }
 
 impl Fleet {
+    /// Waits until every node has answered a health check (the master knows its state).
+    pub async fn wait_for_health_checks(&self, secs: u64) {
+        let start = std::time::Instant::now();
+        while self.count("SELECT count(*) FROM nodes WHERE info IS NULL") > 0 {
+            assert!(start.elapsed().as_secs() < secs, "no health check");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Starts the master's job loop in this process.
     pub fn run_jobs(&self, adjust: impl FnOnce(&mut RunnerConfig)) -> Running {
         let mut cfg = RunnerConfig::from_config(&self.ctx.config).unwrap();

@@ -290,11 +290,7 @@ async fn an_agent_that_answers_wrongly_is_retried_with_back_off_then_failed_for_
     // Learn the node's state while it is up, then put an impostor in its place: an agent
     // whose certificate is not from the master's CA (every attempt fails at TLS).
     let jobs = f.run_jobs(|c| c.max_attempts = 3);
-    let start = std::time::Instant::now();
-    while f.count("SELECT count(*) FROM nodes WHERE info IS NOT NULL") == 0 {
-        assert!(start.elapsed().as_secs() < 10, "no health check");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    f.wait_for_health_checks(10).await;
     jobs.stop().await;
     f.nodes[0].kill();
     let other_ca = Ca::open_or_create(&f.dir.path().join("other-ca")).unwrap();
@@ -391,11 +387,7 @@ async fn a_node_that_is_down_holds_its_jobs_and_they_go_on_when_it_is_back() {
     let staff = f.user("tess", Role::Staff);
     let alice = f.user("alice", Role::Student);
     let jobs = f.run_jobs(|c| c.max_attempts = 2);
-    let start = std::time::Instant::now();
-    while f.count("SELECT count(*) FROM nodes WHERE info IS NOT NULL") == 0 {
-        assert!(start.elapsed().as_secs() < 10, "no health check");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    f.wait_for_health_checks(10).await;
     jobs.stop().await;
     let address = f.nodes[0].address.clone();
     f.nodes[0].kill();
@@ -459,26 +451,14 @@ async fn a_node_that_is_down_holds_its_jobs_and_they_go_on_when_it_is_back() {
 /// or half-made), its address and its container id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provision_that_fails_for_good_gives_back_what_it_took() {
-    use slices::domain::{DnsName, Limits, PrivateIp, TemplateName, Username, VeId};
-    use slices::slave_link::{Command, EnvSpec};
+    use slices::slave_link::Command;
     let f = fleet(1, |_| "10.83.2.0/24".into(), 0).await;
     let staff = f.user("tess", Role::Staff);
     let alice = f.user("alice", Role::Student);
     // Container 101 (the first id the master gives) was made on the node behind its back, with
     // another spec: the master's create_env is refused for good (a conflict).
     let mut node = crate::jobs::reconcile::behind_the_back(&f).await;
-    let other = EnvSpec {
-        id: VeId::new(101).unwrap(),
-        template: TemplateName::parse(TEMPLATE).unwrap(),
-        username: Username::parse("mallory").unwrap(),
-        ip: PrivateIp::parse("10.83.2.200").unwrap(),
-        hostname: DnsName::parse("mallory").unwrap(),
-        nameservers: vec![],
-        search_domain: None,
-        limits: Limits::default(),
-        keys: vec![],
-        root: true,
-    };
+    let other = crate::link::helpers::spec(101, "10.83.2.200");
     let r = node
         .call(&Command::CreateEnv(Box::new(other)))
         .await

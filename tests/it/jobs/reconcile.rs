@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use slices::domain::{DnsName, Limits, NodeName, PrivateIp, Role, TemplateName, Username, VeId};
-use slices::slave_link::{AgentClient, Command, EnvSpec};
+use slices::domain::{NodeName, Role, VeId};
+use slices::slave_link::{AgentClient, Command};
 use slices::slices::State;
 
 use crate::fleet::*;
@@ -92,18 +92,7 @@ async fn a_stopped_slice_is_started_again_a_lost_one_is_marked_and_an_orphan_rep
     );
 
     // A container no slice holds is reported to staff, once.
-    let orphan = EnvSpec {
-        id: VeId::new(4999).unwrap(),
-        template: TemplateName::parse(TEMPLATE).unwrap(),
-        username: Username::parse("mallory").unwrap(),
-        ip: PrivateIp::parse("10.85.0.200").unwrap(),
-        hostname: DnsName::parse("mallory").unwrap(),
-        nameservers: vec![],
-        search_domain: None,
-        limits: Limits::default(),
-        keys: vec![],
-        root: true,
-    };
+    let orphan = crate::link::helpers::spec(4999, "10.85.0.200");
     let r = node
         .call(&Command::CreateEnv(Box::new(orphan)))
         .await

@@ -1,7 +1,7 @@
 //! The slave link end to end: a real agent (simulator driver) behind real mutual TLS, and the
 //! master's client. Also: who is refused, and what bad input gets.
 
-mod helpers;
+pub(crate) mod helpers;
 
 mod binaries;
 

@@ -72,15 +72,6 @@ fn free_bytes(path: &std::path::Path) -> u64 {
     out.lines().nth(1).unwrap().trim().parse().unwrap()
 }
 
-/// Reaching `addr` (`IP/PORT`) from inside container `id`, within 4 s.
-fn reaches(lab: &NsLab, id: u32, addr: &str) -> bool {
-    let probe = format!(
-        "if timeout 4 bash -c 'exec 3<>/dev/tcp/{addr}' 2>/dev/null; then echo up; else echo down; fi"
-    );
-    let (_, out) = said(&lab.attach(id, None, &["bash", "-c", &probe]));
-    out.trim() == "up"
-}
-
 pub async fn a_students_root_is_confined() {
     let mut lab = NsLab::new(
         Names {
@@ -208,14 +199,14 @@ pub async fn a_students_root_is_confined() {
         lab.attach(B, None, &["sh", "-c", &serve]);
     }
     let start = Instant::now();
-    while !reaches(&lab, B, "127.0.0.1/8080") {
+    while !lab.reaches(B, "127.0.0.1/8080") {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "B's 8080 never listened"
         );
     }
     assert!(
-        reaches(&lab, A, &format!("{IP_B}/80")),
+        lab.reaches(A, &format!("{IP_B}/80")),
         "A reaches B's port 80"
     );
     // And only through the host: its ports on the bridge are isolated, and the host answered
@@ -234,15 +225,15 @@ pub async fn a_students_root_is_confined() {
     assert!(neigh.contains(&bridge_mac), "{neigh} (bridge {bridge_mac})");
 
     assert!(
-        !reaches(&lab, A, &format!("{IP_B}/8080")),
+        !lab.reaches(A, &format!("{IP_B}/8080")),
         "A reached B's port 8080"
     );
     assert!(
-        !reaches(&lab, A, "10.97.0.2/7070"),
+        !lab.reaches(A, "10.97.0.2/7070"),
         "A reached the agent's port"
     );
     assert!(
-        !reaches(&lab, A, "10.98.0.1/22"),
+        !lab.reaches(A, "10.98.0.1/22"),
         "A reached the node's own sshd port"
     );
     // Without root, Ben cannot turn the agent's writes into root's: his key file made a link

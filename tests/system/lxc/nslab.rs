@@ -203,6 +203,15 @@ impl NsLab {
         self.cmd("lxc-attach", &a).output().unwrap()
     }
 
+    /// Whether container `ve{id}` reaches `addr` (`IP/PORT`) over TCP, within 4 s.
+    pub fn reaches(&self, id: u32, addr: &str) -> bool {
+        let probe = format!(
+            "if timeout 4 bash -c 'exec 3<>/dev/tcp/{addr}' 2>/dev/null; then echo up; else echo down; fi"
+        );
+        let out = self.attach(id, None, &["bash", "-c", &probe]);
+        String::from_utf8_lossy(&out.stdout).trim() == "up"
+    }
+
     pub fn start_agent(&mut self) {
         let config = self.config();
         let child = self
