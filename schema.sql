@@ -322,3 +322,20 @@ ALTER TABLE nodes ADD COLUMN cert_sha256 TEXT;
 -- Whether a plan's students are root in their slices (passwordless sudo): on by default, as
 -- the seed's OpenVZ containers gave each student root.
 ALTER TABLE plans ADD COLUMN student_root INTEGER NOT NULL DEFAULT 1;
+
+-- version: 14
+-- Containers a node holds that no slice does (orphans), as the last reconcile found them:
+-- shown to staff on the Nodes page and removed by a staff action (`remove_asked_by`). Their
+-- ids and addresses are not given to new slices while they are listed.
+CREATE TABLE orphans (
+    node_id         INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+    veid            INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    ip              TEXT NOT NULL DEFAULT '',
+    hostname        TEXT NOT NULL DEFAULT '',
+    first_seen      INTEGER NOT NULL,
+    last_seen       INTEGER NOT NULL,
+    remove_asked_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    remove_asked_at INTEGER,
+    PRIMARY KEY (node_id, veid)
+) WITHOUT ROWID;

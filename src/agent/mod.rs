@@ -286,15 +286,18 @@ impl Agent {
                 format!("create_env: no template `{}` on this node", spec.template),
             ));
         }
+        // A record whose container is gone (lost, removed by hand) is made anew from this
+        // spec; only a container that is there can conflict.
         match self.specs.get(spec.id)? {
-            Some(old) if &old != spec => {
-                return Ok(Reply::error(
-                    code::CONFLICT,
-                    format!("create_env: container {} exists with another spec", spec.id),
-                ))
-            }
-            Some(_) if self.driver.state(spec.id)? != EnvState::Absent => {
-                return Ok(Reply::ok(vec!["exists".into()]));
+            Some(old) if self.driver.state(spec.id)? != EnvState::Absent => {
+                return Ok(if &old != spec {
+                    Reply::error(
+                        code::CONFLICT,
+                        format!("create_env: container {} exists with another spec", spec.id),
+                    )
+                } else {
+                    Reply::ok(vec!["exists".into()])
+                });
             }
             _ => {}
         }

@@ -211,6 +211,7 @@ impl JobEnv {
             Err(e) => Err(e.to_string()),
         };
         let was_reachable = node.last_error.is_none() && node.last_seen_at.is_some();
+        let reconcile = self.cfg.reconcile_secs > 0;
         let name = node.name.clone();
         let node_id = node.id;
         let ok = outcome.is_ok();
@@ -239,8 +240,9 @@ impl JobEnv {
                 if ok {
                     queue::wake_waiting(tx)?;
                 }
-                // Back after an outage: what happened on it meanwhile is looked at now.
-                if let (Ok(_), false) = (&outcome, was_reachable) {
+                // Back after an outage: what happened on it meanwhile is looked at now
+                // (unless reconciling is off).
+                if let (Ok(_), false, true) = (&outcome, was_reachable, reconcile) {
                     queue::enqueue_for_node(
                         tx,
                         crate::jobs::JobKind::Reconcile,

@@ -74,7 +74,7 @@ fn judge(
         // The node does not answer at all (down, rebooting): waiting for it is not failing,
         // however long it takes; the job goes on when it answers again.
         Err(e @ LinkError::Connect { .. }) => Err(Outcome::Wait(
-            format!("waiting for the node to answer ({what}: {e})"),
+            format!("{} ({what}: {e})", crate::records::jobs::NODE_DOWN),
             NODE_DOWN_WAIT_SECS,
         )),
         Err(e) => Err(Outcome::Retry(format!("{what}: {e}"))),

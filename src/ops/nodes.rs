@@ -156,3 +156,45 @@ pub fn move_off(conn: &Connection, name: &str) -> Result<(usize, usize)> {
     }
     Ok((moved, left))
 }
+
+/// Staff ask for an orphan container (one no slice holds) to be removed from its node, having
+/// typed its id to confirm: a job destroys it there.
+pub fn remove_orphan(
+    conn: &Connection,
+    staff: &crate::records::users::User,
+    node: &str,
+    veid: i64,
+    confirm: &str,
+    ip: &str,
+) -> Result<()> {
+    use crate::ops::accounts::{audit, Actor};
+    if !staff.role.is_staff() {
+        return Err(Error::NotFound("orphan"));
+    }
+    let node = nodes::by_name(conn, node)?.ok_or(Error::NotFound("node"))?;
+    let orphan =
+        crate::records::orphans::get(conn, node.id, veid)?.ok_or(Error::NotFound("orphan"))?;
+    if confirm.trim() != orphan.veid.to_string() {
+        return Err(Error::Invalid(vec![FieldError::new(
+            "confirm",
+            format!("Type {} to confirm.", orphan.veid),
+        )]));
+    }
+    crate::records::orphans::ask_removal(conn, node.id, veid, staff.id)?;
+    crate::records::jobs::enqueue_for_node(
+        conn,
+        crate::records::jobs::JobKind::RemoveOrphans,
+        node.id,
+        crate::store::now(),
+    )?;
+    audit::record(
+        conn,
+        audit::Event::NodeChanged,
+        &Actor {
+            user_id: Some(staff.id),
+            ip,
+        },
+        &node.name,
+        &format!("asked to remove orphan container ve{veid}"),
+    )
+}

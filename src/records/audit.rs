@@ -35,10 +35,14 @@ pub enum Event {
     /// What the master found on a node differing from its own picture (a slice stopped behind
     /// its back, a container gone, one it does not know).
     Drift,
+    /// A container no slice held was removed from its node (staff asked).
+    OrphanRemoved,
+    /// Staff had a failed (or lost) slice made again.
+    SliceRemade,
 }
 
 impl Event {
-    pub const ALL: [Event; 24] = [
+    pub const ALL: [Event; 26] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -63,6 +67,8 @@ impl Event {
         Event::KeyRemoved,
         Event::LimitHit,
         Event::Drift,
+        Event::OrphanRemoved,
+        Event::SliceRemade,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -91,6 +97,8 @@ impl Event {
             Event::KeyRemoved => "key_removed",
             Event::LimitHit => "limit_hit",
             Event::Drift => "drift",
+            Event::OrphanRemoved => "orphan_removed",
+            Event::SliceRemade => "slice_remade",
         }
     }
 

@@ -35,10 +35,12 @@ pub enum JobKind {
     /// Gives back what a provision that failed for good took on its node (the container, its
     /// address and id).
     Release,
+    /// Removes, on its node, the orphan containers staff asked to remove.
+    RemoveOrphans,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 14] = [
+    pub const ALL: [JobKind; 15] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -53,6 +55,7 @@ impl JobKind {
         JobKind::Limits,
         JobKind::Reconcile,
         JobKind::Release,
+        JobKind::RemoveOrphans,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl JobKind {
             JobKind::Limits => "limits",
             JobKind::Reconcile => "reconcile",
             JobKind::Release => "release",
+            JobKind::RemoveOrphans => "remove_orphans",
         }
     }
 
@@ -94,6 +98,7 @@ impl JobKind {
             JobKind::Limits => "given its new plan",
             JobKind::Reconcile => "reconciled",
             JobKind::Release => "cleaned up",
+            JobKind::RemoveOrphans => "rid of its orphans",
         }
     }
 
@@ -113,6 +118,7 @@ impl JobKind {
             JobKind::Limits => "Plan change",
             JobKind::Reconcile => "Reconcile",
             JobKind::Release => "Clean-up",
+            JobKind::RemoveOrphans => "Orphan removal",
         }
     }
 }
@@ -182,6 +188,15 @@ fn insert(
 /// The states a job row can be in.
 pub const STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
 
+/// How a job's note begins while it waits for a node that does not answer (down, rebooting):
+/// not a failure, and no try is spent meanwhile.
+pub const NODE_DOWN: &str = "waiting for the node to answer";
+
+/// Whether a job's note says it waits for its node to answer.
+pub fn waits_for_node(note: &str) -> bool {
+    note.starts_with(NODE_DOWN)
+}
+
 /// A job as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
@@ -200,6 +215,10 @@ pub struct Job {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// The name of the node it is about, if any (read with the row, for pages).
+    pub node: Option<String>,
+    /// Queued while its node does not answer: shown as "waiting for node X".
+    pub waiting_for_node: bool,
 }
 
 impl Job {
@@ -218,19 +237,22 @@ impl Job {
 
 const COLUMNS: &str =
     "id, kind, state, attempts, max_attempts, run_after, lease_owner, last_error, checkpoint, \
-    slice_id, node_id, user_id, created_at, updated_at, finished_at";
+    slice_id, node_id, user_id, created_at, updated_at, finished_at, \
+    (SELECT name FROM nodes WHERE nodes.id = jobs.node_id)";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     let cp: String = r.get(8)?;
+    let (state, last_error): (String, String) = (r.get(2)?, r.get(7)?);
     Ok(Job {
+        waiting_for_node: state == "queued" && waits_for_node(&last_error),
         id: r.get(0)?,
         kind: r.get(1)?,
-        state: r.get(2)?,
+        state,
         attempts: r.get(3)?,
         max_attempts: r.get(4)?,
         run_after: r.get(5)?,
         lease_owner: r.get(6)?,
-        last_error: r.get(7)?,
+        last_error,
         checkpoint: serde_json::from_str(&cp).unwrap_or_else(|_| serde_json::json!({})),
         slice_id: r.get(9)?,
         node_id: r.get(10)?,
@@ -238,6 +260,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         created_at: r.get(12)?,
         updated_at: r.get(13)?,
         finished_at: r.get(14)?,
+        node: r.get(15)?,
     })
 }
 

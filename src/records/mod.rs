@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod invites;
 pub mod jobs;
 pub mod nodes;
+pub mod orphans;
 pub mod outbox;
 pub mod placement;
 pub mod plans;

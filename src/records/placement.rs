@@ -59,14 +59,21 @@ pub fn nodes_with_room(
     Ok(rows)
 }
 
-/// The addresses and container ids a node has given out.
+/// The addresses and container ids a node has given out (an orphan container's too, until it
+/// is removed: a slice never gets a container or an address that is not free).
 pub fn taken_on(conn: &Connection, node_id: i64) -> Result<(HashSet<String>, HashSet<i64>)> {
     let ips = conn
-        .prepare_cached("SELECT ip FROM slices WHERE node_id = ?1 AND ip IS NOT NULL")?
+        .prepare_cached(
+            "SELECT ip FROM slices WHERE node_id = ?1 AND ip IS NOT NULL
+             UNION SELECT ip FROM orphans WHERE node_id = ?1 AND ip <> ''",
+        )?
         .query_map([node_id], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<_>>()?;
     let ids = conn
-        .prepare_cached("SELECT veid FROM slices WHERE node_id = ?1 AND veid IS NOT NULL")?
+        .prepare_cached(
+            "SELECT veid FROM slices WHERE node_id = ?1 AND veid IS NOT NULL
+             UNION SELECT veid FROM orphans WHERE node_id = ?1",
+        )?
         .query_map([node_id], |r| r.get::<_, i64>(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok((ips, ids))

@@ -309,6 +309,19 @@ pub fn set_approved(conn: &Connection, id: i64, staff_id: i64, node: Option<i64>
     Ok(())
 }
 
+/// A failed slice is taken up again: provisioning where it was placed (the step after the
+/// gateway's, its container made anew), or approved, to be placed afresh, if it holds no
+/// place. Whether it was failed.
+pub fn retake(conn: &Connection, id: i64) -> Result<bool> {
+    Ok(conn.execute(
+        "UPDATE slices SET state = CASE WHEN veid IS NULL THEN 'approved' ELSE 'provisioning' END,
+                           step = CASE WHEN veid IS NULL THEN '' ELSE 'setting up the gateway login' END,
+                           failure = '', updated_at = ?2
+         WHERE id = ?1 AND state = 'failed'",
+        params![id, now()],
+    )? == 1)
+}
+
 pub fn set_denied(conn: &Connection, id: i64, staff_id: i64, reason: &str) -> Result<()> {
     conn.execute(
         "UPDATE slices SET state = 'denied', failure = ?2, decided_at = ?3, decided_by = ?4, updated_at = ?3

@@ -34,7 +34,8 @@ impl Default for ServerOptions {
     }
 }
 
-/// Serves until the listener fails.
+/// Serves until the listener fails. The connections are this future's own: dropping it (a
+/// task aborted) closes them all.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -42,12 +43,17 @@ pub async fn serve(
     opts: ServerOptions,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
+    let mut open = tokio::task::JoinSet::new();
     loop {
-        let (tcp, peer) = listener.accept().await?;
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            // Reap the connections that ended.
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let handler = handler.clone();
-        tokio::spawn(async move {
+        open.spawn(async move {
             match tokio::time::timeout(opts.handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let who = stream

@@ -62,7 +62,7 @@ impl Node {
             .unwrap_or(0)
     }
 
-    /// Stops the agent (the node goes down).
+    /// Stops the agent and closes its connections (the node goes down).
     pub fn kill(&self) {
         self.task.abort();
     }

@@ -10,6 +10,7 @@ mod power;
 mod provision;
 mod reconcile;
 mod release;
+mod remove_orphans;
 mod template_sync;
 mod usage;
 
@@ -34,6 +35,7 @@ pub async fn execute(env: &JobEnv, job: &Job) -> Outcome {
         Some(Limits) => limits::run(env, job).await,
         Some(Reconcile) => reconcile::run(env, job).await,
         Some(Release) => release::run(env, job).await,
+        Some(RemoveOrphans) => remove_orphans::run(env, job).await,
         None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
     }
 }

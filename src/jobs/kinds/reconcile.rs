@@ -1,8 +1,9 @@
 //! Compare a node's containers (`list_envs`) with the database and put right what drifted: a
 //! slice that should run and was found stopped is started again (or, by `reconcile_policy`,
 //! shown stopped); one found running is shown running; one whose container is gone is marked
-//! failed as lost; a container the master does not know is reported to staff. Slices with a
-//! job in flight are left to that job. Each finding is an event on the slice and an audit line.
+//! failed as lost (staff may make it again); a container the master does not know is listed
+//! for staff as an orphan (they may remove it). Slices with a job in flight are left to that
+//! job. Each finding is an event on the slice and an audit line.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,7 @@ use crate::jobs::queue::{self, Job};
 use crate::jobs::{judge, JobKind, Outcome};
 use crate::ops::accounts::{audit, Actor};
 use crate::ops::slices::{self, State};
+use crate::records::orphans::Seen;
 use crate::slave_link::Command;
 
 pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
@@ -23,14 +25,26 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         .call(&node, Some(job.id), None, &Command::ListEnvs)
         .await;
     let reply = step!(judge("list_envs", r));
-    // What the node has: container id -> running, stopped.
-    let seen: HashMap<i64, String> = reply
+    // What the node has: container id -> running, stopped, with its address and name.
+    let text = |e: &serde_json::Value, k: &str| {
+        e.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let seen: HashMap<i64, Seen> = reply
         .returned
         .iter()
         .filter_map(|e| {
+            let veid = e.get("id")?.as_i64()?;
             Some((
-                e.get("id")?.as_i64()?,
-                e.get("state")?.as_str()?.to_string(),
+                veid,
+                Seen {
+                    veid,
+                    state: e.get("state")?.as_str()?.to_string(),
+                    ip: text(e, "ip"),
+                    hostname: text(e, "hostname"),
+                },
             ))
         })
         .collect();
@@ -46,7 +60,10 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
                     continue;
                 }
                 let subject = format!("slice {} (ve{} on {name})", s.id, s.veid);
-                match (s.state.as_str(), seen.get(&s.veid).map(String::as_str)) {
+                match (
+                    s.state.as_str(),
+                    seen.get(&s.veid).map(|e| e.state.as_str()),
+                ) {
                     ("running", Some("stopped")) if restart => {
                         slices::event(
                             tx,
@@ -64,7 +81,11 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
                             "",
                             &format!("Found stopped on {name}, not by Slices."),
                         )?;
-                        drift(tx, &subject, "found stopped; shown stopped (policy: report)")?;
+                        drift(
+                            tx,
+                            &subject,
+                            "found stopped; shown stopped (policy: report)",
+                        )?;
                     }
                     ("stopped", Some("running")) => {
                         slices::set_state(
@@ -89,18 +110,20 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
                     _ => {}
                 }
             }
-            // Containers no slice holds: reported, once a day each.
+            // Containers no slice holds: listed for staff (reported when first found) until
+            // they are removed.
             let known: std::collections::HashSet<i64> = ours.iter().map(|s| s.veid).collect();
-            let day_ago = crate::store::now() - 86_400;
-            for veid in seen.keys().filter(|v| !known.contains(v)) {
-                let subject = format!("container ve{veid} on {name}");
-                if audit::nth_recent(tx, audit::Event::Drift, false, &subject, day_ago, 1)?.is_none() {
-                    drift(
-                        tx,
-                        &subject,
-                        "a container no slice holds (an orphan): destroy it on the node if it is not needed",
-                    )?;
-                }
+            let orphans: Vec<Seen> = seen
+                .values()
+                .filter(|e| !known.contains(&e.veid))
+                .cloned()
+                .collect();
+            for veid in crate::records::orphans::found(tx, node_id, &orphans)? {
+                drift(
+                    tx,
+                    &format!("container ve{veid} on {name}"),
+                    "a container no slice holds (an orphan): staff may remove it on the Nodes page",
+                )?;
             }
             Ok(())
         }))

@@ -1,5 +1,5 @@
 //! What students and staff do to a slice: request, approve, deny, start/stop/restart/destroy,
-//! change its plan, move it. Each is one transaction with its event, audit row, mail and job.
+//! change its plan, move it, make a failed or lost one again. Each is one transaction with its event, audit row, mail and job.
 
 use rusqlite::Connection;
 
@@ -306,6 +306,53 @@ pub fn move_to(conn: &Connection, who: &User, slice_id: i64, node_name: &str) ->
         slice_id,
         Some(slice.user_id),
         slice.node_id,
+    )?;
+    get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+}
+
+/// Staff make a failed slice again: one whose provision failed for good, or whose container
+/// was found gone from its node (lost). It is provisioned anew where it was placed (same
+/// address, a new container from its template: its files are not brought back), or placed
+/// afresh if it holds no place. Not while a job for it is still under way (its clean-up).
+pub fn remake(conn: &Connection, staff: &User, slice_id: i64, ip: &str) -> Result<Slice> {
+    if !staff.role.is_staff() {
+        return Err(Error::NotFound("slice"));
+    }
+    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
+    if slice.state != State::Failed {
+        return Err(Error::Forbidden(format!(
+            "A {} slice is not made again: only a failed one is.",
+            slice.state.as_str()
+        )));
+    }
+    if jobs::in_flight(conn, slice_id)? {
+        return Err(Error::Forbidden(
+            "A job for this slice is still under way (its clean-up, perhaps): make it again when it ends."
+                .into(),
+        ));
+    }
+    rows::retake(conn, slice_id)?;
+    event(
+        conn,
+        slice_id,
+        &format!("Made again, as {} asked.", staff.username),
+    )?;
+    jobs::enqueue(
+        conn,
+        JobKind::Provision,
+        slice_id,
+        Some(slice.user_id),
+        slice.node_id,
+    )?;
+    audit::record(
+        conn,
+        audit::Event::SliceRemade,
+        &Actor {
+            user_id: Some(staff.id),
+            ip,
+        },
+        &format!("slice {slice_id}"),
+        slice.failure.as_str(),
     )?;
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
 }

@@ -33,14 +33,16 @@ async fn nodes(
                     20,
                     0,
                 )?;
-                Ok::<_, Error>((out, drift))
+                let orphans = crate::records::orphans::list(c)?;
+                Ok::<_, Error>((out, drift, orphans))
             })
         })
         .await?;
-    let (rows, drift) = rows;
+    let (rows, drift, orphans) = rows;
     Page::new("staff/nodes.html")
         .with("rows", &rows)
         .with("drift", &drift)
+        .with("orphans", &orphans)
         .with("now", &crate::store::now())
         .render(&state, &req, &viewer)
 }
@@ -90,6 +92,35 @@ async fn node_action(
         "/staff/nodes",
         Some(&format!("Node {name} {said}.")),
     ))
+}
+
+#[derive(Deserialize)]
+pub struct Confirm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Staff remove an orphan container (one no slice holds) from its node, having typed its id.
+#[post("/nodes/{name}/orphans/{veid}/remove")]
+async fn remove_orphan(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    path: web::Path<(String, i64)>,
+    posted: Posted<Confirm>,
+) -> Result<HttpResponse, WebError> {
+    let (name, veid) = path.into_inner();
+    let (user, ip, confirm) = (
+        session.user.clone(),
+        posted.viewer.ip.clone(),
+        posted.form.confirm,
+    );
+    let n = name.clone();
+    let result = state
+        .write(move |tx| crate::ops::nodes::remove_orphan(tx, &user, &n, veid, &confirm, &ip))
+        .await;
+    crate::web::page::done_or_refused(&state, "/staff/nodes", result, |_| {
+        format!("Container {veid} on {name} is being removed.")
+    })
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -221,6 +252,7 @@ async fn add_node(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(nodes)
         .service(node_action)
+        .service(remove_orphan)
         .service(new_node)
         .service(add_node);
 }

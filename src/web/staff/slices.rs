@@ -4,7 +4,7 @@
 use crate::error::Error;
 use crate::ops::slices;
 use crate::web::error::WebError;
-use crate::web::extract::form::Posted;
+use crate::web::extract::form::{NoFields, Posted};
 use crate::web::extract::session::{url_escape, StaffOnly};
 use crate::web::page::{done_or_refused, Page, Pager};
 use crate::web::State;
@@ -191,9 +191,28 @@ async fn move_slice(
     })
 }
 
+/// Staff make a failed or lost slice again (provisioned anew where it was placed).
+#[post("/slices/{id}/remake")]
+async fn remake(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    id: web::Path<i64>,
+    posted: Posted<NoFields>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let (user, ip) = (session.user.clone(), posted.viewer.ip.clone());
+    let result = state
+        .write(move |tx| slices::remake(tx, &user, id, &ip))
+        .await;
+    done_or_refused(&state, &format!("/staff/slices/{id}"), result, |s| {
+        format!("{} is being made again: follow it below.", s.hostname)
+    })
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(list)
         .service(detail)
         .service(change_plan)
-        .service(move_slice);
+        .service(move_slice)
+        .service(remake);
 }

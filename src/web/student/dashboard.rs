@@ -29,7 +29,7 @@ pub struct SliceView {
     pub events: Vec<slices::Event>,
     pub busy: bool,
     /// What is being done to it now ("Stopping…"), while a job is in flight.
-    pub pending: Option<&'static str>,
+    pub pending: Option<String>,
 }
 
 fn busy(state: SliceState) -> bool {
@@ -66,15 +66,16 @@ fn view(
     let in_flight = crate::records::jobs::in_flight_kind(c, s.id)?;
     let pending = match in_flight {
         // The node does not answer: said plainly, whatever was under way.
-        Some((_, ref note)) if note.starts_with("waiting for the node to answer") => Some(
-            "Waiting for its node, which does not answer right now; this goes on when it does.",
-        ),
-        Some((JobKind::Start, _)) => Some("Starting…"),
-        Some((JobKind::Stop, _)) => Some("Stopping…"),
-        Some((JobKind::Restart, _)) => Some("Restarting…"),
-        Some((JobKind::Limits, _)) => Some("Applying the new plan…"),
-        Some((JobKind::Move, _)) => Some("Moving to another node…"),
-        Some((JobKind::Keys, _)) => Some("Updating the keys…"),
+        Some((_, ref note)) if crate::records::jobs::waits_for_node(note) => Some(format!(
+            "Waiting for node {}, which does not answer right now; this goes on when it does.",
+            node.as_deref().unwrap_or("?")
+        )),
+        Some((JobKind::Start, _)) => Some("Starting…".into()),
+        Some((JobKind::Stop, _)) => Some("Stopping…".into()),
+        Some((JobKind::Restart, _)) => Some("Restarting…".into()),
+        Some((JobKind::Limits, _)) => Some("Applying the new plan…".into()),
+        Some((JobKind::Move, _)) => Some("Moving to another node…".into()),
+        Some((JobKind::Keys, _)) => Some("Updating the keys…".into()),
         _ => None,
     };
     Ok(SliceView {

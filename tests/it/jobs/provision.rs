@@ -541,3 +541,153 @@ async fn a_test_that_leaves_a_job_failed_is_told() {
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(jobs)));
     assert!(dropped.is_err(), "the leftover was not reported");
 }
+
+/// The outage: the node's agent goes down in the middle of 20 provisions and stays
+/// down ten minutes (`SLICES_TEST_OUTAGE_SECS` shortens it by hand). Nothing fails, no try is
+/// spent while it is down, staff and students read "waiting for node node0", and when it
+/// answers again all 20 run, with one container each and nothing left over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_minute_outage_amid_twenty_provisions_loses_nothing() {
+    use crate::http::browser;
+    use std::time::{Duration, Instant};
+    let outage: u64 = std::env::var("SLICES_TEST_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let f = fleet(1, |_| "10.83.3.0/24".into(), 250).await;
+    let staff = f.user("tess", Role::Staff);
+    let students: Vec<_> = (0..20)
+        .map(|i| f.user(&format!("o{i:02}"), Role::Student))
+        .collect();
+    let app = slices::web::Application::build(f.ctx.clone()).unwrap();
+    let base = app.base_url().to_string();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let ids: Vec<i64> = students
+        .iter()
+        .map(|s| f.request_and_approve(s, &staff))
+        .collect();
+    let jobs = f.run_jobs(|c| c.per_node = 4);
+    let running = "SELECT count(*) FROM slices WHERE state = 'running'";
+    let start = Instant::now();
+    while f.count(running) < 5 {
+        assert!(start.elapsed() < Duration::from_secs(60), "5 running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let address = f.nodes[0].address.clone();
+    f.nodes[0].kill();
+    let before = f.count(running);
+    assert!(
+        before < 20,
+        "the outage comes amid the provisions: {before} ran"
+    );
+
+    // Down: nothing fails and, once the commands cut short are behind, no try is spent.
+    let attempts = |f: &Fleet| -> Vec<(i64, i64)> {
+        f.ctx
+            .db
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT id, attempts FROM jobs WHERE kind = 'provision' ORDER BY id",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok::<_, slices::error::Error>(rows)
+            })
+            .unwrap()
+    };
+    let down = Instant::now();
+    let settle = Duration::from_secs(outage.min(30));
+    let mut after_settle = None;
+    let mut pages_checked = false;
+    while down.elapsed() < Duration::from_secs(outage) {
+        let failed = f.count("SELECT count(*) FROM slices WHERE state = 'failed'");
+        assert_eq!(failed, 0, "a slice failed while its node was down");
+        if after_settle.is_none() && down.elapsed() >= settle {
+            after_settle = Some(attempts(&f));
+        }
+        if !pages_checked && down.elapsed() >= Duration::from_secs(outage.min(15)) {
+            // Staff see which node the jobs wait for; so does the owner of a waiting slice.
+            let tess = browser();
+            crate::http::form(
+                &tess,
+                &base,
+                "/login",
+                "/login",
+                &[("login", "tess"), ("password", "correct horse battery")],
+            )
+            .await;
+            let page = tess
+                .get(format!("{base}/staff/jobs?state=queued"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(page.contains("waiting for node node0"), "{page}");
+            let waiting = ids
+                .iter()
+                .position(|id| f.slice(*id).state != State::Running)
+                .unwrap();
+            let owner = browser();
+            crate::http::form(
+                &owner,
+                &base,
+                "/login",
+                "/login",
+                &[
+                    ("login", &format!("o{waiting:02}")),
+                    ("password", "correct horse battery"),
+                ],
+            )
+            .await;
+            let status: serde_json::Value = owner
+                .get(format!("{base}/slices/{}/status", ids[waiting]))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let pending = status["pending"].as_str().unwrap_or_default();
+            assert!(pending.starts_with("Waiting for node node0"), "{status}");
+            pages_checked = true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(pages_checked);
+    let settled = after_settle.unwrap();
+    assert_eq!(settled.len(), 20, "one provision job per slice");
+    assert_eq!(
+        attempts(&f),
+        settled,
+        "tries were spent while the node was down"
+    );
+
+    // Back on its address with its state: all 20 run, each in one container, none left over.
+    let back = start_agent_on(f.dir.path(), &f.ca, "node0", "10.83.3.0/24", 250, &address).await;
+    for id in &ids {
+        f.wait_for(*id, State::Running, 120).await;
+    }
+    assert_eq!(
+        back.containers(),
+        20,
+        "one container per slice, none left over"
+    );
+    let mails = f
+        .ctx
+        .db
+        .read(|c| slices::mail::list(c, None, 100, 0))
+        .unwrap()
+        .0;
+    assert!(
+        !mails
+            .iter()
+            .any(|m| m.kind.starts_with("provisioning_failed")),
+        "nobody was told it failed"
+    );
+    jobs.stop().await;
+    handle.stop(false).await;
+}

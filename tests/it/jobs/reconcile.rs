@@ -45,7 +45,7 @@ fn events(f: &Fleet, slice: i64) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_slice_is_started_again_a_lost_one_is_marked_and_an_orphan_reported() {
+async fn a_stopped_slice_is_started_again_a_lost_one_is_made_again_and_an_orphan_removed() {
     let f = fleet(1, |_| "10.85.0.0/24".into(), 0).await;
     let staff = f.user("tess", Role::Staff);
     let (a, b) = (f.user("ann", Role::Student), f.user("bea", Role::Student));
@@ -113,7 +113,122 @@ async fn a_stopped_slice_is_started_again_a_lost_one_is_marked_and_an_orphan_rep
             "SELECT count(*) FROM audit WHERE event = 'drift' AND detail LIKE '%started again%'"
         ) >= 1
     );
+
+    // Staff, on the pages: the orphan is listed (its id kept from new slices), and the lost
+    // slice has a way back.
+    let app = slices::web::Application::build(f.ctx.clone()).unwrap();
+    let base = app.base_url().to_string();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let tess = crate::http::browser();
+    crate::http::form(
+        &tess,
+        &base,
+        "/login",
+        "/login",
+        &[("login", "tess"), ("password", "correct horse battery")],
+    )
+    .await;
+    let page = |path: String| {
+        let tess = tess.clone();
+        async move { tess.get(path).send().await.unwrap().text().await.unwrap() }
+    };
+    let nodes = page(format!("{base}/staff/nodes")).await;
+    assert!(
+        nodes.contains("/staff/nodes/node0/orphans/4999/remove"),
+        "{nodes}"
+    );
+    let node0 = f
+        .ctx
+        .db
+        .read(|c| slices::nodes::by_name(c, "node0"))
+        .unwrap()
+        .unwrap();
+    let (ips, ids) = f
+        .ctx
+        .db
+        .read(|c| slices::records::placement::taken_on(c, node0.id))
+        .unwrap();
+    assert!(
+        ids.contains(&4999),
+        "an orphan's id is not given to a slice"
+    );
+    assert!(ips.contains("10.85.0.200"), "nor its address");
+
+    // Bea's lost slice is made again where it was: same address, a new container, running.
+    let ip = f.slice(sb).ip.clone();
+    let slice_page = page(format!("{base}/staff/slices/{sb}")).await;
+    assert!(slice_page.contains("Make it again"), "{slice_page}");
+    let status = crate::http::form(
+        &tess,
+        &base,
+        &format!("/staff/slices/{sb}"),
+        &format!("/staff/slices/{sb}/remake"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    let again = f.wait_for(sb, State::Running, 20).await;
+    assert_eq!(again.ip, ip, "made again at its address");
+    let r = node.call(&Command::EnvStatus(veid(&f, sb))).await.unwrap();
+    assert_eq!(r.returned[0]["state"], "running");
+    assert!(events(&f, sb).contains("Made again, as tess asked."));
+    assert_eq!(
+        f.count("SELECT count(*) FROM audit WHERE event = 'slice_remade'"),
+        1
+    );
+    // A running slice is not made again.
+    crate::http::form(
+        &tess,
+        &base,
+        &format!("/staff/slices/{sb}"),
+        &format!("/staff/slices/{sb}/remake"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) FROM jobs WHERE slice_id = {sb} AND state IN ('queued', 'running')"
+        )),
+        0
+    );
+
+    // The orphan: a wrong confirmation removes nothing; the right one removes it on the node.
+    let remove = "/staff/nodes/node0/orphans/4999/remove";
+    crate::http::form(&tess, &base, "/staff/nodes", remove, &[("confirm", "4998")]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = node
+        .call(&Command::EnvStatus(VeId::new(4999).unwrap()))
+        .await
+        .unwrap();
+    assert_ne!(
+        r.returned[0]["state"], "absent",
+        "kept without the confirmation"
+    );
+    let status =
+        crate::http::form(&tess, &base, "/staff/nodes", remove, &[("confirm", "4999")]).await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    until("the orphan removed", 20, || {
+        f.count("SELECT count(*) FROM orphans") == 0
+    })
+    .await;
+    let r = node
+        .call(&Command::EnvStatus(VeId::new(4999).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(r.returned[0]["state"], "absent");
+    assert_eq!(
+        f.count("SELECT count(*) FROM audit WHERE event = 'orphan_removed' AND subject = 'container ve4999 on node0'"),
+        1
+    );
+    // No longer listed after the next reconcile either.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(f.count("SELECT count(*) FROM orphans"), 0);
+    assert!(!page(format!("{base}/staff/nodes"))
+        .await
+        .contains("orphans/4999"));
     jobs.stop().await;
+    handle.stop(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
