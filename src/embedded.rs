@@ -104,12 +104,33 @@ pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<Option<String>> {
         }
     }
     let tls = pki::server_config(ca.cert_pem(), &id)?;
-    tokio::spawn(server::serve(
-        listener,
-        tls,
-        agent,
-        ServerOptions::default(),
-    ));
+    // Served for as long as the master runs: were it ever to stop (a panic), it is started
+    // again on the same socket.
+    let socket = listener.into_std()?;
+    tokio::spawn(async move {
+        loop {
+            let listener = match socket
+                .try_clone()
+                .and_then(tokio::net::TcpListener::from_std)
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "the built-in agent's socket");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let served = tokio::spawn(server::serve(
+                listener,
+                tls.clone(),
+                agent.clone(),
+                ServerOptions::default(),
+            ))
+            .await;
+            tracing::error!(?served, "the built-in agent stopped; starting it again");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
     let addr = NodeAddress::parse(&address).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     ctx.db
         .write(|tx| {

@@ -21,7 +21,16 @@ pub trait Handler: Send + Sync + 'static {
 pub struct ServerOptions {
     pub max_line: usize,
     pub command_timeout: Duration,
+    /// A connection that has not finished its TLS handshake by then is closed.
     pub handshake_timeout: Duration,
+    /// A link that sends no whole request for this long is closed (the master's health
+    /// checks keep its own link busy; a closed one is simply opened again).
+    pub idle_timeout: Duration,
+    /// At most this many connections in their handshake at once (not yet known to be the
+    /// master's), and from one address: the rest are closed as soon as they are accepted, so
+    /// that a flood of silent or slow connections cannot use up the agent's file descriptors.
+    pub max_handshakes: usize,
+    pub max_handshakes_per_address: usize,
 }
 
 impl Default for ServerOptions {
@@ -30,12 +39,60 @@ impl Default for ServerOptions {
             max_line: super::frame::MAX_LINE,
             command_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            max_handshakes: 256,
+            max_handshakes_per_address: 16,
         }
     }
 }
 
-/// Serves until the listener fails. The connections are this future's own: dropping it (a
-/// task aborted) closes them all.
+/// The connections in their handshake, in all and by address; a slot is given back when its
+/// guard drops.
+#[derive(Default)]
+struct Handshakes {
+    by_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+struct Slot {
+    table: Arc<Handshakes>,
+    address: std::net::IpAddr,
+}
+
+impl Handshakes {
+    fn take(self: &Arc<Self>, address: std::net::IpAddr, opts: &ServerOptions) -> Option<Slot> {
+        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = map.values().sum();
+        let mine = map.get(&address).copied().unwrap_or(0);
+        if total >= opts.max_handshakes || mine >= opts.max_handshakes_per_address {
+            return None;
+        }
+        *map.entry(address).or_insert(0) += 1;
+        Some(Slot {
+            table: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self
+            .table
+            .by_address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Serves for as long as the future is polled: an error accepting a connection (no file
+/// descriptor left, say) is logged and waited out, never the end. The connections are this
+/// future's own: dropping it (a task aborted) closes them all.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -44,17 +101,41 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
     let mut open = tokio::task::JoinSet::new();
+    let handshakes = Arc::new(Handshakes::default());
+    let mut refused = 0u64;
+    let mut last_said = Instant::now() - Duration::from_secs(60);
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             // Reap the connections that ended.
             Some(_) = open.join_next(), if !open.is_empty() => continue,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, open = open.len(), "cannot accept a connection; pausing");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(slot) = handshakes.take(peer.ip(), &opts) else {
+            // Too many not yet known: this one is closed at once (said once a minute).
+            refused += 1;
+            if last_said.elapsed() >= Duration::from_secs(60) {
+                tracing::warn!(%peer, refused, "too many connections in their handshake; closing new ones");
+                last_said = Instant::now();
+            }
+            drop(tcp);
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let handler = handler.clone();
         open.spawn(async move {
-            match tokio::time::timeout(opts.handshake_timeout, acceptor.accept(tcp)).await {
+            let handshake =
+                tokio::time::timeout(opts.handshake_timeout, acceptor.accept(tcp)).await;
+            drop(slot);
+            match handshake {
                 Ok(Ok(stream)) => {
                     let who = stream
                         .get_ref()
@@ -95,7 +176,16 @@ where
     let mut stream = BufReader::new(stream);
     let mut line = Vec::with_capacity(1024);
     loop {
-        match read_line(&mut stream, &mut line, opts.max_line).await {
+        let read = tokio::time::timeout(
+            opts.idle_timeout,
+            read_line(&mut stream, &mut line, opts.max_line),
+        )
+        .await;
+        let Ok(read) = read else {
+            tracing::info!(%peer, secs = opts.idle_timeout.as_secs(), "link idle; closing it");
+            return Ok(());
+        };
+        match read {
             Ok(Some(())) => {}
             Ok(None) => return Ok(()),
             Err(FrameError::TooLarge(max)) => {

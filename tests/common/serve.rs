@@ -29,9 +29,17 @@ impl Served {
     /// Starts `slices serve --listen 127.0.0.1:0 --data DATA` with no configuration file and
     /// `RUST_LOG` as given; returns once it printed its first-admin link.
     pub fn start(data: &Path, rust_log: &str) -> Served {
+        Served::start_under(data, rust_log, &[])
+    }
+
+    /// The same, run under `prefix` (such as `prlimit --nofile=1024:1024`).
+    pub fn start_under(data: &Path, rust_log: &str, prefix: &[&str]) -> Served {
         std::fs::create_dir_all(data.parent().unwrap()).unwrap();
         let log = data.with_extension("log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_slices"))
+        let mut argv: Vec<&str> = prefix.to_vec();
+        argv.push(env!("CARGO_BIN_EXE_slices"));
+        let mut child = Command::new(argv[0])
+            .args(&argv[1..])
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .env_remove("SLICES_CONFIG")

@@ -13,11 +13,87 @@ fn slices(data: &std::path::Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-struct Kill(Child);
+pub struct Kill(pub Child);
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The agent's configuration as `slices node add` wrote it, pointed at this test's folders
+/// and the simulator.
+fn for_the_simulator(dir: &std::path::Path, bundle: &std::path::Path) -> std::path::PathBuf {
+    let toml = std::fs::read_to_string(bundle.join("agent.toml"))
+        .unwrap()
+        .replace("/etc/slices-agent", bundle.to_str().unwrap())
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("driver = \"lxc\"", "driver = \"sim\"")
+        .replace("/var/lib/slices-agent", dir.join("agent").to_str().unwrap());
+    std::fs::write(bundle.join("agent.toml"), toml).unwrap();
+    std::fs::create_dir_all(dir.join("agent/templates")).unwrap();
+    std::fs::write(dir.join("agent/templates/tiny.tar.gz"), b"x").unwrap();
+    bundle.join("agent.toml")
+}
+
+/// A master's data folder with node `name` enrolled on a free local port, and its agent's
+/// configuration for the simulator.
+pub struct Enrolled {
+    pub data: std::path::PathBuf,
+    pub address: String,
+    pub config: std::path::PathBuf,
+}
+
+pub fn enrol(dir: &std::path::Path, name: &str) -> Enrolled {
+    let data = dir.join("data");
+    let bundle = dir.join("bundle");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    crate::serve::make_data(None, Some(&data));
+    let out = slices(
+        &data,
+        &[
+            "node",
+            "add",
+            name,
+            "--address",
+            &address,
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let config = for_the_simulator(dir, &bundle);
+    Enrolled {
+        data,
+        address,
+        config,
+    }
+}
+
+impl Enrolled {
+    /// Runs `slices-agent run` (under `prefix`, such as `prlimit --nofile=...`) until it
+    /// listens.
+    pub fn start_agent(&self, prefix: &[&str]) -> Kill {
+        let agent = env!("CARGO_BIN_EXE_slices-agent");
+        let mut argv: Vec<&str> = prefix.to_vec();
+        argv.extend([agent, "run", "--config", self.config.to_str().unwrap()]);
+        let child = Command::new(argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(&self.address).is_err() {
+            assert!(start.elapsed().as_secs() < 10, "the agent did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Kill(child)
     }
 }
 
@@ -91,20 +167,7 @@ fn enroll_a_node_run_its_agent_and_reach_it() {
     );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("HOST:PORT"));
 
-    // The agent's configuration, as written, pointed at this test's folders and the simulator.
-    let toml = std::fs::read_to_string(bundle.join("agent.toml")).unwrap();
-    let toml = toml
-        .replace("/etc/slices-agent", bundle.to_str().unwrap())
-        .replace("0.0.0.0", "127.0.0.1")
-        .replace("driver = \"lxc\"", "driver = \"sim\"")
-        .replace(
-            "/var/lib/slices-agent",
-            dir.path().join("agent").to_str().unwrap(),
-        );
-    std::fs::write(bundle.join("agent.toml"), toml).unwrap();
-    std::fs::create_dir_all(dir.path().join("agent/templates")).unwrap();
-    std::fs::write(dir.path().join("agent/templates/tiny.tar.gz"), b"x").unwrap();
-    let config = bundle.join("agent.toml");
+    let config = for_the_simulator(dir.path(), &bundle);
 
     let check = Command::new(env!("CARGO_BIN_EXE_slices-agent"))
         .args(["check", "--config", config.to_str().unwrap()])
@@ -155,56 +218,9 @@ fn enroll_a_node_run_its_agent_and_reach_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_connection_to_a_restarted_agent_is_replaced_without_a_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let bundle = dir.path().join("bundle");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    crate::serve::make_data(None, Some(&data));
-    let out = slices(
-        &data,
-        &[
-            "node",
-            "add",
-            "node5",
-            "--address",
-            &address,
-            "--bundle",
-            bundle.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success());
-    let toml = std::fs::read_to_string(bundle.join("agent.toml"))
-        .unwrap()
-        .replace("/etc/slices-agent", bundle.to_str().unwrap())
-        .replace("0.0.0.0", "127.0.0.1")
-        .replace("driver = \"lxc\"", "driver = \"sim\"")
-        .replace(
-            "/var/lib/slices-agent",
-            dir.path().join("agent").to_str().unwrap(),
-        );
-    std::fs::write(bundle.join("agent.toml"), toml).unwrap();
-    let start_agent = || {
-        let child = Command::new(env!("CARGO_BIN_EXE_slices-agent"))
-            .args([
-                "run",
-                "--config",
-                bundle.join("agent.toml").to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = std::time::Instant::now();
-        while std::net::TcpStream::connect(&address).is_err() {
-            assert!(start.elapsed().as_secs() < 10, "the agent did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Kill(child)
-    };
+    let node5 = enrol(dir.path(), "node5");
+    let data = node5.data.clone();
+    let start_agent = || node5.start_agent(&[]);
 
     let ctx = slices::context::Context::open(
         slices::config::Config::load(

@@ -42,6 +42,7 @@ pub async fn start_agent() -> Lab {
         max_line: slices::slave_link::frame::MAX_LINE,
         command_timeout: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(5),
+        ..ServerOptions::default()
     })
     .await
 }

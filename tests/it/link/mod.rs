@@ -3,7 +3,8 @@
 
 pub(crate) mod helpers;
 
-mod binaries;
+pub(crate) mod binaries;
+mod flood;
 
 mod props;
 mod refusals;

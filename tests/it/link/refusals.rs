@@ -201,3 +201,38 @@ async fn an_oversized_line_gets_an_error_and_the_link_is_closed() {
     let mut again = lab.master().await;
     assert_eq!(again.call(&Command::Ping).await.unwrap().code, 0);
 }
+
+/// Every connection has a time limit: a master's link that sends nothing is closed after the
+/// idle time (a half-sent request too), and one that never finishes its handshake after the
+/// handshake time; a new link works at once.
+#[tokio::test]
+async fn idle_and_half_open_connections_are_closed_in_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let lab = start_agent_with(slices::slave_link::ServerOptions {
+        handshake_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let mut idle = lab.master().await;
+    assert_eq!(idle.call(&Command::Ping).await.unwrap().code, 0);
+    let mut half = lab.master().await;
+    let _ = half.send_bytes(b"{\"command\":\"pi").await; // no end of line: waits
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert!(idle.call(&Command::Ping).await.is_err(), "idle link closed");
+    assert!(
+        half.call(&Command::Ping).await.is_err(),
+        "half request closed"
+    );
+
+    let mut raw = tokio::net::TcpStream::connect(&lab.address).await.unwrap();
+    raw.write_all(&[0x16, 0x03, 0x01]).await.unwrap(); // a handshake begun, never ended
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(3), raw.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent handshake was closed by the agent: {read:?}"
+    );
+    let mut again = lab.master().await;
+    assert_eq!(again.call(&Command::Ping).await.unwrap().code, 0);
+}
