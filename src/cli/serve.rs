@@ -14,6 +14,12 @@ use crate::web::Application;
 /// Holds the data folder for this process: two masters on one database would run each
 /// other's jobs.
 fn lock_data_folder(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .with_context(|| format!("cannot create the data folder {}", data.display()))?;
     let path = data.join("master.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -35,8 +41,10 @@ fn lock_data_folder(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
 /// Runs the master until Ctrl-C or SIGTERM: the web interface and the job loop.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // Before the database is opened (and migrated): a second master, of any version, never
+    // touches the live one.
+    let _lock = lock_data_folder(&config.data)?;
     let ctx = Context::open(config)?;
-    let _lock = lock_data_folder(&ctx.config.data)?;
     let embedded = crate::embedded::start(&ctx).await?;
     let app = Application::build(ctx.clone())?;
     let runner = crate::jobs::JobRunner::new(

@@ -30,6 +30,11 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "{path} is not a Slices database ({why}): it is left as it is. Restore a backup there, \
+         or move it away to start a new, empty master"
+    )]
+    NotADatabase { path: PathBuf, why: String },
     #[error("the embedded schema is malformed: {0}")]
     Schema(String),
     #[error("background task failed: {0}")]
@@ -65,8 +70,11 @@ fn configure(conn: &mut Connection, read_only: bool) -> rusqlite::Result<()> {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database file and applies pending migrations.
+    /// Opens (creating if needed) the database file and applies pending migrations. Only a
+    /// missing file is a new database: an empty or foreign file, or one from a newer Slices,
+    /// is refused before anything is written to it.
     pub fn open(path: &Path, readers: u32) -> Result<Db, StoreError> {
+        refuse_unless_ours(path)?;
         {
             let mut conn = Connection::open(path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -172,8 +180,68 @@ pub use crate::clock::now;
 /// read-only connection and one read transaction (`VACUUM INTO`), so the copy is the database
 /// at one moment.
 pub fn backup(db: &Path, to: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(30))?;
-    conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+    // Made first, empty and readable by its owner only (it holds password hashes and
+    // tokens); never over an existing file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(|e| StoreError::Join(format!("cannot create {}: {e}", to.display())))?;
+    if let Err(e) = conn.execute("VACUUM INTO ?1", [to.to_string_lossy()]) {
+        let _ = std::fs::remove_file(to);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// A file at `path` must be an SQLite database this binary can migrate: not empty, SQLite's
+/// header, a schema version no newer than ours. Read without writing (no journal change).
+fn refuse_unless_ours(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let not_ours = |why: String| StoreError::NotADatabase {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // new
+        Err(e) => return Err(not_ours(format!("it cannot be read: {e}"))),
+    };
+    let mut header = [0u8; 16];
+    let n = file
+        .read(&mut header)
+        .map_err(|e| not_ours(e.to_string()))?;
+    if n == 0 {
+        return Err(not_ours("the file is empty".into()));
+    }
+    if n < 16 || &header != b"SQLite format 3\0" {
+        return Err(not_ours("the file is not an SQLite database".into()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let found = schema_version(&conn)?;
+    let known = migrations()?.last().map(|(v, _)| *v).unwrap_or(0);
+    if found == 0 {
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        if tables > 0 {
+            return Err(not_ours(
+                "it is an SQLite database of something else: it has tables, and no Slices version"
+                    .into(),
+            ));
+        }
+    }
+    if found > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known,
+        });
+    }
     Ok(())
 }

@@ -229,6 +229,9 @@ fn backup_copies_the_database_while_it_is_open_and_never_overwrites() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Keep with it"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a backup is its owner's alone: {mode:o}");
     let copy = rusqlite::Connection::open(&file).unwrap();
     let users: i64 = copy
         .query_row(

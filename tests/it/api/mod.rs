@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod authz;
+mod bad_files;
 mod bad_input;
 mod cli;
 mod slice_pages;
