@@ -149,7 +149,7 @@ impl Application {
                         "request",
                         id = %id,
                         method = %req.method(),
-                        path = %req.path()
+                        path = %trace::loggable_path(req.path())
                     );
                     let log = span.clone();
                     let fut = span.in_scope(|| trace::with_id(id, || srv.call(req)));

@@ -52,6 +52,21 @@ pub fn next_id() -> RequestId {
     RequestId(start.wrapping_add(n) & 0xffff_ffff_ffff)
 }
 
+/// The pages whose address carries a secret (`/reset/TOKEN`...): the token is never logged.
+const TOKEN_PAGES: [&str; 3] = ["/reset/", "/setup/", "/verify/"];
+
+/// A request's path as it may be written to a log: a token in it is masked
+/// (`/reset/[token]`), everything else kept.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for page in TOKEN_PAGES {
+        if let Some(rest) = path.strip_prefix(page) {
+            let tail = rest.find('/').map(|i| &rest[i..]).unwrap_or("");
+            return format!("{page}[token]{tail}").into();
+        }
+    }
+    path.into()
+}
+
 /// The id of the request being served on this task, if any.
 pub fn current() -> Option<RequestId> {
     REQUEST_ID.try_with(|id| *id).ok()
@@ -73,6 +88,15 @@ pub fn scope<F: std::future::Future>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_in_paths_are_masked_and_other_paths_kept() {
+        assert_eq!(loggable_path("/reset/abcDEF123"), "/reset/[token]");
+        assert_eq!(loggable_path("/setup/abc/x"), "/setup/[token]/x");
+        assert_eq!(loggable_path("/verify/"), "/verify/[token]");
+        assert_eq!(loggable_path("/slices/7/status"), "/slices/7/status");
+        assert_eq!(loggable_path("/staff/users/reset"), "/staff/users/reset");
+    }
 
     #[test]
     fn ids_are_twelve_hex_digits_and_differ() {

@@ -119,7 +119,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Posted<T> {
             })?;
             let viewer = viewer.await?;
             if !same_origin(&state, &req) {
-                tracing::warn!(ip = %viewer.ip, path = %req.path(), "form from another origin refused");
+                tracing::warn!(ip = %viewer.ip, path = %crate::web::trace::loggable_path(req.path()), "form from another origin refused");
                 return Err(WebError::Csrf);
             }
             strictly_utf8(&body)?;
@@ -127,7 +127,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Posted<T> {
                 WebError::BadRequest("The form could not be read. Nothing was changed.".into())
             })?;
             if !viewer.csrf_ok(&state, &token.csrf) {
-                tracing::warn!(ip = %viewer.ip, path = %req.path(), "form token refused");
+                tracing::warn!(ip = %viewer.ip, path = %crate::web::trace::loggable_path(req.path()), "form token refused");
                 return Err(WebError::Csrf);
             }
             let form: T = serde_urlencoded::from_bytes(&body).map_err(|e| {
