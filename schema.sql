@@ -339,3 +339,11 @@ CREATE TABLE orphans (
     remove_asked_at INTEGER,
     PRIMARY KEY (node_id, veid)
 ) WITHOUT ROWID;
+
+-- version: 15
+-- One row the health check writes while the store is failing (a full disk): when it can be
+-- written again, the store is healthy again.
+CREATE TABLE store_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL
+);

@@ -41,6 +41,21 @@ pub enum StoreError {
     Join(String),
 }
 
+impl StoreError {
+    /// The disk under the database is full, or cannot be written: nothing the user did is
+    /// wrong, and nothing was half-saved (the transaction was rolled back).
+    pub fn is_storage(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen
+            ),
+            _ => false,
+        }
+    }
+}
+
 type Manager = SqliteConnectionManager;
 
 /// Handle to the database; cheap to clone.
@@ -54,6 +69,8 @@ pub struct Db {
     job_inserted: Arc<AtomicBool>,
     /// Notified after each commit that queued a job: the job loop waits on it.
     jobs_queued: Arc<tokio::sync::Notify>,
+    /// Why the last write failed for lack of storage (a full disk), until one succeeds.
+    write_failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn configure(conn: &mut Connection, read_only: bool) -> rusqlite::Result<()> {
@@ -109,6 +126,7 @@ impl Db {
             commits: Default::default(),
             job_inserted,
             jobs_queued: Default::default(),
+            write_failure: Default::default(),
         })
     }
 
@@ -134,15 +152,56 @@ impl Db {
         let mut conn: PooledConnection<Manager> = self.writer.get().map_err(StoreError::from)?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
+            .map_err(|e| self.noted(e.into()))?;
         self.job_inserted.store(false, Ordering::Relaxed);
         let out = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
+        tx.commit().map_err(|e| self.noted(e.into()))?;
+        self.set_write_failure(None);
         self.commits.fetch_add(1, Ordering::Relaxed);
         if self.job_inserted.swap(false, Ordering::Relaxed) {
             self.jobs_queued.notify_one();
         }
         Ok(out)
+    }
+
+    /// A write's error, remembered if it is for lack of storage.
+    fn noted(&self, e: StoreError) -> StoreError {
+        if e.is_storage() {
+            self.set_write_failure(Some(e.to_string()));
+        }
+        e
+    }
+
+    fn set_write_failure(&self, failure: Option<String>) {
+        let mut slot = self.write_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() || failure.is_some() {
+            if slot.is_some() && failure.is_none() {
+                tracing::info!("the database can be written again");
+            }
+            *slot = failure;
+        }
+    }
+
+    /// Why the store cannot write, if its last write failed for lack of storage (a full
+    /// disk) and none succeeded since.
+    pub fn write_failure(&self) -> Option<String> {
+        self.write_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Writes the probe row: whether the store can write right now (clears a remembered
+    /// failure when it can).
+    pub fn probe_write(&self) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO store_probe (id, at) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                [now()],
+            )?;
+            Ok(())
+        })
     }
 
     /// How many write transactions this handle (and its clones) committed.

@@ -20,6 +20,9 @@ pub enum WebError {
     TooMany(String),
     #[error("request body too large")]
     TooLarge,
+    /// The server cannot save right now (its disk is full): nothing was changed.
+    #[error("cannot save right now")]
+    Unavailable,
     /// Not logged in: go to the log-in page, then back to this path.
     #[error("log in first")]
     LoginFirst(String),
@@ -34,6 +37,10 @@ impl From<Error> for WebError {
             Error::NotFound(_) => WebError::NotFound,
             Error::Forbidden(m) => WebError::Forbidden(m),
             Error::Throttled(m) => WebError::TooMany(m),
+            Error::Store(s) if s.is_storage() => {
+                tracing::error!(error = %s, "cannot write the database");
+                WebError::Unavailable
+            }
             Error::Store(s) => WebError::Internal(s.into()),
             Error::Internal(e) => WebError::Internal(e),
         }
@@ -75,6 +82,7 @@ impl ResponseError for WebError {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             WebError::LoginFirst(_) => StatusCode::SEE_OTHER,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,6 +110,18 @@ impl ResponseError for WebError {
                 "Too much at once",
                 "What was sent is larger than this site accepts, so nothing was changed.",
             ),
+            WebError::Unavailable => {
+                let mut page = simple_page(
+                    status,
+                    "The server cannot save right now",
+                    "Its storage is full or cannot be written, so what you asked was not done. \
+                     Nothing was lost or half-saved: everything saved before is kept. Try again \
+                     in a few minutes; the lab staff are being told.",
+                );
+                page.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("120"));
+                page
+            }
             WebError::LoginFirst(next) => HttpResponse::SeeOther()
                 .insert_header((
                     header::LOCATION,

@@ -28,8 +28,24 @@ async fn stylesheet() -> HttpResponse {
 #[get("/healthz")]
 async fn healthz(state: State) -> HttpResponse {
     let db = state.ctx.db.clone();
-    match tokio::task::spawn_blocking(move || db.ping()).await {
-        Ok(Ok(version)) => HttpResponse::Ok()
+    let checked = tokio::task::spawn_blocking(move || {
+        let version = db.ping()?;
+        // After a write failed for lack of storage: failing until one can be written.
+        if db.write_failure().is_some() {
+            let _ = db.probe_write();
+        }
+        Ok::<_, crate::store::StoreError>((version, db.write_failure()))
+    })
+    .await;
+    match checked {
+        Ok(Ok((_, Some(failure)))) => HttpResponse::ServiceUnavailable()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::RETRY_AFTER, "60"))
+            .json(serde_json::json!({
+                "status": "failing",
+                "reason": format!("the database cannot be written: {failure}"),
+            })),
+        Ok(Ok((version, None))) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(serde_json::json!({
                 "status": "ok",

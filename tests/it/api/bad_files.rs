@@ -126,3 +126,118 @@ fn the_lock_is_taken_before_the_database_is_migrated() {
         .unwrap();
     assert_eq!(v, behind, "not migrated under the running master");
 }
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount a tmpfs (the tests run as root)");
+        SmallDisk(at.to_path_buf())
+    }
+
+    /// Fills it up with one file; returns the file.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk under the data folder: the user is told the server cannot save right now and
+/// that nothing was lost, `/healthz` says the store is failing (503, with the reason), and
+/// once there is room again all works without a restart; nothing was half-saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_said_plainly_and_recovered_from_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&dir.path().join("disk"), "24m");
+    let data = disk.0.join("data");
+    let served = crate::serve::Served::start(&data, "info");
+    served.first_admin("ada").await;
+    let base = served.base.clone();
+    let health = || async {
+        let r = reqwest::get(format!("{base}/healthz")).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(health().await.0, 200);
+
+    let filler = disk.fill();
+    // Sign-ups until one cannot be saved (the database's journal may hold a little room).
+    let mut refused = None;
+    for i in 0..200 {
+        let c = crate::http::browser();
+        let name = format!("s{i:03}");
+        let token = crate::http::csrf(&c, &format!("{base}/signup")).await;
+        let r = c
+            .post(format!("{base}/signup"))
+            .header("Origin", &base)
+            .form(&[
+                ("username", name.as_str()),
+                ("email", &format!("{name}@example.edu")),
+                ("display_name", "S"),
+                ("password", "correct horse battery"),
+                ("password_confirm", "correct horse battery"),
+                ("csrf", &token),
+            ])
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            assert!(r.headers().contains_key("retry-after"));
+            let page = r.text().await.unwrap();
+            assert!(page.contains("cannot save right now"), "{page}");
+            assert!(page.contains("Nothing was lost"), "{page}");
+            refused = Some(name);
+            break;
+        }
+        assert_eq!(r.status(), 303, "saved while there was room");
+    }
+    let refused = refused.expect("a sign-up on a full disk is refused");
+    let (status, body) = health().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("failing") && body.contains("full"), "{body}");
+
+    // Room again: healthy, without a restart; the refused sign-up was not half-saved.
+    std::fs::remove_file(filler).unwrap();
+    let start = std::time::Instant::now();
+    while health().await.0 != 200 {
+        assert!(start.elapsed().as_secs() < 10, "healthy again");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let db = rusqlite::Connection::open(data.join("slices.db")).unwrap();
+    let half: i64 = db
+        .query_row(
+            "SELECT count(*) FROM users WHERE username = ?1",
+            [&refused],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(half, 0, "nothing of the refused sign-up was kept");
+    let ada = crate::http::browser();
+    let r = crate::http::form(
+        &ada,
+        &base,
+        "/login",
+        "/login",
+        &[("login", "ada"), ("password", "correct horse battery")],
+    )
+    .await;
+    assert_eq!(r, 303, "what was saved before is all there");
+    drop(served);
+}
