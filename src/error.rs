@@ -19,6 +19,9 @@ pub enum Error {
     /// Too many attempts; try again later.
     #[error("{0}")]
     Throttled(String),
+    /// The server has too much of this work in hand right now; try again in a few seconds.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -275,35 +275,75 @@ impl DisplayName {
     }
 }
 
-/// A new password: at least 10 characters, at most 1,000, not the username.
+/// The 10,000 most common passwords (SecLists' `10k-most-common.txt`, MIT licence; see
+/// `data/README.md`), one per line, lowercased when read.
+const COMMON_PASSWORDS: &str = include_str!("../../data/common-passwords.txt");
+
+fn common_passwords() -> &'static std::collections::HashSet<String> {
+    static SET: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
+        COMMON_PASSWORDS
+            .lines()
+            .map(|l| l.trim().to_lowercase())
+            .filter(|l| !l.is_empty())
+            .collect()
+    })
+}
+
+/// A new password: 10 to 1,000 characters, at least 5 different ones, not one of the 10,000
+/// most common passwords (nor one with only digits or symbols added around it), and without
+/// the account's username or email address in it. Each refusal says which rule it broke.
 pub struct NewPassword(String);
 
 impl NewPassword {
     pub const MIN: usize = 10;
+    pub const MIN_DIFFERENT: usize = 5;
 
+    /// Checks `raw` for the account named `username`, with `email` if it has (or asks for)
+    /// one.
     pub fn parse(
         field: &'static str,
         raw: &str,
         username: &Username,
+        email: Option<&str>,
     ) -> Result<NewPassword, FieldError> {
+        let refuse = |message: String| Err(FieldError::new(field, message));
         let n = raw.chars().count();
         if n < Self::MIN {
-            return Err(FieldError::new(
-                field,
-                format!("A password has at least {} characters.", Self::MIN),
-            ));
+            return refuse(format!("A password has at least {} characters.", Self::MIN));
         }
         if n > 1000 {
-            return Err(FieldError::new(
-                field,
-                "A password has at most 1,000 characters.",
+            return refuse("A password has at most 1,000 characters.".into());
+        }
+        let different: std::collections::HashSet<char> = raw.chars().collect();
+        if different.len() < Self::MIN_DIFFERENT || raw.trim().is_empty() {
+            return refuse(format!(
+                "A password needs at least {} different characters (not one repeated).",
+                Self::MIN_DIFFERENT
             ));
         }
-        if raw.trim().eq_ignore_ascii_case(username.as_str()) {
-            return Err(FieldError::new(
-                field,
-                "The password cannot be your username.",
-            ));
+        let lower = raw.to_lowercase();
+        let name = username.as_str().to_lowercase();
+        if name.chars().count() >= 3 && lower.contains(&name) {
+            return refuse("A password cannot contain your username.".into());
+        }
+        if let Some(email) = email {
+            let email = email.trim().to_lowercase();
+            let local = email.split('@').next().unwrap_or_default();
+            if !email.is_empty()
+                && (lower.contains(&email) || (local.chars().count() >= 3 && lower.contains(local)))
+            {
+                return refuse("A password cannot contain your email address.".into());
+            }
+        }
+        let core = lower.trim_matches(|c: char| !c.is_alphabetic());
+        let common = common_passwords();
+        if common.contains(lower.trim()) || (core.chars().count() >= 4 && common.contains(core)) {
+            return refuse(
+                "That is one of the most common passwords (or one with digits or symbols added), \
+                 which attackers try first. A few unrelated words make a good one."
+                    .into(),
+            );
         }
         Ok(NewPassword(raw.to_string()))
     }
@@ -426,8 +466,45 @@ mod tests {
         assert!(DisplayName::parse("<b>Ada</b> O'Neil; DROP TABLE users").is_ok());
         assert!(DisplayName::parse("Ada\r\nBcc: x").is_err());
         let u = Username::parse("alice").unwrap();
-        assert!(NewPassword::parse("password", "short", &u).is_err());
-        assert!(NewPassword::parse("password", "ALICE", &u).is_err());
-        assert!(NewPassword::parse("password", "correct horse", &u).is_ok());
+        let said = |raw: &str| {
+            NewPassword::parse("password", raw, &u, Some("alice.smith@example.edu"))
+                .err()
+                .map(|e| e.message)
+                .unwrap_or_default()
+        };
+        assert!(said("short").contains("at least 10"));
+        assert!(
+            said("password123").contains("most common"),
+            "a common word and digits"
+        );
+        assert!(said("Password2024!").contains("most common"));
+        assert!(said("1234567890").contains("most common"));
+        assert!(said("qwertyuiop").contains("most common"));
+        assert!(
+            said("            ").contains("different characters"),
+            "twelve spaces"
+        );
+        assert!(said("abababababab").contains("different characters"));
+        assert!(said("i am ALICE, hello").contains("username"));
+        assert!(said("alice.smith@example.edu").contains("username"));
+        assert!(
+            said("my smith@example.edu").is_empty(),
+            "not the local part itself"
+        );
+        assert!(said("alice.smith.rocks").contains("username"));
+        let bob = Username::parse("bob").unwrap();
+        let mail = |raw: &str| {
+            NewPassword::parse("password", raw, &bob, Some("jdoe@example.edu"))
+                .err()
+                .map(|e| e.message)
+                .unwrap_or_default()
+        };
+        assert!(mail("jdoe is my name").contains("email"));
+        assert_eq!(mail("correct horse battery"), "");
+        assert_eq!(
+            mail("monkeyfarm lane 7"),
+            "",
+            "a common word inside a longer one is fine"
+        );
     }
 }

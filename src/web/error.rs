@@ -20,6 +20,9 @@ pub enum WebError {
     TooMany(String),
     #[error("request body too large")]
     TooLarge,
+    /// Too much of this work in hand (password checks): nothing was done; try again soon.
+    #[error("{0}")]
+    Busy(String),
     /// The server cannot save right now (its disk is full): nothing was changed.
     #[error("cannot save right now")]
     Unavailable,
@@ -37,6 +40,7 @@ impl From<Error> for WebError {
             Error::NotFound(_) => WebError::NotFound,
             Error::Forbidden(m) => WebError::Forbidden(m),
             Error::Throttled(m) => WebError::TooMany(m),
+            Error::Busy(m) => WebError::Busy(m),
             Error::Store(s) if s.is_storage() => {
                 tracing::error!(error = %s, "cannot write the database");
                 WebError::Unavailable
@@ -82,7 +86,7 @@ impl ResponseError for WebError {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            WebError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Unavailable | WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::LoginFirst(_) => StatusCode::SEE_OTHER,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -110,6 +114,12 @@ impl ResponseError for WebError {
                 "Too much at once",
                 "What was sent is larger than this site accepts, so nothing was changed.",
             ),
+            WebError::Busy(m) => {
+                let mut page = simple_page(status, "Busy right now", m);
+                page.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                page
+            }
             WebError::Unavailable => {
                 let mut page = simple_page(
                     status,

@@ -74,7 +74,8 @@ impl Served {
         }
         assert!(
             !served.base.is_empty() && !served.setup.is_empty(),
-            "the start-up lines"
+            "the start-up lines; its log:\n{}",
+            served.log_text()
         );
         served
     }
@@ -99,6 +100,11 @@ impl Served {
         .await;
         assert_eq!(r, 303, "admin created");
         admin
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What it has logged so far.

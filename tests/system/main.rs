@@ -7,6 +7,7 @@
 //! - `gateway_helper`: the helper run by its dedicated account with hostile input.
 //! - `browser`: the whole flow in headless Chromium.
 //! - `whole`: the multi-host system, each host a network namespace.
+//! - `load`: floods on the master's password forms (alone: they take both cores).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -16,5 +17,6 @@ use common::{fleet, gateway_lab, http, lxc_node, netns, serve, smtp, system, web
 mod browser;
 mod gateway;
 mod gateway_helper;
+mod load;
 mod lxc;
 mod whole;

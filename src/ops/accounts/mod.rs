@@ -88,7 +88,7 @@ impl SignUpForm {
             .map_err(|e| errors.push(e))
             .ok();
         let password = match &username {
-            Some(u) => NewPassword::parse("password", &self.password, u)
+            Some(u) => NewPassword::parse("password", &self.password, u, Some(&self.email))
                 .map_err(|e| errors.push(e))
                 .ok(),
             None => None,
@@ -270,9 +270,9 @@ pub fn login(
         return Err(Error::Throttled(msg.replace("{m}", &m.to_string())));
     }
     let ok_user = match &found {
-        Some((user, hash)) => password::verify(hash, password).then_some(user),
+        Some((user, hash)) => password::verify(hash, password)?.then_some(user),
         None => {
-            password::verify_dummy(password);
+            password::verify_dummy(password)?;
             None
         }
     };
@@ -381,12 +381,12 @@ pub fn change_password(
     let user = &session.user;
     let username = Username::parse(&user.username)?;
     let hash = db.read(|c| users::password_hash(c, user.id))?;
-    if !password::verify(&hash, current) {
+    if !password::verify(&hash, current)? {
         return Err(
             FieldError::new("current_password", "That is not your current password.").into(),
         );
     }
-    let new = NewPassword::parse("new_password", new, &username)?;
+    let new = NewPassword::parse("new_password", new, &username, Some(&user.email))?;
     if new.expose() != confirm {
         return Err(FieldError::new("new_password_confirm", "The two passwords differ.").into());
     }

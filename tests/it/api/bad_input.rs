@@ -53,7 +53,7 @@ async fn signup_explains_every_problem_and_keeps_what_was_typed() {
                 ("username", "kim"),
                 ("email", "kim@example.edu"),
                 ("display_name", "Kim"),
-                ("password", "kimkimkimkim"),
+                ("password", "a quiet lantern night"),
                 ("password_confirm", "other other other"),
             ],
         )
@@ -250,4 +250,58 @@ async fn reserved_usernames_are_refused_at_sign_up() {
         .signup(&browser(), "rooty", "rooty@example.edu", "Rooty")
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
+/// The passwords outside testers got through are refused at sign-up, each with the rule it
+/// broke; a good one is taken.
+#[actix_web::test]
+async fn weak_passwords_are_refused_with_the_rule_they_break() {
+    let app = spawn_app().await;
+    let c = browser();
+    for (password, rule) in [
+        ("password123", "most common"),
+        ("1234567890", "most common"),
+        ("Sunshine2024!", "most common"),
+        ("            ", "different characters"),
+        ("kimberly.k is me", "username"),
+        ("kim.jones@example.edu", "email address"),
+    ] {
+        let r = app
+            .post(
+                &c,
+                "/signup",
+                "/signup",
+                &[
+                    ("username", "kimberly"),
+                    ("email", "kim.jones@example.edu"),
+                    ("display_name", "Kim"),
+                    ("password", password),
+                    ("password_confirm", password),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{password:?}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains(rule),
+            "{password:?} refused for {rule}: {body}"
+        );
+    }
+    assert_eq!(user_count(&app), 0);
+    let r = app
+        .post(
+            &c,
+            "/signup",
+            "/signup",
+            &[
+                ("username", "kimberly"),
+                ("email", "kim.jones@example.edu"),
+                ("display_name", "Kim"),
+                ("password", "orbit walnut tidal"),
+                ("password_confirm", "orbit walnut tidal"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(user_count(&app), 1);
 }

@@ -543,14 +543,14 @@ async fn a_test_that_leaves_a_job_failed_is_told() {
 }
 
 /// The outage: the node's agent goes down in the middle of 20 provisions and stays
-/// down ten minutes (`SLICES_TEST_OUTAGE_SECS` shortens it by hand). Nothing fails, no try is
+/// down ten minutes (`TEST_SLICES_OUTAGE_SECS` shortens it by hand). Nothing fails, no try is
 /// spent while it is down, staff and students read "waiting for node node0", and when it
 /// answers again all 20 run, with one container each and nothing left over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_minute_outage_amid_twenty_provisions_loses_nothing() {
     use crate::http::browser;
     use std::time::{Duration, Instant};
-    let outage: u64 = std::env::var("SLICES_TEST_OUTAGE_SECS")
+    let outage: u64 = std::env::var("TEST_SLICES_OUTAGE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
