@@ -213,9 +213,13 @@ settings! {
     session_hours: u64 = 12;
     /// A session ends after this many minutes without a request.
     session_idle_minutes: u64 = 120;
-    /// Failed log-ins for one account within the window before it is held back.
+    /// Failed log-ins for one account from one address, within the window, before further
+    /// tries for it from there wait (5 s, doubling with each failure, at most the window).
+    /// Other addresses (the owner's) are not held back; a log-in from a new address after
+    /// this many failures is mailed to the owner.
     login_max_failures_per_account: u32 = 5;
-    /// Failed log-ins from one client address within the window before it is held back.
+    /// Failed log-ins from one client address (any accounts) within the window before its
+    /// further tries wait, the same way.
     login_max_failures_per_address: u32 = 20;
     /// The throttling window, in minutes.
     login_window_minutes: u64 = 15;

@@ -31,11 +31,13 @@ pub enum Kind {
     SliceDestroyed,
     RequestsDigest,
     LimitHit,
+    /// A log-in from a new address after failed tries on the account.
+    LoginAfterFailures,
     Test,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::VerifyEmail,
         Kind::PasswordReset,
         Kind::NewRequest,
@@ -48,6 +50,7 @@ impl Kind {
         Kind::SliceDestroyed,
         Kind::RequestsDigest,
         Kind::LimitHit,
+        Kind::LoginAfterFailures,
         Kind::Test,
     ];
 
@@ -65,6 +68,7 @@ impl Kind {
             Kind::SliceDestroyed => "slice_destroyed",
             Kind::RequestsDigest => "requests_digest",
             Kind::LimitHit => "limit_hit",
+            Kind::LoginAfterFailures => "login_after_failures",
             Kind::Test => "test",
         }
     }
@@ -122,6 +126,7 @@ const TEMPLATES: &[(&str, &str)] = mail_templates![
     "layout.html",
     "verify_email.txt",
     "password_reset.txt",
+    "login_after_failures.txt",
     "new_request.txt",
     "approved.txt",
     "denied.txt",
@@ -384,6 +389,7 @@ mod tests {
             "log": [{"command": "create_env", "code": 1, "returned": "boom"}],
             "count": 2, "requests": [{"username": "bob", "display_name": "Bob", "course": "CS", "asked": "today"}],
             "resource": "memory", "resource_name": "memory", "hits": 3, "limit_text": "512 MB",
+            "ip": "192.0.2.7", "failures": 6,
         });
         for kind in Kind::ALL {
             let r = render(kind, &data, &site()).unwrap_or_else(|e| panic!("{kind:?}: {e:?}"));

@@ -1,6 +1,6 @@
 //! Security events, kept in the `audit` table for staff to read.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -129,26 +129,68 @@ pub fn record(
     Ok(())
 }
 
-/// The time at which the `max`-th most recent `event` for a subject (or address) at or after
-/// `since` happened, if there were that many: the throttle holds until it leaves the window.
-pub fn nth_recent(
+/// How many `event`s there were at or after `since` for a subject and/or from an address,
+/// and when the last one was.
+pub fn count_since(
     conn: &Connection,
     event: Event,
-    by_ip: bool,
-    key: &str,
+    subject: Option<&str>,
+    ip: Option<&str>,
     since: i64,
-    max: u32,
-) -> Result<Option<i64>> {
-    let sql = if by_ip {
-        "SELECT at FROM audit WHERE event = ?1 AND ip = ?2 AND at >= ?3 ORDER BY at DESC LIMIT 1 OFFSET ?4"
-    } else {
-        "SELECT at FROM audit WHERE event = ?1 AND subject = ?2 AND at >= ?3 ORDER BY at DESC LIMIT 1 OFFSET ?4"
-    };
-    let offset = i64::from(max.max(1)) - 1;
+) -> Result<(u32, Option<i64>)> {
     Ok(conn
-        .prepare_cached(sql)?
-        .query_row(params![event.as_str(), key, since, offset], |r| r.get(0))
-        .optional()?)
+        .prepare_cached(
+            "SELECT count(*), max(at) FROM audit WHERE event = ?1 AND at >= ?4
+               AND (?2 IS NULL OR subject = ?2) AND (?3 IS NULL OR ip = ?3)",
+        )?
+        .query_row(params![event.as_str(), subject, ip, since], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?)
+}
+
+/// Whether `subject` had an `event` from `ip` before (a log-in from an address it used).
+pub fn seen_from(conn: &Connection, event: Event, subject: &str, ip: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM audit WHERE event = ?1 AND subject = ?2 AND ip = ?3)",
+        )?
+        .query_row(params![event.as_str(), subject, ip], |r| r.get(0))?)
+}
+
+/// An account whose log-ins are being slowed: failures in the window, from how many
+/// addresses, and the last one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Slowed {
+    pub subject: String,
+    pub failures: u32,
+    pub addresses: u32,
+    pub last_at: i64,
+}
+
+/// The subjects with at least `min` `event`s since `since` (failed log-ins: the accounts
+/// being slowed), most first.
+pub fn slowed_accounts(
+    conn: &Connection,
+    event: Event,
+    since: i64,
+    min: u32,
+) -> Result<Vec<Slowed>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT subject, count(*), count(DISTINCT ip), max(at) FROM audit
+              WHERE event = ?3 AND at >= ?1
+              GROUP BY subject HAVING count(*) >= ?2
+              ORDER BY count(*) DESC, subject LIMIT 100",
+        )?
+        .query_map(params![since, min, event.as_str()], |r| {
+            Ok(Slowed {
+                subject: r.get(0)?,
+                failures: r.get(1)?,
+                addresses: r.get(2)?,
+                last_at: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 #[derive(Debug, Clone, Serialize)]

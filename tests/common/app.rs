@@ -51,7 +51,8 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
-pub use super::http::browser;
+#[allow(unused_imports)]
+pub use super::http::{browser, browser_from};
 
 pub const PASSWORD: &str = "correct horse battery";
 

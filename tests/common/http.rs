@@ -11,6 +11,17 @@ pub fn browser() -> Client {
         .unwrap()
 }
 
+/// A browser on another machine: its connections come from `ip` (an address of the
+/// loopback network, 127.0.0.2 and so on), which the master sees as the client's address.
+pub fn browser_from(ip: &str) -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
 /// The form token on the page at `url`.
 pub async fn csrf(c: &Client, url: &str) -> String {
     let body = c.get(url).send().await.unwrap().text().await.unwrap();

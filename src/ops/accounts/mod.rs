@@ -33,6 +33,17 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// How long after the last of `failures` failed tries the next may come, when `free` are
+    /// allowed without waiting: none until then, 5 s after the first one over, doubling with
+    /// each, at most the window. `None`: no wait.
+    pub fn delay_after(&self, failures: u32, free: u32) -> Option<i64> {
+        if failures < free.max(1) {
+            return None;
+        }
+        let over = (failures - free.max(1)).min(20);
+        Some((5i64 << over).min(self.window_secs.max(5)))
+    }
+
     pub fn from_config(c: &Config) -> Policy {
         Policy {
             life: Lifetimes {
@@ -188,8 +199,14 @@ pub fn create_account(
     })
 }
 
-fn minutes_until(at: i64) -> i64 {
-    ((at - now()).max(1) + 59) / 60
+/// "12 seconds", "3 minutes": how long to wait, in words.
+fn wait_words(secs: i64) -> String {
+    let secs = secs.max(1);
+    if secs < 90 {
+        format!("{secs} second{}", if secs == 1 { "" } else { "s" })
+    } else {
+        format!("{} minutes", (secs + 59) / 60)
+    }
 }
 
 /// Logs in by username or email. Refuses, with a clear message, an account or address that has
@@ -216,45 +233,45 @@ pub fn login(
         .as_ref()
         .map(|(u, _)| u.username.clone())
         .unwrap_or_else(|| login.chars().filter(|c| !c.is_control()).collect());
-    // Throttle: failures since the window began (for an account, since its last log-in too).
+    // Throttle: failed tries for this account from this address (and from this address for
+    // any account) slow further tries from there, by growing delays; another address, the
+    // owner's, is not held back by them.
     let window_start = now() - policy.window_secs;
     let account_since = found
         .as_ref()
         .and_then(|(u, _)| u.last_login_at)
         .map_or(window_start, |t| t.max(window_start));
-    let (by_account, by_address) = db.read(|c| {
+    let (pair, address) = db.read(|c| {
         Ok::<_, Error>((
-            audit::nth_recent(
+            audit::count_since(
                 c,
                 Event::LoginFailed,
-                false,
-                &subject,
+                Some(&subject),
+                Some(&origin.ip),
                 account_since,
-                policy.max_failures_per_account,
             )?,
-            audit::nth_recent(
-                c,
-                Event::LoginFailed,
-                true,
-                &origin.ip,
-                window_start,
-                policy.max_failures_per_address,
-            )?,
+            audit::count_since(c, Event::LoginFailed, None, Some(&origin.ip), window_start)?,
         ))
     })?;
-    let held = match (by_account, by_address) {
-        (Some(at), _) => Some((
-            at,
-            "Too many failed log-ins for this account. Try again in {m} minutes, or reset your password.",
-        )),
-        (None, Some(at)) => Some((
-            at,
-            "Too many failed log-ins from your network address. Try again in {m} minutes.",
-        )),
-        _ => None,
-    };
-    if let Some((at, msg)) = held {
-        let m = minutes_until(at + policy.window_secs);
+    let held = [
+        (
+            pair,
+            policy.max_failures_per_account,
+            "Too many failed log-ins for this account from your address. Try again in {t}, or reset your password.",
+        ),
+        (
+            address,
+            policy.max_failures_per_address,
+            "Too many failed log-ins from your network address. Try again in {t}.",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|((failures, last), free, msg)| {
+        let until = last? + policy.delay_after(failures, free)?;
+        (until > now()).then_some((until, msg))
+    })
+    .max_by_key(|(until, _)| *until);
+    if let Some((until, msg)) = held {
         db.write(|tx| {
             audit::record(
                 tx,
@@ -267,7 +284,9 @@ pub fn login(
                 "",
             )
         })?;
-        return Err(Error::Throttled(msg.replace("{m}", &m.to_string())));
+        return Err(Error::Throttled(
+            msg.replace("{t}", &wait_words(until - now())),
+        ));
     }
     let ok_user = match &found {
         Some((user, hash)) => password::verify(hash, password)?.then_some(user),
@@ -297,6 +316,26 @@ pub fn login(
         }
         Some(user) => {
             let token = db.write(|tx| {
+                // After enough failed tries to slow someone, a log-in from an address this
+                // account never logged in from is told to its owner.
+                let (failures, _) = audit::count_since(
+                    tx,
+                    Event::LoginFailed,
+                    Some(&user.username),
+                    None,
+                    account_since,
+                )?;
+                if failures >= policy.max_failures_per_account
+                    && !audit::seen_from(tx, Event::Login, &user.username, &origin.ip)?
+                {
+                    crate::mail::to_user(
+                        tx,
+                        crate::mail::Kind::LoginAfterFailures,
+                        user.id,
+                        serde_json::json!({ "ip": origin.ip, "failures": failures }),
+                        None,
+                    )?;
+                }
                 users::mark_login(tx, user.id)?;
                 audit::record(
                     tx,

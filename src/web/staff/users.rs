@@ -43,8 +43,19 @@ async fn user_list(
     }
     let q = query.q.clone();
     let offset = Pager::offset_for(query.page, PER_PAGE);
-    let (rows, total) = state
-        .read(move |c| users::search(c, &q, role, PER_PAGE, offset))
+    let policy = state.ctx.policy;
+    let ((rows, total), slowed) = state
+        .read(move |c| {
+            // Accounts whose log-ins are being slowed now (failed tries in the window).
+            let since = crate::store::now() - policy.window_secs;
+            let slowed = crate::ops::accounts::audit::slowed_accounts(
+                c,
+                crate::ops::accounts::Event::LoginFailed,
+                since,
+                policy.max_failures_per_account,
+            )?;
+            Ok::<_, crate::error::Error>((users::search(c, &q, role, PER_PAGE, offset)?, slowed))
+        })
         .await?;
     let pager = Pager::new(query.page, PER_PAGE, total);
     let link = format!(
@@ -58,6 +69,18 @@ async fn user_list(
         .with("pager", &pager)
         .with("link", &link)
         .with("roles", &Role::ALL)
+        .with(
+            "slowed",
+            &slowed
+                .iter()
+                .map(|s| {
+                    let mut v = serde_json::to_value(s).unwrap_or_default();
+                    v["link"] = format!("/staff/audit?subject={}", url_escape(&s.subject)).into();
+                    v
+                })
+                .collect::<Vec<_>>(),
+        )
+        .with("window_minutes", &(policy.window_secs / 60))
         .render(&state, &req, &viewer)
 }
 

@@ -171,7 +171,7 @@ async fn forms_without_a_valid_token_or_from_elsewhere_are_refused() {
 }
 
 #[actix_web::test]
-async fn repeated_failures_hold_back_the_account_and_the_address() {
+async fn failures_slow_the_address_that_failed_never_the_owner_elsewhere() {
     let app = spawn_with(|c| {
         c.login_max_failures_per_account = 3;
         c.login_max_failures_per_address = 6;
@@ -179,37 +179,105 @@ async fn repeated_failures_hold_back_the_account_and_the_address() {
     .await;
     app.add_user("erin", slices::domain::Role::Student);
     app.add_user("frank", slices::domain::Role::Student);
-    let c = browser();
+    // The owner logged in once before, from home.
+    let home = browser_from("127.0.0.5");
+    assert_eq!(
+        app.login(&home, "erin", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // An attacker at another address tries erin's password.
+    let attacker = browser_from("127.0.0.2");
     for _ in 0..3 {
-        let r = app.login(&c, "erin", "not the password").await;
+        let r = app.login(&attacker, "erin", "not the password").await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
-    // Now even the right password is held back, with a clear message.
-    let r = app.login(&c, "erin", PASSWORD).await;
+    // From there, even the right password waits now, and says for how long.
+    let r = app.login(&attacker, "erin", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let body = r.text().await.unwrap();
     assert!(
-        body.contains("Too many failed log-ins for this account"),
+        body.contains("Too many failed log-ins for this account from your address"),
         "{body}"
     );
-    assert!(body.contains("minutes"), "{body}");
-    assert_eq!(app.audit_count("login", "erin"), 0);
+    assert!(body.contains("seconds"), "a short wait at first: {body}");
     assert_eq!(app.audit_count("login_throttled", "erin"), 1);
-    // Another account from the same address still works...
-    let r = app.login(&c, "frank", PASSWORD).await;
+    // The owner, from an address that did not fail, logs in at once...
+    let owner = browser_from("127.0.0.3");
+    let r = app.login(&owner, "erin", PASSWORD).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "the owner is not locked out"
+    );
+    // ...and, as that address is new to the account after failed tries, is told by mail.
+    let told = |app: &TestApp| -> i64 {
+        app.ctx
+            .db
+            .read(|c| {
+                Ok::<_, slices::error::Error>(c.query_row(
+                    "SELECT count(*) FROM outbox WHERE kind = 'login_after_failures'
+                       AND json_extract(data, '$.ip') = '127.0.0.3'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap()
+    };
+    assert_eq!(told(&app), 1);
+    // From home (an address it used before) no mail.
+    let r = app
+        .login(&browser_from("127.0.0.5"), "erin", PASSWORD)
+        .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    // ...until the address itself has failed too often (3 on erin + 3 on ghosts).
-    let c2 = browser();
-    for name in ["ghost1", "ghost2", "ghost3"] {
-        app.login(&c2, name, "whatever password").await;
+    let all: i64 = app
+        .ctx
+        .db
+        .read(|c| {
+            Ok::<_, slices::error::Error>(c.query_row(
+                "SELECT count(*) FROM outbox WHERE kind = 'login_after_failures'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(all, 1);
+
+    // Each further failure from the attacker's address doubles its wait.
+    let policy = app.ctx.policy;
+    assert_eq!(policy.delay_after(2, 3), None);
+    assert_eq!(policy.delay_after(3, 3), Some(5));
+    assert_eq!(policy.delay_after(4, 3), Some(10));
+    assert_eq!(policy.delay_after(9, 3), Some(320));
+    assert_eq!(
+        policy.delay_after(30, 3),
+        Some(policy.window_secs),
+        "at most the window"
+    );
+
+    // Staff see the account being slowed.
+    let staff_name = "gina";
+    app.add_user(staff_name, slices::domain::Role::Staff);
+    let staff = app.logged_in_as(staff_name).await;
+    let page = app.get(&staff, "/staff/users").await.text().await.unwrap();
+    assert!(page.contains("Log-ins being slowed"), "{page}");
+    assert!(page.contains("subject=erin"), "{page}");
+
+    // An address that fails on many accounts is slowed for all of them.
+    let sprayer = browser_from("127.0.0.4");
+    for name in ["ghost1", "ghost2", "ghost3", "ghost4", "ghost5", "ghost6"] {
+        app.login(&sprayer, name, "whatever password").await;
     }
-    let r = app.login(&c2, "frank", PASSWORD).await;
+    let r = app.login(&sprayer, "frank", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r
         .text()
         .await
         .unwrap()
         .contains("from your network address"));
+    let r = app
+        .login(&browser_from("127.0.0.6"), "frank", PASSWORD)
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
 }
 
 #[actix_web::test]
