@@ -153,3 +153,97 @@ async fn a_flood_on_the_password_forms_keeps_the_master_small_and_its_pages_quic
         "other pages within 100 ms: {slowest:?}"
     );
 }
+
+/// 250 sign-ups and log-ins at the same moment: each gets a real answer (done, refused with a
+/// reason, or "busy, try again" with Retry-After), never a timeout, and every sign-up that was
+/// answered as done exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_and_fifty_at_once_are_each_answered() {
+    let Some(_alone) = system::alone("250 sign-ups and log-ins at once").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = Served::start(&data, "warn");
+    served.first_admin("ada").await;
+    let base = served.base.clone();
+    // Each visitor has its form open first; then all submit at once.
+    let mut ready = Vec::new();
+    for i in 0..250 {
+        let c = crate::http::browser();
+        let token = crate::http::csrf(&c, &format!("{base}/signup")).await;
+        ready.push((i, c, token));
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(250));
+    let tasks: Vec<_> = ready
+        .into_iter()
+        .map(|(i, c, token)| {
+            let (base, barrier) = (base.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let name = format!("w{i:03}");
+                let email = format!("{name}@example.edu");
+                let form: Vec<(&str, &str)> = if i % 2 == 0 {
+                    vec![
+                        ("username", &name),
+                        ("email", &email),
+                        ("display_name", &name),
+                        ("password", "correct horse battery"),
+                        ("password_confirm", "correct horse battery"),
+                        ("csrf", &token),
+                    ]
+                } else {
+                    vec![
+                        ("login", "ada"),
+                        ("password", "correct horse battery"),
+                        ("csrf", &token),
+                    ]
+                };
+                let path = if i % 2 == 0 { "/signup" } else { "/login" };
+                barrier.wait().await;
+                let r = c
+                    .post(format!("{base}{path}"))
+                    .header("Origin", &base)
+                    .form(&form)
+                    .send()
+                    .await
+                    .expect("an answer, not a dropped connection");
+                let status = r.status().as_u16();
+                let retry = r.headers().contains_key("retry-after");
+                let body = r.text().await.unwrap_or_default();
+                (name, i % 2 == 0, status, retry, body)
+            })
+        })
+        .collect();
+    let mut tally = std::collections::BTreeMap::new();
+    let mut signed_up = Vec::new();
+    for t in tasks {
+        let (name, signing_up, status, retry, body) = t.await.unwrap();
+        *tally.entry(status).or_insert(0) += 1;
+        assert_ne!(status, 408, "nobody is timed out");
+        if status == 503 {
+            assert!(
+                retry && body.contains("Try again"),
+                "busy says when: {body}"
+            );
+        }
+        if status == 303 && signing_up {
+            signed_up.push(name);
+        }
+    }
+    eprintln!("250 at once: {tally:?}");
+    assert!(
+        tally.keys().all(|s| [303, 422, 429, 503].contains(s)),
+        "{tally:?}"
+    );
+    let db = rusqlite::Connection::open(data.join("slices.db")).unwrap();
+    for name in signed_up {
+        let n: i64 = db
+            .query_row(
+                "SELECT count(*) FROM users WHERE username = ?1",
+                [&name],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "{name} was told it was done");
+    }
+}
