@@ -134,6 +134,15 @@ pub fn set_password_hash(conn: &Connection, id: i64, hash: &str) -> Result<()> {
     Ok(())
 }
 
+/// The same password, hashed again with today's parameters (not a change of password).
+pub fn rehash(conn: &Connection, id: i64, hash: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+        params![id, hash],
+    )?;
+    Ok(())
+}
+
 pub fn set_role(conn: &Connection, id: i64, role: Role) -> Result<()> {
     conn.execute(
         "UPDATE users SET role = ?2 WHERE id = ?1",

@@ -36,8 +36,11 @@ impl Served {
     pub fn start_under(data: &Path, rust_log: &str, prefix: &[&str]) -> Served {
         std::fs::create_dir_all(data.parent().unwrap()).unwrap();
         let log = data.with_extension("log");
+        // `TEST_SLICES_SERVE_BIN` runs another build (a release one, to measure it).
+        let bin = std::env::var("TEST_SLICES_SERVE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_slices").to_string());
         let mut argv: Vec<&str> = prefix.to_vec();
-        argv.push(env!("CARGO_BIN_EXE_slices"));
+        argv.push(&bin);
         let mut child = Command::new(argv[0])
             .args(&argv[1..])
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])

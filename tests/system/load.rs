@@ -1,8 +1,10 @@
 //! A flood on the master's password forms through the real `slices serve`: 64 clients for
 //! 60 s on the log-in (names that do not exist: each costs a full hash) and sign-up forms.
-//! Password hashing is bounded (one per core, the rest wait briefly or are told to come back:
-//! 503 with Retry-After), so the master's memory stays under 64 MB and its other pages answer
-//! within 100 ms throughout. Run alone: it keeps both cores busy.
+//! Password hashing is bounded (one per core, in memory each thread reuses; the rest wait
+//! briefly or are told to come back: 503 with Retry-After), so the master stays under 64 MB
+//! (its own memory under 48 MB, plus its code) and its other pages answer within 100 ms
+//! throughout. Run alone: it keeps both cores busy. `TEST_SLICES_SERVE_BIN` measures another
+//! build (a release one).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -145,8 +147,9 @@ async fn a_flood_on_the_password_forms_keeps_the_master_small_and_its_pages_quic
     assert!(answered > 0, "the forms were served");
     assert_eq!(other, 0, "every request was answered or told to come back");
     assert!(
-        peak < 64 * 1024,
-        "the master's own memory stayed under 64 MB: {peak} KiB"
+        peak < 48 * 1024,
+        "the master's own memory stayed under 48 MB (with a release binary's 16 MB of code, \
+         under 64 MB in all): {peak} KiB"
     );
     assert!(
         slowest < Duration::from_millis(100),

@@ -315,7 +315,16 @@ pub fn login(
             ))
         }
         Some(user) => {
+            // A hash made with older parameters is made again now (best effort: a busy
+            // server keeps the old one until the next log-in).
+            let rehashed = match &found {
+                Some((_, hash)) if password::needs_rehash(hash) => password::hash(password).ok(),
+                _ => None,
+            };
             let token = db.write(|tx| {
+                if let Some(new_hash) = &rehashed {
+                    users::rehash(tx, user.id, new_hash)?;
+                }
                 // After enough failed tries to slow someone, a log-in from an address this
                 // account never logged in from is told to its owner.
                 let (failures, _) = audit::count_since(

@@ -1,8 +1,12 @@
-//! Password hashing with argon2id and the OWASP parameters (19 MiB, 2 passes, 1 lane), on
-//! threads of its own: at most one hash per core runs at once, always on the same few threads,
-//! each in a 19 MiB block of memory it keeps and reuses (never allocated per hash, so a flood
-//! neither multiplies it nor leaves it behind in the allocator), and a caller that cannot get
-//! a turn within a moment is told the server is busy.
+//! Password hashing with argon2id, on threads of its own: at most one hash per core runs at
+//! once, always on the same few threads, each in a block of memory it keeps and reuses (never
+//! allocated per hash, so a flood neither multiplies it nor leaves it behind in the
+//! allocator), and a caller that cannot get a turn within a moment is told the server is busy.
+//!
+//! The parameters are one of OWASP's equally strong argon2id settings: 7 MiB and 5 passes
+//! (rather than 19 MiB and 2: the same work, less memory held per hash, so a master under a
+//! flood stays small). Hashes made with other parameters (the 19 MiB ones of earlier
+//! versions) still verify, and are made again with these at the next log-in.
 
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -16,9 +20,9 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
-/// OWASP's argon2id: 19 MiB, 2 passes, 1 lane; a 16-byte salt and a 32-byte hash.
-const M_KIB: u32 = 19 * 1024;
-const T: u32 = 2;
+/// OWASP's argon2id (m=7168, t=5, p=1); a 16-byte salt and a 32-byte hash.
+const M_KIB: u32 = 7 * 1024;
+const T: u32 = 5;
 const P: u32 = 1;
 const SALT_LEN: usize = 16;
 const OUT_LEN: usize = 32;
@@ -28,15 +32,28 @@ thread_local! {
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs an argon2 computation in this thread's memory, grown to `blocks` if it is smaller.
+/// Runs an argon2 computation in this thread's memory, grown to `blocks` if it is smaller;
+/// more than our own parameters need (an older hash's) is given back afterwards.
 fn with_memory<T>(blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
     MEMORY.with(|m| {
         let mut m = m.borrow_mut();
         if m.len() < blocks {
             m.resize(blocks, Block::default());
         }
-        f(&mut m[..blocks])
+        let out = f(&mut m[..blocks]);
+        let ours = M_KIB as usize; // one block per KiB
+        if m.len() > ours {
+            m.truncate(ours);
+            m.shrink_to_fit();
+        }
+        out
     })
+}
+
+/// Whether a stored hash was made with other parameters than ours (made again at the next
+/// log-in, when the password is at hand).
+pub fn needs_rehash(phc: &str) -> bool {
+    !phc.starts_with(&format!("$argon2id$v=19$m={M_KIB},t={T},p={P}$"))
 }
 
 /// The PHC string's base64: the standard alphabet, no padding.
@@ -191,7 +208,7 @@ fn on_hashing_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
     answer.recv().map_err(|_| Busy)
 }
 
-/// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
+/// Hashes a password into a PHC string (`$argon2id$v=19$m=7168,t=5,p=1$...`).
 pub fn hash(password: &str) -> crate::error::Result<String> {
     let password = password.to_string();
     let hashed = on_hashing_thread(move || hash_here(password.as_bytes()))?;
@@ -230,6 +247,9 @@ mod tests {
         assert!(argon2::Argon2::default()
             .verify_password(b"correct horse battery", &parsed)
             .is_ok());
+        assert!(argon2::Argon2::default()
+            .verify_password(b"correct horse batterY", &parsed)
+            .is_err());
         let params = argon2::Params::new(19 * 1024, 2, 1, None).unwrap();
         let theirs =
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
@@ -240,6 +260,10 @@ mod tests {
                 .unwrap()
                 .to_string();
         assert_eq!(super::verify(&theirs, "correct horse battery"), Ok(true));
+        assert!(
+            super::needs_rehash(&theirs),
+            "the older 19 MiB kind is made again"
+        );
         assert_eq!(super::verify(&theirs, "correct horse batteries"), Ok(false));
         // A hash of the older, lighter kind still verifies (its own parameters are used).
         let light = argon2::Argon2::new(
@@ -259,7 +283,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let h = super::hash("correct horse battery").unwrap();
-        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(h.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{h}");
+        assert!(!super::needs_rehash(&h));
         assert_eq!(super::verify(&h, "correct horse battery"), Ok(true));
         assert_eq!(super::verify(&h, "correct horse batterY"), Ok(false));
         assert_eq!(super::verify("not a hash", "x"), Ok(false));

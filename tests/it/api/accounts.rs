@@ -396,3 +396,54 @@ async fn the_first_admin_link_works_once() {
         .unwrap()
         .is_none());
 }
+
+/// A password hashed with the older 19 MiB parameters still logs in, and is hashed again
+/// with today's at that log-in (its owner notices nothing).
+#[actix_web::test]
+async fn an_older_hash_logs_in_and_is_made_again() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let app = spawn_app().await;
+    app.add_user("olga", slices::domain::Role::Student);
+    let old = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(19 * 1024, 2, 1, None).unwrap(),
+    )
+    .hash_password(
+        PASSWORD.as_bytes(),
+        &SaltString::generate(&mut argon2::password_hash::rand_core::OsRng),
+    )
+    .unwrap()
+    .to_string();
+    let stored = |app: &TestApp| -> String {
+        app.ctx
+            .db
+            .read(|c| {
+                Ok::<_, slices::error::Error>(c.query_row(
+                    "SELECT password_hash FROM users WHERE username = 'olga'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap()
+    };
+    let o = old.clone();
+    app.ctx
+        .db
+        .write(|tx| {
+            tx.execute(
+                "UPDATE users SET password_hash = ?1 WHERE username = 'olga'",
+                [&o],
+            )?;
+            Ok::<_, slices::error::Error>(())
+        })
+        .unwrap();
+    assert_eq!(stored(&app), old);
+    let r = app.login(&browser(), "olga", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let now = stored(&app);
+    assert!(now.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{now}");
+    let r = app.login(&browser(), "olga", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the new hash logs in");
+    assert_eq!(stored(&app), now, "made again once");
+}
