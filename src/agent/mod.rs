@@ -37,6 +37,9 @@ pub struct Agent {
     specs: Specs,
     locks: Mutex<HashMap<VeId, Arc<Mutex<()>>>>,
     templates: TemplateDir,
+    /// Held while a seed-form `create_env` chooses an address and makes its container (two
+    /// would choose the same one).
+    choosing: Mutex<()>,
 }
 
 impl Agent {
@@ -52,6 +55,7 @@ impl Agent {
             specs: Specs { dir },
             locks: Mutex::new(HashMap::new()),
             templates,
+            choosing: Mutex::new(()),
         })
     }
 
@@ -215,7 +219,18 @@ impl Agent {
     }
 
     /// Which of the master's templates this node lacks or has another version of.
+    /// Where the master's last template manifest is kept (for the seed's `sync_templates []`).
+    fn manifest_path(&self) -> PathBuf {
+        self.config.state.join("templates-manifest.json")
+    }
+
     fn sync_templates(&self, manifest: &[TemplateInfo]) -> Result<Reply, DriverError> {
+        // Kept for a later `sync_templates` in the seed's form, which names none.
+        let kept = serde_json::to_vec(manifest).map_err(|e| DriverError::msg(e.to_string()))?;
+        let path = self.manifest_path();
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, kept)?;
+        std::fs::rename(&tmp, &path)?;
         let mut out = Vec::new();
         for want in manifest {
             let have = self.templates.info(&want.name)?;
@@ -227,6 +242,100 @@ impl Agent {
             }));
         }
         Ok(Reply::ok(out))
+    }
+
+    /// The seed's `sync_templates` with no arguments: "check template files for changes". The
+    /// agent never calls the master (only the master opens links), so it checks against the
+    /// manifest the master last sent it and says what it lacks or has another version of (the
+    /// master then sends those); with no manifest yet it reports the templates it has.
+    fn sync_templates_as_seed(&self) -> Result<Reply, DriverError> {
+        match std::fs::read(self.manifest_path()) {
+            Ok(bytes) => {
+                let manifest: Vec<TemplateInfo> = serde_json::from_slice(&bytes)
+                    .map_err(|e| DriverError::msg(format!("the kept manifest: {e}")))?;
+                self.sync_templates(&manifest)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Reply::ok(
+                self.templates
+                    .list()?
+                    .into_iter()
+                    .map(|t| json!({"name": t.name, "state": "present", "have": t.sha256, "size": t.size}))
+                    .collect(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The seed's `create_env [id, template, username]`: what the seed leaves out is chosen as
+    /// its daemon would have (the next free address of this node's subnet, hostname =
+    /// username, the default limits, no keys yet, root in the slice as on OpenVZ), then the
+    /// container is made and started (the seed's table ends with `vzctl start id`). The answer
+    /// says what was chosen. Asked again for the same id, user and template, it answers the
+    /// same.
+    fn create_as_seed(
+        &self,
+        id: VeId,
+        template: TemplateName,
+        username: crate::domain::Username,
+    ) -> Result<Reply, DriverError> {
+        let _choosing = self.choosing.lock().unwrap_or_else(|p| p.into_inner());
+        let spec = match self.specs.get(id)? {
+            Some(old) if old.template == template && old.username == username => old,
+            Some(_) => {
+                return Ok(Reply::error(
+                    code::CONFLICT,
+                    format!("create_env: container {id} exists for another user or template"),
+                ))
+            }
+            None => {
+                let used: std::collections::HashSet<std::net::Ipv4Addr> =
+                    self.specs.all()?.iter().map(|s| s.ip.addr()).collect();
+                let Some(ip) = self.config.subnet.assignable().find(|a| !used.contains(a)) else {
+                    return Ok(Reply::error(
+                        code::CONFLICT,
+                        format!("create_env: no free address left in {}", self.config.subnet),
+                    ));
+                };
+                let (Ok(ip), Ok(hostname)) = (
+                    crate::domain::PrivateIp::parse(&ip.to_string()),
+                    crate::domain::DnsName::parse(username.as_str()),
+                ) else {
+                    return Ok(Reply::error(
+                        code::BAD_ARGUMENTS,
+                        format!("create_env: `{username}` cannot be a host name (give the 4-argument form)"),
+                    ));
+                };
+                EnvSpec {
+                    id,
+                    template,
+                    username,
+                    ip,
+                    hostname,
+                    nameservers: vec![],
+                    search_domain: None,
+                    limits: crate::domain::Limits::default(),
+                    keys: vec![],
+                    root: true,
+                }
+            }
+        };
+        let created = self.create(&spec)?;
+        if created.code != code::OK {
+            return Ok(created);
+        }
+        self.specs.set_wanted_running(id, true)?;
+        self.driver.start(&spec)?;
+        Ok(Reply::ok(vec![
+            "created".into(),
+            json!({
+                "id": spec.id,
+                "ip": spec.ip,
+                "hostname": spec.hostname,
+                "limits": spec.limits,
+                "root": spec.root,
+                "state": self.driver.state(id)?,
+            }),
+        ]))
     }
 
     fn put_template(&self, want: &TemplateInfo, offset: u64, data: &[u8]) -> Reply {
@@ -376,6 +485,12 @@ impl Agent {
                     .collect(),
             ),
             Command::CreateEnv(spec) => self.create(&spec)?,
+            Command::CreateEnvAsSeed {
+                id,
+                template,
+                username,
+            } => self.create_as_seed(id, template, username)?,
+            Command::SyncTemplatesAsSeed => self.sync_templates_as_seed()?,
             // What the master asks for is kept with the spec, first: after a host reboot
             // (or a container stopped behind the agent's back) the agent knows what to bring
             // back.

@@ -140,6 +140,14 @@ pub enum Command {
     /// stay), and say what was done and left.
     Retire,
     CreateEnv(Box<EnvSpec>),
+    /// The seed's own `create_env [id, template, username]`: the agent chooses the rest the
+    /// way the seed's daemon would have (the next free address, hostname = username, the
+    /// node's default limits, no keys), creates it and starts it, and says what it chose.
+    CreateEnvAsSeed {
+        id: VeId,
+        template: TemplateName,
+        username: Username,
+    },
     StartEnv(VeId),
     StopEnv(VeId),
     RestartEnv(VeId),
@@ -153,6 +161,9 @@ pub enum Command {
     Usage(Option<VeId>),
     /// The master's templates: the node says which it lacks or has another version of.
     SyncTemplates(Vec<TemplateInfo>),
+    /// The seed's own `sync_templates []`: the node checks its templates against the master's
+    /// manifest it last received (or, having none, reports the ones it has).
+    SyncTemplatesAsSeed,
     /// One piece of a template, in order; the last one installs it after checking its hash.
     PutTemplate {
         info: TemplateInfo,
@@ -258,7 +269,9 @@ impl Command {
                 Command::ListEnvs
             }
             "create_env" => {
-                arity(req, 4, "[id, template, username, {ip, hostname, nameservers, search_domain, limits, keys, root}]")?;
+                if req.arguments.len() != 3 {
+                    arity(req, 4, "[id, template, username, {ip, hostname, nameservers, search_domain, limits, keys, root}] (or the seed's 3: [id, template, username])")?;
+                }
                 let id: VeId = typed(req, 0, "id")?;
                 let template: TemplateName = typed(req, 1, "template")?;
                 let username: Username = typed::<String>(req, 2, "username").and_then(|s| {
@@ -269,6 +282,13 @@ impl Command {
                         )
                     })
                 })?;
+                if req.arguments.len() == 3 {
+                    return Ok(Command::CreateEnvAsSeed {
+                        id,
+                        template,
+                        username,
+                    });
+                }
                 let o: EnvOptions = typed(req, 3, "options")?;
                 let limits = o
                     .limits
@@ -319,7 +339,14 @@ impl Command {
                 Command::SetKeys(id, keys)
             }
             "sync_templates" => {
-                arity(req, 1, "[[{name, sha256, size}, ...]]")?;
+                if req.arguments.is_empty() {
+                    return Ok(Command::SyncTemplatesAsSeed);
+                }
+                arity(
+                    req,
+                    1,
+                    "[[{name, sha256, size}, ...]] (or the seed's none: [])",
+                )?;
                 let manifest: Vec<TemplateInfo> = typed(req, 0, "manifest")?;
                 if manifest.len() > 1000 {
                     return Err(Refusal::args(&req.command, "at most 1000 templates"));
@@ -381,7 +408,7 @@ impl Command {
             Command::Ping => "ping",
             Command::NodeInfo => "node_info",
             Command::Retire => "retire",
-            Command::CreateEnv(_) => "create_env",
+            Command::CreateEnv(_) | Command::CreateEnvAsSeed { .. } => "create_env",
             Command::StartEnv(_) => "start_env",
             Command::StopEnv(_) => "stop_env",
             Command::RestartEnv(_) => "restart_env",
@@ -391,7 +418,7 @@ impl Command {
             Command::SetLimits(..) => "set_limits",
             Command::SetKeys(..) => "set_keys",
             Command::Usage(_) => "usage",
-            Command::SyncTemplates(_) => "sync_templates",
+            Command::SyncTemplates(_) | Command::SyncTemplatesAsSeed => "sync_templates",
             Command::PutTemplate { .. } => "put_template",
         }
     }
@@ -400,6 +427,7 @@ impl Command {
     pub fn target(&self) -> Option<VeId> {
         match self {
             Command::CreateEnv(s) => Some(s.id),
+            Command::CreateEnvAsSeed { id, .. } => Some(*id),
             Command::StartEnv(id)
             | Command::StopEnv(id)
             | Command::RestartEnv(id)
@@ -419,7 +447,13 @@ impl Command {
             | Command::NodeInfo
             | Command::Retire
             | Command::ListEnvs
+            | Command::SyncTemplatesAsSeed
             | Command::Usage(None) => vec![],
+            Command::CreateEnvAsSeed {
+                id,
+                template,
+                username,
+            } => vec![json!(id), json!(template), json!(username)],
             Command::CreateEnv(s) => vec![
                 json!(s.id),
                 json!(s.template),
@@ -485,6 +519,12 @@ mod tests {
             Command::NodeInfo,
             Command::Retire,
             Command::CreateEnv(Box::new(spec())),
+            Command::CreateEnvAsSeed {
+                id,
+                template: TemplateName::parse("demo").unwrap(),
+                username: Username::parse("alice").unwrap(),
+            },
+            Command::SyncTemplatesAsSeed,
             Command::StartEnv(id),
             Command::StopEnv(id),
             Command::RestartEnv(id),
@@ -541,6 +581,24 @@ mod tests {
         assert!(
             Command::from_request(&req).is_err(),
             "unknown option keys are refused"
+        );
+        // The seed's forms are read as the seed wrote them; other counts are refused.
+        let seed = Command::parse_line(
+            br#"{"command": "create_env", "arguments": [101, "demo", "alice"]}"#,
+        )
+        .unwrap();
+        assert!(matches!(seed, Command::CreateEnvAsSeed { .. }), "{seed:?}");
+        let r = Command::parse_line(br#"{"command": "create_env", "arguments": [101, "demo"]}"#)
+            .unwrap_err();
+        assert!(r.message.contains("the seed's 3"), "{}", r.message);
+        let r = Command::parse_line(
+            br#"{"command": "create_env", "arguments": [101, "demo", "../root"]}"#,
+        )
+        .unwrap_err();
+        assert!(r.message.contains("username"), "{}", r.message);
+        assert_eq!(
+            Command::parse_line(br#"{"command": "sync_templates", "arguments": []}"#).unwrap(),
+            Command::SyncTemplatesAsSeed
         );
     }
 }

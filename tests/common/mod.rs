@@ -13,6 +13,8 @@ pub mod http;
 pub mod lxc_node;
 /// Separate "hosts" as network namespaces.
 pub mod netns;
+/// The seed's own messages, as its table writes them, and what each must do.
+pub mod seed;
 /// The real `slices serve` binary on an empty folder.
 pub mod serve;
 /// A real SMTP server (aiosmtpd).

@@ -6,7 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::{app, fleet, http, serve, smtp, system};
+use common::{app, fleet, http, seed, serve, smtp, system};
 
 mod api;
 mod gateway_local;

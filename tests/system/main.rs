@@ -12,7 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::{fleet, gateway_lab, http, lxc_node, netns, serve, smtp, system, webdriver};
+use common::{fleet, gateway_lab, http, lxc_node, netns, seed, serve, smtp, system, webdriver};
 
 mod browser;
 mod gateway;

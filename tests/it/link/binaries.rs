@@ -262,3 +262,54 @@ async fn a_kept_connection_to_a_restarted_agent_is_replaced_without_a_failure() 
         .unwrap();
     assert_eq!(logged, 2, "each call is logged once, with its answer");
 }
+
+/// The seed's own messages, in the seed's own form, over real mutual TLS to the real agent
+/// binary (simulator driver): each answers code 0 and does what the seed's table says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_messages_in_the_seeds_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = enrol(dir.path(), "node6");
+    std::fs::write(dir.path().join("agent/templates/demo.tar.gz"), b"d").unwrap();
+    let _agent = node.start_agent(&[]);
+    let ca = slices::slave_link::pki::Ca::open_or_create(&node.data.join("ca")).unwrap();
+    let mut link = slices::slave_link::AgentClient::connect(
+        &node.address,
+        &slices::domain::NodeName::parse("node6").unwrap(),
+        ca.client_config().unwrap(),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let toml = std::fs::read_to_string(&node.config).unwrap();
+    let subnet = toml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("subnet = \""))
+        .and_then(|s| s.split('/').next())
+        .unwrap();
+    let prefix = subnet.rsplit_once('.').unwrap().0.to_string() + ".";
+    crate::seed::conformance(&mut link, 101, "demo", "alice", &prefix).await;
+
+    // With the master's manifest sent once (its own form), the seed's form checks against it.
+    let manifest = serde_json::json!([
+        {"name": "demo", "sha256": "00".repeat(32), "size": 1},
+    ]);
+    let r = link
+        .send_bytes(
+            serde_json::json!({"command": "sync_templates", "arguments": [manifest]})
+                .to_string()
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0);
+    let r = link
+        .send_bytes(br#"{"command": "sync_templates", "arguments": []}"#)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0);
+    assert_eq!(r.returned[0]["name"], "demo");
+    assert_eq!(
+        r.returned[0]["state"], "needed",
+        "another version than the master's"
+    );
+}

@@ -159,6 +159,28 @@ async fn a_real_container_from_create_to_destroy() {
 /// Destroys the container even when the test fails half-way.
 struct Cleanup(Arc<Agent>, VeId);
 
+/// The seed's own messages in the seed's own form against the real LXC driver: sync the
+/// templates, create (made from the OS template and started), start, destroy (gone, nothing
+/// left in `lxc-ls`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_messages_in_the_seeds_form_on_lxc() {
+    let Some(_alone) = alone("the seed's messages on lxc").await else {
+        return;
+    };
+    let mut node: LxcNode = lxc_node::start("lxc1", BRIDGE, SUBNET).await;
+    let _guard = Cleanup(node.agent.clone(), VeId::new(4150).unwrap());
+    crate::seed::conformance(
+        &mut node.master,
+        4150,
+        "debian-12-ssh_amd64",
+        "sam",
+        "10.78.0.",
+    )
+    .await;
+    let left = sh("lxc-ls", &["-1"]);
+    assert!(!left.lines().any(|l| l.contains("4150")), "{left}");
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         use slices::slave_link::Handler;
