@@ -209,3 +209,44 @@ fn usage_reads_the_beancounters_and_failures_carry_stderr() {
         "stderr comes back line by line"
     );
 }
+
+/// The seed's own `create_env [id, template, username]` runs the seed's own commands on
+/// OpenVZ: `vzctl create id --ostemplate template`, then the settings the agent chose, then
+/// `vzctl start id`.
+#[test]
+fn the_seeds_create_env_runs_vzctl_create_then_start() {
+    let (_dir, runner, agent) = agent();
+    // The host's answers: made and down, so it is started (the user exists already).
+    runner.answer(
+        "vzctl",
+        "status 101",
+        out("CTID 101 exist unmounted down", 0),
+    );
+    let r = agent.handle(Command::CreateEnvAsSeed {
+        id: slices::domain::VeId::new(101).unwrap(),
+        template: slices::domain::TemplateName::parse(TEMPLATE).unwrap(),
+        username: slices::domain::Username::parse("alice").unwrap(),
+    });
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert_eq!(r.returned[0], "created");
+    let lines = runner.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("vzctl create 101 --ostemplate {TEMPLATE}")),
+        "{lines:#?}"
+    );
+    let create = lines
+        .iter()
+        .position(|l| l.starts_with("vzctl create 101"))
+        .unwrap();
+    let start = lines
+        .iter()
+        .position(|l| l == "vzctl start 101")
+        .unwrap_or_else(|| panic!("vzctl start 101 in {lines:#?} ({})", r.text()));
+    assert!(create < start);
+    assert!(
+        lines.iter().any(|l| l.contains("--hostname alice")),
+        "hostname = username: {lines:#?}"
+    );
+}
