@@ -27,6 +27,17 @@ pub struct Node {
     pub cert_sha256: Option<String>,
 }
 
+impl Node {
+    /// Whether its agent said it runs the simulator (no real machines behind its slices).
+    pub fn simulated(&self) -> bool {
+        self.info
+            .as_ref()
+            .and_then(|i| i.get("simulated"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    }
+}
+
 const COLUMNS: &str =
     "id, name, address, enabled, draining, created_at, last_seen_at, last_error, info, subnet, cert_sha256";
 

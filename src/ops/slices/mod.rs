@@ -20,14 +20,16 @@ pub fn mail_data(conn: &Connection, slice: &Slice) -> Result<serde_json::Value> 
     let owner =
         crate::ops::accounts::users::by_id(conn, slice.user_id)?.ok_or(Error::NotFound("user"))?;
     let node = match slice.node_id {
-        Some(id) => crate::records::nodes::by_id(conn, id)?.map(|n| n.name),
+        Some(id) => crate::records::nodes::by_id(conn, id)?,
         None => None,
     };
+    let simulated = node.as_ref().is_some_and(|n| n.simulated());
+    let node = node.map(|n| n.name);
     Ok(serde_json::json!({
         "slice": {
             "id": slice.id, "hostname": slice.hostname, "subdomain": slice.subdomain, "ip": slice.ip,
             "node": node, "template": slice.template, "course": slice.course, "purpose": slice.purpose,
-            "username": owner.username,
+            "username": owner.username, "simulated": simulated,
         },
         "student": {"username": owner.username, "display_name": owner.display_name},
     }))

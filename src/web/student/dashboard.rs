@@ -30,6 +30,8 @@ pub struct SliceView {
     pub busy: bool,
     /// What is being done to it now ("Stopping…"), while a job is in flight.
     pub pending: Option<String>,
+    /// Its node runs the simulator: no machine is behind it (said on the card).
+    pub simulated: bool,
 }
 
 fn busy(state: SliceState) -> bool {
@@ -50,9 +52,11 @@ fn view(
     s: Slice,
 ) -> crate::error::Result<SliceView> {
     let node = match s.node_id {
-        Some(id) => crate::nodes::by_id(c, id)?.map(|n| n.name),
+        Some(id) => crate::nodes::by_id(c, id)?,
         None => None,
     };
+    let simulated = node.as_ref().is_some_and(|n| n.simulated());
+    let node = node.map(|n| n.name);
     let place = if s.state == SliceState::Queued {
         Some(slices::queue_position(c, &s)?)
     } else {
@@ -86,6 +90,7 @@ fn view(
         web: site.web_address(&s.subdomain),
         busy: busy(s.state) || pending.is_some(),
         pending,
+        simulated,
         progress: slices::progress(&s),
         node,
         place,

@@ -105,6 +105,27 @@ async fn the_dashboard_follows_a_request_to_running() {
         .unwrap();
     assert!(home.contains("ssh alice@localhost"), "{home}");
     assert!(home.contains("alice.slices.localhost"));
+    // Its node is the simulator: the card and the ready mail say that nothing is behind it.
+    assert!(
+        home.contains("This slice is <strong>simulated</strong>"),
+        "{home}"
+    );
+    let ready: String = f
+        .ctx
+        .db
+        .read(|c| {
+            Ok::<_, slices::error::Error>(c.query_row(
+                "SELECT data FROM outbox WHERE kind = 'slice_ready'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let text = slices::mail::render(slices::mail::Kind::SliceReady, &ready, &f.ctx.site())
+        .unwrap()
+        .text;
+    assert!(text.contains("this slice is simulated"), "{text}");
     // Staff see the command log of the slice.
     let detail = tess
         .get(format!("{base}/staff/slices/{id}"))
