@@ -347,3 +347,7 @@ CREATE TABLE store_probe (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     at INTEGER NOT NULL
 );
+
+-- version: 16
+-- The built-in web gateway looks a slice up by its name on every request.
+CREATE INDEX slices_by_subdomain ON slices(subdomain);

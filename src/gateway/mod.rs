@@ -32,5 +32,5 @@ pub use model::*;
 pub use plan::*;
 pub use settings::*;
 
-pub use render::{apache_config, login_script, map_text};
+pub use render::{apache_config, login_script, map_text, valid_label};
 pub use ssh::{helper, offered_host_key, sshd_block, sudoers_line};

@@ -110,9 +110,24 @@ impl Site {
         }
     }
 
-    /// The web address of a slice.
+    /// The web address of a slice. Under a `.localhost` domain (the embedded default) nothing
+    /// but the master's built-in web gateway can answer it, so it carries the master's port.
     pub fn web_address(&self, subdomain: &str) -> String {
-        format!("http://{subdomain}.{}/", self.domain)
+        let local = self.domain == "localhost" || self.domain.ends_with(".localhost");
+        let port = self
+            .base_url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|host| host.rsplit_once(':'))
+            .map(|(_, p)| p)
+            .filter(|p| {
+                local && !["", "0", "80"].contains(p) && p.chars().all(|c| c.is_ascii_digit())
+            });
+        match port {
+            Some(p) => format!("http://{subdomain}.{}:{p}/", self.domain),
+            None => format!("http://{subdomain}.{}/", self.domain),
+        }
     }
 }
 

@@ -190,3 +190,34 @@ pub fn clear_problems_except<'a>(
     }
     Ok(())
 }
+
+/// What a web request for a slice name reaches: the slice the gateway's map gives that name
+/// (the running one made last, as the map does), its state and address.
+#[derive(Debug, Clone)]
+pub struct WebTarget {
+    pub slice_id: i64,
+    pub ip: String,
+    pub state: String,
+    /// Its node runs the simulator.
+    pub simulated: bool,
+}
+
+pub fn web_target(conn: &Connection, subdomain: &str) -> Result<Option<WebTarget>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT s.id, s.ip, s.state, coalesce(json_extract(n.info, '$.simulated'), 0)
+               FROM slices s JOIN users u ON u.id = s.user_id JOIN nodes n ON n.id = s.node_id
+              WHERE s.subdomain = ?1 AND s.state IN ('provisioning', 'running', 'stopped')
+                AND s.ip IS NOT NULL AND u.disabled_at IS NULL
+              ORDER BY (s.state = 'running') DESC, s.id DESC LIMIT 1",
+        )?
+        .query_row([subdomain], |r| {
+            Ok(WebTarget {
+                slice_id: r.get(0)?,
+                ip: r.get(1)?,
+                state: r.get(2)?,
+                simulated: r.get::<_, i64>(3)? != 0,
+            })
+        })
+        .optional()?)
+}

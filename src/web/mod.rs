@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod page;
 mod public;
+mod slice_web;
 mod staff;
 mod student;
 pub mod tls;
@@ -17,7 +18,6 @@ use std::time::Instant;
 
 use actix_web::dev::{Server, Service};
 use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::FutureExt;
 use tera::Tera;
@@ -125,23 +125,46 @@ impl Application {
         };
         let data = state.clone();
         let server = HttpServer::new(move || {
-            let mut headers = DefaultHeaders::new()
-                .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                .add((header::X_FRAME_OPTIONS, "DENY"))
-                .add((header::REFERRER_POLICY, "same-origin"))
-                .add((
+            // The master's own page headers, on every answer but a slice's (the built-in web
+            // gateway's answers are the slice's own).
+            let mut page_headers = vec![
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::X_FRAME_OPTIONS, "DENY"),
+                (header::REFERRER_POLICY, "same-origin"),
+                (
                     header::CONTENT_SECURITY_POLICY,
                     "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-                ));
+                ),
+            ];
             if https {
-                headers = headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
+                page_headers.push((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
             }
             App::new()
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
-                .wrap(headers)
+                .wrap_fn(move |req, srv| {
+                    let page_headers = page_headers.clone();
+                    srv.call(req).map(move |res| {
+                        res.map(|mut res| {
+                            let proxied = res
+                                .response()
+                                .extensions()
+                                .get::<slice_web::Proxied>()
+                                .is_some();
+                            if !proxied {
+                                for (k, v) in page_headers {
+                                    if !res.headers().contains_key(&k) {
+                                        res.headers_mut()
+                                            .insert(k, header::HeaderValue::from_static(v));
+                                    }
+                                }
+                            }
+                            res
+                        })
+                    })
+                })
                 .wrap_fn(|req, srv| {
                     let start = Instant::now();
                     let id = trace::next_id();
@@ -176,6 +199,15 @@ impl Application {
                             res
                         })
                 })
+                // A request for a slice's web address (`NAME.<domain>`) is the slice's.
+                .service(
+                    web::scope("")
+                        .guard(actix_web::guard::fn_guard(|ctx| {
+                            ctx.app_data::<State>()
+                                .is_some_and(|s| slice_web::for_a_slice(s, ctx.head()))
+                        }))
+                        .default_service(web::to(slice_web::serve)),
+                )
                 .configure(public::routes)
                 .configure(student::routes)
                 .service(web::scope("/staff").configure(staff::routes))

@@ -360,6 +360,29 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     let (status, _) = get(lab.web_port, "nobody.example.test").await;
     assert_eq!(status, 404);
 
+    // The master's built-in web gateway answers the same name on its own port, from the same
+    // slice: no Apache in the way. The slice's own answers pass through (a 501 for a POST the
+    // server does not take, its body streamed in), without the master's page headers.
+    let app = slices::web::Application::build(f.ctx.clone()).unwrap();
+    let master_port = app.port();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let (status, body) = get(master_port, "slgw-alice.example.test").await;
+    assert_eq!((status, body.as_str()), (200, "hello from alice's slice\n"));
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{master_port}/upload"))
+        .header(reqwest::header::HOST, "slgw-alice.example.test:8080")
+        .body(vec![b'x'; 256 * 1024])
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 501, "the slice's own answer");
+    assert!(!r.headers().contains_key("content-security-policy"));
+    let (status, body) = get(master_port, "nobody.example.test").await;
+    assert_eq!(status, 404, "{body}");
+    handle.stop(false).await;
+
     // Nothing differs now: a second apply changes nothing.
     let gw = Gateway::new(settings.clone());
     let plan = gw.plan(&f.ctx.db, &Scope::All).unwrap();

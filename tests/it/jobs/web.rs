@@ -104,7 +104,11 @@ async fn the_dashboard_follows_a_request_to_running() {
         .await
         .unwrap();
     assert!(home.contains("ssh alice@localhost"), "{home}");
-    assert!(home.contains("alice.slices.localhost"));
+    let port = base.rsplit(':').next().unwrap();
+    assert!(
+        home.contains(&format!("alice.slices.localhost:{port}")),
+        "the web address carries the master's port (its built-in web gateway): {home}"
+    );
     // Its node is the simulator: the card and the ready mail say that nothing is behind it.
     assert!(
         home.contains("This slice is <strong>simulated</strong>"),
@@ -126,6 +130,35 @@ async fn the_dashboard_follows_a_request_to_running() {
         .unwrap()
         .text;
     assert!(text.contains("this slice is simulated"), "{text}");
+    // Its web address on the master's own port (the built-in web gateway): a simulated slice
+    // has no web server, and says so; an unknown name is not found; the master's pages are
+    // the master's.
+    let by_host = |host: &'static str| {
+        let base = base.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(format!("{base}/"))
+                .header(reqwest::header::HOST, host)
+                .send()
+                .await
+                .unwrap();
+            let csp = r.headers().contains_key("content-security-policy");
+            (r.status().as_u16(), csp, r.text().await.unwrap())
+        }
+    };
+    let (status, csp, body) = by_host("alice.slices.localhost:8080").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("simulated slice"), "{body}");
+    assert!(
+        !csp,
+        "a slice's answer carries none of the master's page headers"
+    );
+    let (status, _, body) = by_host("nobody.slices.localhost").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("No slice serves nobody here"), "{body}");
+    let (status, csp, body) = by_host("127.0.0.1").await;
+    assert_eq!(status, 200);
+    assert!(csp && body.contains("Slices"), "the master's own page");
     // Staff see the command log of the slice.
     let detail = tess
         .get(format!("{base}/staff/slices/{id}"))
