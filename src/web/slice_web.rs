@@ -220,6 +220,13 @@ async fn proxy(req: &HttpRequest, mut body: web::Payload, ip: &str, host: &str) 
         if HOP_BY_HOP.contains(&k.as_str()) {
             continue;
         }
+        if k.as_str() == "set-cookie" && !own_cookie(v.to_str().unwrap_or_default()) {
+            tracing::info!(
+                host,
+                "web gateway: a slice's cookie for other hosts left out"
+            );
+            continue;
+        }
         resp.append_header((k.as_str(), v.as_bytes()));
     }
     let mut resp = resp.streaming(
@@ -231,9 +238,31 @@ async fn proxy(req: &HttpRequest, mut body: web::Payload, ip: &str, host: &str) 
     resp
 }
 
+/// Whether a slice's `Set-Cookie` keeps to its own host: one naming a `Domain` could reach
+/// the master (a parent of the slice's name) or other slices, and one named like the
+/// master's would shadow its session; both are left out.
+fn own_cookie(set_cookie: &str) -> bool {
+    let lower = set_cookie.to_ascii_lowercase();
+    let name = lower.split('=').next().unwrap_or_default().trim();
+    !lower
+        .split(';')
+        .skip(1)
+        .any(|attr| attr.trim_start().starts_with("domain"))
+        && !name.starts_with("slices_")
+        && !name.starts_with("__host-slices_")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::slice_name;
+    use super::{own_cookie, slice_name};
+
+    #[test]
+    fn a_slice_sets_cookies_for_itself_only() {
+        assert!(own_cookie("sid=abc; Path=/; HttpOnly"));
+        assert!(!own_cookie("sid=abc; Domain=slices.localhost; Path=/"));
+        assert!(!own_cookie("sid=abc; path=/; DOMAIN=.example.edu"));
+        assert!(!own_cookie("slices_session=evil; Path=/"));
+    }
 
     #[test]
     fn names_come_only_from_one_label_under_the_domain() {
