@@ -136,7 +136,176 @@ pub async fn serve(state: State, req: HttpRequest, body: web::Payload) -> HttpRe
             &format!("{name} is {}. Its owner can start it at {base}/", t.state),
         );
     }
-    proxy(&req, body, &t.ip, &host).await
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrade {
+        websocket(&req, body, &t.ip, &host).await
+    } else {
+        proxy(&req, body, &t.ip, &host).await
+    }
+}
+
+/// The request head as sent to the slice: the client's headers but the hop-by-hop ones
+/// (`keep` names those an upgrade needs), the master's cookies and any `X-Forwarded-*`; then
+/// the slice's name and where the request came from.
+fn forwarded_headers(req: &HttpRequest, host: &str, keep: &[&str]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (k, v) in req.headers() {
+        let name = k.as_str();
+        if (HOP_BY_HOP.contains(&name) && !keep.contains(&name))
+            || name == "host"
+            || name.starts_with("x-forwarded-")
+        {
+            continue;
+        }
+        if name == "cookie" {
+            // The master's own cookies stay with the master.
+            let kept: Vec<&str> = v
+                .to_str()
+                .unwrap_or_default()
+                .split(';')
+                .map(str::trim)
+                .filter(|c| !c.starts_with("slices_") && !c.starts_with("__Host-slices_"))
+                .collect();
+            if !kept.is_empty() {
+                out.push((name.to_string(), kept.join("; ").into_bytes()));
+            }
+            continue;
+        }
+        out.push((name.to_string(), v.as_bytes().to_vec()));
+    }
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    out.push(("host".into(), host.as_bytes().to_vec()));
+    out.push(("x-forwarded-for".into(), peer.into_bytes()));
+    out.push(("x-forwarded-host".into(), host.as_bytes().to_vec()));
+    out.push((
+        "x-forwarded-proto".into(),
+        req.connection_info().scheme().as_bytes().to_vec(),
+    ));
+    out
+}
+
+/// A websocket (an HTTP/1.1 upgrade) passed through to the slice's port 80 byte for byte:
+/// the request head is written to the slice, its answer read; a `101` is passed back and the
+/// two connections are joined until either ends.
+async fn websocket(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    ip: &str,
+    host: &str,
+) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let failed = || {
+        page(
+            StatusCode::BAD_GATEWAY,
+            "The slice did not answer",
+            "Nothing on port 80 of this slice took the websocket.",
+        )
+    };
+    let connect = tokio::net::TcpStream::connect((ip, 80));
+    let Ok(Ok(mut up)) = tokio::time::timeout(std::time::Duration::from_secs(5), connect).await
+    else {
+        return failed();
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut head = format!("GET {path} HTTP/1.1\r\n").into_bytes();
+    for (k, v) in forwarded_headers(req, host, &["connection", "upgrade"]) {
+        head.extend_from_slice(k.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(&v);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    if up.write_all(&head).await.is_err() {
+        return failed();
+    }
+    // The slice's answer head (at most 16 KiB, within 10 s).
+    let mut got = Vec::with_capacity(1024);
+    let end = loop {
+        let mut buf = [0u8; 2048];
+        let n = match tokio::time::timeout(std::time::Duration::from_secs(10), up.read(&mut buf))
+            .await
+        {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return failed(),
+        };
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if got.len() > 16 * 1024 {
+            return failed();
+        }
+    };
+    let text = String::from_utf8_lossy(&got[..end]).to_string();
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse::<u16>().ok());
+    if status != Some(101) {
+        return page(
+            StatusCode::BAD_GATEWAY,
+            "The slice refused the websocket",
+            &format!(
+                "Port 80 of this slice answered {} to it.",
+                status.unwrap_or(0)
+            ),
+        );
+    }
+    let mut resp = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
+    resp.upgrade("websocket");
+    for line in lines.filter(|l| !l.is_empty()) {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let k = k.trim().to_ascii_lowercase();
+        if HOP_BY_HOP.contains(&k.as_str()) {
+            continue;
+        }
+        resp.append_header((k, v.trim().to_string()));
+    }
+    let early = web::Bytes::copy_from_slice(&got[end..]);
+    let (from_slice, mut to_slice) = up.into_split();
+    // The client's bytes to the slice.
+    actix_web::rt::spawn(async move {
+        while let Some(Ok(chunk)) = body.next().await {
+            if to_slice.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_slice.shutdown().await;
+    });
+    // The slice's bytes to the client (what came with its answer head first).
+    let stream = futures_util::stream::unfold(
+        (Some(early), from_slice),
+        |(first, mut from_slice)| async move {
+            if let Some(b) = first.filter(|b| !b.is_empty()) {
+                return Some((Ok::<_, std::io::Error>(b), (None, from_slice)));
+            }
+            let mut buf = vec![0u8; 16 * 1024];
+            match from_slice.read(&mut buf).await {
+                Ok(0) | Err(_) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(web::Bytes::from(buf)), (None, from_slice)))
+                }
+            }
+        },
+    );
+    let mut resp = resp.streaming(stream);
+    resp.extensions_mut().insert(Proxied);
+    resp
 }
 
 async fn proxy(req: &HttpRequest, mut body: web::Payload, ip: &str, host: &str) -> HttpResponse {
@@ -154,39 +323,9 @@ async fn proxy(req: &HttpRequest, mut body: web::Payload, ip: &str, host: &str) 
         );
     };
     let mut out = client().request(method, &url);
-    for (k, v) in req.headers() {
-        let name = k.as_str();
-        if HOP_BY_HOP.contains(&name) || name == "host" || name.starts_with("x-forwarded-") {
-            continue;
-        }
-        if name == "cookie" {
-            // The master's own cookies stay with the master.
-            let kept: Vec<&str> = v
-                .to_str()
-                .unwrap_or_default()
-                .split(';')
-                .map(str::trim)
-                .filter(|c| !c.starts_with("slices_") && !c.starts_with("__Host-slices_"))
-                .collect();
-            if !kept.is_empty() {
-                out = out.header(name, kept.join("; "));
-            }
-            continue;
-        }
-        out = out.header(name, v.as_bytes());
+    for (k, v) in forwarded_headers(req, host, &[]) {
+        out = out.header(k, v);
     }
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    out = out
-        .header("host", host)
-        .header("x-forwarded-for", peer)
-        .header("x-forwarded-host", host)
-        .header(
-            "x-forwarded-proto",
-            req.connection_info().scheme().to_string(),
-        );
     // The body, as it comes (the handler's payload is not Send: a channel carries it).
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(4);
     actix_web::rt::spawn(async move {

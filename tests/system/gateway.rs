@@ -342,16 +342,15 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     // Apache serves NAME.example.test from the map.
     let domain = slices::domain::DnsName::parse("example.test").unwrap();
     lab.start_apache(&slices::gateway::apache_config(&domain, &settings.map_file));
-    // Alice is root in her slice through sudo: she serves port 80 herself, over ssh.
+    // Alice is root in her slice through sudo: she serves port 80 herself, over ssh (a page,
+    // and websockets that echo).
     let (code, out, err) = lab.ssh(
         &alice_key,
         "slgw-alice",
-        &[
-            "mkdir -p www && echo \"hello from alice's slice\" > www/index.html && cd www && \
-           { sudo -n setsid python3 -m http.server 80 >/dev/null 2>&1 </dev/null & } && \
-           sudo -n id -u",
-        ],
-        "",
+        &["cat > server.py && \
+           { sudo -n setsid python3 server.py >/dev/null 2>&1 </dev/null & } && \
+           sudo -n id -u"],
+        include_str!("../fixtures/slice_web_server.py"),
     );
     assert_eq!((code, out.trim()), (0, "0"), "sudo in the slice: {err}");
     wait_for_port(&format!("{ip_a}:80"), 20);
@@ -381,6 +380,43 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     assert!(!r.headers().contains_key("content-security-policy"));
     let (status, body) = get(master_port, "nobody.example.test").await;
     assert_eq!(status, 404, "{body}");
+    // A websocket through it: the upgrade is passed on and the bytes flow both ways.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut ws = tokio::net::TcpStream::connect(("127.0.0.1", master_port))
+            .await
+            .unwrap();
+        ws.write_all(
+            b"GET /echo HTTP/1.1\r\nHost: slgw-alice.example.test\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), ws.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&got).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(
+            head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "the slice's accept: {head}"
+        );
+        ws.write_all(b"through the master and back").await.unwrap();
+        let mut echo = vec![0u8; 27];
+        tokio::time::timeout(Duration::from_secs(10), ws.read_exact(&mut echo))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&echo, b"through the master and back");
+    }
     handle.stop(false).await;
 
     // Nothing differs now: a second apply changes nothing.
