@@ -37,8 +37,8 @@ pub struct Agent {
     specs: Specs,
     locks: Mutex<HashMap<VeId, Arc<Mutex<()>>>>,
     templates: TemplateDir,
-    /// Held while a seed-form `create_env` chooses an address and makes its container (two
-    /// would choose the same one).
+    /// Held while a container's address is checked (or, for a seed-form `create_env`,
+    /// chosen) and its spec kept: two creates never take the same address.
     choosing: Mutex<()>,
 }
 
@@ -278,7 +278,7 @@ impl Agent {
         template: TemplateName,
         username: crate::domain::Username,
     ) -> Result<Reply, DriverError> {
-        let _choosing = self.choosing.lock().unwrap_or_else(|p| p.into_inner());
+        let choosing = self.choosing.lock().unwrap_or_else(|p| p.into_inner());
         let spec = match self.specs.get(id)? {
             Some(old) if old.template == template && old.username == username => old,
             Some(_) => {
@@ -319,9 +319,19 @@ impl Agent {
                 }
             }
         };
-        let created = self.create(&spec)?;
-        if created.code != code::OK {
-            return Ok(created);
+        // The address is taken (the spec kept) before the lock goes; the container is made
+        // after.
+        let reserved = self.reserve(&spec)?;
+        drop(choosing);
+        match reserved {
+            Ok(template_file) => {
+                let made = self.make(&spec, &template_file)?;
+                if made.code != code::OK {
+                    return Ok(made);
+                }
+            }
+            Err(reply) if reply.code == code::OK => {} // made before: the same answer again
+            Err(reply) => return Ok(reply),
         }
         self.specs.set_wanted_running(id, true)?;
         self.driver.start(&spec)?;
@@ -378,35 +388,51 @@ impl Agent {
         }))
     }
 
+    /// Makes a container: its address checked against the others' and its spec kept as one
+    /// step (under `choosing`, so two creates never take one address), then the container
+    /// made (outside it: creates of different containers go on side by side).
     fn create(&self, spec: &EnvSpec) -> Result<Reply, DriverError> {
+        let template = {
+            let _choosing = self.choosing.lock().unwrap_or_else(|p| p.into_inner());
+            match self.reserve(spec)? {
+                Ok(t) => t,
+                Err(reply) => return Ok(reply),
+            }
+        };
+        self.make(spec, &template)
+    }
+
+    /// Checks a new container's spec against the node and keeps it: its template's file, or
+    /// the answer to give instead (refused, or `exists`). The caller holds `choosing`.
+    fn reserve(&self, spec: &EnvSpec) -> Result<Result<PathBuf, Reply>, DriverError> {
         if !self.config.subnet.is_assignable(spec.ip.addr()) {
-            return Ok(Reply::error(
+            return Ok(Err(Reply::error(
                 code::BAD_ARGUMENTS,
                 format!(
                     "create_env: {} is not an assignable address of this node's subnet {}",
                     spec.ip, self.config.subnet
                 ),
-            ));
+            )));
         }
         let template = self.template_path(&spec.template);
         if !template.is_file() {
-            return Ok(Reply::error(
+            return Ok(Err(Reply::error(
                 code::NO_TEMPLATE,
                 format!("create_env: no template `{}` on this node", spec.template),
-            ));
+            )));
         }
         // A record whose container is gone (lost, removed by hand) is made anew from this
         // spec; only a container that is there can conflict.
         match self.specs.get(spec.id)? {
             Some(old) if self.driver.state(spec.id)? != EnvState::Absent => {
-                return Ok(if &old != spec {
+                return Ok(Err(if &old != spec {
                     Reply::error(
                         code::CONFLICT,
                         format!("create_env: container {} exists with another spec", spec.id),
                     )
                 } else {
                     Reply::ok(vec!["exists".into()])
-                });
+                }));
             }
             _ => {}
         }
@@ -416,18 +442,23 @@ impl Agent {
             .into_iter()
             .find(|s| s.id != spec.id && s.ip == spec.ip)
         {
-            return Ok(Reply::error(
+            return Ok(Err(Reply::error(
                 code::CONFLICT,
                 format!(
                     "create_env: {} is already used by container {}",
                     spec.ip, other.id
                 ),
-            ));
+            )));
         }
         // Record the spec first: a crash mid-way leaves something a retry can finish or undo.
         self.specs.put(spec)?;
         self.specs.set_wanted_running(spec.id, false)?;
-        if let Err(e) = self.driver.create(spec, &template) {
+        Ok(Ok(template))
+    }
+
+    /// Makes the container of a kept spec (undone if it fails).
+    fn make(&self, spec: &EnvSpec, template: &Path) -> Result<Reply, DriverError> {
+        if let Err(e) = self.driver.create(spec, template) {
             let _ = self.driver.destroy(Some(spec), spec.id);
             let _ = self.specs.remove(spec.id);
             return Err(e);

@@ -134,11 +134,12 @@ pub fn set_password_hash(conn: &Connection, id: i64, hash: &str) -> Result<()> {
     Ok(())
 }
 
-/// The same password, hashed again with today's parameters (not a change of password).
-pub fn rehash(conn: &Connection, id: i64, hash: &str) -> Result<()> {
+/// The same password, hashed again with today's parameters (not a change of password): only
+/// over the hash it was checked against (a change or reset meanwhile wins).
+pub fn rehash(conn: &Connection, id: i64, old: &str, hash: &str) -> Result<()> {
     conn.execute(
-        "UPDATE users SET password_hash = ?2 WHERE id = ?1",
-        params![id, hash],
+        "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+        params![id, old, hash],
     )?;
     Ok(())
 }

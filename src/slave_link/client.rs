@@ -69,9 +69,21 @@ impl AgentClient {
         let stream = tokio::time::timeout(timeout, TlsConnector::from(tls).connect(name, tcp))
             .await
             .map_err(|_| LinkError::Timeout(timeout))?
-            .map_err(|e| LinkError::Tls {
-                node: node.to_string(),
-                message: e.to_string(),
+            .map_err(|e| {
+                use std::io::ErrorKind as K;
+                // Closed before a word of TLS: the agent is turning new connections away (a
+                // flood at its port), not failing to prove who it is: it does not answer.
+                if [K::UnexpectedEof, K::ConnectionReset, K::BrokenPipe].contains(&e.kind()) {
+                    LinkError::Connect {
+                        address: address.to_string(),
+                        message: format!("closed during the TLS handshake ({e})"),
+                    }
+                } else {
+                    LinkError::Tls {
+                        node: node.to_string(),
+                        message: e.to_string(),
+                    }
+                }
             })?;
         let peer = stream
             .get_ref()

@@ -41,16 +41,19 @@ impl Default for ServerOptions {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             max_handshakes: 256,
-            max_handshakes_per_address: 16,
+            max_handshakes_per_address: 32,
         }
     }
 }
 
 /// The connections in their handshake, in all and by address; a slot is given back when its
-/// guard drops.
+/// guard drops. An address that completed a handshake in the last day (only the master can:
+/// the link is mutual TLS) is not held to the global cap, and has four times the room: a
+/// flood from elsewhere cannot lock the master out.
 #[derive(Default)]
 struct Handshakes {
     by_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    trusted: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Instant>>,
 }
 
 struct Slot {
@@ -60,10 +63,21 @@ struct Slot {
 
 impl Handshakes {
     fn take(self: &Arc<Self>, address: std::net::IpAddr, opts: &ServerOptions) -> Option<Slot> {
+        let trusted = self
+            .trusted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&address)
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(86_400));
         let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
         let total: usize = map.values().sum();
         let mine = map.get(&address).copied().unwrap_or(0);
-        if total >= opts.max_handshakes || mine >= opts.max_handshakes_per_address {
+        let refused = if trusted {
+            mine >= 4 * opts.max_handshakes_per_address
+        } else {
+            total >= opts.max_handshakes || mine >= opts.max_handshakes_per_address
+        };
+        if refused {
             return None;
         }
         *map.entry(address).or_insert(0) += 1;
@@ -71,6 +85,17 @@ impl Handshakes {
             table: self.clone(),
             address,
         })
+    }
+}
+
+impl Handshakes {
+    /// An address whose client proved itself (a certificate of our CA).
+    fn trust(&self, address: std::net::IpAddr) {
+        let mut t = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        if t.len() > 1024 {
+            t.retain(|_, at| at.elapsed() < Duration::from_secs(86_400));
+        }
+        t.insert(address, Instant::now());
     }
 }
 
@@ -131,12 +156,14 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let handler = handler.clone();
+        let table = handshakes.clone();
         open.spawn(async move {
             let handshake =
                 tokio::time::timeout(opts.handshake_timeout, acceptor.accept(tcp)).await;
             drop(slot);
             match handshake {
                 Ok(Ok(stream)) => {
+                    table.trust(peer.ip());
                     let who = stream
                         .get_ref()
                         .1

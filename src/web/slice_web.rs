@@ -142,21 +142,36 @@ pub async fn serve(state: State, req: HttpRequest, body: web::Payload) -> HttpRe
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if upgrade {
-        websocket(&req, body, &t.ip, &host).await
+        websocket(&req, body, &t.ip, &host, state.https).await
     } else {
-        proxy(&req, body, &t.ip, &host).await
+        proxy(&req, body, &t.ip, &host, state.https).await
     }
 }
 
 /// The request head as sent to the slice: the client's headers but the hop-by-hop ones
 /// (`keep` names those an upgrade needs), the master's cookies and any `X-Forwarded-*`; then
 /// the slice's name and where the request came from.
-fn forwarded_headers(req: &HttpRequest, host: &str, keep: &[&str]) -> Vec<(String, Vec<u8>)> {
+fn forwarded_headers(
+    req: &HttpRequest,
+    host: &str,
+    https: bool,
+    keep: &[&str],
+) -> Vec<(String, Vec<u8>)> {
+    // Headers the client named in `Connection` are for this hop too.
+    let named: Vec<String> = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect();
     let mut out = Vec::new();
     for (k, v) in req.headers() {
         let name = k.as_str();
         if (HOP_BY_HOP.contains(&name) && !keep.contains(&name))
-            || name == "host"
+            || named.iter().any(|n| n == name)
+            || ["host", "forwarded", "x-real-ip", "proxy-connection"].contains(&name)
             || name.starts_with("x-forwarded-")
         {
             continue;
@@ -184,9 +199,14 @@ fn forwarded_headers(req: &HttpRequest, host: &str, keep: &[&str]) -> Vec<(Strin
     out.push(("host".into(), host.as_bytes().to_vec()));
     out.push(("x-forwarded-for".into(), peer.into_bytes()));
     out.push(("x-forwarded-host".into(), host.as_bytes().to_vec()));
+    // How the master was reached, as the master knows it (not as the client claims).
     out.push((
         "x-forwarded-proto".into(),
-        req.connection_info().scheme().as_bytes().to_vec(),
+        if https {
+            b"https".to_vec()
+        } else {
+            b"http".to_vec()
+        },
     ));
     out
 }
@@ -199,6 +219,7 @@ async fn websocket(
     mut body: web::Payload,
     ip: &str,
     host: &str,
+    https: bool,
 ) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let failed = || {
@@ -219,7 +240,7 @@ async fn websocket(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let mut head = format!("GET {path} HTTP/1.1\r\n").into_bytes();
-    for (k, v) in forwarded_headers(req, host, &["connection", "upgrade"]) {
+    for (k, v) in forwarded_headers(req, host, https, &["connection", "upgrade"]) {
         head.extend_from_slice(k.as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(&v);
@@ -308,7 +329,13 @@ async fn websocket(
     resp
 }
 
-async fn proxy(req: &HttpRequest, mut body: web::Payload, ip: &str, host: &str) -> HttpResponse {
+async fn proxy(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    ip: &str,
+    host: &str,
+    https: bool,
+) -> HttpResponse {
     let path = req
         .uri()
         .path_and_query()
@@ -323,7 +350,7 @@ async fn proxy(req: &HttpRequest, mut body: web::Payload, ip: &str, host: &str) 
         );
     };
     let mut out = client().request(method, &url);
-    for (k, v) in forwarded_headers(req, host, &[]) {
+    for (k, v) in forwarded_headers(req, host, https, &[]) {
         out = out.header(k, v);
     }
     // The body, as it comes (the handler's payload is not Send: a channel carries it).

@@ -199,6 +199,35 @@ pub fn create_account(
     })
 }
 
+/// The (account, address) pairs whose password check is under way in this process (the
+/// account named with its database, for processes that hold several, such as tests).
+struct Checking(String, String);
+
+impl Checking {
+    fn pairs() -> &'static std::sync::Mutex<std::collections::HashSet<(String, String)>> {
+        static PAIRS: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+        > = std::sync::OnceLock::new();
+        PAIRS.get_or_init(Default::default)
+    }
+
+    /// Marks the pair as being checked; `None` if it already is.
+    fn start(subject: &str, ip: &str) -> Option<Checking> {
+        let key = (subject.to_string(), ip.to_string());
+        let mut pairs = Checking::pairs().lock().unwrap_or_else(|e| e.into_inner());
+        pairs.insert(key.clone()).then(|| Checking(key.0, key.1))
+    }
+}
+
+impl Drop for Checking {
+    fn drop(&mut self) {
+        Checking::pairs()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(std::mem::take(&mut self.0), std::mem::take(&mut self.1)));
+    }
+}
+
 /// "12 seconds", "3 minutes": how long to wait, in words.
 fn wait_words(secs: i64) -> String {
     let secs = secs.max(1);
@@ -288,6 +317,15 @@ pub fn login(
             msg.replace("{t}", &wait_words(until - now())),
         ));
     }
+    // One check at a time for an account from an address: a burst sent the moment a wait ends
+    // gets one guess, not one per request.
+    let pair = format!("{}\n{subject}", db.path().display());
+    let Some(_checking) = Checking::start(&pair, &origin.ip) else {
+        return Err(Error::Throttled(
+            "A log-in for this account from your address is being checked. Try again in a moment."
+                .into(),
+        ));
+    };
     let ok_user = match &found {
         Some((user, hash)) => password::verify(hash, password)?.then_some(user),
         None => {
@@ -318,12 +356,14 @@ pub fn login(
             // A hash made with older parameters is made again now (best effort: a busy
             // server keeps the old one until the next log-in).
             let rehashed = match &found {
-                Some((_, hash)) if password::needs_rehash(hash) => password::hash(password).ok(),
+                Some((_, hash)) if password::needs_rehash(hash) => {
+                    password::hash(password).ok().map(|new| (hash.clone(), new))
+                }
                 _ => None,
             };
             let token = db.write(|tx| {
-                if let Some(new_hash) = &rehashed {
-                    users::rehash(tx, user.id, new_hash)?;
+                if let Some((old, new)) = &rehashed {
+                    users::rehash(tx, user.id, old, new)?;
                 }
                 // After enough failed tries to slow someone, a log-in from an address this
                 // account never logged in from is told to its owner.

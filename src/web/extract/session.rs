@@ -154,6 +154,14 @@ impl Viewer {
     }
 
     async fn load(state: State, req: HttpRequest) -> Result<Viewer, WebError> {
+        // A cookie of ours sent twice was planted beside the real one (a page on a sibling
+        // host can set cookies for a parent domain over plain HTTP): neither is trusted.
+        let once = |name: &str| -> Option<String> {
+            let all = req.cookies().ok()?;
+            let mut it = all.iter().filter(|c| c.name() == name);
+            let first = it.next()?.value().to_string();
+            it.next().is_none().then_some(first)
+        };
         let https = state.https;
         let ip = client_ip(&state, &req);
         let user_agent = req
@@ -164,8 +172,7 @@ impl Viewer {
             .to_string();
         let mut session = None;
         let mut basis = String::new();
-        if let Some(c) = req.cookie(session_cookie_name(https)) {
-            let value = c.value().to_string();
+        if let Some(value) = once(session_cookie_name(https)) {
             if token::looks_like_token(&value) {
                 let life = state.ctx.policy.life;
                 let v = value.clone();
@@ -187,8 +194,8 @@ impl Viewer {
         }
         let mut new_csrf_cookie = None;
         if session.is_none() {
-            match req.cookie(csrf_cookie_name(https)) {
-                Some(c) if token::looks_like_token(c.value()) => basis = c.value().to_string(),
+            match once(csrf_cookie_name(https)) {
+                Some(c) if token::looks_like_token(&c) => basis = c,
                 _ => {
                     basis = token::new_token();
                     new_csrf_cookie = Some(basis.clone());

@@ -447,3 +447,47 @@ async fn an_older_hash_logs_in_and_is_made_again() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "the new hash logs in");
     assert_eq!(stored(&app), now, "made again once");
 }
+
+/// A session cookie planted beside the real one (a sibling host's page can set one for a
+/// parent domain over plain HTTP) makes neither count: the request is logged out, never the
+/// planter's session.
+#[actix_web::test]
+async fn a_planted_second_session_cookie_is_not_trusted() {
+    let app = spawn_app().await;
+    app.add_user("hana", slices::domain::Role::Student);
+    app.add_user("mallory", slices::domain::Role::Student);
+    let session_of = |r: &reqwest::Response| {
+        r.cookies()
+            .find(|c| c.name() == "slices_session")
+            .map(|c| c.value().to_string())
+            .expect("a session cookie at log-in")
+    };
+    let planted = session_of(&app.login(&browser(), "mallory", PASSWORD).await);
+    let own = session_of(&app.login(&browser(), "hana", PASSWORD).await);
+    // Each alone is its owner's.
+    let page = |cookie: String| {
+        let url = app.url("/account");
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header(reqwest::header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    assert!(page(format!("slices_session={own}")).await.contains("hana"));
+    // The browser sends both (the planted one first): neither counts.
+    let body = page(format!("slices_session={planted}; slices_session={own}")).await;
+    assert!(
+        !body.contains("mallory"),
+        "never the planter's session: {body}"
+    );
+    assert!(
+        !body.contains("hana"),
+        "logged out, to log in again: {body}"
+    );
+}

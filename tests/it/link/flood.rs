@@ -1,7 +1,9 @@
 //! Floods at an agent's port from addresses that are not the master's, against the real
-//! binaries: 10,000 silent connections and 1,000 slow handshakes (a byte every half second)
-//! neither stop the agent nor slow the master's pings, on `slices-agent` (run with only 1,024
-//! file descriptors) and on the built-in agent of `slices serve`.
+//! binaries: 10,000 silent connections from 21 addresses (enough to fill every handshake slot
+//! the agent has for strangers) and 1,000 slow handshakes (a byte every half second) neither
+//! stop the agent nor keep out or slow the master (whose address the agent knows from its
+//! earlier links), on `slices-agent` (run with only 1,024 file descriptors) and on the
+//! built-in agent of `slices serve`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -42,11 +44,15 @@ async fn connect_from(source: &str, to: SocketAddr) -> Option<TcpStream> {
         .ok()
 }
 
-/// Silent connections from 127.0.0.2, held open; how many connected.
+/// Silent connections from 21 addresses (127.0.0.10 to .30: together more than the agent's
+/// whole handshake room), held open; how many connected.
 async fn silent(to: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let sources: Vec<String> = (10..=30).map(|i| format!("127.0.0.{i}")).collect();
     let mut held = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
-        let tries = chunk.iter().map(|_| connect_from("127.0.0.2", to));
+        let tries = chunk
+            .iter()
+            .map(|i| connect_from(&sources[i % sources.len()], to));
         held.extend(
             futures_util::future::join_all(tries)
                 .await
