@@ -223,7 +223,8 @@ settings! {
     login_max_failures_per_address: u32 = 20;
     /// The throttling window, in minutes.
     login_window_minutes: u64 = 15;
-    /// Use the first X-Forwarded-For address as the client address (only behind a trusted proxy).
+    /// Use the last X-Forwarded-For address (the one the proxy in front wrote) as the client
+    /// address: only behind a trusted proxy that every request passes through.
     trust_forwarded_for: bool = false;
     /// Key for signing form tokens. Empty: a random key kept in the data folder.
     secret_key: Secret = Secret::default();

@@ -101,13 +101,16 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+/// The client's address: the peer's, or behind a trusted proxy the last X-Forwarded-For entry
+/// (the one that proxy wrote; the ones before it are the client's own words).
 fn client_ip(state: &State, req: &HttpRequest) -> String {
     if state.ctx.config.trust_forwarded_for {
         if let Some(ip) = req
             .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
             .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
         {
             return ip.to_string();

@@ -491,3 +491,42 @@ async fn a_planted_second_session_cookie_is_not_trusted() {
         "logged out, to log in again: {body}"
     );
 }
+
+/// Behind a trusted proxy the client's address is the one the proxy wrote (the last
+/// X-Forwarded-For entry): addresses a client writes before it change nothing, so it cannot
+/// dodge the slowing of its failed log-ins.
+#[actix_web::test]
+async fn a_client_cannot_choose_its_address_behind_the_proxy() {
+    let app = spawn_with(|c| {
+        c.trust_forwarded_for = true;
+        c.login_max_failures_per_account = 3;
+    })
+    .await;
+    app.add_user("ines", slices::domain::Role::Student);
+    let attempt = |spoofed: String, password: &'static str| {
+        let url = app.url("/login");
+        async move {
+            let c = browser();
+            let token = crate::http::csrf(&c, &url).await;
+            c.post(&url)
+                .header("Origin", url.trim_end_matches("/login"))
+                .header("X-Forwarded-For", format!("{spoofed}, 192.0.2.7"))
+                .form(&[("login", "ines"), ("password", password), ("csrf", &token)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for i in 0..3 {
+        let r = attempt(format!("198.51.100.{i}"), "not the password").await;
+        assert_eq!(r, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let r = attempt("203.0.113.99".into(), PASSWORD).await;
+    assert_eq!(
+        r,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the proxy's address is what counts"
+    );
+    assert_eq!(app.audit_count("login_throttled", "ines"), 1);
+}
