@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use crate::web::error::simple_page;
+use crate::web::extract::session::is_master_cookie;
 use crate::web::State;
 
 /// Put on a proxied answer's extensions: the master's own page headers are left off it.
@@ -183,7 +184,7 @@ fn forwarded_headers(
                 .unwrap_or_default()
                 .split(';')
                 .map(str::trim)
-                .filter(|c| !c.starts_with("slices_") && !c.starts_with("__Host-slices_"))
+                .filter(|c| !is_master_cookie(c.split('=').next().unwrap_or_default()))
                 .collect();
             if !kept.is_empty() {
                 out.push((name.to_string(), kept.join("; ").into_bytes()));
@@ -414,8 +415,7 @@ fn own_cookie(set_cookie: &str) -> bool {
         .split(';')
         .skip(1)
         .any(|attr| attr.trim_start().starts_with("domain"))
-        && !name.starts_with("slices_")
-        && !name.starts_with("__host-slices_")
+        && !is_master_cookie(name)
 }
 
 #[cfg(test)]

@@ -429,6 +429,11 @@ impl Fleet {
         }
     }
 
+    /// Messages that told someone a provision failed.
+    pub fn failure_mails(&self) -> i64 {
+        self.count("SELECT count(*) FROM outbox WHERE kind LIKE 'provisioning_failed%'")
+    }
+
     pub fn count(&self, sql: &str) -> i64 {
         self.ctx
             .db

@@ -30,6 +30,18 @@ pub async fn csrf(c: &Client, url: &str) -> String {
     body[start..start + body[start..].find('"').unwrap()].to_string()
 }
 
+/// Logs `login` in through the log-in form (the test password); the answer's status.
+pub async fn log_in(c: &Client, base: &str, login: &str) -> StatusCode {
+    form(
+        c,
+        base,
+        "/login",
+        "/login",
+        &[("login", login), ("password", "correct horse battery")],
+    )
+    .await
+}
+
 /// Opens `page`, then posts `fields` to `action` as its form would; the answer's status.
 pub async fn form(
     c: &Client,

@@ -37,6 +37,16 @@ pub fn session_cookie_name(https: bool) -> &'static str {
     }
 }
 
+/// Whether a cookie name (any case) is one of the master's own, over HTTP or HTTPS.
+pub fn is_master_cookie(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    [true, false].iter().any(|&https| {
+        [session_cookie_name(https), csrf_cookie_name(https)]
+            .iter()
+            .any(|own| own.eq_ignore_ascii_case(&name))
+    })
+}
+
 pub fn csrf_cookie_name(https: bool) -> &'static str {
     if https {
         "__Host-slices_csrf"

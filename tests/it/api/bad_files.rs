@@ -230,14 +230,7 @@ async fn a_full_disk_is_said_plainly_and_recovered_from_without_a_restart() {
         .unwrap();
     assert_eq!(half, 0, "nothing of the refused sign-up was kept");
     let ada = crate::http::browser();
-    let r = crate::http::form(
-        &ada,
-        &base,
-        "/login",
-        "/login",
-        &[("login", "ada"), ("password", "correct horse battery")],
-    )
-    .await;
+    let r = crate::http::log_in(&ada, &base, "ada").await;
     assert_eq!(r, 303, "what was saved before is all there");
     drop(served);
 }

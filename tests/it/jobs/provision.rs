@@ -432,18 +432,7 @@ async fn a_node_that_is_down_holds_its_jobs_and_they_go_on_when_it_is_back() {
     // The node comes back on its address, with its state: the slice runs.
     let _back = start_agent_on(f.dir.path(), &f.ca, "node0", "10.83.1.0/24", 0, &address).await;
     f.wait_for(id, State::Running, 20).await;
-    let outbox = f
-        .ctx
-        .db
-        .read(|c| slices::mail::list(c, None, 50, 0))
-        .unwrap()
-        .0;
-    assert!(
-        !outbox
-            .iter()
-            .any(|m| m.kind.starts_with("provisioning_failed")),
-        "nobody was told it failed"
-    );
+    assert_eq!(f.failure_mails(), 0, "nobody was told it failed");
     jobs.stop().await;
 }
 
@@ -610,14 +599,7 @@ async fn a_ten_minute_outage_amid_twenty_provisions_loses_nothing() {
         if !pages_checked && down.elapsed() >= Duration::from_secs(outage.min(15)) {
             // Staff see which node the jobs wait for; so does the owner of a waiting slice.
             let tess = browser();
-            crate::http::form(
-                &tess,
-                &base,
-                "/login",
-                "/login",
-                &[("login", "tess"), ("password", "correct horse battery")],
-            )
-            .await;
+            crate::http::log_in(&tess, &base, "tess").await;
             let page = tess
                 .get(format!("{base}/staff/jobs?state=queued"))
                 .send()
@@ -632,17 +614,7 @@ async fn a_ten_minute_outage_amid_twenty_provisions_loses_nothing() {
                 .position(|id| f.slice(*id).state != State::Running)
                 .unwrap();
             let owner = browser();
-            crate::http::form(
-                &owner,
-                &base,
-                "/login",
-                "/login",
-                &[
-                    ("login", &format!("o{waiting:02}")),
-                    ("password", "correct horse battery"),
-                ],
-            )
-            .await;
+            crate::http::log_in(&owner, &base, &format!("o{waiting:02}")).await;
             let status: serde_json::Value = owner
                 .get(format!("{base}/slices/{}/status", ids[waiting]))
                 .send()
@@ -676,18 +648,7 @@ async fn a_ten_minute_outage_amid_twenty_provisions_loses_nothing() {
         20,
         "one container per slice, none left over"
     );
-    let mails = f
-        .ctx
-        .db
-        .read(|c| slices::mail::list(c, None, 100, 0))
-        .unwrap()
-        .0;
-    assert!(
-        !mails
-            .iter()
-            .any(|m| m.kind.starts_with("provisioning_failed")),
-        "nobody was told it failed"
-    );
+    assert_eq!(f.failure_mails(), 0, "nobody was told it failed");
     jobs.stop().await;
     handle.stop(false).await;
 }

@@ -121,14 +121,7 @@ async fn a_stopped_slice_is_started_again_a_lost_one_is_made_again_and_an_orphan
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     let tess = crate::http::browser();
-    crate::http::form(
-        &tess,
-        &base,
-        "/login",
-        "/login",
-        &[("login", "tess"), ("password", "correct horse battery")],
-    )
-    .await;
+    crate::http::log_in(&tess, &base, "tess").await;
     let page = |path: String| {
         let tess = tess.clone();
         async move { tess.get(path).send().await.unwrap().text().await.unwrap() }

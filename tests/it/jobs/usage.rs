@@ -50,14 +50,7 @@ async fn usage_is_sampled_shown_with_a_chart_and_a_hit_limit_is_told_once_a_day(
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     let c = crate::http::browser();
-    crate::http::form(
-        &c,
-        &base,
-        "/login",
-        "/login",
-        &[("login", "alice"), ("password", "correct horse battery")],
-    )
-    .await;
+    crate::http::log_in(&c, &base, "alice").await;
     let home = c
         .get(format!("{base}/"))
         .send()

@@ -20,14 +20,7 @@ async fn the_dashboard_follows_a_request_to_running() {
     let jobs = f.run_jobs(|_| {});
 
     let alice = browser();
-    form(
-        &alice,
-        &base,
-        "/login",
-        "/login",
-        &[("login", "alice"), ("password", "correct horse battery")],
-    )
-    .await;
+    crate::http::log_in(&alice, &base, "alice").await;
     let status = form(
         &alice,
         &base,
@@ -45,14 +38,7 @@ async fn the_dashboard_follows_a_request_to_running() {
         .id;
 
     let tess = browser();
-    form(
-        &tess,
-        &base,
-        "/login",
-        "/login",
-        &[("login", "tess"), ("password", "correct horse battery")],
-    )
-    .await;
+    crate::http::log_in(&tess, &base, "tess").await;
     let status = form(
         &tess,
         &base,
@@ -270,14 +256,7 @@ async fn staff_move_a_slice_to_another_node_after_a_typed_confirmation() {
     assert_eq!(f.nodes[old].containers(), 1);
 
     let tess = browser();
-    form(
-        &tess,
-        &base,
-        "/login",
-        "/login",
-        &[("login", "tess"), ("password", "correct horse battery")],
-    )
-    .await;
+    crate::http::log_in(&tess, &base, "tess").await;
     let page = tess
         .get(format!("{base}/staff/slices/{id}"))
         .send()
@@ -375,14 +354,7 @@ async fn staff_change_a_slice_s_plan_and_the_node_puts_it_in_force() {
     let jobs = f.run_jobs(|_| {});
     let s = f.wait_for(id, slices::slices::State::Running, 20).await;
     let tess = browser();
-    form(
-        &tess,
-        &base,
-        "/login",
-        "/login",
-        &[("login", "tess"), ("password", "correct horse battery")],
-    )
-    .await;
+    crate::http::log_in(&tess, &base, "tess").await;
     let detail = format!("/staff/slices/{id}");
     let status = form(
         &tess,
