@@ -26,6 +26,9 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info,actix_server=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A log that cannot be written (its disk full) loses lines; it never stops the
+        // service (reporting the failure on stderr would panic in the request being served).
+        .log_internal_errors(false)
         // Colours only for a person at a terminal: a log file or the journal gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
