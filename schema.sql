@@ -351,3 +351,18 @@ CREATE TABLE store_probe (
 -- version: 16
 -- The built-in web gateway looks a slice up by its name on every request.
 CREATE INDEX slices_by_subdomain ON slices(subdomain);
+
+-- version: 17
+-- Every slice that is not gone has a name of its own: its web name (NAME.<domain>) and its
+-- login name at the built-in gateway. A student's second slice used to share the first's;
+-- it becomes NAME-ID. The SSH host key a slice first showed the built-in gateway is kept
+-- (trust on first use, per slice; cleared when the slice is made anew).
+UPDATE slices SET subdomain = subdomain || '-' || id
+ WHERE state NOT IN ('denied', 'destroyed')
+   AND EXISTS (SELECT 1 FROM slices o
+                WHERE o.subdomain = slices.subdomain AND o.id < slices.id
+                  AND o.state NOT IN ('denied', 'destroyed'));
+DROP INDEX slices_by_subdomain;
+CREATE UNIQUE INDEX slices_name ON slices(subdomain) WHERE state NOT IN ('denied', 'destroyed');
+CREATE INDEX slices_by_subdomain ON slices(subdomain);
+ALTER TABLE slices ADD COLUMN host_key TEXT;

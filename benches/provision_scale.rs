@@ -157,6 +157,7 @@ async fn run() {
                         plan_id: None,
                         course: String::new(),
                         purpose: String::new(),
+                        name: String::new(),
                     },
                 )?;
                 slices::slices::approve(tx, &staff, s.id, None, "")?;

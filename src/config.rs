@@ -266,8 +266,14 @@ settings! {
     domain: String = "slices.localhost".to_string();
     /// The host students ssh to (the gateway), as they should type it.
     gateway_host: String = "localhost".to_string();
-    /// The gateway's ssh port.
-    gateway_port: u16 = 22;
+    /// The gateway's ssh port, as students type it. 0: the built-in SSH gateway's port when it
+    /// is on (see ssh_listen), else 22.
+    gateway_port: u16 = 0;
+    /// Where the built-in SSH gateway listens: students `ssh -p PORT NAME@gateway_host` with
+    /// the keys they registered and land in the slice called NAME. It is on when
+    /// gateway_target = "local" (it uses the hop keys the master keeps there); empty: off.
+    /// With a remote gateway_target, the Unix-account gateway there takes the logins instead.
+    ssh_listen: String = "127.0.0.1:2222".to_string();
     /// A slave host inside the master, registered as node `local`: `sim` (simulated slices,
     /// for trying Slices out), `lxc` (real containers on this host) or `off` (production:
     /// slave hosts are enrolled with `slices node add`).
@@ -449,6 +455,33 @@ impl Config {
     /// True when the web interface is served over HTTPS.
     pub fn https(&self) -> bool {
         self.tls_cert.is_some() || self.public_url.starts_with("https://")
+    }
+
+    /// Where the built-in SSH gateway listens, when it is on: ssh_listen is set and the
+    /// gateway target is the master's own folder.
+    pub fn builtin_ssh(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let s = self.ssh_listen.trim();
+        if s.is_empty() || self.gateway_target.trim() != "local" {
+            return Ok(None);
+        }
+        s.parse().map(Some).map_err(|_| {
+            anyhow::anyhow!(
+                "ssh_listen `{s}`: give an address and port such as 0.0.0.0:2222, or \"\" for none"
+            )
+        })
+    }
+
+    /// The ssh port students type.
+    pub fn student_ssh_port(&self) -> u16 {
+        match self.gateway_port {
+            0 => self
+                .builtin_ssh()
+                .ok()
+                .flatten()
+                .map(|a| a.port())
+                .unwrap_or(22),
+            p => p,
+        }
     }
 
     /// The base URL for links (no trailing slash).

@@ -18,6 +18,8 @@ pub struct Context {
     pub secret: Vec<u8>,
     /// The address the web interface is reached at, once it listens (port 0 becomes real).
     pub public_base: std::sync::OnceLock<String>,
+    /// The port the built-in SSH gateway listens on, once it does (port 0 becomes real).
+    pub ssh_port: std::sync::OnceLock<u16>,
 }
 
 impl Context {
@@ -40,6 +42,7 @@ impl Context {
             db,
             secret,
             public_base: std::sync::OnceLock::new(),
+            ssh_port: std::sync::OnceLock::new(),
         }))
     }
 }
@@ -63,7 +66,11 @@ impl Context {
 
     /// What messages need to know about the site.
     pub fn site(&self) -> crate::mail::Site {
-        crate::mail::Site::new(&self.config, self.base_url())
+        let mut site = crate::mail::Site::new(&self.config, self.base_url());
+        if let (0, Some(p)) = (self.config.gateway_port, self.ssh_port.get()) {
+            site.gateway_port = *p;
+        }
+        site
     }
 
     /// The base URL for links: the configured public URL, or where the server listens.

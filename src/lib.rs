@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod ops;
 pub mod records;
 pub mod slave_link;
+pub mod ssh_gateway;
 pub mod store;
 pub mod templates;
 pub mod web;

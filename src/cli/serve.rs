@@ -47,6 +47,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let ctx = Context::open(config)?;
     let embedded = crate::embedded::start(&ctx).await?;
     let app = Application::build(ctx.clone())?;
+    let ssh = crate::ssh_gateway::start(&ctx).await?;
     let runner = crate::jobs::JobRunner::new(
         ctx.clone(),
         crate::jobs::RunnerConfig::from_config(&ctx.config)?,
@@ -66,11 +67,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             ctx.config.embedded_agent
         );
     }
+    if let Some(ssh) = &ssh {
+        println!(
+            "Students log in to their slices with: ssh -p {} NAME@{}  (the built-in SSH gateway, on {})",
+            ctx.site().gateway_port,
+            ctx.config.gateway_host,
+            ssh.addr
+        );
+    }
     announce_first_admin(&ctx, &base).await?;
     spawn_housekeeping(ctx.clone());
     app.run_until_stopped().await?;
     let _ = stop_jobs.send(true);
     let _ = jobs.await;
+    if let Some(ssh) = ssh {
+        ssh.stop().await;
+    }
     tracing::info!("slices stopped");
     Ok(())
 }

@@ -7,10 +7,15 @@ use crate::domain::Username;
 
 /// A new ed25519 key pair in OpenSSH format: (private, public line).
 pub(super) fn hop_key_pair(user: &Username) -> anyhow::Result<(String, String)> {
+    key_pair(&format!("slices-hop-{user}"))
+}
+
+/// A new ed25519 key pair in OpenSSH format with this comment: (private, public line).
+pub fn key_pair(comment: &str) -> anyhow::Result<(String, String)> {
     use ssh_key::{rand_core::OsRng, Algorithm, LineEnding, PrivateKey};
     let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
         .map_err(|e| anyhow!("making a key: {e}"))?;
-    key.set_comment(format!("slices-hop-{user}"));
+    key.set_comment(comment);
     let private = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| anyhow!("encoding a key: {e}"))?

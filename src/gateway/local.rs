@@ -68,6 +68,43 @@ pub(super) fn replace(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()
     Ok(())
 }
 
+/// Writes a private file whole (0600 from its first byte): a key.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().context("a file has a folder")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.slices-new",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("{}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
+
+/// Where the local target keeps `user`'s private hop key (None: the target is a remote host,
+/// which alone holds it).
+pub fn hop_key_file(settings: &Settings, user: &Username) -> Option<PathBuf> {
+    match &settings.target {
+        super::TargetSpec::Local(root) => Some(
+            root.join(
+                settings
+                    .file(user, UserFile::HopPrivate)
+                    .trim_start_matches('/'),
+            ),
+        ),
+        _ => None,
+    }
+}
+
 impl Target for LocalTarget {
     fn read(&mut self, only: Option<&Username>) -> anyhow::Result<Actual> {
         let mut actual = Actual {

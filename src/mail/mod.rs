@@ -85,6 +85,9 @@ pub struct Site {
     pub domain: String,
     pub gateway_host: String,
     pub gateway_port: u16,
+    /// Logins go through the master's built-in SSH gateway: one login name per slice (else
+    /// the Unix-account gateway: one per student).
+    pub builtin_ssh: bool,
 }
 
 impl Site {
@@ -94,11 +97,22 @@ impl Site {
             base_url,
             domain: c.domain.clone(),
             gateway_host: c.gateway_host.clone(),
-            gateway_port: c.gateway_port,
+            gateway_port: c.student_ssh_port(),
+            builtin_ssh: matches!(c.builtin_ssh(), Ok(Some(_))),
         }
     }
 
-    /// The exact command a student types to reach their slice.
+    /// The name a student logs in as to reach a slice: the slice's own name at the built-in
+    /// gateway, their username at the Unix-account gateway.
+    pub fn login_name<'a>(&self, username: &'a str, slice_name: &'a str) -> &'a str {
+        if self.builtin_ssh {
+            slice_name
+        } else {
+            username
+        }
+    }
+
+    /// The exact command a student types to log in as `username`.
     pub fn ssh_command(&self, username: &str) -> String {
         if self.gateway_port == 22 {
             format!("ssh {username}@{}", self.gateway_host)
@@ -200,7 +214,8 @@ pub fn render(kind: Kind, data: &Value, site: &Site) -> std::result::Result<Rend
     }
     if let Some(slice) = data.get("slice") {
         if let Some(u) = slice.get("username").and_then(Value::as_str) {
-            ctx.insert("ssh", &site.ssh_command(u));
+            let name = slice.get("subdomain").and_then(Value::as_str).unwrap_or(u);
+            ctx.insert("ssh", &site.ssh_command(site.login_name(u, name)));
         }
         if let Some(sub) = slice.get("subdomain").and_then(Value::as_str) {
             ctx.insert("web", &site.web_address(sub));
@@ -389,6 +404,7 @@ mod tests {
             domain: "example.edu".into(),
             gateway_host: "gw.example.edu".into(),
             gateway_port: 22,
+            builtin_ssh: false,
         }
     }
 

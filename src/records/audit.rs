@@ -39,10 +39,13 @@ pub enum Event {
     OrphanRemoved,
     /// Staff had a failed (or lost) slice made again.
     SliceRemade,
+    /// A log-in through the built-in SSH gateway ended (who, which slice, from where, how
+    /// long, bytes).
+    GatewaySession,
 }
 
 impl Event {
-    pub const ALL: [Event; 26] = [
+    pub const ALL: [Event; 27] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -69,6 +72,7 @@ impl Event {
         Event::Drift,
         Event::OrphanRemoved,
         Event::SliceRemade,
+        Event::GatewaySession,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +103,7 @@ impl Event {
             Event::Drift => "drift",
             Event::OrphanRemoved => "orphan_removed",
             Event::SliceRemade => "slice_remade",
+            Event::GatewaySession => "gateway_session",
         }
     }
 

@@ -221,3 +221,57 @@ pub fn web_target(conn: &Connection, subdomain: &str) -> Result<Option<WebTarget
         })
         .optional()?)
 }
+
+/// What a login name at the built-in SSH gateway reaches: the live slice of that name, its
+/// owner (not disabled), its state, address and node kind.
+#[derive(Debug, Clone)]
+pub struct LoginTarget {
+    pub slice_id: i64,
+    pub name: String,
+    pub user_id: i64,
+    pub username: String,
+    pub state: String,
+    pub ip: Option<String>,
+    pub simulated: bool,
+    /// The slice's SSH host key as first seen (`ALGO BASE64`), when it has been.
+    pub host_key: Option<String>,
+}
+
+pub fn login_target(conn: &Connection, name: &str) -> Result<Option<LoginTarget>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT s.id, s.subdomain, u.id, u.username, s.state, s.ip,
+                    coalesce(json_extract(n.info, '$.simulated'), 0), s.host_key
+               FROM slices s JOIN users u ON u.id = s.user_id LEFT JOIN nodes n ON n.id = s.node_id
+              WHERE s.subdomain = ?1 AND s.state NOT IN ('denied', 'destroyed')
+                AND u.disabled_at IS NULL",
+        )?
+        .query_row([name], |r| {
+            Ok(LoginTarget {
+                slice_id: r.get(0)?,
+                name: r.get(1)?,
+                user_id: r.get(2)?,
+                username: r.get(3)?,
+                state: r.get(4)?,
+                ip: r.get(5)?,
+                simulated: r.get::<_, i64>(6)? != 0,
+                host_key: r.get(7)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Whether the user has registered the key with this SHA256 fingerprint.
+pub fn has_key(conn: &Connection, user_id: i64, fingerprint: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM ssh_keys WHERE user_id = ?1 AND fingerprint = ?2")?
+        .exists(params![user_id, fingerprint])?)
+}
+
+/// Keeps the host key a slice showed first (never replaces one: a different key later is
+/// refused until the slice is made anew, which clears it).
+pub fn pin_host_key(conn: &Connection, slice_id: i64, key: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE slices SET host_key = ?2 WHERE id = ?1 AND host_key IS NULL")?
+        .execute(params![slice_id, key])?;
+    Ok(())
+}

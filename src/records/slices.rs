@@ -300,6 +300,15 @@ pub fn insert_request(
     Ok(conn.last_insert_rowid())
 }
 
+/// Whether a slice that is not gone holds `name` (names are unique among them).
+pub fn name_taken(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM slices WHERE subdomain = ?1 AND state NOT IN ('denied', 'destroyed')",
+        )?
+        .exists([name])?)
+}
+
 pub fn set_approved(conn: &Connection, id: i64, staff_id: i64, node: Option<i64>) -> Result<()> {
     conn.execute(
         "UPDATE slices SET state = 'approved', decided_at = ?2, decided_by = ?3, wanted_node = ?4, updated_at = ?2
@@ -316,7 +325,7 @@ pub fn retake(conn: &Connection, id: i64) -> Result<bool> {
     Ok(conn.execute(
         "UPDATE slices SET state = CASE WHEN veid IS NULL THEN 'approved' ELSE 'provisioning' END,
                            step = CASE WHEN veid IS NULL THEN '' ELSE 'setting up the gateway login' END,
-                           failure = '', updated_at = ?2
+                           failure = '', host_key = NULL, updated_at = ?2
          WHERE id = ?1 AND state = 'failed'",
         params![id, now()],
     )? == 1)

@@ -366,6 +366,7 @@ impl Fleet {
                         plan_id: None,
                         course: "CS 3650".into(),
                         purpose: "systems homework".into(),
+                        name: String::new(),
                     },
                 )?;
                 slices::slices::approve(tx, staff, s.id, None, "127.0.0.1")

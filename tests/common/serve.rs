@@ -46,6 +46,8 @@ impl Served {
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .env_remove("SLICES_CONFIG")
+            // Several masters run at once in the tests: each gateway on a port of its own.
+            .env("SLICES_SSH_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -17,6 +17,9 @@ pub struct Request {
     pub plan_id: Option<i64>,
     pub course: String,
     pub purpose: String,
+    /// The student's word for it (empty: chosen for them). Its login and web name is
+    /// `USER` or `USER-WORD`; see [`slice_name`].
+    pub name: String,
 }
 
 fn plain(field: &'static str, s: &str, max: usize) -> Result<String> {
@@ -50,8 +53,7 @@ pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
     let course = plain("course", &req.course, 100)?;
     let purpose = plain("purpose", &req.purpose, 1000)?;
     crate::ops::quotas::check(conn, user.id, &course, plan_id, None, false, "You")?;
-    // The host name and web subdomain are the username (a valid DNS label by construction).
-    let name = DnsName::parse(&user.username.replace('_', "-"))?;
+    let name = slice_name(conn, &user.username, &req.name)?;
     let id = rows::insert_request(
         conn,
         user.id,
@@ -74,6 +76,56 @@ pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
         Some(id),
     )?;
     Ok(slice)
+}
+
+/// The name a new slice of `username` gets: its host name, its web name (`NAME.<domain>`) and
+/// its login name at the built-in gateway. Every live slice has a name of its own. The first
+/// is the username (with `-` for `_`, a DNS label by construction); another is `USER-WORD`,
+/// with the student's word, or the first free number when they gave none.
+pub fn slice_name(conn: &Connection, username: &str, wanted: &str) -> Result<DnsName> {
+    let base = username.replace('_', "-");
+    let err = |m: String| Error::from(FieldError::new("name", m));
+    let wanted = wanted.trim();
+    if !wanted.is_empty() {
+        let word_ok = wanted.len() <= 20
+            && !wanted.starts_with('-')
+            && !wanted.ends_with('-')
+            && wanted
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !word_ok {
+            return Err(err(
+                "A name has 1 to 20 lowercase letters, digits and `-` (not first or last), such as `web` or `db2`.".into(),
+            ));
+        }
+        let full = if wanted == base {
+            base.clone()
+        } else {
+            format!("{base}-{wanted}")
+        };
+        let name = DnsName::parse(&full).map_err(|_| {
+            err(format!(
+                "`{full}` is too long for a name: choose a shorter word."
+            ))
+        })?;
+        if rows::name_taken(conn, name.as_str())? {
+            return Err(err(format!("`{full}` is taken: choose another word.")));
+        }
+        return Ok(name);
+    }
+    for n in 1..1000 {
+        let full = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let name = DnsName::parse(&full)
+            .map_err(|_| err("Your username makes no host name: give the slice a name.".into()))?;
+        if !rows::name_taken(conn, name.as_str())? {
+            return Ok(name);
+        }
+    }
+    Err(err("Give the slice a name of your own.".into()))
 }
 
 /// Staff approve a request: the slice is `approved` and its provisioning job is queued, in

@@ -112,7 +112,10 @@ async fn detail(
         .await?;
     let site = state.ctx.site();
     Page::new("staff/slice.html")
-        .with("ssh", &site.ssh_command(&owner.username))
+        .with(
+            "ssh",
+            &site.ssh_command(site.login_name(owner.username.as_str(), &slice.subdomain)),
+        )
         .with("web", &site.web_address(&slice.subdomain))
         .with("slice", &slice)
         .with("owner", &owner)

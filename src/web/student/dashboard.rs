@@ -86,7 +86,7 @@ fn view(
         usage,
         chart,
         events: slices::events(c, s.id, 5)?,
-        ssh: site.ssh_command(username),
+        ssh: site.ssh_command(site.login_name(username, &s.subdomain)),
         web: site.web_address(&s.subdomain),
         busy: busy(s.state) || pending.is_some(),
         pending,
@@ -185,6 +185,13 @@ async fn request_page(
         .with("plans", &plans)
         .with("quota", &quota)
         .with("have", &have)
+        .with(
+            "base_name",
+            &viewer
+                .user()
+                .map(|u| u.username.replace('_', "-"))
+                .unwrap_or_default(),
+        )
         .with("form", form);
     if let Some(e) = err {
         page = page.errors(e);
@@ -202,6 +209,8 @@ pub struct RequestForm {
     course: String,
     #[serde(default)]
     purpose: String,
+    #[serde(default)]
+    name: String,
 }
 
 #[get("/request")]
@@ -244,6 +253,7 @@ async fn request(
                         plan_id,
                         course: f.course,
                         purpose: f.purpose,
+                        name: f.name,
                     },
                 )
             })

@@ -26,7 +26,13 @@ async fn keys_page(
         .with("keys", &list)
         .with("typed", &typed)
         .with("max_keys", &keys::MAX_KEYS)
-        .with("ssh", &site.ssh_command(&session.user.username));
+        .with(
+            "ssh",
+            &site.ssh_command(site.login_name(
+                &session.user.username,
+                &session.user.username.replace('_', "-"),
+            )),
+        );
     if let Some(e) = err {
         page = page.errors(e);
     }

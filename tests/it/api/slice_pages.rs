@@ -196,6 +196,65 @@ async fn a_student_asks_and_staff_decide() {
     assert!(detail.contains("Agent commands") && detail.contains("No command was sent"));
 }
 
+/// Every live slice has a name of its own (its login and web name): the first is the
+/// username, others `USER-WORD` with the student's word or the next number; a taken name or a
+/// bad word is a clear error that keeps the rest of the form.
+#[actix_web::test]
+async fn each_slice_has_a_name_of_its_own() {
+    let app = spawn_app().await;
+    offer_template(&app);
+    app.add_user("pat_x", Role::Student);
+    app.ctx
+        .db
+        .write(|tx| slices::quotas::set(tx, "user", "", "pat_x", 5, &[]))
+        .unwrap();
+    let pat = app.logged_in_as("pat_x").await;
+    let ask = |name: &'static str| {
+        let (app, pat) = (&app, &pat);
+        async move {
+            app.post(
+                pat,
+                "/request",
+                "/request",
+                &[("template", "debian-12"), ("course", "CS 1"), ("name", name)],
+            )
+            .await
+        }
+    };
+    let names = |app: &TestApp| -> Vec<String> {
+        app.ctx
+            .db
+            .read(|c| {
+                let mut st = c.prepare("SELECT subdomain FROM slices ORDER BY id")?;
+                let v = st
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                Ok::<_, slices::error::Error>(v)
+            })
+            .unwrap()
+    };
+    let form = app.get(&pat, "/request").await.text().await.unwrap();
+    assert!(form.contains("pat-x-web"), "the form says what a word gives");
+    assert_eq!(ask("").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(ask("").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(ask("web").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(names(&app), ["pat-x", "pat-x-2", "pat-x-web"]);
+    for (word, says) in [
+        ("web", "`pat-x-web` is taken"),
+        ("Web", "lowercase letters"),
+        ("-x", "lowercase letters"),
+        ("a;id", "lowercase letters"),
+        ("abcdefghijklmnopqrstu", "lowercase letters"),
+    ] {
+        let r = ask(word).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{word}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{word}: {body}");
+        assert!(body.contains("value=\"CS 1\""), "the form is kept");
+    }
+    assert_eq!(names(&app).len(), 3, "nothing was saved");
+}
+
 #[actix_web::test]
 async fn requests_need_a_confirmed_address() {
     let app = spawn_app().await;

@@ -36,6 +36,7 @@ async fn a_daily_digest_replaces_the_mail_for_each_request_and_goes_once_a_day()
                         plan_id: None,
                         course: "CS 3650".into(),
                         purpose: String::new(),
+                        name: String::new(),
                     },
                 )
             })

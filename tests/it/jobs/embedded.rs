@@ -139,7 +139,11 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
         let ready = std::fs::read_dir(data.join("mail"))
             .map(|d| {
                 d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-                    .any(|m| m.contains("To: Stu <stu@example.edu>") && m.contains("ssh stu@"))
+                    .any(|m| {
+                        m.contains("To: Stu <stu@example.edu>")
+                            && m.contains("ssh -p ")
+                            && m.contains(" stu@localhost")
+                    })
             })
             .unwrap_or(false);
         if ready {

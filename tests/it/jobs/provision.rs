@@ -87,7 +87,7 @@ async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
     let text = slices::mail::render(slices::mail::Kind::SliceReady, &ready.data, &site)
         .unwrap()
         .text;
-    assert!(text.contains("$ ssh alice@localhost"), "{text}");
+    assert!(text.contains("$ ssh -p 2222 alice@localhost"), "{text}");
     assert!(text.contains("http://alice.slices.localhost/"), "{text}");
     assert!(text.contains(s.ip.as_deref().unwrap()), "{text}");
     // The default plan makes the student root, and the mail says how to use it.
@@ -154,6 +154,7 @@ async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
                     plan_id: None,
                     course: String::new(),
                     purpose: String::new(),
+                    name: String::new(),
                 },
             )?;
             slices::slices::deny(tx, &staff, r.id, "Use the course's shared server.", "")

@@ -89,7 +89,7 @@ async fn the_dashboard_follows_a_request_to_running() {
         .text()
         .await
         .unwrap();
-    assert!(home.contains("ssh alice@localhost"), "{home}");
+    assert!(home.contains("ssh -p 2222 alice@localhost"), "{home}");
     let port = base.rsplit(':').next().unwrap();
     assert!(
         home.contains(&format!("alice.slices.localhost:{port}")),
