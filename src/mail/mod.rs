@@ -88,6 +88,9 @@ pub struct Site {
     /// Logins go through the master's built-in SSH gateway: one login name per slice (else
     /// the Unix-account gateway: one per student).
     pub builtin_ssh: bool,
+    /// The master holds the hop keys (its own gateway folder), so it can open a terminal in
+    /// the browser.
+    pub terminal: bool,
 }
 
 impl Site {
@@ -99,6 +102,7 @@ impl Site {
             gateway_host: c.gateway_host.clone(),
             gateway_port: c.student_ssh_port(),
             builtin_ssh: matches!(c.builtin_ssh(), Ok(Some(_))),
+            terminal: c.gateway_target.trim() == "local",
         }
     }
 
@@ -405,6 +409,7 @@ mod tests {
             gateway_host: "gw.example.edu".into(),
             gateway_port: 22,
             builtin_ssh: false,
+            terminal: false,
         }
     }
 

@@ -42,10 +42,12 @@ pub enum Event {
     /// A log-in through the built-in SSH gateway ended (who, which slice, from where, how
     /// long, bytes).
     GatewaySession,
+    /// A terminal in the browser was opened in a slice (by its owner or by staff).
+    TerminalOpened,
 }
 
 impl Event {
-    pub const ALL: [Event; 27] = [
+    pub const ALL: [Event; 28] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -73,6 +75,7 @@ impl Event {
         Event::OrphanRemoved,
         Event::SliceRemade,
         Event::GatewaySession,
+        Event::TerminalOpened,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +107,7 @@ impl Event {
             Event::OrphanRemoved => "orphan_removed",
             Event::SliceRemade => "slice_remade",
             Event::GatewaySession => "gateway_session",
+            Event::TerminalOpened => "terminal_opened",
         }
     }
 

@@ -20,9 +20,9 @@ use crate::records::gateway::LoginTarget;
 
 /// What every connection shares.
 pub struct Shared {
-    ctx: Arc<Context>,
-    gateway: crate::gateway::Settings,
-    dashboard: String,
+    pub(super) ctx: Arc<Context>,
+    pub(super) gateway: crate::gateway::Settings,
+    pub(super) dashboard: String,
 }
 
 impl Shared {
@@ -77,10 +77,7 @@ impl Shared {
     }
 
     fn hop_key(&self, username: &str) -> Option<PrivateKey> {
-        let user = crate::domain::Username::parse(username).ok()?;
-        let path = crate::gateway::local::hop_key_file(&self.gateway, &user)?;
-        let text = std::fs::read_to_string(path).ok()?;
-        PrivateKey::from_openssh(text.trim()).ok()
+        super::hop_key(&self.gateway, username)
     }
 
     /// Records the session in the audit log when it ends (only sessions that logged in).
@@ -181,27 +178,10 @@ impl Conn {
         )
     }
 
-    /// Why the slice cannot be reached now, in one line (None: it can be tried).
-    fn not_reachable(&self, t: &LoginTarget) -> Option<(String, u32)> {
-        let name = &t.name;
-        let dash = &self.shared.dashboard;
-        if t.simulated {
-            return Some((format!("slices: {name} is a simulated slice: the built-in demo node runs no machine, so there is nothing to log in to. Lab staff run real slices on real nodes."), 1));
-        }
-        match (t.state.as_str(), &t.ip) {
-            ("running", Some(_)) => None,
-            ("stopped", _) => Some((format!("slices: your slice {name} is stopped. Start it at {dash}."), 1)),
-            ("failed", _) => Some((format!("slices: your slice {name} could not be made. The lab staff have been told; see {dash}."), 1)),
-            ("destroying", _) => Some((format!("slices: your slice {name} is being destroyed."), 1)),
-            ("requested", _) | ("approved", _) | ("queued", _) => Some((format!("slices: your slice {name} is waiting for the lab staff's approval or a place on a node ({}).", t.state), 1)),
-            _ => Some((format!("slices: your slice {name} is being set up ({}). Try again in a minute; {dash} shows how far it is.", t.state), 1)),
-        }
-    }
-
     async fn link(&mut self) -> Result<&Link, String> {
         if self.link.is_none() {
             let t = self.target.clone().ok_or("not logged in")?;
-            let made = match self.not_reachable(&t) {
+            let made = match super::not_reachable(&t, &self.shared.dashboard) {
                 Some((line, _)) => Err(line),
                 None => {
                     let ip = t.ip.clone().unwrap_or_default();

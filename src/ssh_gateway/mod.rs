@@ -19,6 +19,8 @@ mod handler;
 mod relay;
 mod upstream;
 
+pub use upstream::Unreachable;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -203,4 +205,88 @@ impl Drop for Slot {
             }
         }
     }
+}
+
+/// Why a slice cannot be reached now, in one line, and the exit status that goes with it
+/// (None: it can be tried).
+fn not_reachable(t: &crate::records::gateway::LoginTarget, dash: &str) -> Option<(String, u32)> {
+    let name = &t.name;
+    if t.simulated {
+        return Some((format!("slices: {name} is a simulated slice: the built-in demo node runs no machine, so there is nothing to log in to. Lab staff run real slices on real nodes."), 1));
+    }
+    let line = match (t.state.as_str(), &t.ip) {
+        ("running", Some(_)) => return None,
+        ("stopped", _) => format!("slices: your slice {name} is stopped. Start it at {dash}."),
+        ("failed", _) => format!("slices: your slice {name} could not be made. The lab staff have been told; see {dash}."),
+        ("destroying", _) => format!("slices: your slice {name} is being destroyed."),
+        ("requested" | "approved" | "queued", _) => format!("slices: your slice {name} is waiting for the lab staff's approval or a place on a node ({}).", t.state),
+        _ => format!("slices: your slice {name} is being set up ({}). Try again in a minute; {dash} shows how far it is.", t.state),
+    };
+    Some((line, 1))
+}
+
+/// The private hop key the master keeps for `username` (None: none yet, or a remote target).
+fn hop_key(gateway: &crate::gateway::Settings, username: &str) -> Option<PrivateKey> {
+    let user = crate::domain::Username::parse(username).ok()?;
+    let path = crate::gateway::local::hop_key_file(gateway, &user)?;
+    let text = std::fs::read_to_string(path).ok()?;
+    PrivateKey::from_openssh(text.trim()).ok()
+}
+
+/// A shell with a terminal in a slice, for the browser terminal: the same way in as an ssh
+/// login through the gateway (the owner, the hop key, the host key kept).
+pub struct Shell {
+    /// Keeps the connection to the slice open.
+    _link: upstream::Link,
+    pub channel: russh::Channel<russh::client::Msg>,
+}
+
+/// Opens a shell with a `cols` x `rows` terminal in the slice (Err: one line that says why not).
+pub async fn open_shell(
+    ctx: &Arc<Context>,
+    slice_id: i64,
+    cols: u32,
+    rows: u32,
+) -> Result<Shell, String> {
+    let c = ctx.clone();
+    let target = tokio::task::spawn_blocking(move || {
+        c.db.read(|conn| {
+            let name: Option<String> = conn
+                .query_row(
+                    "SELECT subdomain FROM slices WHERE id = ?1",
+                    [slice_id],
+                    |r| r.get(0),
+                )
+                .ok();
+            match name {
+                Some(n) => crate::records::gateway::login_target(conn, &n),
+                None => Ok(None),
+            }
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?
+    .ok_or_else(|| "slices: this slice is gone.".to_string())?;
+    let dashboard = crate::gateway::printable_url(&ctx.base_url());
+    if let Some((line, _)) = not_reachable(&target, &dashboard) {
+        return Err(line);
+    }
+    let gateway = crate::gateway::Settings::from_config(&ctx.config).map_err(|e| e.to_string())?;
+    let key = hop_key(&gateway, &target.username);
+    let ip = target.ip.clone().unwrap_or_default();
+    let link = upstream::connect(ctx, &target, &ip, key)
+        .await
+        .map_err(|e| e.line(&target.name, &dashboard))?;
+    let failed = |e: russh::Error| format!("slices: the slice refused a terminal ({e}).");
+    let channel = link.channel_open_session().await.map_err(failed)?;
+    channel
+        .request_pty(false, "xterm-256color", cols, rows, 0, 0, &[])
+        .await
+        .map_err(failed)?;
+    channel.request_shell(false).await.map_err(failed)?;
+    Ok(Shell {
+        _link: link,
+        channel,
+    })
 }

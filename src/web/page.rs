@@ -39,6 +39,7 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "staff/requests.html",
     "staff/slices.html",
     "staff/slice.html",
+    "terminal.html",
     "staff/jobs.html",
     "staff/job.html",
     "staff/nodes.html",

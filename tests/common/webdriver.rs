@@ -145,6 +145,22 @@ impl Session {
         .await;
     }
 
+    /// Types into whatever has the focus, key by key (`\u{E007}` is Enter), as a person would.
+    #[allow(dead_code)]
+    pub async fn keys(&self, text: &str) {
+        let mut keys = Vec::new();
+        for c in text.chars() {
+            keys.push(json!({"type": "keyDown", "value": c.to_string()}));
+            keys.push(json!({"type": "keyUp", "value": c.to_string()}));
+        }
+        self.call(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": keys}]})),
+        )
+        .await;
+    }
+
     pub async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.call(

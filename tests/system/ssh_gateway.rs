@@ -244,6 +244,102 @@ async fn students_reach_each_of_their_lxc_slices_through_the_built_in_ssh_gatewa
         assert_eq!(code, 255, "bob reached {name}: {out}");
     }
 
+    // The terminal in the browser: alice opens one on her slice's card and types.
+    let app = slices::web::Application::build(f.ctx.clone()).unwrap();
+    let base = app.base_url().to_string();
+    let web = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let driver = crate::webdriver::Driver::start();
+    let log_in = |who: &'static str| {
+        let (driver, base) = (&driver, base.clone());
+        async move {
+            let s = driver.session(1200, 900).await;
+            s.go(&format!("{base}/login")).await;
+            s.fill("#login", who).await;
+            s.fill("#password", "correct horse battery").await;
+            s.click("main form button[type=submit]").await;
+            s.wait_url(&format!("{base}/"), 10).await;
+            s
+        }
+    };
+    let browser = log_in("alice").await;
+    browser
+        .click(&format!("a[href='/slices/{a1}/terminal']"))
+        .await;
+    browser
+        .wait_text("#terminal-status", 20, |t| t.contains("Connected"))
+        .await;
+    browser.keys("echo term-$(hostname)\u{E007}").await;
+    browser
+        .wait_text(".xterm-rows", 20, |t| t.contains("term-alice"))
+        .await;
+    browser.close().await;
+    // Staff may open one on any slice: audited, and the student reads it on their card.
+    let tess = log_in("tess").await;
+    tess.go(&format!("{base}/slices/{a1}/terminal")).await;
+    tess.wait_text("main", 10, |t| t.contains("This is alice's slice"))
+        .await;
+    tess.wait_text("#terminal-status", 20, |t| t.contains("Connected"))
+        .await;
+    tess.close().await;
+    assert_eq!(
+        f.count("SELECT count(*) FROM audit WHERE event = 'terminal_opened' AND detail LIKE '%by tess (staff)'"),
+        1
+    );
+    let told = f.count(&format!(
+        "SELECT count(*) FROM slice_events WHERE slice_id = {a1} AND message LIKE 'tess of the lab staff opened a terminal%'"
+    ));
+    assert_eq!(told, 1, "alice is told");
+    // The websocket opens only from the master's own pages, with their token.
+    let c = crate::http::browser();
+    assert_eq!(crate::http::log_in(&c, &base, "alice").await, 303);
+    let home = c
+        .get(format!("{base}/slices/{a1}/terminal"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = home
+        .split("?t=")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let upgrade = |origin: &str, token: &str| {
+        c.get(format!("{base}/slices/{a1}/terminal/ws?t={token}"))
+            .header("Origin", origin)
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+    };
+    let evil = upgrade("http://alice.example.test", &token).await.unwrap();
+    assert_eq!(
+        evil.status(),
+        403,
+        "a page on a slice's web name cannot open one"
+    );
+    let tokenless = upgrade(&base, "x").await.unwrap();
+    assert_eq!(tokenless.status(), 403);
+    let ours = upgrade(&base, &token).await.unwrap();
+    assert_eq!(ours.status(), 101, "the page's own request is let through");
+    drop(ours);
+    // bob cannot open one on alice's slice.
+    let cb = crate::http::browser();
+    crate::http::log_in(&cb, &base, "bob").await;
+    let r = cb
+        .get(format!("{base}/slices/{a1}/terminal"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    web.stop(false).await;
+
     // A stopped slice: one line saying so, exit status 1.
     f.ctx
         .db

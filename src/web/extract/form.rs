@@ -75,6 +75,12 @@ fn host_of(url: &str) -> Option<&str> {
 /// A state-changing request must come from our own pages: its Origin (or, failing that, its
 /// Referer) must name this host.
 fn same_origin(state: &State, req: &HttpRequest) -> bool {
+    origin_is_ours(state, req, false)
+}
+
+/// Whether the Origin (or, failing that, the Referer) names this host. `required`: a request
+/// naming neither is refused (a browser names the page that opens a websocket).
+pub fn origin_is_ours(state: &State, req: &HttpRequest, required: bool) -> bool {
     let info = req.connection_info();
     let own = info.host().to_ascii_lowercase();
     let public = host_of(&state.base_url).map(str::to_ascii_lowercase);
@@ -92,7 +98,7 @@ fn same_origin(state: &State, req: &HttpRequest) -> bool {
         return referer.to_str().map(matches).unwrap_or(false);
     }
     // Neither header (some privacy tools strip both): the form token alone decides.
-    true
+    !required
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for Posted<T> {

@@ -25,6 +25,26 @@ async fn stylesheet() -> HttpResponse {
         .body(STYLE)
 }
 
+const TERMINAL: &str = include_str!("../../../static/terminal.js");
+const XTERM: &str = include_str!("../../../static/vendor/xterm/xterm.js");
+const XTERM_CSS: &str = include_str!("../../../static/vendor/xterm/xterm.css");
+const XTERM_FIT: &str = include_str!("../../../static/vendor/xterm/addon-fit.js");
+
+/// The browser terminal's script and the vendored xterm.js (see static/vendor/xterm).
+#[get("/static/{file:terminal.js|vendor/xterm/xterm.js|vendor/xterm/xterm.css|vendor/xterm/addon-fit.js}")]
+async fn terminal_assets(file: web::Path<String>) -> HttpResponse {
+    let (body, kind) = match file.as_str() {
+        "terminal.js" => (TERMINAL, "text/javascript; charset=utf-8"),
+        "vendor/xterm/xterm.js" => (XTERM, "text/javascript; charset=utf-8"),
+        "vendor/xterm/addon-fit.js" => (XTERM_FIT, "text/javascript; charset=utf-8"),
+        _ => (XTERM_CSS, "text/css; charset=utf-8"),
+    };
+    HttpResponse::Ok()
+        .content_type(kind)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(body)
+}
+
 #[get("/healthz")]
 async fn healthz(state: State) -> HttpResponse {
     let db = state.ctx.db.clone();
@@ -65,5 +85,8 @@ async fn healthz(state: State) -> HttpResponse {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(stylesheet).service(script).service(healthz);
+    cfg.service(stylesheet)
+        .service(script)
+        .service(terminal_assets)
+        .service(healthz);
 }

@@ -112,6 +112,7 @@ async fn detail(
         .await?;
     let site = state.ctx.site();
     Page::new("staff/slice.html")
+        .with("terminal", &site.terminal)
         .with(
             "ssh",
             &site.ssh_command(site.login_name(owner.username.as_str(), &slice.subdomain)),

@@ -104,6 +104,7 @@ async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResp
         return Page::new("home.html").render(&state, &req, &viewer);
     };
     let site = state.ctx.site();
+    let (builtin_ssh, builtin_terminal) = (site.builtin_ssh, site.terminal);
     let (views, keys) = state
         .run(move |db| {
             db.read(|c| {
@@ -117,7 +118,12 @@ async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResp
             })
         })
         .await?;
+    let fingerprint = builtin_ssh
+        .then(|| crate::ssh_gateway::fingerprint(&state.ctx.config.data))
+        .flatten();
     Page::new("home.html")
+        .with("gateway_fingerprint", &fingerprint)
+        .with("terminal", &builtin_terminal)
         .with("slices", &views)
         .with("has_keys", &(keys > 0))
         .render(&state, &req, &viewer)

@@ -3,11 +3,13 @@
 mod account;
 mod dashboard;
 mod keys;
+mod terminal;
 
 use actix_web::web;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(dashboard::routes)
         .configure(keys::routes)
+        .configure(terminal::routes)
         .configure(account::routes);
 }

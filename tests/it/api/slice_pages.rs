@@ -216,7 +216,11 @@ async fn each_slice_has_a_name_of_its_own() {
                 pat,
                 "/request",
                 "/request",
-                &[("template", "debian-12"), ("course", "CS 1"), ("name", name)],
+                &[
+                    ("template", "debian-12"),
+                    ("course", "CS 1"),
+                    ("name", name),
+                ],
             )
             .await
         }
@@ -234,7 +238,10 @@ async fn each_slice_has_a_name_of_its_own() {
             .unwrap()
     };
     let form = app.get(&pat, "/request").await.text().await.unwrap();
-    assert!(form.contains("pat-x-web"), "the form says what a word gives");
+    assert!(
+        form.contains("pat-x-web"),
+        "the form says what a word gives"
+    );
     assert_eq!(ask("").await.status(), StatusCode::SEE_OTHER);
     assert_eq!(ask("").await.status(), StatusCode::SEE_OTHER);
     assert_eq!(ask("web").await.status(), StatusCode::SEE_OTHER);
