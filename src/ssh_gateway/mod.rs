@@ -32,6 +32,15 @@ use russh::keys::{HashAlg, PrivateKey};
 
 use crate::context::Context;
 
+/// Ciphers in the order the gateway prefers them (where the other side lets it choose).
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
 /// Connections at once, in all and from one address.
 const MAX_CONNECTIONS: usize = 1024;
 const MAX_PER_ADDRESS: usize = 64;
@@ -113,6 +122,10 @@ pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<Option<Running>> {
         keepalive_interval: Some(Duration::from_secs(60)),
         keepalive_max: 3,
         nodelay: true,
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(CIPHERS),
+            ..Default::default()
+        },
         ..Default::default()
     });
     let shared = Arc::new(handler::Shared::new(ctx.clone())?);

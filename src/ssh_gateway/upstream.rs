@@ -101,6 +101,11 @@ pub async fn connect(
         return Err(Unreachable::NoHopKey);
     };
     let config = Arc::new(russh::client::Config {
+        // AES-GCM (hardware AES) before ChaCha20: the relay encrypts every byte a second time.
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(super::CIPHERS),
+            ..Default::default()
+        },
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(60)),
         nodelay: true,

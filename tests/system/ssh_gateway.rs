@@ -26,8 +26,21 @@ pub fn ssh(
     args: &[&str],
     stdin: &str,
 ) -> (i32, String, String) {
+    ssh_within(30, port, key, opts, user, args, stdin)
+}
+
+/// [`ssh`], ended after `secs` (exit 124).
+fn ssh_within(
+    secs: u64,
+    port: u16,
+    key: &Path,
+    opts: &[&str],
+    user: &str,
+    args: &[&str],
+    stdin: &str,
+) -> (i32, String, String) {
     let mut child = Command::new("timeout")
-        .arg("30")
+        .arg(secs.to_string())
         .arg("ssh")
         .args(SSH_OPTS)
         .args(["-p", &port.to_string(), "-i"])
@@ -359,6 +372,38 @@ async fn students_reach_each_of_their_lxc_slices_through_the_built_in_ssh_gatewa
         })
         .unwrap();
     assert!(kept.is_some_and(|k| k.starts_with("ssh-")), "host key kept");
+
+    // A soak: 50 sessions at once, each running a command in a loop for a minute
+    // (TEST_SLICES_SOAK_SECS), half in alice's slice and half in bob's: none loses a line.
+    let secs: u64 = std::env::var("TEST_SLICES_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let mut soak = Vec::new();
+    for i in 0..50 {
+        let (key, user) = if i % 2 == 0 {
+            (alice_key.clone(), "alice")
+        } else {
+            (bob_key.clone(), "bob")
+        };
+        let command = format!("for i in $(seq 1 {secs}); do echo line-$i; sleep 1; done");
+        soak.push(std::thread::spawn(move || {
+            ssh_within(secs + 60, port, &key, &[], user, &[&command], "")
+        }));
+        // (A slice's sshd drops new connections beyond ten still logging in at once.)
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut lost = Vec::new();
+    for (i, t) in soak.into_iter().enumerate() {
+        let (code, out, err) = tokio::task::spawn_blocking(move || t.join().unwrap())
+            .await
+            .unwrap();
+        let lines = out.lines().count() as u64;
+        if code != 0 || lines != secs || !out.ends_with(&format!("line-{secs}\n")) {
+            lost.push(format!("session {i}: exit {code}, {lines} lines, {err}"));
+        }
+    }
+    assert!(lost.is_empty(), "sessions lost: {lost:#?}");
 
     // A key removed on the Keys page is refused at the next connection.
     f.ctx

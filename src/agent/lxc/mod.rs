@@ -299,10 +299,40 @@ impl Lxc {
             Ok(m) if m.is_file() => std::fs::read_to_string(&hosts).unwrap_or_default(),
             _ => String::new(),
         };
+        // The plan's process limit (the container's pids.max) bounds the whole slice; systemd's
+        // own defaults would give sshd 15 % of it (about nine sessions with the standard plan)
+        // and each user 33 %.
+        const TASKS: &str = "# Written by Slices: the slice's process limit bounds it all.\n";
+        for dir in [
+            "systemd",
+            "systemd/system",
+            "systemd/system.conf.d",
+            "systemd/system/user-.slice.d",
+        ] {
+            // Folders only, made one level at a time: a link is never followed out of the image.
+            match std::fs::symlink_metadata(etc.join(dir)) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(DriverError::msg(format!(
+                        "the template {} has /etc/{dir} that is not a folder",
+                        spec.template
+                    )))
+                }
+                Err(_) => std::fs::create_dir(etc.join(dir))?,
+            }
+        }
         for (file, text) in [
             ("resolv.conf", resolv),
             ("hostname", format!("{}\n", spec.hostname)),
             ("hosts", hosts_file(&current, &spec.hostname.to_string())),
+            (
+                "systemd/system.conf.d/50-slices.conf",
+                format!("{TASKS}[Manager]\nDefaultTasksMax=infinity\n"),
+            ),
+            (
+                "systemd/system/user-.slice.d/50-slices.conf",
+                format!("{TASKS}[Slice]\nTasksMax=infinity\n"),
+            ),
         ] {
             let path = etc.join(file);
             match std::fs::remove_file(&path) {
