@@ -261,6 +261,20 @@ pub fn login_target(conn: &Connection, name: &str) -> Result<Option<LoginTarget>
         .optional()?)
 }
 
+/// What the login name of slice `slice_id` reaches (None: it is gone).
+pub fn login_target_of(conn: &Connection, slice_id: i64) -> Result<Option<LoginTarget>> {
+    let name: Option<String> = conn
+        .prepare_cached(
+            "SELECT subdomain FROM slices WHERE id = ?1 AND state NOT IN ('denied', 'destroyed')",
+        )?
+        .query_row([slice_id], |r| r.get(0))
+        .optional()?;
+    match name {
+        Some(n) => login_target(conn, &n),
+        None => Ok(None),
+    }
+}
+
 /// Whether the user has registered the key with this SHA256 fingerprint.
 pub fn has_key(conn: &Connection, user_id: i64, fingerprint: &str) -> Result<bool> {
     Ok(conn

@@ -22,18 +22,17 @@ use crate::records::gateway::LoginTarget;
 pub struct Shared {
     pub(super) ctx: Arc<Context>,
     pub(super) gateway: crate::gateway::Settings,
-    pub(super) dashboard: String,
 }
 
 impl Shared {
     pub fn new(ctx: Arc<Context>) -> anyhow::Result<Shared> {
         let gateway = crate::gateway::Settings::from_config(&ctx.config)?;
-        let dashboard = crate::gateway::printable_url(&ctx.config.base_url());
-        Ok(Shared {
-            ctx,
-            gateway,
-            dashboard,
-        })
+        Ok(Shared { ctx, gateway })
+    }
+
+    /// Where students manage their slices (read when needed: the web port may be chosen late).
+    fn dashboard(&self) -> String {
+        crate::gateway::printable_url(&self.ctx.base_url())
     }
 
     async fn db<T: Send + 'static>(
@@ -181,7 +180,7 @@ impl Conn {
     async fn link(&mut self) -> Result<&Link, String> {
         if self.link.is_none() {
             let t = self.target.clone().ok_or("not logged in")?;
-            let made = match super::not_reachable(&t, &self.shared.dashboard) {
+            let made = match super::not_reachable(&t, &self.shared.dashboard()) {
                 Some((line, _)) => Err(line),
                 None => {
                     let ip = t.ip.clone().unwrap_or_default();
@@ -192,7 +191,7 @@ impl Conn {
                             if let Ok(mut r) = self.record.lock() {
                                 r.refused = Some(format!("{e:?}"));
                             }
-                            e.line(&t.name, &self.shared.dashboard)
+                            e.line(&t.name, &self.shared.dashboard())
                         })
                 }
             };

@@ -263,19 +263,7 @@ pub async fn open_shell(
 ) -> Result<Shell, String> {
     let c = ctx.clone();
     let target = tokio::task::spawn_blocking(move || {
-        c.db.read(|conn| {
-            let name: Option<String> = conn
-                .query_row(
-                    "SELECT subdomain FROM slices WHERE id = ?1",
-                    [slice_id],
-                    |r| r.get(0),
-                )
-                .ok();
-            match name {
-                Some(n) => crate::records::gateway::login_target(conn, &n),
-                None => Ok(None),
-            }
-        })
+        c.db.read(|conn| crate::records::gateway::login_target_of(conn, slice_id))
     })
     .await
     .map_err(|e| e.to_string())?

@@ -362,6 +362,10 @@ async fn students_reach_each_of_their_lxc_slices_through_the_built_in_ssh_gatewa
     let (code, out, err) = ssh(port, &alice_key, &[], "alice-2", &["hostname"], "");
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("alice-2 is stopped"), "{err}");
+    assert!(
+        err.contains(&format!("Start it at {base}/")),
+        "where: {err}"
+    );
 
     // The slice's host key was kept at first sight.
     let kept = f
