@@ -16,6 +16,9 @@ pub struct Served {
     pub simulated: bool,
     /// Where its log goes.
     pub log: PathBuf,
+    /// The port of its built-in SSH gateway, as it printed it.
+    #[allow(dead_code)]
+    pub ssh_port: Option<u16>,
 }
 
 impl Drop for Served {
@@ -34,6 +37,17 @@ impl Served {
 
     /// The same, run under `prefix` (such as `prlimit --nofile=1024:1024`).
     pub fn start_under(data: &Path, rust_log: &str, prefix: &[&str]) -> Served {
+        Served::start_with(data, rust_log, prefix, &[], &[])
+    }
+
+    /// The same with more arguments to `serve` and more environment.
+    pub fn start_with(
+        data: &Path,
+        rust_log: &str,
+        prefix: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Served {
         std::fs::create_dir_all(data.parent().unwrap()).unwrap();
         let log = data.with_extension("log");
         // `TEST_SLICES_SERVE_BIN` runs another build (a release one, to measure it).
@@ -45,6 +59,8 @@ impl Served {
             .args(&argv[1..])
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(args)
+            .envs(env.iter().copied())
             .env_remove("SLICES_CONFIG")
             // Several masters run at once in the tests: each gateway on a port of its own.
             .env("SLICES_SSH_LISTEN", "127.0.0.1:0")
@@ -60,6 +76,7 @@ impl Served {
             setup: String::new(),
             simulated: false,
             log,
+            ssh_port: None,
         };
         for line in out.lines() {
             let line = line.unwrap();
@@ -72,6 +89,9 @@ impl Served {
                     .to_string();
             }
             served.simulated |= line.contains("built-in simulated node `local`");
+            if let Some(rest) = line.split("ssh -p ").nth(1) {
+                served.ssh_port = rest.split_whitespace().next().and_then(|p| p.parse().ok());
+            }
             if line.trim_start().starts_with("http") && line.contains("/setup/") {
                 served.setup = line.trim().to_string();
                 break;

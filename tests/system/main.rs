@@ -7,6 +7,7 @@
 //! - `gateway_helper`: the helper run by its dedicated account with hostile input.
 //! - `browser`: the whole flow in headless Chromium.
 //! - `whole`: the multi-host system, each host a network namespace.
+//! - `serve_lxc`: `slices serve --driver lxc` on one machine, from sign-up to ssh.
 //! - `ssh_gateway`: the built-in SSH gateway in front of real LXC slices, with OpenSSH.
 //! - `load`: floods on the master's password forms (alone: they take both cores).
 
@@ -20,5 +21,6 @@ mod gateway;
 mod gateway_helper;
 mod load;
 mod lxc;
+mod serve_lxc;
 mod ssh_gateway;
 mod whole;

@@ -737,6 +737,39 @@ impl Driver for Lxc {
     }
 }
 
+/// Makes `bridge` with the subnet's first address, up, unless there is one already: what an
+/// operator would type (`slices-agent check` prints the same commands). Whether it made it.
+pub fn ensure_bridge(
+    run: &dyn crate::agent::run::Runner,
+    bridge: &str,
+    subnet: &crate::domain::Subnet,
+) -> DResult<bool> {
+    let bridge = crate::agent::netpolicy::iface(bridge)?;
+    if Path::new("/sys/class/net")
+        .join(bridge)
+        .join("bridge")
+        .exists()
+    {
+        return Ok(false);
+    }
+    let address = format!("{}/{}", subnet.gateway(), subnet.prefix());
+    for args in [
+        argv!["link", "add", bridge, "type", "bridge"],
+        argv!["addr", "add", address, "dev", bridge],
+        argv!["link", "set", bridge, "up"],
+    ] {
+        let out = run.run("ip", &args)?;
+        if out.code != 0 {
+            return Err(DriverError::msg(format!(
+                "ip {}: {}",
+                args.join(" "),
+                out.stderr.trim()
+            )));
+        }
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::hosts_file;
