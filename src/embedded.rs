@@ -180,7 +180,7 @@ pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<Option<String>> {
 /// Where the built-in lxc node keeps its containers: outside the data folder, which stays
 /// private (0700), because an unprivileged container's root (a mapped uid) must pass through
 /// every folder above its files. One folder per data folder (a hash of its path), under
-/// `/var/lib/slices`, which others may pass but not list.
+/// `/var/lib/slices-lxc`, which others may pass but not list.
 pub fn lxc_state_root(data: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::PermissionsExt;
@@ -188,7 +188,8 @@ pub fn lxc_state_root(data: &std::path::Path) -> anyhow::Result<std::path::PathB
         .with_context(|| format!("cannot resolve {}", data.display()))?;
     let digest = Sha256::digest(full.as_os_str().as_encoded_bytes());
     let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    let base = std::path::Path::new("/var/lib/slices");
+    // (Not /var/lib/slices: that is where a master's own data folder goes.)
+    let base = std::path::Path::new("/var/lib/slices-lxc");
     let root = base.join(format!("local-{tag}"));
     for dir in [base, root.as_path()] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

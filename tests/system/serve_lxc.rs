@@ -41,7 +41,7 @@ impl Drop for Cleanup {
         quiet("ip", &["link", "del", BRIDGE]);
         detach_loops_under(&self.state);
         let _ = std::fs::remove_dir_all(&self.root);
-        // (/var/lib/slices goes too when nothing else is in it.)
+        // (/var/lib/slices-lxc goes too when nothing else is in it.)
         if let Some(base) = self.root.parent() {
             let _ = std::fs::remove_dir(base);
         }
