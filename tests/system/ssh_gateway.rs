@@ -428,3 +428,43 @@ async fn students_reach_each_of_their_lxc_slices_through_the_built_in_ssh_gatewa
     jobs.stop().await;
     drop(node);
 }
+
+/// A slice of the simulated node: the gateway answers its login with one line saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_slice_is_said_to_be_simulated_at_the_ssh_gateway() {
+    let Some(_alone) = alone("ssh_gateway::simulated").await else {
+        return;
+    };
+    let f = crate::fleet::fleet_with(
+        1,
+        |_| "10.89.0.0/24".into(),
+        0,
+        &[("ssh_listen", "127.0.0.1:0".to_string())],
+    )
+    .await;
+    let gw = slices::ssh_gateway::start(&f.ctx).await.unwrap().unwrap();
+    let staff = f.user("tess", Role::Staff);
+    let sam = f.user("sam", Role::Student);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(keys.path(), "sam");
+    f.ctx
+        .db
+        .write(|tx| {
+            accounts::keys::add(
+                tx,
+                sam.id,
+                &SshPublicKey::parse(&public).unwrap(),
+                &Actor::default(),
+            )
+        })
+        .unwrap();
+    let id = f.request_and_approve(&sam, &staff);
+    let jobs = f.run_jobs(|_| {});
+    f.wait_for(id, State::Running, 30).await;
+    let (code, out, err) = ssh(gw.addr.port(), &key, &[], "sam", &["hostname"], "");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("sam is a simulated slice"), "{err}");
+    assert!(out.is_empty());
+    gw.stop().await;
+    jobs.stop().await;
+}
