@@ -112,7 +112,7 @@ async fn sign_up_request_approve_and_watch_it_run() {
         "the connection box shows"
     );
     let connect = alice.text("[data-show-when=running]").await;
-    assert!(connect.contains("ssh alice@localhost"), "{connect}");
+    assert!(connect.contains("ssh -p 2222 alice@localhost"), "{connect}");
     assert!(alice.text("[data-field=ip]").await.starts_with("10.86.0."));
     alice.screenshot(&shot("dashboard-running")).await;
 

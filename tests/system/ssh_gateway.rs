@@ -15,7 +15,7 @@ use crate::lxc_node;
 use crate::system::*;
 
 const BRIDGE: &str = "slbr-bsh";
-const SUBNET: &str = "10.86.0.0/24";
+const SUBNET: &str = "10.92.0.0/24";
 
 /// `ssh -p PORT -i KEY [OPTS] USER@127.0.0.1 ARGS...` with `stdin`: (exit code, stdout, stderr).
 pub fn ssh(
@@ -88,7 +88,7 @@ async fn students_reach_each_of_their_lxc_slices_through_the_built_in_ssh_gatewa
     let extra = vec![
         ("ssh_listen", "127.0.0.1:0".to_string()),
         ("domain", "example.test".into()),
-        ("slice_nameservers", "10.86.0.1".into()),
+        ("slice_nameservers", "10.92.0.1".into()),
     ];
     let f = fleet_with(0, |_| String::new(), 0, &extra).await;
     let gw = slices::ssh_gateway::start(&f.ctx)
