@@ -1,4 +1,5 @@
-//! The built-in SSH gateway against direct ssh to the slice, in one run, with a real LXC slice
+//! The built-in SSH gateway against direct ssh to the slice and against the seed's Unix-account
+//! gateway (a real sshd whose accounts' login shells forward), in one run, with real LXC slices
 //! and the real OpenSSH client: time to a command's first byte, scp throughput, and the master's
 //! memory per open session. Prints figures; asserts nothing.
 //!   cargo bench --bench ssh_gateway   (root, LXC, the cached OS template; TEST_SLICES_TEMPLATE)
@@ -7,7 +8,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{fleet, lxc_node, system};
+use common::{fleet, gateway_lab, lxc_node, system};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -153,15 +154,64 @@ async fn run() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // The seed's gateway: a second master whose target is a real sshd on loopback, whose
+    // accounts' login shells ssh on into a slice of its own node.
+    let lab = gateway_lab::Lab::start();
+    let f2 = fleet::fleet_with(0, |_| String::new(), 0, &lab.settings()).await;
+    let settings = slices::gateway::Settings::from_config(&f2.ctx.config).unwrap();
+    lab.authorize(&lab.admin, &slices::gateway::master_key(&settings).unwrap());
+    let node2 = lxc_node::start_with_ca("bg2", "slbr-bgw2", "10.90.0.0/24", Some(&f2.ca)).await;
+    f2.ctx
+        .db
+        .write(|tx| {
+            slices::nodes::add(
+                tx,
+                &NodeName::parse("bg2").unwrap(),
+                &NodeAddress::parse(&node2.address).unwrap(),
+            )
+        })
+        .unwrap();
+    let staff2 = f2.user("tess", Role::Staff);
+    let seeded = f2.user("slbench-u", Role::Student);
+    f2.ctx
+        .db
+        .write(|tx| {
+            accounts::keys::add(
+                tx,
+                seeded.id,
+                &SshPublicKey::parse(&public).unwrap(),
+                &Actor::default(),
+            )
+        })
+        .unwrap();
+    let id2 = f2.request_and_approve(&seeded, &staff2);
+    let jobs2 = f2.run_jobs(|c| c.agent_timeout = Duration::from_secs(180));
+    f2.wait_for(id2, State::Running, 180).await;
+    let unix = ssh_args(lab.ssh_port, &key, "slbench-u@127.0.0.1");
+    let start = Instant::now();
+    while !Command::new("ssh")
+        .args(&unix)
+        .arg("true")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "no login at the Unix gateway");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     println!("Time from `ssh` to the first byte of `echo x`, median of {rounds} (ms):");
-    let (mut g, mut d) = (vec![], vec![]);
+    let (mut g, mut d, mut u) = (vec![], vec![], vec![]);
     for _ in 0..rounds {
         g.push(first_byte_ms(&through));
         d.push(first_byte_ms(&direct));
+        u.push(first_byte_ms(&unix));
     }
-    let (g, d) = (median(g), median(d));
+    let (g, d, u) = (median(g), median(d), median(u));
     println!("  through the built-in gateway  {g:7.1}");
     println!("  direct to the slice           {d:7.1}");
+    println!("  the Unix-account gateway      {u:7.1}");
     println!("  added by the gateway          {:7.1}  (its own handshake with the student, its handshake with the slice, and the relay)", g - d);
     // OpenSSH's default key exchange (post-quantum) costs more than the gateway's with the
     // slice (curve25519): the same exchange on both, to see the gateway's own cost.
@@ -175,15 +225,18 @@ async fn run() {
         .chain(through.iter().cloned())
         .collect();
     let direct_c: Vec<String> = same.iter().cloned().chain(direct.iter().cloned()).collect();
-    let (mut g, mut d) = (vec![], vec![]);
+    let unix_c: Vec<String> = same.iter().cloned().chain(unix.iter().cloned()).collect();
+    let (mut g, mut d, mut u) = (vec![], vec![], vec![]);
     for _ in 0..rounds {
         g.push(first_byte_ms(&through_c));
         d.push(first_byte_ms(&direct_c));
+        u.push(first_byte_ms(&unix_c));
     }
-    let (g, d) = (median(g), median(d));
-    println!("With curve25519-sha256 on every leg:");
+    let (g, d, u) = (median(g), median(d), median(u));
+    println!("With curve25519-sha256 on the student's leg:");
     println!("  through the built-in gateway  {g:7.1}");
     println!("  direct to the slice           {d:7.1}");
+    println!("  the Unix-account gateway      {u:7.1}");
     println!("  added by the gateway          {:7.1}  (one more handshake, with the slice, and the relay)", g - d);
 
     // Throughput: scp of a file to /dev/null in the slice.
@@ -224,6 +277,7 @@ async fn run() {
         let tg = scp(port, &key, "bench@127.0.0.1", cipher);
         let cpu = cpu_secs() - cpu;
         let td = scp(22, &hop, &format!("bench@{ip}"), cipher);
+        let tu = scp(lab.ssh_port, &key, "slbench-u@127.0.0.1", cipher);
         let named = if cipher.is_empty() {
             "the client's default cipher"
         } else {
@@ -232,7 +286,8 @@ async fn run() {
         println!("scp of {scp_mb} MB (MB/s), {named}:");
         println!("  through the built-in gateway  {tg:7.1}");
         println!("  direct to the slice           {td:7.1}");
-        println!("  ratio                         {:7.0} %", tg / td * 100.0);
+        println!("  the Unix-account gateway      {tu:7.1}");
+        println!("  ratio, built-in to direct     {:7.0} %", tg / td * 100.0);
         println!(
             "  the gateway's CPU             {:7.2} s per GB (both legs' encryption and the relay)",
             cpu * 1024.0 / scp_mb as f64
@@ -268,4 +323,14 @@ async fn run() {
     gw.stop().await;
     jobs.stop().await;
     drop(node);
+    // The Unix gateway's account goes with its slice (the lab removes what is left).
+    f2.ctx
+        .db
+        .write(|tx| slices::slices::act(tx, &seeded, id2, slices::jobs::JobKind::Destroy))
+        .unwrap();
+    f2.wait_for(id2, State::Destroyed, 120).await;
+    jobs2.expect_leftovers();
+    jobs2.stop().await;
+    drop(node2);
+    drop(lab);
 }
