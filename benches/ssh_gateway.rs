@@ -197,7 +197,10 @@ async fn run() {
         .unwrap()
         .success()
     {
-        assert!(start.elapsed() < Duration::from_secs(60), "no login at the Unix gateway");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no login at the Unix gateway"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 
