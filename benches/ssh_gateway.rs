@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use slices::accounts::{self, Actor};
-use slices::domain::{NodeAddress, NodeName, Role, SshPublicKey};
+use slices::domain::{Role, SshPublicKey};
 use slices::slices::State;
 
 fn env(name: &str, default: u64) -> u64 {
@@ -67,6 +67,25 @@ fn first_byte_ms(args: &[String]) -> f64 {
     ms
 }
 
+/// Waits until `ssh ARGS true` succeeds (the slice's sshd and keys may still be coming).
+fn wait_login(args: &[String]) {
+    let start = Instant::now();
+    while !Command::new("ssh")
+        .args(args)
+        .arg("true")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no login: {args:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -103,16 +122,7 @@ async fn run() {
     let gw = slices::ssh_gateway::start(&f.ctx).await.unwrap().unwrap();
     let port = gw.addr.port();
     let node = lxc_node::start_with_ca("bg1", "slbr-bgw", "10.87.0.0/24", Some(&f.ca)).await;
-    f.ctx
-        .db
-        .write(|tx| {
-            slices::nodes::add(
-                tx,
-                &NodeName::parse("bg1").unwrap(),
-                &NodeAddress::parse(&node.address).unwrap(),
-            )
-        })
-        .unwrap();
+    f.add_node("bg1", &node.address);
     let staff = f.user("tess", Role::Staff);
     let student = f.user("bench", Role::Student);
     let keys = tempfile::tempdir().unwrap();
@@ -141,18 +151,7 @@ async fn run() {
     let through = ssh_args(port, &key, "bench@127.0.0.1");
     let direct = ssh_args(22, &hop, &format!("bench@{ip}"));
     // Wait for the slice's sshd and keys.
-    let start = Instant::now();
-    while !Command::new("ssh")
-        .args(&through)
-        .arg("true")
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-    {
-        assert!(start.elapsed() < Duration::from_secs(60), "no login");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_login(&through);
 
     // The seed's gateway: a second master whose target is a real sshd on loopback, whose
     // accounts' login shells ssh on into a slice of its own node.
@@ -161,16 +160,7 @@ async fn run() {
     let settings = slices::gateway::Settings::from_config(&f2.ctx.config).unwrap();
     lab.authorize(&lab.admin, &slices::gateway::master_key(&settings).unwrap());
     let node2 = lxc_node::start_with_ca("bg2", "slbr-bgw2", "10.90.0.0/24", Some(&f2.ca)).await;
-    f2.ctx
-        .db
-        .write(|tx| {
-            slices::nodes::add(
-                tx,
-                &NodeName::parse("bg2").unwrap(),
-                &NodeAddress::parse(&node2.address).unwrap(),
-            )
-        })
-        .unwrap();
+    f2.add_node("bg2", &node2.address);
     let staff2 = f2.user("tess", Role::Staff);
     let seeded = f2.user("slbench-u", Role::Student);
     f2.ctx
@@ -188,21 +178,7 @@ async fn run() {
     let jobs2 = f2.run_jobs(|c| c.agent_timeout = Duration::from_secs(180));
     f2.wait_for(id2, State::Running, 180).await;
     let unix = ssh_args(lab.ssh_port, &key, "slbench-u@127.0.0.1");
-    let start = Instant::now();
-    while !Command::new("ssh")
-        .args(&unix)
-        .arg("true")
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no login at the Unix gateway"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_login(&unix);
 
     println!("Time from `ssh` to the first byte of `echo x`, median of {rounds} (ms):");
     let (mut g, mut d, mut u) = (vec![], vec![], vec![]);

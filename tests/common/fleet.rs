@@ -353,6 +353,21 @@ impl Fleet {
         .0
     }
 
+    /// Registers a node (an agent of the test's) by name and address.
+    #[allow(dead_code)]
+    pub fn add_node(&self, name: &str, address: &str) {
+        self.ctx
+            .db
+            .write(|tx| {
+                slices::nodes::add(
+                    tx,
+                    &NodeName::parse(name).unwrap(),
+                    &NodeAddress::parse(address).unwrap(),
+                )
+            })
+            .unwrap();
+    }
+
     /// A student asks for a slice and staff approve it; returns the slice id.
     pub fn request_and_approve(&self, student: &User, staff: &User) -> i64 {
         self.ctx

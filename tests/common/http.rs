@@ -61,3 +61,81 @@ pub async fn form(
         .unwrap()
         .status()
 }
+
+/// The page at `url`, as text.
+#[allow(dead_code)]
+pub async fn page(c: &Client, url: &str) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// A newcomer's student: signs up through the form (the test password) and `admin` confirms
+/// their address by hand (the mail is a file); their logged-in client.
+#[allow(dead_code)]
+pub async fn confirmed_student(admin: &Client, base: &str, username: &str) -> Client {
+    let c = browser();
+    let email = format!("{username}@example.edu");
+    let r = form(
+        &c,
+        base,
+        "/signup",
+        "/signup",
+        &[
+            ("username", username),
+            ("email", &email),
+            ("display_name", "Stu"),
+            ("password", "correct horse battery"),
+            ("password_confirm", "correct horse battery"),
+        ],
+    )
+    .await;
+    assert_eq!(r, 303, "signed up");
+    let page = format!("/staff/users/{username}");
+    let r = form(admin, base, &page, &format!("{page}/verify"), &[]).await;
+    assert_eq!(r, 303, "confirmed");
+    c
+}
+
+/// Staff approve the first request in their queue; its slice id.
+#[allow(dead_code)]
+pub async fn approve_first_request(admin: &Client, base: &str) -> i64 {
+    let queue = page(admin, &format!("{base}/staff/requests")).await;
+    let id: i64 = queue
+        .split("/staff/requests/")
+        .skip(1)
+        .find_map(|rest| rest.split('/').next()?.parse().ok())
+        .expect("a request in the queue");
+    let action = format!("/staff/requests/{id}/approve");
+    let r = form(admin, base, "/staff/requests", &action, &[]).await;
+    assert_eq!(r, 303, "approved");
+    id
+}
+
+/// Waits until the slice's status (as its dashboard polls it) says `state`; the status.
+#[allow(dead_code)]
+pub async fn wait_status(
+    c: &Client,
+    base: &str,
+    id: i64,
+    state: &str,
+    secs: u64,
+) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let s: serde_json::Value = c
+            .get(format!("{base}/slices/{id}/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s["state"] == state {
+            return s;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(secs),
+            "not {state}: {s}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use slices::accounts::{self, Actor};
-use slices::domain::{NodeAddress, NodeName, Role, SshPublicKey};
+use slices::domain::{Role, SshPublicKey};
 use slices::gateway::{Gateway, Scope, Settings};
 use slices::jobs::JobKind;
 use slices::slices::State;
@@ -106,16 +106,7 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     assert!(err.contains("host key has changed"), "{err}");
 
     let node = lxc_node::start_with_ca("gw1", BRIDGE, SUBNET, Some(&f.ca)).await;
-    f.ctx
-        .db
-        .write(|tx| {
-            slices::nodes::add(
-                tx,
-                &NodeName::parse("gw1").unwrap(),
-                &NodeAddress::parse(&node.address).unwrap(),
-            )
-        })
-        .unwrap();
+    f.add_node("gw1", &node.address);
     let staff = f.user("tess", Role::Staff);
     // Usernames unlikely to exist on a test machine.
     let alice = f.user("slgw-alice", Role::Student);

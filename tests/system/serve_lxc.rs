@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::http::{browser, form};
+use crate::http::{approve_first_request, confirmed_student, form, page, wait_status};
 use crate::serve::Served;
 use crate::system::*;
 
@@ -118,15 +118,8 @@ async fn serve_with_the_lxc_driver_gives_a_real_slice_on_one_machine() {
     // The template is built and offered.
     let start = Instant::now();
     loop {
-        let page = admin
-            .get(format!("{base}/staff/templates"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if page.contains("debian-12-ssh-sudo_amd64") {
+        let templates = page(&admin, &format!("{base}/staff/templates")).await;
+        if templates.contains("debian-12-ssh-sudo_amd64") {
             break;
         }
         assert!(
@@ -138,31 +131,7 @@ async fn serve_with_the_lxc_driver_gives_a_real_slice_on_one_machine() {
     }
 
     // A student signs up, is confirmed by the admin, adds her key and asks.
-    let stu = browser();
-    let r = form(
-        &stu,
-        &base,
-        "/signup",
-        "/signup",
-        &[
-            ("username", "stu"),
-            ("email", "stu@example.edu"),
-            ("display_name", "Stu"),
-            ("password", "correct horse battery"),
-            ("password_confirm", "correct horse battery"),
-        ],
-    )
-    .await;
-    assert_eq!(r, 303);
-    let r = form(
-        &admin,
-        &base,
-        "/staff/users/stu",
-        "/staff/users/stu/verify",
-        &[],
-    )
-    .await;
-    assert_eq!(r, 303);
+    let stu = confirmed_student(&admin, &base, "stu").await;
     let keys = tempfile::tempdir().unwrap();
     let (key, public) = keypair(keys.path(), "stu");
     let r = form(&stu, &base, "/keys", "/keys", &[("key", public.as_str())]).await;
@@ -179,57 +148,10 @@ async fn serve_with_the_lxc_driver_gives_a_real_slice_on_one_machine() {
     )
     .await;
     assert_eq!(r, 303, "requested");
-    let queue = admin
-        .get(format!("{base}/staff/requests"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let id: i64 = queue
-        .split("/staff/requests/")
-        .skip(1)
-        .find_map(|rest| rest.split('/').next()?.parse().ok())
-        .expect("a request in the queue");
-    let r = form(
-        &admin,
-        &base,
-        "/staff/requests",
-        &format!("/staff/requests/{id}/approve"),
-        &[],
-    )
-    .await;
-    assert_eq!(r, 303, "approved");
-    let start = Instant::now();
-    loop {
-        let s: serde_json::Value = stu
-            .get(format!("{base}/slices/{id}/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if s["state"] == "running" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "not running: {s}\n{}",
-            served.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let id = approve_first_request(&admin, &base).await;
+    wait_status(&stu, &base, id, "running", 180).await;
     // The command on her dashboard is the one that works.
-    let home = stu
-        .get(format!("{base}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = page(&stu, &format!("{base}/")).await;
     assert!(
         home.contains(&format!("ssh -p {port} stu@localhost")),
         "{home}"

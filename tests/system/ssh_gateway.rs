@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use slices::accounts::{self, Actor};
-use slices::domain::{NodeAddress, NodeName, Role, SshPublicKey};
+use slices::domain::{Role, SshPublicKey};
 use slices::jobs::JobKind;
 use slices::slices::State;
 
@@ -97,16 +97,7 @@ async fn students_reach_each_of_their_lxc_slices_through_the_built_in_ssh_gatewa
         .expect("the built-in gateway is on with the local target");
     let port = gw.addr.port();
     let node = lxc_node::start_with_ca("bs1", BRIDGE, SUBNET, Some(&f.ca)).await;
-    f.ctx
-        .db
-        .write(|tx| {
-            slices::nodes::add(
-                tx,
-                &NodeName::parse("bs1").unwrap(),
-                &NodeAddress::parse(&node.address).unwrap(),
-            )
-        })
-        .unwrap();
+    f.add_node("bs1", &node.address);
     let staff = f.user("tess", Role::Staff);
     let alice = f.user("alice", Role::Student);
     let bob = f.user("bob", Role::Student);

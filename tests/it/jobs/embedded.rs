@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::http::{browser, form};
+use crate::http::{approve_first_request, confirmed_student, form, wait_status};
 use crate::serve::Served;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,31 +20,7 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
     let admin = served.first_admin("ada").await;
 
     // A student signs up; the admin confirms her address by hand (the mail is a file).
-    let stu = browser();
-    let r = form(
-        &stu,
-        &base,
-        "/signup",
-        "/signup",
-        &[
-            ("username", "stu"),
-            ("email", "stu@example.edu"),
-            ("display_name", "Stu"),
-            ("password", "correct horse battery"),
-            ("password_confirm", "correct horse battery"),
-        ],
-    )
-    .await;
-    assert_eq!(r, 303, "signed up");
-    let r = form(
-        &admin,
-        &base,
-        "/staff/users/stu",
-        "/staff/users/stu/verify",
-        &[],
-    )
-    .await;
-    assert_eq!(r, 303);
+    let stu = confirmed_student(&admin, &base, "stu").await;
 
     // The request form offers the built-in demo template; she asks.
     let page = stu
@@ -70,50 +46,10 @@ async fn the_first_command_gives_the_whole_flow_with_nothing_installed() {
     .await;
     assert_eq!(r, 303, "requested");
 
-    // The admin approves it from the queue.
-    let queue = admin
-        .get(format!("{base}/staff/requests"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let id: i64 = queue
-        .split("/staff/requests/")
-        .skip(1)
-        .find_map(|rest| rest.split('/').next()?.parse().ok())
-        .expect("a request in the queue");
-    let r = form(
-        &admin,
-        &base,
-        "/staff/requests",
-        &format!("/staff/requests/{id}/approve"),
-        &[],
-    )
-    .await;
-    assert_eq!(r, 303, "approved");
-
-    // Her dashboard's status reaches running on node `local`.
-    let start = Instant::now();
-    let status = loop {
-        let s: serde_json::Value = stu
-            .get(format!("{base}/slices/{id}/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if s["state"] == "running" {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "not running: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // The admin approves it from the queue; her dashboard's status reaches running on node
+    // `local`.
+    let id = approve_first_request(&admin, &base).await;
+    let status = wait_status(&stu, &base, id, "running", 30).await;
     assert_eq!(status["node"], "local", "{status}");
     let ip = status["ip"].as_str().unwrap().to_string();
     assert!(ip.starts_with("10.99.0."), "{ip}");
