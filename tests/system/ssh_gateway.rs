@@ -400,6 +400,12 @@ async fn students_reach_each_of_their_lxc_slices_through_the_built_in_ssh_gatewa
     }
     assert!(lost.is_empty(), "sessions lost: {lost:#?}");
 
+    // A disabled account is refused at its next connection, with nothing to reconcile.
+    let admin = f.user("ada", Role::Admin);
+    accounts::disable(&f.ctx.db, &admin, "bob", "left the course", "127.0.0.1").unwrap();
+    let (code, _, err) = ssh(port, &bob_key, &[], "bob", &["hostname"], "");
+    assert_eq!(code, 255, "a disabled account still logs in: {err}");
+
     // A key removed on the Keys page is refused at the next connection.
     f.ctx
         .db
