@@ -178,7 +178,14 @@ impl Page {
         self.ctx.insert("path", req.path());
         let flash = Viewer::flash(req, state);
         if let Some(f) = &flash {
-            self.ctx.insert("flash", f);
+            // A refusal is said in the alert style, a done action in the notice style.
+            let (refused, text) = match (f.strip_prefix("no:"), f.strip_prefix("ok:")) {
+                (Some(why), _) => (true, why),
+                (None, Some(done)) => (false, done),
+                (None, None) => (false, f.as_str()),
+            };
+            self.ctx.insert("flash", text);
+            self.ctx.insert("flash_refused", &refused);
         }
         let body = state.templates.render(self.name, &self.ctx)?;
         let mut resp = HttpResponse::build(self.status);
@@ -210,8 +217,8 @@ pub fn done_or_refused<T>(
     ok: impl FnOnce(T) -> String,
 ) -> Result<HttpResponse, WebError> {
     use crate::error::Error;
-    let notice = match result {
-        Ok(v) => ok(v),
+    let why = match result {
+        Ok(v) => return Ok(see_other(state, to, Some(&ok(v)))),
         Err(Error::Invalid(errors)) => errors
             .iter()
             .map(|e| e.message.clone())
@@ -220,14 +227,23 @@ pub fn done_or_refused<T>(
         Err(Error::Forbidden(m)) => m,
         Err(e) => return Err(e.into()),
     };
-    Ok(see_other(state, to, Some(&notice)))
+    Ok(refused(state, to, &why))
 }
 
 pub fn see_other(state: &State, to: &str, notice: Option<&str>) -> HttpResponse {
+    redirect(state, to, notice.map(|n| format!("ok:{n}")))
+}
+
+/// Back to `to`, saying why an action was not done (in the alert style).
+pub fn refused(state: &State, to: &str, why: &str) -> HttpResponse {
+    redirect(state, to, Some(format!("no:{why}")))
+}
+
+fn redirect(state: &State, to: &str, flash: Option<String>) -> HttpResponse {
     let mut resp = HttpResponse::SeeOther();
     resp.insert_header((header::LOCATION, to.to_string()));
-    if let Some(n) = notice {
-        resp.cookie(flash_cookie(state, n));
+    if let Some(f) = flash {
+        resp.cookie(flash_cookie(state, &f));
     }
     resp.finish()
 }

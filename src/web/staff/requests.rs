@@ -137,10 +137,10 @@ async fn bulk_approve(
         .filter_map(|id| id.parse().ok())
         .collect();
     if ids.is_empty() {
-        return Ok(see_other(
+        return Ok(crate::web::page::refused(
             &state,
             "/staff/requests",
-            Some("Tick the requests to approve first."),
+            "Tick the requests to approve first.",
         ));
     }
     let (staff, ip) = (session.user.clone(), posted.viewer.ip.clone());

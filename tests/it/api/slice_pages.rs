@@ -359,8 +359,11 @@ async fn a_slice_is_its_owners_and_staffs_only() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(slice_state(&app, id), "approved");
     let home = app.get(&own, "/").await.text().await.unwrap();
+    // A refusal is said as one, in the alert style (not the green "done" notice).
     assert!(
-        home.contains("Type the slice&#x27;s name, own, to destroy it."),
+        home.contains(
+            "<p class=\"alert\" role=\"alert\">Type the slice&#x27;s name, own, to destroy it.</p>"
+        ),
         "{home}"
     );
     app.post(
@@ -371,4 +374,9 @@ async fn a_slice_is_its_owners_and_staffs_only() {
     )
     .await;
     assert_eq!(slice_state(&app, id), "destroying");
+    let home = app.get(&own, "/").await.text().await.unwrap();
+    assert!(
+        home.contains("<p class=\"notice\" role=\"status\">") && home.contains("is under way."),
+        "what was done is said in the notice style: {home}"
+    );
 }
