@@ -101,7 +101,11 @@ fn view(
 #[get("/")]
 async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResponse, WebError> {
     let Some(user) = viewer.user().cloned() else {
-        return Page::new("home.html").render(&state, &req, &viewer);
+        let site = state.ctx.site();
+        return Page::new("home.html")
+            .with("example_web", &site.web_address("your-name"))
+            .with("terminal", &site.terminal)
+            .render(&state, &req, &viewer);
     };
     let site = state.ctx.site();
     let (builtin_ssh, builtin_terminal) = (site.builtin_ssh, site.terminal);

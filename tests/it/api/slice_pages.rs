@@ -380,3 +380,12 @@ async fn a_slice_is_its_owners_and_staffs_only() {
         "what was done is said in the notice style: {home}"
     );
 }
+
+/// The landing page names the web address a slice really gets, not a placeholder.
+#[actix_web::test]
+async fn the_landing_page_shows_the_real_web_address() {
+    let app = spawn_app().await;
+    let page = app.get(&browser(), "/").await.text().await.unwrap();
+    assert!(page.contains("your-name.slices.localhost:"), "{page}");
+    assert!(!page.contains("&lt;domain&gt;"), "{page}");
+}
