@@ -55,3 +55,36 @@
     setTimeout(function () { poll(s); }, 1500);
   });
 })();
+
+// Copy buttons: a command copied whole, with no prompt, and "Copied" said where it was pressed.
+(function () {
+  "use strict";
+  function copied(button, ok) {
+    var was = button.getAttribute("data-label") || button.textContent;
+    button.setAttribute("data-label", was);
+    button.textContent = ok ? "Copied" : "Select and copy";
+    setTimeout(function () { button.textContent = was; }, 2000);
+  }
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest && e.target.closest("button[data-copy]");
+    if (!button) return;
+    var text = button.getAttribute("data-copy");
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { copied(button, true); },
+        function () { copied(button, false); });
+      return;
+    }
+    // Plain HTTP on a lab network: the older way, through a selected text area.
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (err) { ok = false; }
+    document.body.removeChild(area);
+    copied(button, ok);
+  });
+})();

@@ -257,11 +257,12 @@ fn parts(paragraph: &str) -> Vec<Part> {
                 text: String::new(),
             });
         }
-        let trimmed = line.trim();
-        if let Some(cmd) = trimmed.strip_prefix("$ ") {
+        // A command is a line indented by four spaces (as plain-text mail writes code): it
+        // can be copied whole, with no prompt in front of it.
+        if let Some(cmd) = line.strip_prefix("    ").filter(|c| !c.trim().is_empty()) {
             out.push(Part {
                 kind: "code",
-                text: cmd.to_string(),
+                text: cmd.trim().to_string(),
             });
             continue;
         }

@@ -113,6 +113,13 @@ async fn sign_up_request_approve_and_watch_it_run() {
     );
     let connect = alice.text("[data-show-when=running]").await;
     assert!(connect.contains("ssh -p 2222 alice@localhost"), "{connect}");
+    // Its copy button answers where it was pressed.
+    alice.click("button[data-copy]").await;
+    alice
+        .wait_text("button[data-copy]", 5, |t| {
+            t == "Copied" || t == "Select and copy"
+        })
+        .await;
     assert!(alice.text("[data-field=ip]").await.starts_with("10.86.0."));
     alice.screenshot(&shot("dashboard-running")).await;
 

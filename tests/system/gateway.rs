@@ -165,7 +165,7 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
         .unwrap()
         .text;
     assert!(text.contains("no login for you yet"), "{text}");
-    assert!(!text.contains("$ ssh"), "{text}");
+    assert!(!text.contains("    ssh "), "{text}");
     let runs = f
         .ctx
         .db

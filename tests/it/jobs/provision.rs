@@ -84,14 +84,31 @@ async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
     assert!(to("alice@example.edu", "approved").is_some());
     let ready = to("alice@example.edu", "slice_ready").expect("the ready mail");
     let site = f.ctx.site();
-    let text = slices::mail::render(slices::mail::Kind::SliceReady, &ready.data, &site)
-        .unwrap()
-        .text;
-    assert!(text.contains("$ ssh -p 2222 alice@localhost"), "{text}");
+    let rendered =
+        slices::mail::render(slices::mail::Kind::SliceReady, &ready.data, &site).unwrap();
+    let text = rendered.text;
+    assert!(
+        text.contains("\n    ssh -p 2222 alice@localhost\n"),
+        "{text}"
+    );
+    assert!(
+        rendered
+            .html
+            .contains(">ssh -p 2222 alice@localhost</code>"),
+        "the HTML part shows it as a command: {}",
+        rendered.html
+    );
+    assert!(
+        !text.contains("$ "),
+        "no prompt to copy with the command: {text}"
+    );
     assert!(text.contains("http://alice.slices.localhost/"), "{text}");
     assert!(text.contains(s.ip.as_deref().unwrap()), "{text}");
     // The default plan makes the student root, and the mail says how to use it.
-    assert!(text.contains("$ sudo apt-get install postgresql"), "{text}");
+    assert!(
+        text.contains("    sudo apt-get install postgresql"),
+        "{text}"
+    );
 
     // Stop, start, destroy.
     f.ctx

@@ -90,6 +90,11 @@ async fn the_dashboard_follows_a_request_to_running() {
         .await
         .unwrap();
     assert!(home.contains("ssh -p 2222 alice@localhost"), "{home}");
+    // A copy button carries the command whole, with no prompt.
+    assert!(
+        home.contains("data-copy=\"ssh -p 2222 alice@localhost\""),
+        "{home}"
+    );
     let port = base.rsplit(':').next().unwrap();
     assert!(
         home.contains(&format!("alice.slices.localhost:{port}")),
