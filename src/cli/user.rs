@@ -87,8 +87,19 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         std::io::stdin().lock().read_line(&mut line)?;
         return Ok(line.trim_end_matches(['\n', '\r']).to_string());
     }
-    let first = rpassword::prompt_password("Password (at least 10 characters): ")?;
-    let second = rpassword::prompt_password("Password again: ")?;
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt).map_err(|e| {
+            if e.raw_os_error() == Some(6) || e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!(
+                    "there is no terminal to ask for the password: run it in one, or give the password on standard input with --password-stdin"
+                )
+            } else {
+                anyhow::anyhow!("cannot read the password: {e}")
+            }
+        })
+    };
+    let first = ask("Password (at least 10 characters): ")?;
+    let second = ask("Password again: ")?;
     if first != second {
         bail!("the two passwords differ");
     }

@@ -462,3 +462,46 @@ fn nodes_get_their_own_subnets_and_are_removed_on_purpose() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(!list.contains("n1") && list.contains("n2"), "{list}");
 }
+
+/// The CLI's refusals are in plain words: no terminal for a password, no folder for a backup.
+#[test]
+fn cli_errors_are_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::serve::make_data(None, Some(&data));
+    // `setsid`: no controlling terminal, as under cron or a deploy script.
+    let out = Command::new("setsid")
+        .arg(env!("CARGO_BIN_EXE_slices"))
+        .args([
+            "user",
+            "add",
+            "newbie",
+            "--role",
+            "student",
+            "--email",
+            "n@example.edu",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .env_remove("SLICES_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("there is no terminal to ask for the password")
+            && err.contains("--password-stdin"),
+        "{err}"
+    );
+    assert!(!err.contains("os error"), "{err}");
+    let out = slices()
+        .args(["backup", "/missing-folder/x.db", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("there is no folder /missing-folder"), "{err}");
+    assert!(!err.contains("Error code"), "{err}");
+}
