@@ -112,8 +112,16 @@ async fn sign_up_mail_arrives_and_its_link_confirms_the_address() {
     );
     let home = app.get(&c, "/").await.text().await.unwrap();
     assert!(!home.contains("Please confirm your email address"));
-    // The link works once.
+    // The link works once: zoe, confirmed, who opens it again is told it is done; anyone
+    // else is refused.
+    let again = app.get(&c, &path).await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    let home = app.get(&c, "/").await.text().await.unwrap();
+    assert!(home.contains("is already confirmed."), "{home}");
     let r = app.post(&c, &path, &path, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let stranger = browser();
+    let r = app.post(&stranger, &path, &path, &[]).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.audit_count("email_verified", "zoe"), 1);
 }

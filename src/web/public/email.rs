@@ -20,6 +20,9 @@ async fn verify_page(
     viewer: Viewer,
     token: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
+    if let Some(done) = already_confirmed(&state, &viewer) {
+        return Ok(done);
+    }
     Page::new("verify.html")
         .with("token", &token.into_inner())
         .render(&state, &req, &viewer)
@@ -32,9 +35,18 @@ async fn verify(
     posted: Posted<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     let (token, ip) = (token.into_inner(), posted.viewer.ip.clone());
-    let user = state
+    let user = match state
         .run(move |db| accounts::verify_email(db, &token, &ip))
-        .await?;
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => {
+            return match already_confirmed(&state, &posted.viewer) {
+                Some(done) => Ok(done),
+                None => Err(e.into()),
+            }
+        }
+    };
     let to = if posted.viewer.session.is_some() {
         "/"
     } else {
@@ -44,6 +56,16 @@ async fn verify(
         &state,
         to,
         Some(&format!("Thank you: {} is confirmed.", user.email)),
+    ))
+}
+
+/// A confirmed student who opens their (used) link again is told it is done, not refused.
+fn already_confirmed(state: &State, viewer: &Viewer) -> Option<HttpResponse> {
+    let u = viewer.user().filter(|u| u.email_verified_at.is_some())?;
+    Some(see_other(
+        state,
+        "/",
+        Some(&format!("{} is already confirmed.", u.email)),
     ))
 }
 

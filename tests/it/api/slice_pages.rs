@@ -271,7 +271,10 @@ async fn requests_need_a_confirmed_address() {
         .await;
     // The form is not offered until the address is confirmed (it would only be refused).
     let form = app.get(&c, "/request").await.text().await.unwrap();
-    assert!(form.contains("once your email address is confirmed"), "{form}");
+    assert!(
+        form.contains("once your email address is confirmed"),
+        "{form}"
+    );
     assert!(!form.contains("action=\"/request\""), "{form}");
     let r = app
         .post(&c, "/request", "/request", &[("template", "debian-12")])
