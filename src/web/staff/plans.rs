@@ -102,9 +102,16 @@ async fn plans_page(
         })
         .await?;
     let rules = state.read(crate::ops::quotas::rules).await?;
+    // The form starts from the default quota's figure, not a number of its own.
+    let default_max = rules
+        .iter()
+        .find(|r| r.scope == "default")
+        .map(|r| r.max_slices)
+        .unwrap_or(1);
     let mut page = Page::new("staff/plans.html")
         .with("plans", &plans)
         .with("rules", &rules)
+        .with("default_max", &default_max)
         .with("form", form);
     if let Some(e) = err {
         page = page.errors(e);

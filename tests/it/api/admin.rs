@@ -441,6 +441,11 @@ async fn quotas_limit_slices_and_plans_at_request_and_at_approval() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let page = app.get(&tess, "/staff/plans").await.text().await.unwrap();
     assert!(page.contains("course <strong>CS 9</strong>"), "{page}");
+    // A new rule's form starts from the default quota (2), not a figure of its own.
+    assert!(
+        page.contains("name=\"max_slices\" type=\"number\" min=\"0\" max=\"100\" value=\"2\""),
+        "{page}"
+    );
     let r = app
         .post(
             &stu,
