@@ -145,6 +145,21 @@ impl Session {
         .await;
     }
 
+    /// Shows pages as a phone `width` CSS pixels wide would (Chrome's windows are never
+    /// narrower than 500 px): through the DevTools protocol, as Chrome's device mode does.
+    #[allow(dead_code)]
+    pub async fn as_phone(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({
+                "cmd": "Emulation.setDeviceMetricsOverride",
+                "params": {"width": width, "height": height, "deviceScaleFactor": 2, "mobile": true}
+            })),
+        )
+        .await;
+    }
+
     /// Types into whatever has the focus, key by key (`\u{E007}` is Enter), as a person would.
     #[allow(dead_code)]
     pub async fn keys(&self, text: &str) {

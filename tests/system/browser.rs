@@ -196,6 +196,26 @@ async fn sign_up_request_approve_and_watch_it_run() {
         .await;
     assert!(alice.text("main table").await.contains("alice@laptop"));
     alice.screenshot(&shot("keys")).await;
+    // On a 390 px phone the keys page fits: nothing wider than the screen, Remove in reach.
+    let phone = driver.session(500, 844).await;
+    phone.as_phone(390, 844).await;
+    phone.go(&format!("{base}/login")).await;
+    phone.fill("#login", "alice").await;
+    phone.fill("#password", "correct horse battery").await;
+    phone.click("main form button[type=submit]").await;
+    phone.wait_url(&format!("{base}/"), 10).await;
+    phone.go(&format!("{base}/keys")).await;
+    let fits = phone
+        .script("return [document.documentElement.scrollWidth, window.innerWidth];")
+        .await;
+    assert_eq!(fits[1], 390, "the page is seen as a phone sees it");
+    assert!(
+        fits[0].as_u64() <= fits[1].as_u64(),
+        "the keys page is wider than the phone: {fits}"
+    );
+    assert!(phone.displayed("a[href^='/keys/'][href$='/remove']").await);
+    phone.screenshot(&shot("keys-390")).await;
+    phone.close().await;
     let keys_file = f
         .ctx
         .config
@@ -232,7 +252,8 @@ async fn sign_up_request_approve_and_watch_it_run() {
     tess.screenshot(&shot("staff-slices")).await;
     tess.go(&format!("{base}/staff/nodes")).await;
     tess.screenshot(&shot("staff-nodes")).await;
-    let phone = driver.session(390, 844).await;
+    let phone = driver.session(500, 844).await;
+    phone.as_phone(390, 844).await;
     phone.go(&format!("{base}/login")).await;
     phone.fill("#login", "alice").await;
     phone.fill("#password", "correct horse battery").await;
