@@ -199,11 +199,7 @@ async fn sign_up_request_approve_and_watch_it_run() {
     // On a 390 px phone the keys page fits: nothing wider than the screen, Remove in reach.
     let phone = driver.session(500, 844).await;
     phone.as_phone(390, 844).await;
-    phone.go(&format!("{base}/login")).await;
-    phone.fill("#login", "alice").await;
-    phone.fill("#password", "correct horse battery").await;
-    phone.click("main form button[type=submit]").await;
-    phone.wait_url(&format!("{base}/"), 10).await;
+    phone.log_in(&base, "alice").await;
     phone.go(&format!("{base}/keys")).await;
     let fits = phone
         .script("return [document.documentElement.scrollWidth, window.innerWidth];")
@@ -254,11 +250,7 @@ async fn sign_up_request_approve_and_watch_it_run() {
     tess.screenshot(&shot("staff-nodes")).await;
     let phone = driver.session(500, 844).await;
     phone.as_phone(390, 844).await;
-    phone.go(&format!("{base}/login")).await;
-    phone.fill("#login", "alice").await;
-    phone.fill("#password", "correct horse battery").await;
-    phone.click("main form button[type=submit]").await;
-    phone.wait_url(&format!("{base}/"), 10).await;
+    phone.log_in(&base, "alice").await;
     phone.screenshot(&shot("dashboard-phone")).await;
 
     alice.close().await;

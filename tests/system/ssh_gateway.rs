@@ -258,11 +258,7 @@ async fn students_reach_each_of_their_lxc_slices_through_the_built_in_ssh_gatewa
         let (driver, base) = (&driver, base.clone());
         async move {
             let s = driver.session(1200, 900).await;
-            s.go(&format!("{base}/login")).await;
-            s.fill("#login", who).await;
-            s.fill("#password", "correct horse battery").await;
-            s.click("main form button[type=submit]").await;
-            s.wait_url(&format!("{base}/"), 10).await;
+            s.log_in(&base, who).await;
             s
         }
     };
