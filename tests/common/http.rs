@@ -110,6 +110,18 @@ pub async fn approve_first_request(admin: &Client, base: &str) -> i64 {
     id
 }
 
+/// The slice's status, as its dashboard's script polls it.
+#[allow(dead_code)]
+pub async fn slice_status(c: &Client, base: &str, id: i64) -> serde_json::Value {
+    c.get(format!("{base}/slices/{id}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Waits until the slice's status (as its dashboard polls it) says `state`; the status.
 #[allow(dead_code)]
 pub async fn wait_status(
@@ -121,14 +133,7 @@ pub async fn wait_status(
 ) -> serde_json::Value {
     let start = std::time::Instant::now();
     loop {
-        let s: serde_json::Value = c
-            .get(format!("{base}/slices/{id}/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = slice_status(c, base, id).await;
         if s["state"] == state {
             return s;
         }

@@ -293,14 +293,7 @@ async fn students_reach_each_of_their_lxc_slices_through_the_built_in_ssh_gatewa
     // The websocket opens only from the master's own pages, with their token.
     let c = crate::http::browser();
     assert_eq!(crate::http::log_in(&c, &base, "alice").await, 303);
-    let home = c
-        .get(format!("{base}/slices/{a1}/terminal"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = crate::http::page(&c, &format!("{base}/slices/{a1}/terminal")).await;
     let token = home
         .split("?t=")
         .nth(1)

@@ -53,14 +53,7 @@ async fn the_dashboard_follows_a_request_to_running() {
     let start = Instant::now();
     let mut seen = Vec::new();
     loop {
-        let s: serde_json::Value = alice
-            .get(format!("{base}/slices/{id}/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = crate::http::slice_status(&alice, &base, id).await;
         let state = s["state"].as_str().unwrap().to_string();
         if state == "provisioning" {
             let p = s["progress"].as_u64().expect("progress while provisioning");
@@ -81,14 +74,7 @@ async fn the_dashboard_follows_a_request_to_running() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(seen.contains(&"provisioning".to_string()), "{seen:?}");
-    let home = alice
-        .get(format!("{base}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = crate::http::page(&alice, &format!("{base}/")).await;
     assert!(home.contains("ssh -p 2222 alice@localhost"), "{home}");
     // A copy button carries the command whole, with no prompt.
     assert!(
