@@ -28,6 +28,13 @@ pub enum Error {
     Internal(#[from] anyhow::Error),
 }
 
+impl Error {
+    /// Whether this is a form's problem with any of `fields`.
+    pub fn concerns(&self, fields: &[&str]) -> bool {
+        matches!(self, Error::Invalid(list) if list.iter().any(|e| fields.contains(&e.field)))
+    }
+}
+
 impl From<FieldError> for Error {
     fn from(e: FieldError) -> Self {
         Error::Invalid(vec![e])
@@ -41,3 +48,45 @@ impl From<rusqlite::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Gathers the problems of every field of a form, so that it reports them all at once
+/// rather than one per try. A failure that is not about a field (the database) wins.
+#[derive(Default)]
+pub struct Problems {
+    fields: Vec<FieldError>,
+    other: Option<Error>,
+}
+
+impl Problems {
+    /// The value if `r` holds one; otherwise its problem is kept for [`Problems::finish`].
+    pub fn check<T, E: Into<Error>>(&mut self, r: std::result::Result<T, E>) -> Option<T> {
+        match r.map_err(Into::into) {
+            Ok(v) => Some(v),
+            Err(Error::Invalid(list)) => {
+                self.fields.extend(list);
+                None
+            }
+            Err(e) => {
+                self.other.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    pub fn push(&mut self, e: FieldError) {
+        self.fields.push(e);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.other.is_none()
+    }
+
+    /// `Ok` when nothing went wrong; otherwise every field's problem (or the other failure).
+    pub fn finish(self) -> Result<()> {
+        match (self.other, self.fields.is_empty()) {
+            (Some(e), _) => Err(e),
+            (None, true) => Ok(()),
+            (None, false) => Err(Error::Invalid(self.fields)),
+        }
+    }
+}

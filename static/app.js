@@ -88,3 +88,25 @@
     copied(button, ok);
   });
 })();
+
+// A field with a limit says how many characters are left once the user is near it, in words a
+// screen reader announces politely.
+(function () {
+  "use strict";
+  document.querySelectorAll("[maxlength][data-count]").forEach(function (field) {
+    var max = parseInt(field.getAttribute("maxlength"), 10);
+    var out = document.createElement("p");
+    out.className = "hint count";
+    out.id = field.id + "-count";
+    out.setAttribute("aria-live", "polite");
+    field.insertAdjacentElement("afterend", out);
+    var described = field.getAttribute("aria-describedby");
+    field.setAttribute("aria-describedby", (described ? described + " " : "") + out.id);
+    function update() {
+      var left = max - field.value.length;
+      out.textContent = left + " of " + max + " characters left";
+    }
+    field.addEventListener("input", update);
+    update();
+  });
+})();

@@ -41,9 +41,10 @@ pub async fn run(what: UserCommand) -> anyhow::Result<()> {
             password_stdin,
             cfg,
         } => {
-            // The name is checked before anything is asked or opened.
+            // The name and address are checked before anything is asked or opened.
             crate::domain::Username::parse_new(&name)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            crate::domain::Email::parse(&email).map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let ctx = Context::open_existing(cfg.load(&[])?)?;
             let password = read_password(password_stdin)?;
             let form = SignUpForm {

@@ -304,7 +304,7 @@ impl NewPassword {
     pub fn parse(
         field: &'static str,
         raw: &str,
-        username: &Username,
+        username: &str,
         email: Option<&str>,
     ) -> Result<NewPassword, FieldError> {
         let refuse = |message: String| Err(FieldError::new(field, message));
@@ -323,7 +323,7 @@ impl NewPassword {
             ));
         }
         let lower = raw.to_lowercase();
-        let name = username.as_str().to_lowercase();
+        let name = username.trim().to_lowercase();
         if name.chars().count() >= 3 && lower.contains(&name) {
             return refuse("A password cannot contain your username.".into());
         }
@@ -467,7 +467,7 @@ mod tests {
         assert!(DisplayName::parse("Ada\r\nBcc: x").is_err());
         let u = Username::parse("alice").unwrap();
         let said = |raw: &str| {
-            NewPassword::parse("password", raw, &u, Some("alice.smith@example.edu"))
+            NewPassword::parse("password", raw, u.as_str(), Some("alice.smith@example.edu"))
                 .err()
                 .map(|e| e.message)
                 .unwrap_or_default()
@@ -494,7 +494,7 @@ mod tests {
         assert!(said("alice.smith.rocks").contains("username"));
         let bob = Username::parse("bob").unwrap();
         let mail = |raw: &str| {
-            NewPassword::parse("password", raw, &bob, Some("jdoe@example.edu"))
+            NewPassword::parse("password", raw, bob.as_str(), Some("jdoe@example.edu"))
                 .err()
                 .map(|e| e.message)
                 .unwrap_or_default()

@@ -124,7 +124,7 @@ pub fn reset_password(db: &Db, token: &str, new: &str, confirm: &str, ip: &str) 
         .read(|c| users::by_id(c, user_id))?
         .ok_or(Error::NotFound("user"))?;
     let username = Username::parse(&user.username)?;
-    let new = NewPassword::parse("new_password", new, &username, Some(&user.email))?;
+    let new = NewPassword::parse("new_password", new, username.as_str(), Some(&user.email))?;
     if new.expose() != confirm {
         return Err(FieldError::new("new_password_confirm", "The two passwords differ.").into());
     }

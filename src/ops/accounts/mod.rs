@@ -16,7 +16,7 @@ pub use crate::records::{audit, email_tokens, invites, sessions, users};
 
 use crate::config::Config;
 use crate::domain::{DisplayName, Email, FieldError, NewPassword, Role, Username};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problems, Result};
 use crate::store::{now, Db};
 
 pub use audit::{Actor, Event};
@@ -90,38 +90,33 @@ pub struct NewAccount {
 impl SignUpForm {
     /// Checks every field and reports every problem at once.
     pub fn check(&self) -> Result<NewAccount> {
-        let mut errors = Vec::new();
-        let username = Username::parse_new(&self.username)
-            .map_err(|e| errors.push(e))
-            .ok();
-        let email = Email::parse(&self.email).map_err(|e| errors.push(e)).ok();
-        let display_name = DisplayName::parse(&self.display_name)
-            .map_err(|e| errors.push(e))
-            .ok();
-        let password = match &username {
-            Some(u) => NewPassword::parse("password", &self.password, u, Some(&self.email))
-                .map_err(|e| errors.push(e))
-                .ok(),
-            None => None,
-        };
-        if password.is_some() && self.password != self.password_confirm {
-            errors.push(FieldError::new(
+        let mut problems = Problems::default();
+        let username = problems.check(Username::parse_new(&self.username));
+        let email = problems.check(Email::parse(&self.email));
+        let display_name = problems.check(DisplayName::parse(&self.display_name));
+        let password = problems.check(NewPassword::parse(
+            "password",
+            &self.password,
+            self.username.trim(),
+            Some(&self.email),
+        ));
+        if !self.password.is_empty() && self.password != self.password_confirm {
+            problems.push(FieldError::new(
                 "password_confirm",
                 "The two passwords differ.",
             ));
         }
+        problems.finish()?;
         match (username, email, display_name, password) {
-            (Some(username), Some(email), Some(display_name), Some(password))
-                if errors.is_empty() =>
-            {
-                Ok(NewAccount {
-                    username,
-                    email,
-                    display_name,
-                    password,
-                })
-            }
-            _ => Err(Error::Invalid(errors)),
+            (Some(username), Some(email), Some(display_name), Some(password)) => Ok(NewAccount {
+                username,
+                email,
+                display_name,
+                password,
+            }),
+            _ => Err(Error::Internal(anyhow::anyhow!(
+                "a checked field had no value"
+            ))),
         }
     }
 }
@@ -474,7 +469,7 @@ pub fn change_password(
             FieldError::new("current_password", "That is not your current password.").into(),
         );
     }
-    let new = NewPassword::parse("new_password", new, &username, Some(&user.email))?;
+    let new = NewPassword::parse("new_password", new, username.as_str(), Some(&user.email))?;
     if new.expose() != confirm {
         return Err(FieldError::new("new_password_confirm", "The two passwords differ.").into());
     }

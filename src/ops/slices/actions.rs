@@ -41,19 +41,30 @@ pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
             "Confirm your email address first: open the link we mailed you (or ask for a new one on your account page).".into(),
         ));
     }
+    let mut problems = crate::error::Problems::default();
     if !crate::records::templates::offered(conn, &req.template)? {
-        return Err(FieldError::new("template", "Choose one of the offered templates.").into());
+        problems.push(FieldError::new(
+            "template",
+            "Choose one of the offered templates.",
+        ));
     }
     let plan_id = match req.plan_id {
         Some(p) => p,
         None => default_plan(conn)?,
     };
-    plan_limits(conn, plan_id)
-        .map_err(|_| FieldError::new("plan", "Choose one of the offered plans."))?;
-    let course = plain("course", &req.course, 100)?;
-    let purpose = plain("purpose", &req.purpose, 1000)?;
+    if plan_limits(conn, plan_id).is_err() {
+        problems.push(FieldError::new("plan", "Choose one of the offered plans."));
+    }
+    let course = problems.check(plain("course", &req.course, 100));
+    let purpose = problems.check(plain("purpose", &req.purpose, 1000));
+    let name = problems.check(slice_name(conn, &user.username, &req.name));
+    problems.finish()?;
+    let (Some(course), Some(purpose), Some(name)) = (course, purpose, name) else {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "a checked field had no value"
+        )));
+    };
     crate::ops::quotas::check(conn, user.id, &course, plan_id, None, false, "You")?;
-    let name = slice_name(conn, &user.username, &req.name)?;
     let id = rows::insert_request(
         conn,
         user.id,

@@ -160,10 +160,14 @@ async fn signup(
         Ok((_, None)) => Err(WebError::Internal(anyhow::anyhow!(
             "sign-up made no session"
         ))),
-        Err(e @ Error::Invalid(_)) => Page::new("signup.html")
-            .with("form", &form)
-            .errors(&e)
-            .render(&state, &req, &viewer),
+        Err(e @ Error::Invalid(_)) => {
+            let mut page = Page::new("signup.html").with("form", &form);
+            // The passwords were fine and something else was not: she need not type them again.
+            if !e.concerns(&["password", "password_confirm"]) {
+                page = page.with("kept_password", &form.password);
+            }
+            page.errors(&e).render(&state, &req, &viewer)
+        }
         Err(e) => Err(e.into()),
     }
 }

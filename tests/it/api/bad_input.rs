@@ -35,6 +35,14 @@ async fn signup_explains_every_problem_and_keeps_what_was_typed() {
     let body = r.text().await.unwrap();
     assert!(body.contains("starts with a lowercase letter"), "{body}");
     assert!(body.contains("does not look like an email address"));
+    assert!(
+        body.contains("at least 10 characters"),
+        "the password's problem is said beside the username's: {body}"
+    );
+    assert!(
+        !body.contains("value=\"short\""),
+        "a refused password is not written back"
+    );
     assert!(body.contains("value=\"9lives\""));
     assert!(body.contains("value=\"not-an-email\""));
     assert!(
@@ -60,6 +68,29 @@ async fn signup_explains_every_problem_and_keeps_what_was_typed() {
         .await;
     let body = r.text().await.unwrap();
     assert!(body.contains("The two passwords differ"), "{body}");
+    assert!(!body.contains("a quiet lantern night"));
+    // A good password is kept when only another field was wrong: it need not be typed again.
+    let r = app
+        .post(
+            &c,
+            "/signup",
+            "/signup",
+            &[
+                ("username", "root"),
+                ("email", "kim@example.edu"),
+                ("display_name", "Kim"),
+                ("password", "a quiet lantern night"),
+                ("password_confirm", "a quiet lantern night"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    assert_eq!(
+        body.matches("value=\"a quiet lantern night\"").count(),
+        2,
+        "{body}"
+    );
     let r = app
         .post(
             &c,

@@ -93,6 +93,36 @@ async fn a_student_asks_and_staff_decide() {
     assert!(body.contains("Choose one of the offered templates"));
     assert!(body.contains("value=\"CS 9\""));
 
+    // Every field's problem is said at once, next to its field, and what was typed stays.
+    let long_course = "C".repeat(101);
+    let long_purpose = "p".repeat(1001);
+    let r = app
+        .post(
+            &sam,
+            "/request",
+            "/request",
+            &[
+                ("template", "centos-5"),
+                ("name", "Bad Word"),
+                ("course", &long_course),
+                ("purpose", &long_purpose),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Choose one of the offered templates"));
+    assert!(body.contains("id=\"name-error\""), "{body}");
+    assert!(body.contains("At most 100 characters"), "{body}");
+    assert!(body.contains("At most 1000 characters"), "{body}");
+    assert!(body.contains("value=\"Bad Word\""));
+    assert!(body.contains(&long_purpose), "the purpose typed stays");
+    assert!(
+        body.contains("maxlength=\"100\"") && body.contains("maxlength=\"1000\""),
+        "the limits the server checks are the fields' own"
+    );
+    assert_eq!(only_slice_of(&app, "sam"), id, "nothing was asked for");
+
     // Staff see it in the queue, filter by course, and approve.
     let tess = app.logged_in_as("tess").await;
     let queue = app
