@@ -18,6 +18,15 @@ pub fn format_time(t: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Unix seconds as `2026-11-29T14:05:00Z`.
+pub fn format_rfc3339(t: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(fmt).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,10 @@ pub struct Db {
     job_inserted: Arc<AtomicBool>,
     /// Notified after each commit that queued a job: the job loop waits on it.
     jobs_queued: Arc<tokio::sync::Notify>,
+    /// Set by the update hook when a transaction writes a slice, its events or a job.
+    slice_touched: Arc<AtomicBool>,
+    /// Counts the commits that wrote a slice, its events or a job: live pages wait on it.
+    slices_changed: Arc<tokio::sync::watch::Sender<u64>>,
     /// Why the last write failed for lack of storage (a full disk), until one succeeds.
     write_failure: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -99,7 +103,8 @@ impl Db {
             migrate::apply(&mut conn, path)?;
         }
         let job_inserted = Arc::new(AtomicBool::new(false));
-        let flag = job_inserted.clone();
+        let slice_touched = Arc::new(AtomicBool::new(false));
+        let (flag, touched) = (job_inserted.clone(), slice_touched.clone());
         let writer = Pool::builder()
             .max_size(1)
             .connection_timeout(Duration::from_secs(30))
@@ -107,10 +112,13 @@ impl Db {
                 configure(c, false)?;
                 // Whoever queues a job (a page, a command, another job) wakes the job loop
                 // once the transaction commits, without knowing of it.
-                let flag = flag.clone();
+                let (flag, touched) = (flag.clone(), touched.clone());
                 c.update_hook(Some(move |action, _: &str, table: &str, _| {
                     if action == Action::SQLITE_INSERT && table == "jobs" {
                         flag.store(true, Ordering::Relaxed);
+                    }
+                    if matches!(table, "slices" | "slice_events" | "jobs") {
+                        touched.store(true, Ordering::Relaxed);
                     }
                 }));
                 Ok(())
@@ -126,6 +134,8 @@ impl Db {
             commits: Default::default(),
             job_inserted,
             jobs_queued: Default::default(),
+            slice_touched,
+            slices_changed: Arc::new(tokio::sync::watch::Sender::new(0)),
             write_failure: Default::default(),
         })
     }
@@ -154,12 +164,16 @@ impl Db {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.noted(e.into()))?;
         self.job_inserted.store(false, Ordering::Relaxed);
+        self.slice_touched.store(false, Ordering::Relaxed);
         let out = f(&tx)?;
         tx.commit().map_err(|e| self.noted(e.into()))?;
         self.set_write_failure(None);
         self.commits.fetch_add(1, Ordering::Relaxed);
         if self.job_inserted.swap(false, Ordering::Relaxed) {
             self.jobs_queued.notify_one();
+        }
+        if self.slice_touched.swap(false, Ordering::Relaxed) {
+            self.slices_changed.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(out)
     }
@@ -212,6 +226,12 @@ impl Db {
     /// Notified after every commit that queued a job (a permit is kept when nobody waits).
     pub fn jobs_queued(&self) -> Arc<tokio::sync::Notify> {
         self.jobs_queued.clone()
+    }
+
+    /// Changes after every commit that wrote a slice, its events or a job (what a slice's
+    /// card shows): a live page waits on it instead of asking again and again.
+    pub fn slice_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.slices_changed.subscribe()
     }
 
     /// Runs blocking database work on the blocking thread pool, off the async threads.

@@ -73,19 +73,34 @@ pub fn load_templates(dir: Option<&std::path::Path>) -> anyhow::Result<Tera> {
     let mut tera = Tera::default();
     tera.autoescape_on(vec![".html"]);
     tera.add_raw_templates(owned)?;
-    tera.register_filter("when", when_filter);
+    tera.register_filter("when", When);
     Ok(tera)
 }
 
-/// `{{ t | when }}`: Unix seconds as `2026-11-29 14:05 UTC`.
-fn when_filter(
-    value: &tera::Value,
-    _: &std::collections::HashMap<String, tera::Value>,
-) -> tera::Result<tera::Value> {
-    Ok(tera::Value::String(match value.as_i64() {
-        Some(t) => format_time(t),
-        None => String::new(),
-    }))
+/// `{{ t | when }}`: Unix seconds as `<time datetime="2026-11-29T14:05:00Z">2026-11-29 14:05
+/// UTC</time>`; the page's script shows it in the viewer's zone ("3 min ago", the exact time on
+/// hover). Safe as it is: it writes only digits and fixed text.
+struct When;
+
+impl tera::Filter for When {
+    fn filter(
+        &self,
+        value: &tera::Value,
+        _: &std::collections::HashMap<String, tera::Value>,
+    ) -> tera::Result<tera::Value> {
+        Ok(tera::Value::String(match value.as_i64() {
+            Some(t) => format!(
+                "<time datetime=\"{}\">{}</time>",
+                crate::clock::format_rfc3339(t),
+                format_time(t)
+            ),
+            None => String::new(),
+        }))
+    }
+
+    fn is_safe(&self) -> bool {
+        true
+    }
 }
 
 pub use crate::clock::format_time;

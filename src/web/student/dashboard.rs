@@ -133,14 +133,12 @@ async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResp
         .render(&state, &req, &viewer)
 }
 
-/// The state of one of the viewer's slices, as JSON (the dashboard polls it).
-#[get("/slices/{id}/status")]
-async fn status(
-    state: State,
-    LoggedIn(_, session): LoggedIn,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, WebError> {
-    let (id, user) = (id.into_inner(), session.user.clone());
+/// The card's changing parts of one of the viewer's slices (or any, for staff), as JSON.
+async fn status_of(
+    state: &State,
+    user: crate::ops::accounts::User,
+    id: i64,
+) -> Result<serde_json::Value, WebError> {
     let site = state.ctx.site();
     let v = state
         .run(move |db| {
@@ -152,14 +150,111 @@ async fn status(
             })
         })
         .await?;
+    Ok(serde_json::json!({
+        "state": v.slice.state, "step": v.slice.step, "failure": v.slice.failure,
+        "ip": v.slice.ip, "node": v.node, "place": v.place, "busy": v.busy, "progress": v.progress,
+        "pending": v.pending,
+        "events": v.events.iter().map(|e| serde_json::json!({"at": e.at, "text": crate::web::page::format_time(e.at), "message": e.message})).collect::<Vec<_>>(),
+    }))
+}
+
+/// The state of one of the viewer's slices, as JSON (where a browser cannot listen).
+#[get("/slices/{id}/status")]
+async fn status(
+    state: State,
+    LoggedIn(_, session): LoggedIn,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, WebError> {
+    let v = status_of(&state, session.user.clone(), id.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "state": v.slice.state, "step": v.slice.step, "failure": v.slice.failure,
-            "ip": v.slice.ip, "node": v.node, "place": v.place, "busy": v.busy, "progress": v.progress,
-            "pending": v.pending,
-            "events": v.events.iter().map(|e| serde_json::json!({"at": crate::web::page::format_time(e.at), "message": e.message})).collect::<Vec<_>>(),
-        })))
+        .json(v))
+}
+
+/// How long one live stream lasts before the browser is asked to open another (so none
+/// outlives a restart or a log-out by long), and how often a quiet one says it is alive.
+const LIVE_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+const LIVE_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+/// Changes closer together than this are sent as one.
+const LIVE_COALESCE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The slice's card as server-sent events: its state now, then again each time a commit
+/// changes it (approval, placement, each step of the job), until nothing is in flight. The
+/// dashboard listens from the moment a request is sent, so approval shows at once.
+#[get("/slices/{id}/live")]
+async fn live(
+    state: State,
+    LoggedIn(_, session): LoggedIn,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, WebError> {
+    let (id, user) = (id.into_inner(), session.user.clone());
+    // The first read also decides whether the viewer may see it at all.
+    let first = status_of(&state, user.clone(), id).await?;
+    let changes = state.ctx.db.slice_changes();
+    struct Live {
+        state: State,
+        user: crate::ops::accounts::User,
+        id: i64,
+        changes: tokio::sync::watch::Receiver<u64>,
+        last: Option<serde_json::Value>,
+        next: Option<serde_json::Value>,
+        until: tokio::time::Instant,
+        done: bool,
+    }
+    fn event(v: &serde_json::Value) -> web::Bytes {
+        web::Bytes::from(format!("data: {v}\n\n"))
+    }
+    let live = Live {
+        state,
+        user,
+        id,
+        changes,
+        last: None,
+        next: Some(first),
+        until: tokio::time::Instant::now() + LIVE_FOR,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(live, |mut l| async move {
+        loop {
+            if l.done {
+                return None;
+            }
+            if let Some(v) = l.next.take() {
+                if l.last.as_ref() != Some(&v) {
+                    // Nothing in flight: this is the last word, and the browser stops listening.
+                    l.done = v["busy"] == serde_json::Value::Bool(false);
+                    let out = event(&v);
+                    l.last = Some(v);
+                    return Some((Ok::<_, std::convert::Infallible>(out), l));
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= l.until {
+                l.done = true;
+                return Some((Ok(web::Bytes::from_static(b"retry: 1000\n\n")), l));
+            }
+            let wait = LIVE_KEEPALIVE.min(l.until - now);
+            match tokio::time::timeout(wait, l.changes.changed()).await {
+                Ok(Ok(())) => {
+                    tokio::time::sleep(LIVE_COALESCE).await;
+                    l.changes.borrow_and_update();
+                    match status_of(&l.state, l.user.clone(), l.id).await {
+                        Ok(v) => l.next = Some(v),
+                        // Gone (destroyed and purged) or the store failing: the stream ends
+                        // and the browser falls back to asking.
+                        Err(_) => return None,
+                    }
+                }
+                Ok(Err(_)) => return None,
+                Err(_) => return Some((Ok(web::Bytes::from_static(b": alive\n\n")), l)),
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
 }
 
 async fn request_page(
@@ -344,6 +439,7 @@ async fn act(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(home)
         .service(status)
+        .service(live)
         .service(request_form)
         .service(request)
         .service(act);

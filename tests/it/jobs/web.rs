@@ -37,8 +37,47 @@ async fn the_dashboard_follows_a_request_to_running() {
         .unwrap()[0]
         .id;
 
+    // What the dashboard's script listens to: the card's events as they happen, from the
+    // request on. Another student may not listen to it.
+    let bob = browser();
+    f.user("bob", Role::Student);
+    crate::http::log_in(&bob, &base, "bob").await;
+    let theirs = bob
+        .get(format!("{base}/slices/{id}/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), reqwest::StatusCode::NOT_FOUND);
+    let live = alice
+        .get(format!("{base}/slices/{id}/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), reqwest::StatusCode::OK);
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    let heard = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let (mut body, mut text, mut events) = (live.bytes_stream(), String::new(), Vec::new());
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                if let Some(data) = block.strip_prefix("data: ") {
+                    events.push((
+                        Instant::now(),
+                        serde_json::from_str::<serde_json::Value>(data.trim()).unwrap(),
+                    ));
+                }
+            }
+        }
+        events
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     let tess = browser();
     crate::http::log_in(&tess, &base, "tess").await;
+    let approved_at = Instant::now();
+
     let status = form(
         &tess,
         &base,
@@ -74,6 +113,36 @@ async fn the_dashboard_follows_a_request_to_running() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(seen.contains(&"provisioning".to_string()), "{seen:?}");
+    // The stream said each change as it came and ended by itself once the slice ran.
+    let events = tokio::time::timeout(Duration::from_secs(10), heard)
+        .await
+        .expect("the live stream ends once nothing is in flight")
+        .unwrap();
+    let states: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.first(), Some(&"requested"), "{states:?}");
+    assert_eq!(states.last(), Some(&"running"), "{states:?}");
+    assert!(states.contains(&"provisioning"), "{states:?}");
+    let progress: Vec<u64> = events
+        .iter()
+        .filter_map(|(_, e)| e["progress"].as_u64())
+        .collect();
+    assert!(
+        progress.len() >= 2 && progress.windows(2).all(|w| w[0] <= w[1]),
+        "the bar moves with the steps: {progress:?}"
+    );
+    let (first_change, _) = events
+        .iter()
+        .find(|(_, e)| e["state"] != "requested")
+        .unwrap();
+    assert!(
+        first_change.duration_since(approved_at) < Duration::from_secs(2),
+        "approval shows at once, not at the next poll"
+    );
+    assert_eq!(events.last().unwrap().1["busy"], false);
+
     let home = crate::http::page(&alice, &format!("{base}/")).await;
     assert!(home.contains("ssh -p 2222 alice@localhost"), "{home}");
     // A copy button carries the command whole, with no prompt.
