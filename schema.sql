@@ -366,3 +366,31 @@ DROP INDEX slices_by_subdomain;
 CREATE UNIQUE INDEX slices_name ON slices(subdomain) WHERE state NOT IN ('denied', 'destroyed');
 CREATE INDEX slices_by_subdomain ON slices(subdomain);
 ALTER TABLE slices ADD COLUMN host_key TEXT;
+
+-- version: 18
+-- The audit log says what each event is about (an account, a slice, a node, a container, a
+-- template, the gateway), so the page can link it and filter by it. A slice is named by its
+-- id; an account by its username (key events named the account by its id).
+ALTER TABLE audit ADD COLUMN subject_kind TEXT NOT NULL DEFAULT '';
+UPDATE audit SET subject_kind = 'slice',
+       detail = CASE WHEN instr(subject, '(') > 0
+                     THEN trim(substr(subject, instr(subject, '(') + 1), ')') || ': ' || detail
+                     ELSE detail END,
+       subject = CAST(CAST(substr(subject, 7) AS INTEGER) AS TEXT)
+ WHERE subject LIKE 'slice %';
+UPDATE audit SET subject_kind = 'slice',
+       subject = (SELECT CAST(s.id AS TEXT) FROM slices s WHERE s.hostname = audit.subject
+                   ORDER BY s.id DESC LIMIT 1)
+ WHERE event = 'limit_hit' AND EXISTS (SELECT 1 FROM slices s WHERE s.hostname = audit.subject);
+UPDATE audit SET subject_kind = 'container', subject = substr(subject, 11)
+ WHERE subject LIKE 'container %';
+UPDATE audit SET subject_kind = 'gateway', subject = '', event = 'gateway_changed'
+ WHERE event = 'node_changed' AND subject = 'gateway';
+UPDATE audit SET subject_kind = 'template', event = 'template_changed'
+ WHERE event = 'node_changed' AND detail = 'template offered';
+UPDATE audit SET subject_kind = 'node'
+ WHERE event IN ('node_unreachable', 'node_reachable', 'node_changed');
+UPDATE audit SET subject = coalesce((SELECT username FROM users WHERE id = CAST(audit.subject AS INTEGER)), subject)
+ WHERE event IN ('key_added', 'key_removed');
+UPDATE audit SET subject_kind = 'account' WHERE subject_kind = '' AND subject <> '';
+CREATE INDEX audit_by_kind ON audit(subject_kind, subject, at);

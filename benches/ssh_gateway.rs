@@ -305,7 +305,7 @@ async fn run() {
     // The Unix gateway's account goes with its slice (the lab removes what is left).
     f2.ctx
         .db
-        .write(|tx| slices::slices::act(tx, &seeded, id2, slices::jobs::JobKind::Destroy))
+        .write(|tx| slices::slices::act(tx, &seeded, id2, slices::jobs::JobKind::Destroy, ""))
         .unwrap();
     f2.wait_for(id2, State::Destroyed, 120).await;
     jobs2.expect_leftovers();

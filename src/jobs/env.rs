@@ -223,7 +223,7 @@ impl JobEnv {
                         tx,
                         crate::ops::accounts::audit::Event::NodeUnreachable,
                         &crate::ops::accounts::Actor::default(),
-                        &name,
+                        crate::records::audit::Subject::Node(&name),
                         e,
                     )?,
                     (Ok(_), false) => {
@@ -231,7 +231,7 @@ impl JobEnv {
                             tx,
                             crate::ops::accounts::audit::Event::NodeReachable,
                             &crate::ops::accounts::Actor::default(),
-                            &name,
+                            crate::records::audit::Subject::Node(&name),
                             "",
                         )?;
                     }

@@ -194,7 +194,7 @@ pub fn remove_orphan(
             user_id: Some(staff.id),
             ip,
         },
-        &node.name,
+        crate::records::audit::Subject::Node(&node.name),
         &format!("asked to remove orphan container ve{veid}"),
     )
 }

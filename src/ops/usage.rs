@@ -61,7 +61,7 @@ pub fn alert(
         conn,
         crate::ops::accounts::audit::Event::LimitHit,
         &crate::ops::accounts::Actor::default(),
-        &slice.hostname,
+        crate::records::audit::Subject::Slice(slice.id),
         &format!("{resource}: {hits} more time(s)"),
     )?;
     let first = records::count_alert(conn, slice_id, resource, day, hits as i64)?;

@@ -44,10 +44,70 @@ pub enum Event {
     GatewaySession,
     /// A terminal in the browser was opened in a slice (by its owner or by staff).
     TerminalOpened,
+    /// Its owner (or staff) asked for a slice to be started, stopped, restarted, destroyed.
+    SliceStart,
+    SliceStop,
+    SliceRestart,
+    SliceDestroy,
+    /// Its owner withdrew a request staff had not decided, or put a denied one away.
+    SliceWithdrawn,
+    /// Staff offered or withdrew a template.
+    TemplateChanged,
+    /// Staff changed the gateway (accepted its host key).
+    GatewayChanged,
+}
+
+/// What an event is about: the audit log's typed "subject" column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    None,
+    Account(&'a str),
+    Slice(i64),
+    Node(&'a str),
+    /// A container on a node that no slice holds.
+    Container {
+        node: &'a str,
+        veid: i64,
+    },
+    Template(&'a str),
+    Gateway,
+}
+
+impl Subject<'_> {
+    pub const KINDS: [&'static str; 6] = [
+        "account",
+        "slice",
+        "node",
+        "container",
+        "template",
+        "gateway",
+    ];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::None => "",
+            Subject::Account(_) => "account",
+            Subject::Slice(_) => "slice",
+            Subject::Node(_) => "node",
+            Subject::Container { .. } => "container",
+            Subject::Template(_) => "template",
+            Subject::Gateway => "gateway",
+        }
+    }
+
+    /// As stored: the username, the slice's id, the node's name, `ve7 on node1`...
+    pub fn text(&self) -> String {
+        match self {
+            Subject::None | Subject::Gateway => String::new(),
+            Subject::Account(s) | Subject::Node(s) | Subject::Template(s) => s.to_string(),
+            Subject::Slice(id) => id.to_string(),
+            Subject::Container { node, veid } => format!("ve{veid} on {node}"),
+        }
+    }
 }
 
 impl Event {
-    pub const ALL: [Event; 28] = [
+    pub const ALL: [Event; 35] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -76,6 +136,13 @@ impl Event {
         Event::SliceRemade,
         Event::GatewaySession,
         Event::TerminalOpened,
+        Event::SliceStart,
+        Event::SliceStop,
+        Event::SliceRestart,
+        Event::SliceDestroy,
+        Event::SliceWithdrawn,
+        Event::TemplateChanged,
+        Event::GatewayChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +175,54 @@ impl Event {
             Event::SliceRemade => "slice_remade",
             Event::GatewaySession => "gateway_session",
             Event::TerminalOpened => "terminal_opened",
+            Event::SliceStart => "slice_start",
+            Event::SliceStop => "slice_stop",
+            Event::SliceRestart => "slice_restart",
+            Event::SliceDestroy => "slice_destroy",
+            Event::SliceWithdrawn => "slice_withdrawn",
+            Event::TemplateChanged => "template_changed",
+            Event::GatewayChanged => "gateway_changed",
+        }
+    }
+
+    /// In words, for the audit page.
+    pub fn label(self) -> &'static str {
+        match self {
+            Event::SignUp => "Signed up",
+            Event::Login => "Logged in",
+            Event::LoginFailed => "Log-in failed",
+            Event::LoginThrottled => "Log-in slowed",
+            Event::Logout => "Logged out",
+            Event::LogoutEverywhere => "Logged out everywhere",
+            Event::PasswordChanged => "Password changed",
+            Event::RoleChanged => "Role changed",
+            Event::AccountDisabled => "Account disabled",
+            Event::AccountEnabled => "Account enabled",
+            Event::AccountCreated => "Account created",
+            Event::InviteCreated => "Invite made",
+            Event::SliceApproved => "Request approved",
+            Event::SliceDenied => "Request denied",
+            Event::NodeUnreachable => "Node stopped answering",
+            Event::NodeReachable => "Node answers again",
+            Event::EmailVerified => "Address confirmed",
+            Event::PasswordResetRequested => "Password reset asked",
+            Event::PasswordReset => "Password reset",
+            Event::NodeChanged => "Node changed",
+            Event::KeyAdded => "SSH key added",
+            Event::KeyRemoved => "SSH key removed",
+            Event::LimitHit => "Limit reached",
+            Event::Drift => "Drift found",
+            Event::OrphanRemoved => "Stray container removed",
+            Event::SliceRemade => "Slice made again",
+            Event::GatewaySession => "SSH session",
+            Event::TerminalOpened => "Browser terminal opened",
+            Event::SliceStart => "Start asked",
+            Event::SliceStop => "Stop asked",
+            Event::SliceRestart => "Restart asked",
+            Event::SliceDestroy => "Destroy asked",
+            Event::SliceWithdrawn => "Request withdrawn",
+            Event::TemplateChanged => "Template changed",
+            Event::GatewayChanged => "Gateway changed",
         }
     }
 
@@ -128,13 +243,22 @@ pub fn record(
     conn: &Connection,
     event: Event,
     actor: &Actor<'_>,
-    subject: &str,
+    subject: Subject<'_>,
     detail: &str,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO audit (at, event, actor_id, subject, ip, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO audit (at, event, actor_id, subject_kind, subject, ip, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![now(), event.as_str(), actor.user_id, subject, actor.ip, detail])?;
+    .execute(params![
+        now(),
+        event.as_str(),
+        actor.user_id,
+        subject.kind(),
+        subject.text(),
+        actor.ip,
+        detail
+    ])?;
     Ok(())
 }
 
@@ -207,42 +331,63 @@ pub struct Entry {
     pub id: i64,
     pub at: i64,
     pub event: String,
+    /// The event in words.
+    pub label: &'static str,
     pub actor: Option<String>,
+    /// `account`, `slice`, `node`, `container`, `template`, `gateway` or empty.
+    pub subject_kind: String,
     pub subject: String,
+    /// For a slice: its name, when it still has its row.
+    pub subject_name: Option<String>,
     pub ip: String,
     pub detail: String,
 }
 
-/// A page of the log, newest first, optionally only one event kind and/or one subject.
+/// Which events a page of the log shows: one kind, one subject (of a kind), or all.
+#[derive(Debug, Clone, Default)]
+pub struct Filter<'a> {
+    pub event: Option<Event>,
+    pub kind: Option<&'a str>,
+    pub subject: Option<&'a str>,
+}
+
+/// A page of the log, newest first.
 pub fn list(
     conn: &Connection,
-    event: Option<Event>,
-    subject: Option<&str>,
+    filter: &Filter<'_>,
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<Entry>, u64)> {
-    let ev = event.map(Event::as_str);
-    let total: u64 = conn.query_row(
-        "SELECT count(*) FROM audit WHERE (?1 IS NULL OR event = ?1) AND (?2 IS NULL OR subject = ?2)",
-        params![ev, subject],
-        |r| r.get(0),
-    )?;
+    let ev = filter.event.map(Event::as_str);
+    let (kind, subject) = (filter.kind, filter.subject);
+    let total: u64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM audit WHERE (?1 IS NULL OR event = ?1)
+               AND (?2 IS NULL OR subject_kind = ?2) AND (?3 IS NULL OR subject = ?3)",
+        )?
+        .query_row(params![ev, kind, subject], |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(
-        "SELECT a.id, a.at, a.event, u.username, a.subject, a.ip, a.detail
+        "SELECT a.id, a.at, a.event, u.username, a.subject_kind, a.subject, s.subdomain, a.ip, a.detail
          FROM audit a LEFT JOIN users u ON u.id = a.actor_id
-         WHERE (?1 IS NULL OR a.event = ?1) AND (?2 IS NULL OR a.subject = ?2)
-         ORDER BY a.id DESC LIMIT ?3 OFFSET ?4",
+         LEFT JOIN slices s ON a.subject_kind = 'slice' AND s.id = CAST(a.subject AS INTEGER)
+         WHERE (?1 IS NULL OR a.event = ?1) AND (?2 IS NULL OR a.subject_kind = ?2)
+           AND (?3 IS NULL OR a.subject = ?3)
+         ORDER BY a.id DESC LIMIT ?4 OFFSET ?5",
     )?;
     let rows = stmt
-        .query_map(params![ev, subject, limit, offset as i64], |r| {
+        .query_map(params![ev, kind, subject, limit, offset as i64], |r| {
+            let event: String = r.get(2)?;
             Ok(Entry {
                 id: r.get(0)?,
                 at: r.get(1)?,
-                event: r.get(2)?,
+                label: Event::parse(&event).map(Event::label).unwrap_or("Other"),
+                event,
                 actor: r.get(3)?,
-                subject: r.get(4)?,
-                ip: r.get(5)?,
-                detail: r.get(6)?,
+                subject_kind: r.get(4)?,
+                subject: r.get(5)?,
+                subject_name: r.get(6)?,
+                ip: r.get(7)?,
+                detail: r.get(8)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -111,7 +111,7 @@ impl Shared {
                         user_id: Some(user_id),
                         ip: &ip,
                     },
-                    &format!("slice {slice_id}"),
+                    crate::records::audit::Subject::Slice(slice_id),
                     &detail,
                 )
             })

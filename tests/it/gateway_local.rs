@@ -191,7 +191,7 @@ async fn the_local_gateway_holds_each_login_and_follows_the_database() {
     // Destroying bob's slice removes his login, keys and map line.
     f.ctx
         .db
-        .write(|tx| slices::slices::act(tx, &bob, b, JobKind::Destroy))
+        .write(|tx| slices::slices::act(tx, &bob, b, JobKind::Destroy, ""))
         .unwrap();
     runner_wake(&jobs);
     f.wait_for(b, State::Destroyed, 30).await;

@@ -183,7 +183,7 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     // Her slice goes; so does the problem (she is no longer served).
     f.ctx
         .db
-        .write(|tx| slices::slices::act(tx, &carol, c, JobKind::Destroy))
+        .write(|tx| slices::slices::act(tx, &carol, c, JobKind::Destroy, ""))
         .unwrap();
     f.wait_for(c, State::Destroyed, 60).await;
     wait_until("carol's problem cleared", 20, || {
@@ -522,7 +522,7 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
     for (user, id) in [(&alice, a), (&bob, b)] {
         f.ctx
             .db
-            .write(|tx| slices::slices::act(tx, user, id, JobKind::Destroy))
+            .write(|tx| slices::slices::act(tx, user, id, JobKind::Destroy, ""))
             .unwrap();
     }
     jobs.runner.wake();

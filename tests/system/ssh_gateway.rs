@@ -336,7 +336,7 @@ async fn students_reach_each_of_their_lxc_slices_through_the_built_in_ssh_gatewa
     // A stopped slice: one line saying so, exit status 1.
     f.ctx
         .db
-        .write(|tx| slices::slices::act(tx, &alice, a2, JobKind::Stop))
+        .write(|tx| slices::slices::act(tx, &alice, a2, JobKind::Stop, ""))
         .unwrap();
     f.wait_for(a2, State::Stopped, 60).await;
     let (code, out, err) = ssh(port, &alice_key, &[], "alice-2", &["hostname"], "");

@@ -52,14 +52,15 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     step!(
         env.db(move |db| db.write(|tx| {
             let ours = crate::records::slices::on_node(tx, node_id)?;
-            let drift = |tx: &rusqlite::Transaction, subject: &str, detail: &str| {
+            let drift = |tx: &rusqlite::Transaction, subject: audit::Subject, detail: &str| {
                 audit::record(tx, audit::Event::Drift, &Actor::default(), subject, detail)
             };
             for s in &ours {
                 if queue::in_flight(tx, s.id)? {
                     continue;
                 }
-                let subject = format!("slice {} (ve{} on {name})", s.id, s.veid);
+                let subject = audit::Subject::Slice(s.id);
+                let said = |what: &str| format!("ve{} on {name}: {what}", s.veid);
                 match (
                     s.state.as_str(),
                     seen.get(&s.veid).map(|e| e.state.as_str()),
@@ -71,7 +72,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
                             &format!("Found stopped on {name}, not by Slices: starting it again."),
                         )?;
                         queue::enqueue(tx, JobKind::Start, s.id, Some(s.user_id), Some(node_id))?;
-                        drift(tx, &subject, "found stopped; started again")?;
+                        drift(tx, subject, &said("found stopped; started again"))?;
                     }
                     ("running", Some("stopped")) => {
                         slices::set_state(
@@ -83,8 +84,8 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
                         )?;
                         drift(
                             tx,
-                            &subject,
-                            "found stopped; shown stopped (policy: report)",
+                            subject,
+                            &said("found stopped; shown stopped (policy: report)"),
                         )?;
                     }
                     ("stopped", Some("running")) => {
@@ -95,7 +96,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
                             "",
                             &format!("Found running on {name}."),
                         )?;
-                        drift(tx, &subject, "found running; shown running")?;
+                        drift(tx, subject, &said("found running; shown running"))?;
                     }
                     ("running" | "stopped", None | Some("absent")) => {
                         slices::fail(
@@ -105,7 +106,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
                                 "its container is gone from {name} (lost); staff can make it again"
                             ),
                         )?;
-                        drift(tx, &subject, "container gone; marked failed (lost)")?;
+                        drift(tx, subject, &said("container gone; marked failed (lost)"))?;
                     }
                     _ => {}
                 }
@@ -121,7 +122,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
             for veid in crate::records::orphans::found(tx, node_id, &orphans)? {
                 drift(
                     tx,
-                    &format!("container ve{veid} on {name}"),
+                    audit::Subject::Container { node: &name, veid },
                     "a container no slice holds (an orphan): staff may remove it on the Nodes page",
                 )?;
             }

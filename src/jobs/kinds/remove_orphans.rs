@@ -73,7 +73,7 @@ async fn remove_one(
                 tx,
                 audit::Event::OrphanRemoved,
                 &Actor::default(),
-                &format!("container ve{veid} on {name}"),
+                crate::records::audit::Subject::Container { node: &name, veid },
                 &format!("removed, as {} asked", by.as_deref().unwrap_or("staff")),
             )
         })

@@ -33,7 +33,7 @@ pub fn verify_email(db: &Db, token: &str, ip: &str) -> Result<User> {
                 user_id: Some(id),
                 ip,
             },
-            &user.username,
+            crate::records::audit::Subject::Account(&user.username),
             "by link",
         )?;
         Ok(user)
@@ -69,7 +69,7 @@ pub fn verify_by_staff(db: &Db, actor: &User, username: &str, ip: &str) -> Resul
                 user_id: Some(actor.id),
                 ip,
             },
-            &target.username,
+            crate::records::audit::Subject::Account(&target.username),
             "by staff",
         )?;
         users::by_id(tx, target.id)?.ok_or(Error::NotFound("user"))
@@ -106,7 +106,7 @@ pub fn request_reset(db: &Db, login: &str, ip: &str) -> Result<()> {
             tx,
             Event::PasswordResetRequested,
             &Actor { user_id: None, ip },
-            &user.username,
+            crate::records::audit::Subject::Account(&user.username),
             "",
         )?;
         Ok(())
@@ -146,7 +146,7 @@ pub fn reset_password(db: &Db, token: &str, new: &str, confirm: &str, ip: &str) 
                 user_id: Some(user_id),
                 ip,
             },
-            &user.username,
+            crate::records::audit::Subject::Account(&user.username),
             "",
         )?;
         Ok(())

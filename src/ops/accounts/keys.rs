@@ -64,7 +64,7 @@ pub fn add(conn: &Connection, user_id: i64, key: &SshPublicKey, actor: &Actor<'_
         conn,
         Event::KeyAdded,
         actor,
-        &user_id.to_string(),
+        crate::records::audit::Subject::Account(&username_of(conn, user_id)?),
         &fingerprint,
     )?;
     crate::records::jobs::enqueue_gateway(conn, Some(user_id))?;
@@ -84,9 +84,15 @@ pub fn remove(conn: &Connection, user_id: i64, key_id: i64, actor: &Actor<'_>) -
         conn,
         Event::KeyRemoved,
         actor,
-        &user_id.to_string(),
+        crate::records::audit::Subject::Account(&username_of(conn, user_id)?),
         &fingerprint,
     )?;
     crate::records::jobs::enqueue_gateway(conn, Some(user_id))?;
     Ok(fingerprint)
+}
+
+fn username_of(conn: &Connection, user_id: i64) -> Result<String> {
+    Ok(crate::ops::accounts::users::by_id(conn, user_id)?
+        .ok_or(Error::NotFound("user"))?
+        .username)
 }

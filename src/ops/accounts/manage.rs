@@ -51,7 +51,7 @@ pub fn set_role(db: &Db, actor: &User, username: &str, role: Role, ip: &str) -> 
                 user_id: Some(actor.id),
                 ip,
             },
-            &target.username,
+            crate::records::audit::Subject::Account(&target.username),
             &format!("{} -> {}", target.role, role),
         )?;
         users::by_id(tx, target.id)?.ok_or(Error::NotFound("user"))
@@ -96,7 +96,7 @@ pub fn disable(db: &Db, actor: &User, username: &str, reason: &str, ip: &str) ->
                 user_id: Some(actor.id),
                 ip,
             },
-            &target.username,
+            crate::records::audit::Subject::Account(&target.username),
             &format!("{reason} ({ended} sessions ended)"),
         )?;
         users::by_id(tx, target.id)?.ok_or(Error::NotFound("user"))
@@ -121,7 +121,7 @@ pub fn enable(db: &Db, actor: &User, username: &str, ip: &str) -> Result<User> {
                 user_id: Some(actor.id),
                 ip,
             },
-            &target.username,
+            crate::records::audit::Subject::Account(&target.username),
             "",
         )?;
         users::by_id(tx, target.id)?.ok_or(Error::NotFound("user"))
@@ -141,7 +141,7 @@ pub fn first_admin_invite(db: &Db) -> Result<Option<String>> {
             tx,
             Event::InviteCreated,
             &Actor::default(),
-            "",
+            crate::records::audit::Subject::None,
             "first admin link",
         )?;
         Ok(Some(token))

@@ -168,7 +168,13 @@ pub fn create_account(
             user_id: creator.or(Some(user.id)),
             ip,
         };
-        audit::record(tx, event, &actor, &user.username, &format!("role {role}"))?;
+        audit::record(
+            tx,
+            event,
+            &actor,
+            crate::records::audit::Subject::Account(&user.username),
+            &format!("role {role}"),
+        )?;
         if event == Event::SignUp {
             // The address is confirmed by a link sent to it (in this same transaction).
             send_verification(tx, user.id)?;
@@ -304,7 +310,7 @@ pub fn login(
                     user_id: None,
                     ip: &origin.ip,
                 },
-                &subject,
+                crate::records::audit::Subject::Account(&subject),
                 "",
             )
         })?;
@@ -338,7 +344,7 @@ pub fn login(
                         user_id: None,
                         ip: &origin.ip,
                     },
-                    &subject,
+                    crate::records::audit::Subject::Account(&subject),
                     "account disabled",
                 )
             })?;
@@ -388,7 +394,7 @@ pub fn login(
                         user_id: Some(user.id),
                         ip: &origin.ip,
                     },
-                    &user.username,
+                    crate::records::audit::Subject::Account(&user.username),
                     "",
                 )?;
                 sessions::create(tx, user.id, policy.life, &origin.ip, &origin.user_agent)
@@ -404,7 +410,7 @@ pub fn login(
                         user_id: None,
                         ip: &origin.ip,
                     },
-                    &subject,
+                    crate::records::audit::Subject::Account(&subject),
                     if found.is_some() {
                         "wrong password"
                     } else {
@@ -428,7 +434,7 @@ pub fn logout(db: &Db, session: &Session, ip: &str) -> Result<()> {
                 user_id: Some(session.user.id),
                 ip,
             },
-            &session.user.username,
+            crate::records::audit::Subject::Account(&session.user.username),
             "",
         )
     })
@@ -445,7 +451,7 @@ pub fn logout_everywhere(db: &Db, user: &User, ip: &str) -> Result<usize> {
                 user_id: Some(user.id),
                 ip,
             },
-            &user.username,
+            crate::records::audit::Subject::Account(&user.username),
             &format!("{n} sessions ended"),
         )?;
         Ok(n)
@@ -484,7 +490,7 @@ pub fn change_password(
                 user_id: Some(user.id),
                 ip,
             },
-            &user.username,
+            crate::records::audit::Subject::Account(&user.username),
             "",
         )
     })

@@ -202,7 +202,7 @@ pub fn approve(
             user_id: Some(staff.id),
             ip,
         },
-        &format!("slice {slice_id}"),
+        crate::records::audit::Subject::Slice(slice_id),
         "",
     )?;
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
@@ -249,7 +249,7 @@ pub fn deny(
             user_id: Some(staff.id),
             ip,
         },
-        &format!("slice {slice_id}"),
+        crate::records::audit::Subject::Slice(slice_id),
         &reason,
     )?;
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
@@ -257,7 +257,7 @@ pub fn deny(
 
 /// Asks for a running or stopped slice to be started, stopped, restarted or destroyed: the
 /// job is queued in the same transaction. The owner or staff may.
-pub fn act(conn: &Connection, who: &User, slice_id: i64, kind: JobKind) -> Result<Slice> {
+pub fn act(conn: &Connection, who: &User, slice_id: i64, kind: JobKind, ip: &str) -> Result<Slice> {
     let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
     if slice.user_id != who.id && !who.role.is_staff() {
         return Err(Error::NotFound("slice"));
@@ -296,6 +296,54 @@ pub fn act(conn: &Connection, who: &User, slice_id: i64, kind: JobKind) -> Resul
         )?;
     }
     jobs::enqueue(conn, kind, slice_id, Some(slice.user_id), slice.node_id)?;
+    let event = match kind {
+        JobKind::Start => audit::Event::SliceStart,
+        JobKind::Stop => audit::Event::SliceStop,
+        JobKind::Restart => audit::Event::SliceRestart,
+        _ => audit::Event::SliceDestroy,
+    };
+    audit::record(
+        conn,
+        event,
+        &Actor {
+            user_id: Some(who.id),
+            ip,
+        },
+        audit::Subject::Slice(slice_id),
+        slice.state.as_str(),
+    )?;
+    get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+}
+
+/// Its owner withdraws a request staff have not decided yet, or puts a denied one away: it
+/// leaves the dashboard (and the staff's queue) for good, with its name free again.
+pub fn withdraw(conn: &Connection, who: &User, slice_id: i64, ip: &str) -> Result<Slice> {
+    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
+    if slice.user_id != who.id {
+        return Err(Error::NotFound("slice"));
+    }
+    let said = match slice.state {
+        State::Requested => format!("Withdrawn by {} before staff decided.", who.username),
+        State::Denied => format!("Put away by {}.", who.username),
+        other => {
+            return Err(Error::Forbidden(format!(
+                "Only a request waiting for staff, or a denied one, can be withdrawn; this slice is {}.",
+                other.as_str()
+            )))
+        }
+    };
+    rows::set_destroyed(conn, slice_id)?;
+    event(conn, slice_id, &said)?;
+    audit::record(
+        conn,
+        audit::Event::SliceWithdrawn,
+        &Actor {
+            user_id: Some(who.id),
+            ip,
+        },
+        audit::Subject::Slice(slice_id),
+        slice.state.as_str(),
+    )?;
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
 }
 
@@ -414,7 +462,7 @@ pub fn remake(conn: &Connection, staff: &User, slice_id: i64, ip: &str) -> Resul
             user_id: Some(staff.id),
             ip,
         },
-        &format!("slice {slice_id}"),
+        crate::records::audit::Subject::Slice(slice_id),
         slice.failure.as_str(),
     )?;
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))

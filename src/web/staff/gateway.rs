@@ -133,12 +133,12 @@ async fn gateway_accept(
                 crate::gateway::accept_host_key(tx, &fingerprint, by)?;
                 audit::record(
                     tx,
-                    Event::NodeChanged,
+                    Event::GatewayChanged,
                     &Actor {
                         user_id: Some(by),
                         ip: &ip,
                     },
-                    "gateway",
+                    crate::records::audit::Subject::Gateway,
                     &format!("host key {fingerprint} accepted"),
                 )
             })

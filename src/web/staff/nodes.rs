@@ -28,8 +28,10 @@ async fn nodes(
                 // What the reconcile found differing on the nodes, newest first.
                 let (drift, _) = crate::ops::accounts::audit::list(
                     c,
-                    Some(crate::ops::accounts::audit::Event::Drift),
-                    None,
+                    &crate::ops::accounts::audit::Filter {
+                        event: Some(crate::ops::accounts::audit::Event::Drift),
+                        ..Default::default()
+                    },
                     20,
                     0,
                 )?;
@@ -75,7 +77,7 @@ async fn node_action(
                             user_id: Some(actor),
                             ip: &ip,
                         },
-                        &n,
+                        crate::records::audit::Subject::Node(&n),
                         &action,
                     )?;
                     crate::jobs::queue::wake_waiting(tx)?;
@@ -195,7 +197,7 @@ async fn add_node(
                         user_id: Some(actor),
                         ip: &ip,
                     },
-                    name.as_str(),
+                    crate::records::audit::Subject::Node(name.as_str()),
                     "added",
                 )?;
                 Ok::<_, Error>((node, given))

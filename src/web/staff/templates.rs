@@ -171,12 +171,12 @@ async fn add_template(
             crate::ops::slices::add_template(tx, &name, &description)?;
             audit::record(
                 tx,
-                Event::NodeChanged,
+                Event::TemplateChanged,
                 &Actor {
                     user_id: Some(actor),
                     ip: &ip,
                 },
-                name.as_str(),
+                crate::records::audit::Subject::Template(name.as_str()),
                 "template offered",
             )
         })?;

@@ -75,7 +75,11 @@ async fn user_list(
                 .iter()
                 .map(|s| {
                     let mut v = serde_json::to_value(s).unwrap_or_default();
-                    v["link"] = format!("/staff/audit?subject={}", url_escape(&s.subject)).into();
+                    v["link"] = format!(
+                        "/staff/audit?kind=account&subject={}",
+                        url_escape(&s.subject)
+                    )
+                    .into();
                     v
                 })
                 .collect::<Vec<_>>(),
@@ -95,7 +99,16 @@ async fn user_page(
         .run(move |db| {
             db.read(|c| {
                 let user = users::by_username(c, &username)?.ok_or(Error::NotFound("user"))?;
-                let (events, _) = audit::list(c, None, Some(&user.username), 20, 0)?;
+                let (events, _) = audit::list(
+                    c,
+                    &audit::Filter {
+                        kind: Some("account"),
+                        subject: Some(&user.username),
+                        ..Default::default()
+                    },
+                    20,
+                    0,
+                )?;
                 let sessions = accounts::sessions::count_for(c, user.id)?;
                 let gateway = crate::records::gateway::problem(c, user.id)?;
                 Ok::<_, Error>((user, events, sessions, gateway))
@@ -223,6 +236,9 @@ async fn enable(
 pub struct AuditQuery {
     #[serde(default)]
     event: String,
+    /// `account`, `slice`, `node`...: what the subject names (any when empty).
+    #[serde(default)]
+    kind: String,
     #[serde(default)]
     subject: String,
     page: Option<u64>,
@@ -244,16 +260,36 @@ async fn audit_log(
                 .ok_or_else(|| WebError::BadRequest("No such event kind.".into()))?,
         )
     };
+    let kind = match query.kind.as_str() {
+        "" => None,
+        k => Some(
+            *audit::Subject::KINDS
+                .iter()
+                .find(|known| **known == k)
+                .ok_or_else(|| WebError::BadRequest("No such kind of subject.".into()))?,
+        ),
+    };
     let subject = (!query.subject.trim().is_empty()).then(|| query.subject.trim().to_string());
     let offset = Pager::offset_for(query.page, PER_PAGE);
     let (rows, total) = state
-        .read(move |c| audit::list(c, event, subject.as_deref(), PER_PAGE, offset))
+        .read(move |c| {
+            let filter = audit::Filter {
+                event,
+                kind,
+                subject: subject.as_deref(),
+            };
+            audit::list(c, &filter, PER_PAGE, offset)
+        })
         .await?;
     let pager = Pager::new(query.page, PER_PAGE, total);
-    let events: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
+    let events: Vec<_> = Event::ALL
+        .iter()
+        .map(|e| serde_json::json!({ "name": e.as_str(), "label": e.label() }))
+        .collect();
     let link = format!(
-        "event={}&subject={}",
+        "event={}&kind={}&subject={}",
         url_escape(&query.event),
+        url_escape(&query.kind),
         url_escape(&query.subject)
     );
     Page::new("staff/audit.html")
@@ -262,6 +298,7 @@ async fn audit_log(
         .with("pager", &pager)
         .with("link", &link)
         .with("events", &events)
+        .with("kinds", &audit::Subject::KINDS)
         .render(&state, &req, &viewer)
 }
 

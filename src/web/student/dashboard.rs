@@ -383,7 +383,7 @@ pub struct DestroyForm {
     confirm: String,
 }
 
-/// start, stop, restart; the owner or staff.
+/// start, stop, restart, destroy: the owner or staff; withdraw: the owner.
 #[post("/slices/{id}/{action}")]
 async fn act(
     state: State,
@@ -397,9 +397,11 @@ async fn act(
         "stop" => JobKind::Stop,
         "restart" => JobKind::Restart,
         "destroy" => JobKind::Destroy,
+        "withdraw" => return withdraw(state, session.user.clone(), id, posted).await,
         _ => return Err(WebError::NotFound),
     };
     let user = session.user.clone();
+    let ip = posted.viewer.ip.clone();
     let confirm = posted.form.confirm.trim().to_string();
     // Back to where the action was asked from: the owner's dashboard, or the staff page.
     let (uid, staff) = (user.id, user.role.is_staff());
@@ -427,12 +429,32 @@ async fn act(
                         .into());
                     }
                 }
-                slices::act(tx, &user, id, kind)
+                slices::act(tx, &user, id, kind, &ip)
             })
         })
         .await;
     done_or_refused(&state, &back, result, |s| {
         format!("{} of {} is under way.", kind.noun(), s.hostname)
+    })
+}
+
+/// The owner withdraws a waiting request, or puts a denied one away.
+async fn withdraw(
+    state: State,
+    user: crate::ops::accounts::User,
+    id: i64,
+    posted: Posted<DestroyForm>,
+) -> Result<HttpResponse, WebError> {
+    let ip = posted.viewer.ip.clone();
+    let result = state
+        .run(move |db| db.write(|tx| slices::withdraw(tx, &user, id, &ip)))
+        .await;
+    done_or_refused(&state, "/", result, |s| {
+        if s.failure.is_empty() {
+            format!("The request for {} is withdrawn.", s.hostname)
+        } else {
+            format!("The denied request for {} is put away.", s.hostname)
+        }
     })
 }
 

@@ -137,7 +137,7 @@ async fn socket(
                         user_id: Some(user.id),
                         ip: &ip,
                     },
-                    &format!("slice {slice_id}"),
+                    crate::records::audit::Subject::Slice(slice_id),
                     &detail,
                 )?;
                 if staff_on_other {

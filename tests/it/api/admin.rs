@@ -156,7 +156,10 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
                 tx,
                 slices::accounts::Event::Drift,
                 &slices::accounts::Actor::default(),
-                "container ve4999 on node1",
+                slices::accounts::audit::Subject::Container {
+                    node: "node1",
+                    veid: 4999,
+                },
                 "a container no slice holds (an orphan)",
             )
         })

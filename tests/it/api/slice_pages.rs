@@ -152,7 +152,22 @@ async fn a_student_asks_and_staff_decide() {
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(slice_state(&app, id), "approved");
-    assert_eq!(app.audit_count("slice_approved", &format!("slice {id}")), 1);
+    assert_eq!(app.audit_count("slice_approved", &id.to_string()), 1);
+    // The audit log says it in words, about the slice, linked, and filters by what it is about.
+    let log = app
+        .get(&tess, &format!("/staff/audit?kind=slice&subject={id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("1 event."), "{log}");
+    assert!(log.contains("Request approved"), "{log}");
+    assert!(
+        log.contains(&format!("href=\"/staff/slices/{id}\"")),
+        "{log}"
+    );
+    let r = app.get(&tess, "/staff/audit?kind=nonsense").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // Deny one (a reason is required), bulk-approve two.
     let pat = app.logged_in_as("pat").await;
@@ -208,6 +223,71 @@ async fn a_student_asks_and_staff_decide() {
     );
     let home = app.get(&pat, "/").await.text().await.unwrap();
     assert!(home.contains("One per student."), "the student reads why");
+
+    // She puts the denied one away, and withdraws another before staff decide; nobody else
+    // may, and what staff approved is no longer hers to withdraw.
+    let r = app
+        .post(&sam, "/", &format!("/slices/{}/withdraw", ids[0]), &[])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "not sam's");
+    assert_eq!(slice_state(&app, ids[0]), "denied");
+    let r = app
+        .post(&pat, "/", &format!("/slices/{}/withdraw", ids[0]), &[])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(slice_state(&app, ids[0]), "destroyed");
+    let home = app.get(&pat, "/").await.text().await.unwrap();
+    assert!(home.contains("is put away"), "{home}");
+    assert!(
+        !home.contains("One per student."),
+        "the denied card is gone"
+    );
+    app.post(&pat, "/request", "/request", &[("template", "debian-12")])
+        .await;
+    let fourth = app
+        .ctx
+        .db
+        .read(|c| {
+            let u = slices::accounts::users::by_username(c, "pat")?.unwrap();
+            slices::slices::for_user(c, u.id)
+        })
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .max()
+        .unwrap();
+    assert!(app
+        .get(&pat, "/")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains(&format!("/slices/{fourth}/withdraw")));
+    app.post(&pat, "/", &format!("/slices/{fourth}/withdraw"), &[])
+        .await;
+    assert_eq!(slice_state(&app, fourth), "destroyed");
+    let queue = app
+        .get(&tess, "/staff/requests")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !queue.contains(&format!("/staff/requests/{fourth}/")),
+        "gone from the queue"
+    );
+    let r = app
+        .post(&pat, "/", &format!("/slices/{}/withdraw", ids[1]), &[])
+        .await;
+    let refused = app.get(&pat, "/").await.text().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        refused.contains("can be withdrawn; this slice is approved"),
+        "{refused}"
+    );
+    assert_eq!(slice_state(&app, ids[1]), "approved");
+    assert_eq!(app.audit_count("slice_withdrawn", &ids[0].to_string()), 1);
+    assert_eq!(app.audit_count("slice_withdrawn", &fourth.to_string()), 1);
 
     // Staff search slices and open one.
     let list = app

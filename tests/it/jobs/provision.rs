@@ -113,13 +113,13 @@ async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
     // Stop, start, destroy.
     f.ctx
         .db
-        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Stop))
+        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Stop, ""))
         .unwrap();
     jobs.runner.wake();
     f.wait_for(id, State::Stopped, 10).await;
     f.ctx
         .db
-        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Start))
+        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Start, ""))
         .unwrap();
     jobs.runner.wake();
     f.wait_for(id, State::Running, 10).await;
@@ -128,14 +128,26 @@ async fn an_approved_request_becomes_a_running_slice_and_is_destroyed() {
     assert!(f
         .ctx
         .db
-        .write(|tx| slices::slices::act(tx, &bob, id, JobKind::Destroy))
+        .write(|tx| slices::slices::act(tx, &bob, id, JobKind::Destroy, ""))
         .is_err());
     f.ctx
         .db
-        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Destroy))
+        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Destroy, ""))
         .unwrap();
     jobs.runner.wake();
     let s = f.wait_for(id, State::Destroyed, 10).await;
+    // Each of her asks is in the audit log, about that slice, by her.
+    for event in ["slice_stop", "slice_start", "slice_destroy"] {
+        assert_eq!(
+            f.count(&format!(
+                "SELECT count(*) FROM audit WHERE event = '{event}' AND subject_kind = 'slice'
+                   AND subject = '{id}' AND actor_id = {}",
+                alice.id
+            )),
+            1,
+            "{event}"
+        );
+    }
     assert_eq!(
         (s.ip, s.veid),
         (None, None),
@@ -291,7 +303,7 @@ async fn a_full_node_queues_requests_and_a_destroyed_slice_makes_room() {
     let freed = f.slice(ids[2]).ip.unwrap();
     f.ctx
         .db
-        .write(|tx| slices::slices::act(tx, &students[2], ids[2], JobKind::Destroy))
+        .write(|tx| slices::slices::act(tx, &students[2], ids[2], JobKind::Destroy, ""))
         .unwrap();
     jobs.runner.wake();
     let s = f.wait_for(ids[5], State::Running, 20).await;
@@ -516,7 +528,7 @@ async fn queueing_a_job_wakes_the_loop() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     f.ctx
         .db
-        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Stop))
+        .write(|tx| slices::slices::act(tx, &alice, id, JobKind::Stop, ""))
         .unwrap();
     f.wait_for(id, State::Stopped, 10).await;
     jobs.stop().await;

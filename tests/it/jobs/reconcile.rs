@@ -99,12 +99,12 @@ async fn a_stopped_slice_is_started_again_a_lost_one_is_made_again_and_an_orphan
         .unwrap();
     assert_eq!(r.code, 0, "{}", r.text());
     until("the orphan reported", 20, || {
-        f.count("SELECT count(*) FROM audit WHERE event = 'drift' AND subject = 'container ve4999 on node0'") == 1
+        f.count("SELECT count(*) FROM audit WHERE event = 'drift' AND subject_kind = 'container' AND subject = 've4999 on node0'") == 1
     })
     .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
-        f.count("SELECT count(*) FROM audit WHERE event = 'drift' AND subject = 'container ve4999 on node0'"),
+        f.count("SELECT count(*) FROM audit WHERE event = 'drift' AND subject_kind = 'container' AND subject = 've4999 on node0'"),
         1,
         "reported once, not every minute"
     );
@@ -211,7 +211,7 @@ async fn a_stopped_slice_is_started_again_a_lost_one_is_made_again_and_an_orphan
         .unwrap();
     assert_eq!(r.returned[0]["state"], "absent");
     assert_eq!(
-        f.count("SELECT count(*) FROM audit WHERE event = 'orphan_removed' AND subject = 'container ve4999 on node0'"),
+        f.count("SELECT count(*) FROM audit WHERE event = 'orphan_removed' AND subject_kind = 'container' AND subject = 've4999 on node0'"),
         1
     );
     // No longer listed after the next reconcile either.
