@@ -490,22 +490,45 @@ pub fn page(
     conn: &Connection,
     state: Option<&str>,
     kind: Option<&str>,
+    routine: bool,
     offset: u64,
     limit: u32,
 ) -> Result<(Vec<Job>, u64)> {
-    let total: i64 = conn.query_row(
-        "SELECT count(*) FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)",
-        params![state, kind],
-        |r| r.get(0),
-    )?;
+    // The checks the master runs on its own every few minutes are left out unless asked for
+    // (or named, or failed): the page is about the work people asked for.
+    let filter = format!(
+        "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)
+         AND (?3 OR ?2 IS NOT NULL OR state = 'failed' OR NOT ({ROUTINE}))"
+    );
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM jobs WHERE {filter}"))?
+        .query_row(params![state, kind, routine], |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)
-         ORDER BY state = 'failed' DESC, id DESC LIMIT ?3 OFFSET ?4"
+        "SELECT {COLUMNS} FROM jobs WHERE {filter}
+         ORDER BY state = 'failed' DESC, id DESC LIMIT ?4 OFFSET ?5"
     ))?;
     let rows = stmt
-        .query_map(params![state, kind, limit, offset as i64], from_row)?
+        .query_map(
+            params![state, kind, routine, limit, offset as i64],
+            from_row,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((rows, total as u64))
+}
+
+/// Which jobs are routine: the periodic checks of every node, and the whole gateway's
+/// periodic sync (one user's gateway job follows something someone did).
+const ROUTINE: &str = "kind IN ('node_health', 'template_sync', 'usage', 'reconcile')
+                       OR (kind = 'gateway' AND user_id IS NULL)";
+
+/// How many routine jobs (see [`page`]) the page leaves out.
+pub fn routine_hidden(conn: &Connection, state: Option<&str>) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM jobs WHERE (?1 IS NULL OR state = ?1) AND state <> 'failed'
+               AND ({ROUTINE})"
+        ))?
+        .query_row(params![state], |r| r.get::<_, i64>(0))? as u64)
 }
 
 /// Removes finished health checks and usage samples' jobs older than `before`, with their

@@ -16,6 +16,9 @@ pub struct JobsQuery {
     state: String,
     #[serde(default)]
     kind: String,
+    /// Also the checks the master runs on its own (health, usage, reconcile...).
+    #[serde(default)]
+    routine: bool,
     #[serde(default)]
     page: Option<u64>,
 }
@@ -43,14 +46,38 @@ async fn jobs(
     let kind = (!q.kind.is_empty()).then(|| q.kind.clone());
     const PER_PAGE: u32 = 50;
     let offset = crate::web::page::Pager::offset_for(q.page, PER_PAGE);
-    let (rows, total) = state
+    let routine = q.routine;
+    let (rows, total, hidden) = state
         .run(move |db| {
-            db.read(|c| queue::page(c, filter.as_deref(), kind.as_deref(), offset, PER_PAGE))
+            db.read(|c| {
+                let (rows, total) = queue::page(
+                    c,
+                    filter.as_deref(),
+                    kind.as_deref(),
+                    routine,
+                    offset,
+                    PER_PAGE,
+                )?;
+                let hidden = if routine || kind.is_some() {
+                    0
+                } else {
+                    crate::records::jobs::routine_hidden(c, filter.as_deref())?
+                };
+                Ok::<_, Error>((rows, total, hidden))
+            })
         })
         .await?;
     let pager = crate::web::page::Pager::new(q.page, PER_PAGE, total);
-    let link =
-        serde_urlencoded::to_string([("state", &q.state), ("kind", &q.kind)]).unwrap_or_default();
+    let routine_text = if q.routine { "true" } else { "" }.to_string();
+    let link = serde_urlencoded::to_string([
+        ("state", &q.state),
+        ("kind", &q.kind),
+        ("routine", &routine_text),
+    ])
+    .unwrap_or_default();
+    let with_routine =
+        serde_urlencoded::to_string([("state", &q.state), ("routine", &"true".to_string())])
+            .unwrap_or_default();
     Page::new("staff/jobs.html")
         .with("jobs", &rows)
         .with("query", &q)
@@ -58,6 +85,8 @@ async fn jobs(
         .with("kinds", &kinds)
         .with("pager", &pager)
         .with("link", &link)
+        .with("hidden", &hidden)
+        .with("with_routine", &with_routine)
         .render(&state, &req, &viewer)
 }
 

@@ -247,7 +247,16 @@ async fn the_dashboard_follows_a_request_to_running() {
         .unwrap()
         .unwrap();
     assert!(node.draining);
-    // Jobs: the provisioning job, with the commands it sent.
+    // Jobs: the provisioning job, with the commands it sent; the routine checks only when
+    // asked for.
+    f.ctx
+        .db
+        .write(|tx| {
+            slices::jobs::queue::enqueue_for_node(tx, slices::jobs::JobKind::NodeHealth, node.id, 0)
+        })
+        .unwrap();
+    let all = crate::http::page(&tess, &format!("{base}/staff/jobs?routine=true")).await;
+    assert!(all.contains("<td>node_health</td>"), "{all}");
     let list = tess
         .get(format!("{base}/staff/jobs"))
         .send()
@@ -260,6 +269,8 @@ async fn the_dashboard_follows_a_request_to_running() {
         list.contains("provision") && list.contains("succeeded"),
         "{list}"
     );
+    assert!(!list.contains("<td>node_health</td>"), "{list}");
+    assert!(list.contains("routine check"), "{list}");
     let job = f
         .ctx
         .db
