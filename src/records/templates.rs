@@ -17,6 +17,12 @@ pub fn add_template(conn: &Connection, name: &TemplateName, description: &str) -
     Ok(())
 }
 
+/// Stops offering a template; whether it was offered. Slices made from it keep running, and
+/// requests already made for it are still decided and made.
+pub fn withdraw_template(conn: &Connection, name: &TemplateName) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM templates WHERE name = ?1", [name.as_str()])? > 0)
+}
+
 /// A template students may choose.
 #[derive(Debug, Clone, Serialize)]
 pub struct TemplateChoice {

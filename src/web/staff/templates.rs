@@ -233,8 +233,52 @@ async fn sync_templates(
     Ok(see_other(&state, "/staff/templates", Some(&notice)))
 }
 
+/// Staff stop offering a template: new requests cannot choose it; what exists is untouched.
+#[post("/templates/{name}/withdraw")]
+async fn withdraw_template(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    name: web::Path<String>,
+    posted: Posted<NoFields>,
+) -> Result<HttpResponse, WebError> {
+    let name = TemplateName::parse(&name).map_err(|_| WebError::NotFound)?;
+    let (ip, actor) = (posted.viewer.ip.clone(), session.user.id);
+    let n = name.clone();
+    let withdrawn = state
+        .run(move |db| {
+            db.write(|tx| {
+                let withdrawn = crate::records::templates::withdraw_template(tx, &n)?;
+                if withdrawn {
+                    audit::record(
+                        tx,
+                        Event::TemplateChanged,
+                        &Actor {
+                            user_id: Some(actor),
+                            ip: &ip,
+                        },
+                        crate::records::audit::Subject::Template(n.as_str()),
+                        "template withdrawn",
+                    )?;
+                }
+                Ok::<_, Error>(withdrawn)
+            })
+        })
+        .await?;
+    if !withdrawn {
+        return Err(WebError::NotFound);
+    }
+    Ok(see_other(
+        &state,
+        "/staff/templates",
+        Some(&format!(
+            "{name} is no longer offered. Slices made from it, and requests already made for it, are untouched; its file stays on the master and the nodes."
+        )),
+    ))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(templates_list)
         .service(add_template)
-        .service(sync_templates);
+        .service(sync_templates)
+        .service(withdraw_template);
 }

@@ -335,6 +335,44 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
         ),
         1
     );
+    // Withdrawn: students can no longer choose it; the file stays.
+    let r = app
+        .post(
+            &tess,
+            "/staff/templates",
+            "/staff/templates/debian-12/withdraw",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = app
+        .get(&tess, "/staff/templates")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("is no longer offered"), "{page}");
+    assert!(page.contains("not offered"), "{page}");
+    assert!(app
+        .ctx
+        .db
+        .read(slices::slices::template_choices)
+        .unwrap()
+        .iter()
+        .all(|t| t.name != "debian-12"));
+    let r = app
+        .post(
+            &tess,
+            "/staff/templates",
+            "/staff/templates/debian-12/withdraw",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "not offered: nothing to withdraw"
+    );
 
     // The gateway page: the local target, a check, and an apply queued.
     let page = app.get(&tess, "/staff/gateway").await.text().await.unwrap();

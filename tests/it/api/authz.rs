@@ -109,6 +109,7 @@ async fn every_route_admits_only_whom_it_should() {
         format!("/staff/slices/{slice}/plan"),
         "/staff/templates".into(),
         "/staff/templates/sync".into(),
+        "/staff/templates/debian-12/withdraw".into(),
         "/staff/plans".into(),
         "/staff/plans/1/default".into(),
         "/staff/gateway/check".into(),
