@@ -38,6 +38,40 @@ pub fn waiting_requests(
     Ok(rows)
 }
 
+/// How many requests wait (as [`waiting_requests`] filters them; it shows at most 500) and
+/// the newest one's id.
+pub fn waiting_count(conn: &Connection, course: &str, older_than_secs: i64) -> Result<(u64, i64)> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*), coalesce(max(id), 0) FROM slices
+              WHERE state = 'requested' AND (?1 = '' OR course = ?1) AND requested_at <= ?2",
+        )?
+        .query_row(params![course, now() - older_than_secs], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })?)
+}
+
+/// The ids of every waiting request (as [`waiting_requests`] filters them) up to `up_to`, the
+/// newest the staff saw: approving "all" approves what they saw, not what came after.
+pub fn waiting_ids(
+    conn: &Connection,
+    course: &str,
+    older_than_secs: i64,
+    up_to: i64,
+) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM slices
+          WHERE state = 'requested' AND (?1 = '' OR course = ?1) AND requested_at <= ?2 AND id <= ?3
+          ORDER BY requested_at, id",
+    )?;
+    let rows = stmt
+        .query_map(params![course, now() - older_than_secs, up_to], |r| {
+            r.get(0)
+        })?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(rows)
+}
+
 fn listed(r: &Row<'_>) -> rusqlite::Result<Listed> {
     Ok(Listed {
         slice: from_row(r)?,

@@ -37,11 +37,12 @@ async fn queue(
         q.course.clone(),
         q.days.unwrap_or(0).min(3650) as i64 * 86400,
     );
-    let (rows, courses, nodes) = state
+    let (rows, (total, newest), courses, nodes) = state
         .run(move |db| {
             db.read(|c| {
                 Ok::<_, Error>((
                     slices::waiting_requests(c, &course, age)?,
+                    slices::waiting_count(c, &course, age)?,
                     slices::waiting_courses(c)?,
                     crate::nodes::list(c)?,
                 ))
@@ -50,6 +51,8 @@ async fn queue(
         .await?;
     Page::new("staff/requests.html")
         .with("rows", &rows)
+        .with("total", &total)
+        .with("newest", &newest)
         .with("courses", &courses)
         .with("nodes", &nodes)
         .with("query", &q)
@@ -169,9 +172,61 @@ async fn bulk_approve(
     ))
 }
 
+#[derive(Deserialize)]
+pub struct ApproveAllForm {
+    #[serde(default)]
+    course: String,
+    #[serde(default)]
+    days: Option<u32>,
+    /// The newest request the staff saw: none that came after is approved with the rest.
+    up_to: i64,
+}
+
+/// Approves every request the filter matches, however many (the page lists the first 500),
+/// in one transaction, each on the best node.
+#[post("/requests/approve-all")]
+async fn approve_all(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    posted: Posted<ApproveAllForm>,
+) -> Result<HttpResponse, WebError> {
+    let (staff, ip) = (session.user.clone(), posted.viewer.ip.clone());
+    let f = posted.form;
+    if f.course.chars().count() > 100 {
+        return Err(WebError::BadRequest(
+            "A course has at most 100 characters.".into(),
+        ));
+    }
+    let age = f.days.unwrap_or(0).min(3650) as i64 * 86400;
+    let n = state
+        .run(move |db| {
+            db.write(|tx| {
+                let mut n = 0;
+                for id in slices::waiting_ids(tx, &f.course, age, f.up_to)? {
+                    match slices::approve(tx, &staff, id, None, &ip) {
+                        Ok(_) => n += 1,
+                        Err(Error::Forbidden(_) | Error::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(n)
+            })
+        })
+        .await?;
+    Ok(see_other(
+        &state,
+        "/staff/requests",
+        Some(&format!(
+            "Approved {n} request{}.",
+            if n == 1 { "" } else { "s" }
+        )),
+    ))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(queue)
         .service(approve)
         .service(deny)
-        .service(bulk_approve);
+        .service(bulk_approve)
+        .service(approve_all);
 }

@@ -101,6 +101,7 @@ async fn every_route_admits_only_whom_it_should() {
         format!("/staff/requests/{slice}/approve"),
         format!("/staff/requests/{slice}/deny"),
         "/staff/requests/approve".into(),
+        "/staff/requests/approve-all".into(),
         format!("/staff/jobs/{job}/retry"),
         format!("/staff/jobs/{job}/cancel"),
         "/staff/nodes/node1/drain".into(),

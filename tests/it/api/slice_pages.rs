@@ -506,3 +506,98 @@ async fn the_landing_page_shows_the_real_web_address() {
     assert!(page.contains("your-name.slices.localhost:"), "{page}");
     assert!(!page.contains("&lt;domain&gt;"), "{page}");
 }
+
+/// More requests wait than the page lists (500): staff approve all of them in one go, and
+/// one that arrives after the page was shown is left waiting.
+#[actix_web::test]
+async fn staff_approve_all_of_more_than_a_page_of_requests() {
+    let app = spawn_app().await;
+    offer_template(&app);
+    // Six students, up to 100 slices each (the most a quota allows).
+    for k in 0..6 {
+        let name = format!("many{k}");
+        app.add_user(&name, Role::Student);
+        app.ctx
+            .db
+            .write(|tx| slices::quotas::set(tx, "user", "", &name, 100, &[]))
+            .unwrap();
+    }
+    app.add_user("tess", Role::Staff);
+    let add = |n: std::ops::Range<usize>| {
+        app.ctx
+            .db
+            .write(|tx| {
+                let plan = slices::slices::plan_choices(tx)?[0].id;
+                for i in n {
+                    let who = format!("many{}", i / 100);
+                    let u = slices::accounts::users::by_username(tx, &who)?.unwrap();
+                    slices::records::slices::insert_request(
+                        tx,
+                        u.id,
+                        &TemplateName::parse("debian-12").unwrap(),
+                        plan,
+                        "CS 1",
+                        "",
+                        &slices::domain::DnsName::parse(&format!("{who}-{i}")).unwrap(),
+                    )?;
+                }
+                Ok::<_, slices::error::Error>(())
+            })
+            .unwrap()
+    };
+    add(0..520);
+    let tess = app.logged_in_as("tess").await;
+    let page = app
+        .get(&tess, "/staff/requests")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("520 requests wait; the oldest 500 are listed"),
+        "{page}"
+    );
+    assert!(page.contains("Approve all 520"));
+    let token = extract_csrf(&page).unwrap();
+    let up_to = page
+        .split("name=\"up_to\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    add(520..521);
+    let r = tess
+        .post(app.url("/staff/requests/approve-all"))
+        .header("Origin", app.base.clone())
+        .form(&[
+            ("csrf", token.as_str()),
+            ("course", ""),
+            ("up_to", up_to.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let count = |state: &str| {
+        app.ctx
+            .db
+            .read(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM slices WHERE state = ?1",
+                    [state],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(slices::error::Error::from)
+            })
+            .unwrap()
+    };
+    assert_eq!(count("approved"), 520);
+    assert_eq!(count("requested"), 1, "the one that came after stays");
+    let page = app
+        .get(&tess, "/staff/requests")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Approved 520 requests"), "{page}");
+}
