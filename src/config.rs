@@ -147,10 +147,15 @@ macro_rules! settings {
     ($( $(#[doc = $doc:literal])+ $key:ident : $ty:ty = $default:expr ; )*) => {
         /// Every setting of the master. See `slices config defaults`.
         #[derive(Debug, Clone)]
-        pub struct Config { $( pub $key: $ty, )* }
+        pub struct Config {
+            $( pub $key: $ty, )*
+            /// Where each value that is not the default came from (the file, a variable, a
+            /// flag), by setting name.
+            pub sources: BTreeMap<String, String>,
+        }
 
         impl Default for Config {
-            fn default() -> Self { Config { $( $key: $default, )* } }
+            fn default() -> Self { Config { $( $key: $default, )* sources: BTreeMap::new() } }
         }
 
         impl Config {
@@ -413,7 +418,11 @@ impl Config {
                 key: key.to_string(),
                 source_name: source.to_string(),
             }),
-            Some(r) => r.map_err(bad),
+            Some(r) => {
+                r.map_err(bad)?;
+                self.sources.insert(key.to_string(), source.to_string());
+                Ok(())
+            }
         }
     }
 

@@ -12,17 +12,29 @@ async fn settings_page(
     req: HttpRequest,
     StaffOnly(viewer, _): StaffOnly,
 ) -> Result<HttpResponse, WebError> {
-    let all = state.ctx.config.effective();
-    let docs: std::collections::BTreeMap<&str, String> = crate::config::Config::documented()
+    let cfg = &state.ctx.config;
+    let all = cfg.effective();
+    // In the order they are documented (related settings together), each with its default
+    // and where its value came from.
+    let rows: Vec<serde_json::Value> = crate::config::Config::documented()
         .into_iter()
-        .map(|(k, _, doc)| (k, doc.replace('\n', " ")))
+        .filter_map(|(k, default, doc)| {
+            let value = all.get(k)?;
+            let changed = *value != default;
+            Some(serde_json::json!({
+                "key": k,
+                "value": value,
+                "default": default,
+                "changed": changed,
+                "source": cfg.sources.get(k).cloned().unwrap_or_else(|| "built-in default".into()),
+                "doc": doc.replace('\n', " "),
+            }))
+        })
         .collect();
-    let rows: Vec<serde_json::Value> = all
-        .iter()
-        .map(|(k, v)| serde_json::json!({"key": k, "value": v, "doc": docs.get(k).cloned().unwrap_or_default()}))
-        .collect();
+    let changed = rows.iter().filter(|r| r["changed"] == true).count();
     Page::new("staff/settings.html")
         .with("rows", &rows)
+        .with("changed", &changed)
         .render(&state, &req, &viewer)
 }
 

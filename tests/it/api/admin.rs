@@ -408,8 +408,23 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("gateway_target") && page.contains("never changes them"));
+    assert!(page.contains("gateway_<wbr>target") && page.contains("never changes them"));
     assert!(!page.contains("<form method=\"post\" action=\"/staff/settings"));
+    // Each value says where it came from, and one that differs shows the default beside it.
+    let row = |key: &str| {
+        let at = page
+            .find(&format!("<code>{}</code>", key.replace('_', "_<wbr>")))
+            .unwrap_or_else(|| panic!("{key}: {page}"));
+        page[at..at + page[at..].find("</tr>").unwrap()].to_string()
+    };
+    let workers = row("workers");
+    assert!(workers.contains("flag --workers"), "{workers}");
+    assert!(workers.contains("default <code>0</code>"), "{workers}");
+    let hours = row("session_hours");
+    assert!(
+        hours.contains("built-in default") && !hours.contains("badge"),
+        "{hours}"
+    );
 }
 
 #[actix_web::test]
