@@ -166,3 +166,23 @@
     update();
   });
 })();
+
+// A table (or text) wider than the screen scrolls in its box: the box then takes the keyboard's focus,
+// so it can be scrolled without a mouse (and only then: no extra tab stops on a wide screen).
+(function () {
+  "use strict";
+  function mark() {
+    document.querySelectorAll(".table-wrap, pre").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth) {
+        box.setAttribute("tabindex", "0");
+        if (!box.hasAttribute("aria-label")) box.setAttribute("aria-label", (box.tagName === "PRE" ? "Text" : "Table") + " (scrolls sideways)");
+        box.setAttribute("role", "region");
+      } else {
+        box.removeAttribute("tabindex");
+        box.removeAttribute("role");
+      }
+    });
+  }
+  mark();
+  window.addEventListener("resize", mark);
+})();

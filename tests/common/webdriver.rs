@@ -42,6 +42,7 @@ impl Driver {
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -246,6 +247,44 @@ impl Session {
             Some(json!({"script": js, "args": []})),
         )
         .await
+    }
+
+    /// What the page's console said at the level of an error since the last call (a script
+    /// that threw, a resource that failed to load).
+    #[allow(dead_code)]
+    pub async fn console_errors(&self) -> Vec<String> {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({"type": "browser"})),
+            )
+            .await;
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Runs axe-core (the fixture in tests/fixtures/axe-core) on the page: the serious and
+    /// critical violations, each as "rule: help (where)".
+    #[allow(dead_code)]
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        const AXE: &str = include_str!("../fixtures/axe-core/axe.min.js");
+        let js = format!(
+            "{AXE}\n;return axe.run(document, {{resultTypes: ['violations']}}).then(function (r) {{
+               return r.violations.filter(function (v) {{ return v.impact === 'serious' || v.impact === 'critical'; }})
+                 .map(function (v) {{ return v.id + ': ' + v.help + ' (' + v.nodes.slice(0, 3).map(function (n) {{ return n.target.join(' '); }}).join(', ') + ')'; }});
+             }});"
+        );
+        let v = self.script(&js).await;
+        v.as_array()
+            .unwrap_or_else(|| panic!("axe did not run: {v}"))
+            .iter()
+            .map(|s| s.as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     /// Saves a PNG of the page.

@@ -6,6 +6,7 @@
 //! - `gateway`: a real sshd and Apache as the gateway into real LXC slices.
 //! - `gateway_helper`: the helper run by its dedicated account with hostile input.
 //! - `browser`: the whole flow in headless Chromium.
+//! - `pages`: every page at 1280 and 390 px: accessibility (axe-core), console, phone width.
 //! - `whole`: the multi-host system, each host a network namespace.
 //! - `serve_lxc`: `slices serve --driver lxc` on one machine, from sign-up to ssh.
 //! - `ssh_gateway`: the built-in SSH gateway in front of real LXC slices, with OpenSSH.
@@ -21,6 +22,7 @@ mod gateway;
 mod gateway_helper;
 mod load;
 mod lxc;
+mod pages;
 mod serve_lxc;
 mod ssh_gateway;
 mod whole;

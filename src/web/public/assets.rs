@@ -25,6 +25,17 @@ async fn stylesheet() -> HttpResponse {
         .body(STYLE)
 }
 
+const ICON: &str = include_str!("../../../static/favicon.svg");
+
+/// The tab's icon (also where browsers look for it on their own).
+#[get("/{file:static/favicon.svg|favicon.ico}")]
+async fn icon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(ICON)
+}
+
 const TERMINAL: &str = include_str!("../../../static/terminal.js");
 const XTERM: &str = include_str!("../../../static/vendor/xterm/xterm.js");
 const XTERM_CSS: &str = include_str!("../../../static/vendor/xterm/xterm.css");
@@ -87,6 +98,7 @@ async fn healthz(state: State) -> HttpResponse {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(stylesheet)
         .service(script)
+        .service(icon)
         .service(terminal_assets)
         .service(healthz);
 }
