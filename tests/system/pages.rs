@@ -135,7 +135,7 @@ async fn every_page_is_accessible_and_fits_a_phone() {
             s.go(&format!("{base}{path}")).await;
             let name = format!(
                 "{}{}",
-                who.map(|w| format!("{w}"))
+                who.map(|w| w.to_string())
                     .unwrap_or_else(|| "public".into()),
                 path.replace('/', "_")
             );
