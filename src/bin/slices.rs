@@ -20,10 +20,17 @@ fn main() -> std::process::ExitCode {
         }
         default_hook(info);
     }));
+    // The server logs what it does; a one-shot command prints its own result, and its log
+    // says only what went wrong (RUST_LOG asks for more).
+    let default_filter = if matches!(cli.command, slices::cli::Command::Serve { .. }) {
+        "info,actix_server=warn"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,actix_server=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         // A log that cannot be written (its disk full) loses lines; it never stops the

@@ -504,4 +504,22 @@ fn cli_errors_are_plain_words() {
     assert!(!out.status.success());
     assert!(err.contains("there is no folder /missing-folder"), "{err}");
     assert!(!err.contains("Error code"), "{err}");
+    // A one-shot command prints its result and nothing else: no log lines, no colours.
+    let out = slices()
+        .args(["mail", "test", "someone@example.edu", "--data"])
+        .arg(&data)
+        .env("SLICES_MAIL_TRANSPORT", "file")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let (said, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{said}{err}");
+    assert!(
+        said.starts_with("Sent: written to ") && said.lines().count() == 1,
+        "{said}"
+    );
+    assert!(err.is_empty(), "{err}");
 }
