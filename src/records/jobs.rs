@@ -496,15 +496,15 @@ pub fn page(
 ) -> Result<(Vec<Job>, u64)> {
     // The checks the master runs on its own every few minutes are left out unless asked for
     // (or named, or failed): the page is about the work people asked for.
-    let filter = format!(
-        "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)
-         AND (?3 OR ?2 IS NOT NULL OR state = 'failed' OR NOT ({ROUTINE}))"
-    );
     let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM jobs WHERE {filter}"))?
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)
+               AND (?3 OR ?2 IS NOT NULL OR state = 'failed' OR NOT ({ROUTINE}))"
+        ))?
         .query_row(params![state, kind, routine], |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM jobs WHERE {filter}
+        "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2)
+           AND (?3 OR ?2 IS NOT NULL OR state = 'failed' OR NOT ({ROUTINE}))
          ORDER BY state = 'failed' DESC, id DESC LIMIT ?4 OFFSET ?5"
     ))?;
     let rows = stmt
