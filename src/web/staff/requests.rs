@@ -179,6 +179,9 @@ pub struct ApproveAllForm {
     #[serde(default)]
     days: Option<u32>,
     /// The newest request the staff saw: none that came after is approved with the rest.
+    /// (Every field has a default, so a form that lacks one is judged by who sent it first:
+    /// a student gets 403 whatever the body.)
+    #[serde(default)]
     up_to: i64,
 }
 
