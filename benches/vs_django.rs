@@ -482,7 +482,10 @@ async fn run() {
     // The first start builds the gateway for every user (real work, printed); the jobs it
     // queues for the nodes (which are not there) are then cancelled, and the second start is a
     // restart with nothing changed, as after an upgrade.
-    for start in ["first start (builds the gateway)", "restart, nothing changed"] {
+    for start in [
+        "first start (builds the gateway)",
+        "restart, nothing changed",
+    ] {
         let srv = start_slices(&data).await;
         let pid = srv.child.id();
         let began = std::time::Instant::now();
