@@ -8,7 +8,7 @@
 //! checked before and after each run. Prints the medians, the ratios, /healthz (the
 //! framework's ceiling here) and both servers' memory. Asserts nothing.
 //!
-//!   cargo bench --bench vs_django          # about 6 minutes; as root on Debian 12
+//!   bash scripts/bench-vs-django.sh        # installs wrk; about 6 minutes; as root on Debian 12
 //!
 //! Knobs: ROUNDS (3), SECS (10), WARMUP (3), PEER_DIR, PEER_WORK (/tmp/slices-vs-django),
 //! SLICES_USERS (2000; 20000 gives 100,000 slices), DJANGO_SETUP (gthread_w4t4 or sync_w2;
@@ -634,5 +634,42 @@ async fn run() {
     }
     println!(
         "memory after the load: Django {django_rss:.0} MB RSS (all processes), Slices {slices_rss:.0} MB RSS"
+    );
+
+    // Staff search (the peer has none): by node, by part of a username, by a state.
+    println!();
+    println!("| Slices staff search | req/s | p50 | p99 |");
+    println!("| --- | --- | --- | --- |");
+    for (name, path, marker) in [
+        ("by node (slave03)", "/staff/slices?q=slave03", "slave03"),
+        (
+            "by user text (t0142)",
+            "/staff/slices?q=t0142",
+            "student0142",
+        ),
+        (
+            "by state (failed)",
+            "/staff/slices?state=failed",
+            "Page 1 of",
+        ),
+        (
+            "by state, last page",
+            "/staff/slices?state=running&page=100000",
+            "Page ",
+        ),
+    ] {
+        let url = format!("{}{path}", slices_srv.base);
+        check(&url, &staff, marker).await;
+        wrk(&url, &staff, &warmup, false);
+        let m = wrk(&url, &staff, &secs, true);
+        check(&url, &staff, marker).await;
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.1} ms |",
+            m.rps, m.p50_ms, m.p99_ms
+        );
+    }
+    println!(
+        "Slices memory after the searches: {:.0} MB RSS",
+        rss_mb(pid)
     );
 }

@@ -121,8 +121,22 @@ fn amount(resource: &str, v: i64) -> String {
 
 /// The newest sample of each resource of a slice.
 pub fn latest(conn: &Connection, slice_id: i64) -> Result<Vec<Latest>> {
-    Ok(records::latest(conn, slice_id)?
+    Ok(shown(records::latest(conn, slice_id)?))
+}
+
+/// [`latest`] of every slice of a user that is not destroyed, by slice.
+pub fn latest_for_user(
+    conn: &Connection,
+    user_id: i64,
+) -> Result<std::collections::HashMap<i64, Vec<Latest>>> {
+    Ok(records::latest_for_user(conn, user_id)?
         .into_iter()
+        .map(|(id, rows)| (id, shown(rows)))
+        .collect())
+}
+
+fn shown(rows: Vec<records::LatestRow>) -> Vec<Latest> {
+    rows.into_iter()
         .map(|(resource, at, held, lim, failcnt)| {
             // cgroups say "no limit" with a huge number.
             let limited = lim > 0 && lim < i64::MAX / 4;
@@ -141,7 +155,7 @@ pub fn latest(conn: &Connection, slice_id: i64) -> Result<Vec<Latest>> {
                 resource,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// (time, held) of one resource since `since`, oldest first, and the newest limit.

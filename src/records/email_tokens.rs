@@ -33,9 +33,8 @@ impl Purpose {
 pub fn create(conn: &Connection, user_id: i64, purpose: Purpose) -> Result<String> {
     let token = new_token();
     let t = now();
-    conn.execute(
-        "INSERT INTO email_tokens (token_hash, user_id, purpose, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![token_hash(&token), user_id, purpose.as_str(), t, t + purpose.ttl_secs()],
+    conn.prepare_cached("INSERT INTO email_tokens (token_hash, user_id, purpose, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![token_hash(&token), user_id, purpose.as_str(), t, t + purpose.ttl_secs()],
     )?;
     Ok(token)
 }
@@ -46,9 +45,8 @@ pub fn peek(conn: &Connection, token: &str, purpose: Purpose) -> Result<Option<i
         return Ok(None);
     }
     Ok(conn
-        .query_row(
-            "SELECT user_id FROM email_tokens WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3",
-            params![token_hash(token), purpose.as_str(), now()],
+        .prepare_cached("SELECT user_id FROM email_tokens WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3")?
+            .query_row(params![token_hash(token), purpose.as_str(), now()],
             |r| r.get(0),
         )
         .optional()?)
@@ -59,18 +57,15 @@ pub fn redeem(conn: &Connection, token: &str, purpose: Purpose) -> Result<Option
     let Some(user) = peek(conn, token, purpose)? else {
         return Ok(None);
     };
-    conn.execute(
-        "UPDATE email_tokens SET used_at = ?2 WHERE token_hash = ?1",
-        params![token_hash(token), now()],
-    )?;
+    conn.prepare_cached("UPDATE email_tokens SET used_at = ?2 WHERE token_hash = ?1")?
+        .execute(params![token_hash(token), now()])?;
     Ok(Some(user))
 }
 
 /// How many tokens of a kind a user got since `since` (to limit reset mails).
 pub fn count_since(conn: &Connection, user_id: i64, purpose: Purpose, since: i64) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM email_tokens WHERE user_id = ?1 AND purpose = ?2 AND created_at >= ?3",
-        params![user_id, purpose.as_str(), since],
+    Ok(conn.prepare_cached("SELECT count(*) FROM email_tokens WHERE user_id = ?1 AND purpose = ?2 AND created_at >= ?3")?
+            .query_row(params![user_id, purpose.as_str(), since],
         |r| r.get(0),
     )?)
 }

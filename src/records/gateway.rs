@@ -19,15 +19,23 @@ pub fn record_run(
     error: &str,
     duration_ms: i64,
 ) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO gateway_runs (at, scope, ok, changes, summary, error, duration_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![now(), scope, ok, changes, summary, error, duration_ms],
-    )?;
-    conn.execute(
+    )?
+    .execute(params![
+        now(),
+        scope,
+        ok,
+        changes,
+        summary,
+        error,
+        duration_ms
+    ])?;
+    conn.prepare_cached(
         "DELETE FROM gateway_runs WHERE id <= (SELECT max(id) - 1000 FROM gateway_runs)",
-        [],
-    )?;
+    )?
+    .execute([])?;
     Ok(())
 }
 
@@ -69,18 +77,14 @@ pub fn runs(conn: &Connection, limit: i64) -> Result<Vec<Run>> {
 /// The gateway host key staff accepted in the web interface, if any.
 pub fn accepted_host_key(conn: &Connection) -> Result<Option<String>> {
     Ok(conn
-        .query_row(
-            "SELECT value FROM settings WHERE key = 'gateway_host_key'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT value FROM settings WHERE key = 'gateway_host_key'")?
+        .query_row([], |r| r.get(0))
         .optional()?)
 }
 
 pub fn accept_host_key(conn: &Connection, fingerprint: &str, by: i64) -> Result<()> {
-    conn.execute(
-        "INSERT OR REPLACE INTO settings (key, value, set_by, set_at) VALUES ('gateway_host_key', ?1, ?2, ?3)",
-        params![fingerprint, by, now()],
+    conn.prepare_cached("INSERT OR REPLACE INTO settings (key, value, set_by, set_at) VALUES ('gateway_host_key', ?1, ?2, ?3)")?
+            .execute(params![fingerprint, by, now()],
     )?;
     Ok(())
 }
@@ -88,29 +92,23 @@ pub fn accept_host_key(conn: &Connection, fingerprint: &str, by: i64) -> Result<
 /// A user's hop public key as the master last gave it (None: none yet, or no such user).
 pub fn hop_key(conn: &Connection, username: &str) -> Result<Option<String>> {
     Ok(conn
-        .query_row(
-            "SELECT hop_key FROM users WHERE username = ?1",
-            [username],
-            |r| r.get::<_, Option<String>>(0),
-        )
+        .prepare_cached("SELECT hop_key FROM users WHERE username = ?1")?
+        .query_row([username], |r| r.get::<_, Option<String>>(0))
         .optional()?
         .flatten())
 }
 
 pub fn hop_key_of(conn: &Connection, user_id: i64) -> Result<Option<String>> {
     Ok(conn
-        .query_row("SELECT hop_key FROM users WHERE id = ?1", [user_id], |r| {
-            r.get::<_, Option<String>>(0)
-        })
+        .prepare_cached("SELECT hop_key FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| r.get::<_, Option<String>>(0))
         .optional()?
         .flatten())
 }
 
 pub fn set_hop_key(conn: &Connection, username: &str, key: Option<&str>) -> Result<()> {
-    conn.execute(
-        "UPDATE users SET hop_key = ?2 WHERE username = ?1",
-        params![username, key],
-    )?;
+    conn.prepare_cached("UPDATE users SET hop_key = ?2 WHERE username = ?1")?
+        .execute(params![username, key])?;
     Ok(())
 }
 
@@ -162,11 +160,8 @@ pub fn set_problem(conn: &Connection, username: &str, problem: Option<&str>) -> 
 
 pub fn problem(conn: &Connection, user_id: i64) -> Result<Option<String>> {
     Ok(conn
-        .query_row(
-            "SELECT gateway_problem FROM users WHERE id = ?1",
-            [user_id],
-            |r| r.get::<_, Option<String>>(0),
-        )
+        .prepare_cached("SELECT gateway_problem FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| r.get::<_, Option<String>>(0))
         .optional()?
         .flatten())
 }

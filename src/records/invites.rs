@@ -11,9 +11,8 @@ use crate::store::now;
 pub fn create(conn: &Connection, role: Role, ttl_secs: i64, note: &str) -> Result<String> {
     let token = new_token();
     let t = now();
-    conn.execute(
-        "INSERT INTO invites (token_hash, role, created_at, expires_at, note) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![token_hash(&token), role.as_str(), t, t + ttl_secs, note],
+    conn.prepare_cached("INSERT INTO invites (token_hash, role, created_at, expires_at, note) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![token_hash(&token), role.as_str(), t, t + ttl_secs, note],
     )?;
     Ok(token)
 }
@@ -24,9 +23,8 @@ pub fn peek(conn: &Connection, token: &str) -> Result<Option<Role>> {
         return Ok(None);
     }
     let role: Option<String> = conn
-        .query_row(
-            "SELECT role FROM invites WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
-            params![token_hash(token), now()],
+        .prepare_cached("SELECT role FROM invites WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2")?
+            .query_row(params![token_hash(token), now()],
             |r| r.get(0),
         )
         .optional()?;
@@ -35,17 +33,18 @@ pub fn peek(conn: &Connection, token: &str) -> Result<Option<Role>> {
 
 /// Marks an invite used; false when it was used or expired meanwhile.
 pub fn redeem(conn: &Connection, token: &str, user_id: i64) -> Result<bool> {
-    Ok(conn.execute(
-        "UPDATE invites SET used_at = ?2, used_by = ?3
+    Ok(conn
+        .prepare_cached(
+            "UPDATE invites SET used_at = ?2, used_by = ?3
          WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
-        params![token_hash(token), now(), user_id],
-    )? == 1)
+        )?
+        .execute(params![token_hash(token), now(), user_id])?
+        == 1)
 }
 
 /// Withdraws every unused invite for a role (a new first-admin link replaces the old one).
 pub fn revoke_unused(conn: &Connection, role: Role) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM invites WHERE role = ?1 AND used_at IS NULL",
-        [role.as_str()],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM invites WHERE role = ?1 AND used_at IS NULL")?
+        .execute([role.as_str()])?)
 }

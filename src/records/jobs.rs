@@ -141,9 +141,8 @@ pub fn enqueue_for_node(
     node_id: i64,
     at: i64,
 ) -> Result<Option<i64>> {
-    let waiting: i64 = conn.query_row(
-        "SELECT count(*) FROM jobs WHERE kind = ?1 AND node_id = ?2 AND state IN ('queued', 'running')",
-        params![kind.as_str(), node_id],
+    let waiting: i64 = conn.prepare_cached("SELECT count(*) FROM jobs WHERE kind = ?1 AND node_id = ?2 AND state IN ('queued', 'running')")?
+            .query_row(params![kind.as_str(), node_id],
         |r| r.get(0),
     )?;
     if waiting > 0 {
@@ -154,9 +153,8 @@ pub fn enqueue_for_node(
 
 /// Queues a gateway run: for one user, or for all (unless one is already waiting).
 pub fn enqueue_gateway(conn: &Connection, user_id: Option<i64>) -> Result<Option<i64>> {
-    let waiting: i64 = conn.query_row(
-        "SELECT count(*) FROM jobs WHERE kind = 'gateway' AND user_id IS ?1 AND state = 'queued'",
-        params![user_id],
+    let waiting: i64 = conn.prepare_cached("SELECT count(*) FROM jobs WHERE kind = 'gateway' AND user_id IS ?1 AND state = 'queued'")?
+            .query_row(params![user_id],
         |r| r.get(0),
     )?;
     if waiting > 0 {
@@ -342,34 +340,62 @@ pub fn renew(conn: &Connection, owner: &str, ids: &[i64], lease_secs: i64) -> Re
 /// After a restart (the data folder is locked to one master), jobs left running by the dead
 /// process are queued again at once rather than waiting for their leases to run out.
 pub fn requeue_orphans(conn: &Connection, owner: &str) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, run_after = ?2,
+    Ok(conn.prepare_cached("UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, run_after = ?2,
                          attempts = max(attempts - 1, 0), updated_at = ?2
-         WHERE state = 'running' AND (lease_owner IS NULL OR lease_owner <> ?1)",
-        params![owner, now()],
+         WHERE state = 'running' AND (lease_owner IS NULL OR lease_owner <> ?1)")?
+            .execute(params![owner, now()],
     )?)
 }
 
 /// The kind and last note of the oldest job about the slice that is queued or running.
 pub fn in_flight_kind(conn: &Connection, slice_id: i64) -> Result<Option<(JobKind, String)>> {
     let row: Option<(String, String)> = conn
-        .query_row(
-            "SELECT kind, last_error FROM jobs WHERE slice_id = ?1 AND state IN ('queued', 'running')
-             ORDER BY id LIMIT 1",
-            [slice_id],
+        .prepare_cached("SELECT kind, last_error FROM jobs WHERE slice_id = ?1 AND state IN ('queued', 'running')
+             ORDER BY id LIMIT 1")?
+            .query_row([slice_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
     Ok(row.and_then(|(k, note)| JobKind::parse(&k).map(|k| (k, note))))
 }
 
+/// [`in_flight_kind`] of every slice of a user, by slice (one statement for a dashboard).
+pub fn in_flight_for_user(
+    conn: &Connection,
+    user_id: i64,
+) -> Result<HashMap<i64, (JobKind, String)>> {
+    let mut stmt = conn.prepare_cached(
+        // The user's few slices first (CROSS JOIN keeps that order), then their jobs by
+        // index: never a walk over every queued job (a fan-out queues thousands).
+        "SELECT j.slice_id, j.kind, j.last_error FROM slices s CROSS JOIN jobs j
+          WHERE s.user_id = ?1 AND j.slice_id = s.id AND j.state IN ('queued', 'running')
+          ORDER BY j.id DESC",
+    )?;
+    let mut out = HashMap::new();
+    let rows = stmt.query_map([user_id], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    // Oldest last, so the oldest job of each slice is the one kept (as in_flight_kind).
+    for row in rows {
+        let (id, kind, note) = row?;
+        if let Some(kind) = JobKind::parse(&kind) {
+            out.insert(id, (kind, note));
+        }
+    }
+    Ok(out)
+}
+
 /// Whether a job about the slice is queued or running.
 pub fn in_flight(conn: &Connection, slice_id: i64) -> Result<bool> {
-    let n: i64 = conn.query_row(
-        "SELECT count(*) FROM jobs WHERE slice_id = ?1 AND state IN ('queued', 'running')",
-        [slice_id],
-        |r| r.get(0),
-    )?;
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM jobs WHERE slice_id = ?1 AND state IN ('queued', 'running')",
+        )?
+        .query_row([slice_id], |r| r.get(0))?;
     Ok(n > 0)
 }
 
@@ -401,73 +427,68 @@ pub fn succeed(conn: &Connection, id: i64) -> Result<()> {
 
 pub fn fail(conn: &Connection, id: i64, error: &str) -> Result<()> {
     let t = now();
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_until = NULL, last_error = ?2,
                          finished_at = ?3, updated_at = ?3 WHERE id = ?1",
-        params![id, error, t],
-    )?;
+    )?
+    .execute(params![id, error, t])?;
     Ok(())
 }
 
 /// Tries again after `delay_secs`.
 pub fn retry_later(conn: &Connection, id: i64, error: &str, delay_secs: i64) -> Result<()> {
     let t = now();
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, last_error = ?2,
                          run_after = ?3, updated_at = ?4 WHERE id = ?1",
-        params![id, error, t + delay_secs, t],
-    )?;
+    )?
+    .execute(params![id, error, t + delay_secs, t])?;
     Ok(())
 }
 
 /// Waits (not a failure: the attempt does not count), for example for room on a node.
 pub fn wait(conn: &Connection, id: i64, note: &str, delay_secs: i64) -> Result<()> {
     let t = now();
-    conn.execute(
-        "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, last_error = ?2,
-                         run_after = ?3, attempts = max(attempts - 1, 0), updated_at = ?4 WHERE id = ?1",
-        params![id, note, t + delay_secs, t],
+    conn.prepare_cached("UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, last_error = ?2,
+                         run_after = ?3, attempts = max(attempts - 1, 0), updated_at = ?4 WHERE id = ?1")?
+            .execute(params![id, note, t + delay_secs, t],
     )?;
     Ok(())
 }
 
 /// Wakes the provisioning jobs that wait for room (a slice was destroyed, a node came).
 pub fn wake_waiting(conn: &Connection) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE jobs SET run_after = ?1 WHERE kind = 'provision' AND state = 'queued' AND run_after > ?1
-           AND slice_id IN (SELECT id FROM slices WHERE state = 'queued')",
-        params![now()],
+    Ok(conn.prepare_cached("UPDATE jobs SET run_after = ?1 WHERE kind = 'provision' AND state = 'queued' AND run_after > ?1
+           AND slice_id IN (SELECT id FROM slices WHERE state = 'queued')")?
+            .execute(params![now()],
     )?)
 }
 
 /// Staff: run a failed or cancelled job again (from its checkpoint).
 pub fn retry_now(conn: &Connection, id: i64) -> Result<bool> {
     let t = now();
-    Ok(conn.execute(
-        "UPDATE jobs SET state = 'queued', attempts = 0, run_after = ?2, finished_at = NULL, updated_at = ?2
-         WHERE id = ?1 AND state IN ('failed', 'cancelled')",
-        params![id, t],
+    Ok(conn.prepare_cached("UPDATE jobs SET state = 'queued', attempts = 0, run_after = ?2, finished_at = NULL, updated_at = ?2
+         WHERE id = ?1 AND state IN ('failed', 'cancelled')")?
+            .execute(params![id, t],
     )? == 1)
 }
 
 /// Staff: cancel a job that has not finished (a running one stops at its next step).
 pub fn cancel(conn: &Connection, id: i64) -> Result<bool> {
     let t = now();
-    Ok(conn.execute(
-        "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, finished_at = ?2,
-                         updated_at = ?2 WHERE id = ?1 AND state IN ('queued', 'running')",
-        params![id, t],
+    Ok(conn.prepare_cached("UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, finished_at = ?2,
+                         updated_at = ?2 WHERE id = ?1 AND state IN ('queued', 'running')")?
+            .execute(params![id, t],
     )? == 1)
 }
 
 /// Still ours to run? (Cancelled meanwhile, or taken by another after our lease ran out.)
 pub fn still_ours(conn: &Connection, id: i64, owner: &str) -> Result<bool> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT 1 FROM jobs WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
-            params![id, owner],
-            |_| Ok(()),
-        )
+        )?
+        .query_row(params![id, owner], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -534,15 +555,14 @@ pub fn routine_hidden(conn: &Connection, state: Option<&str>) -> Result<u64> {
 /// Removes finished health checks and usage samples' jobs older than `before`, with their
 /// agent log lines (not worth keeping).
 pub fn prune_checks(conn: &Connection, before: i64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "DELETE FROM agent_log WHERE command IN ('node_info', 'usage') AND at < ?1
            AND job_id IN (SELECT id FROM jobs WHERE kind IN ('node_health', 'usage'))",
-        [before],
-    )?;
-    conn.execute(
-        "DELETE FROM jobs WHERE kind = 'node_health' AND state IN ('succeeded', 'failed') AND finished_at < ?1
-           AND id NOT IN (SELECT job_id FROM agent_log WHERE job_id IS NOT NULL)",
-        [before],
+    )?
+    .execute([before])?;
+    conn.prepare_cached("DELETE FROM jobs WHERE kind = 'node_health' AND state IN ('succeeded', 'failed') AND finished_at < ?1
+           AND id NOT IN (SELECT job_id FROM agent_log WHERE job_id IS NOT NULL)")?
+            .execute([before],
     )?;
     Ok(())
 }
@@ -560,9 +580,10 @@ pub fn for_slice(conn: &Connection, slice_id: i64) -> Result<Vec<Job>> {
 
 /// Cancels a slice's jobs that have not started (they are moot: it is destroyed or moved).
 pub fn cancel_queued_for(conn: &Connection, slice_id: i64) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2
+    Ok(conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2
          WHERE slice_id = ?1 AND state = 'queued'",
-        params![slice_id, now()],
-    )?)
+        )?
+        .execute(params![slice_id, now()])?)
 }

@@ -62,19 +62,15 @@ pub fn add(conn: &Connection, name: &NodeName, address: &NodeAddress) -> Result<
     if by_name(conn, name.as_str())?.is_some() {
         return Err(FieldError::new("name", format!("A node named {name} exists already.")).into());
     }
-    conn.execute(
-        "INSERT INTO nodes (name, address, created_at) VALUES (?1, ?2, ?3)",
-        params![name.as_str(), address.as_str(), now()],
-    )?;
+    conn.prepare_cached("INSERT INTO nodes (name, address, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![name.as_str(), address.as_str(), now()])?;
     by_name(conn, name.as_str())?.ok_or(Error::NotFound("node"))
 }
 
 /// Moves a node to a new address (the embedded agent listens on a new port at each start).
 pub fn set_address(conn: &Connection, name: &NodeName, address: &NodeAddress) -> Result<()> {
-    conn.execute(
-        "UPDATE nodes SET address = ?2 WHERE name = ?1",
-        params![name.as_str(), address.as_str()],
-    )?;
+    conn.prepare_cached("UPDATE nodes SET address = ?2 WHERE name = ?1")?
+        .execute(params![name.as_str(), address.as_str()])?;
     Ok(())
 }
 
@@ -117,50 +113,51 @@ pub fn record_contact(
     outcome: std::result::Result<&serde_json::Value, &str>,
 ) -> Result<()> {
     match outcome {
-        Ok(info) => conn.execute(
-            "UPDATE nodes SET last_seen_at = ?2, last_error = NULL, info = ?3 WHERE name = ?1",
-            params![name, now(), info.to_string()],
-        )?,
-        Err(e) => conn.execute(
-            "UPDATE nodes SET last_error = ?2 WHERE name = ?1",
-            params![name, e],
-        )?,
+        Ok(info) => conn
+            .prepare_cached(
+                "UPDATE nodes SET last_seen_at = ?2, last_error = NULL, info = ?3 WHERE name = ?1",
+            )?
+            .execute(params![name, now(), info.to_string()])?,
+        Err(e) => conn
+            .prepare_cached("UPDATE nodes SET last_error = ?2 WHERE name = ?1")?
+            .execute(params![name, e])?,
     };
     Ok(())
 }
 
 /// Records the subnet the master gave a node.
 pub fn set_subnet(conn: &Connection, id: i64, subnet: &crate::domain::Subnet) -> Result<()> {
-    conn.execute(
-        "UPDATE nodes SET subnet = ?2 WHERE id = ?1",
-        params![id, format!("{}/{}", subnet.network(), subnet.prefix())],
-    )?;
+    conn.prepare_cached("UPDATE nodes SET subnet = ?2 WHERE id = ?1")?
+        .execute(params![
+            id,
+            format!("{}/{}", subnet.network(), subnet.prefix())
+        ])?;
     Ok(())
 }
 
 /// Removes a node's row, its jobs and its command log; slices that were on it keep their
 /// history with no node.
 pub fn remove(conn: &Connection, id: i64) -> Result<()> {
-    conn.execute("UPDATE slices SET node_id = NULL WHERE node_id = ?1", [id])?;
-    conn.execute(
-        "UPDATE slices SET wanted_node = NULL WHERE wanted_node = ?1",
-        [id],
-    )?;
-    conn.execute("DELETE FROM agent_log WHERE node_id = ?1", [id])?;
-    conn.execute(
+    conn.prepare_cached("UPDATE slices SET node_id = NULL WHERE node_id = ?1")?
+        .execute([id])?;
+    conn.prepare_cached("UPDATE slices SET wanted_node = NULL WHERE wanted_node = ?1")?
+        .execute([id])?;
+    conn.prepare_cached("DELETE FROM agent_log WHERE node_id = ?1")?
+        .execute([id])?;
+    conn.prepare_cached(
         "DELETE FROM agent_log WHERE job_id IN (SELECT id FROM jobs WHERE node_id = ?1)",
-        [id],
-    )?;
-    conn.execute("DELETE FROM jobs WHERE node_id = ?1", [id])?;
-    conn.execute("DELETE FROM nodes WHERE id = ?1", [id])?;
+    )?
+    .execute([id])?;
+    conn.prepare_cached("DELETE FROM jobs WHERE node_id = ?1")?
+        .execute([id])?;
+    conn.prepare_cached("DELETE FROM nodes WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
 /// Pins the certificate a node's agent must present.
 pub fn set_cert(conn: &Connection, id: i64, sha256: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE nodes SET cert_sha256 = ?2 WHERE id = ?1",
-        params![id, sha256],
-    )?;
+    conn.prepare_cached("UPDATE nodes SET cert_sha256 = ?2 WHERE id = ?1")?
+        .execute(params![id, sha256])?;
     Ok(())
 }

@@ -84,11 +84,9 @@ pub fn list(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<Message>, u64)> {
-    let total: u64 = conn.query_row(
-        "SELECT count(*) FROM outbox WHERE (?1 IS NULL OR state = ?1)",
-        params![state],
-        |r| r.get(0),
-    )?;
+    let total: u64 = conn
+        .prepare_cached("SELECT count(*) FROM outbox WHERE (?1 IS NULL OR state = ?1)")?
+        .query_row(params![state], |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1)
          ORDER BY state = 'failed' DESC, id DESC LIMIT ?2 OFFSET ?3"
@@ -101,9 +99,8 @@ pub fn list(
 
 /// Staff: try a failed message again.
 pub fn retry(conn: &Connection, id: i64) -> Result<bool> {
-    Ok(conn.execute(
-        "UPDATE outbox SET state = 'queued', attempts = 0, next_try = ?2 WHERE id = ?1 AND state = 'failed'",
-        params![id, now()],
+    Ok(conn.prepare_cached("UPDATE outbox SET state = 'queued', attempts = 0, next_try = ?2 WHERE id = ?1 AND state = 'failed'")?
+            .execute(params![id, now()],
     )? == 1)
 }
 
@@ -117,10 +114,10 @@ pub fn claim_due(conn: &Connection, limit: u32) -> Result<Vec<Message>> {
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
     for id in ids {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ?1",
-            [id],
-        )?;
+        )?
+        .execute([id])?;
         if let Some(m) = get(conn, id)? {
             out.push(m);
         }
@@ -129,36 +126,33 @@ pub fn claim_due(conn: &Connection, limit: u32) -> Result<Vec<Message>> {
 }
 
 pub fn mark_sent(conn: &Connection, id: i64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE outbox SET state = 'sent', sent_at = ?2, last_error = '' WHERE id = ?1",
-        params![id, now()],
-    )?;
+    )?
+    .execute(params![id, now()])?;
     Ok(())
 }
 
 pub fn mark_failed(conn: &Connection, id: i64, error: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
-        params![id, error],
-    )?;
+    conn.prepare_cached("UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1")?
+        .execute(params![id, error])?;
     Ok(())
 }
 
 /// A passing failure: queued again, to be tried in `wait_secs`.
 pub fn mark_retry(conn: &Connection, id: i64, error: &str, wait_secs: i64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE outbox SET state = 'queued', last_error = ?2, next_try = ?3 WHERE id = ?1",
-        params![id, error, now() + wait_secs],
-    )?;
+    )?
+    .execute(params![id, error, now() + wait_secs])?;
     Ok(())
 }
 
 /// After a crash, messages caught mid-send are queued again.
 pub fn requeue_sending(conn: &Connection) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE outbox SET state = 'queued' WHERE state = 'sending'",
-        [],
-    )?)
+    Ok(conn
+        .prepare_cached("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")?
+        .execute([])?)
 }
 
 /// Enabled staff and admins to mail: all, or (`each_only`) those who want a mail for each
@@ -187,9 +181,7 @@ pub fn due_digest(conn: &Connection, day: &str) -> Result<Vec<i64>> {
 }
 
 pub fn note_digest(conn: &Connection, user_id: i64, day: &str) -> Result<()> {
-    conn.execute(
-        "INSERT INTO digests (user_id, day) VALUES (?1, ?2)",
-        params![user_id, day],
-    )?;
+    conn.prepare_cached("INSERT INTO digests (user_id, day) VALUES (?1, ?2)")?
+        .execute(params![user_id, day])?;
     Ok(())
 }

@@ -81,10 +81,9 @@ pub fn taken_on(conn: &Connection, node_id: i64) -> Result<(HashSet<String>, Has
 
 /// Places a slice: its node, container id and address, provisioning from the gateway step.
 pub fn place(conn: &Connection, slice_id: i64, node_id: i64, veid: i64, ip: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE slices SET node_id = ?2, veid = ?3, ip = ?4, host_key = NULL, state = 'provisioning', step = 'setting up the gateway login',
-                           failure = '', updated_at = ?5 WHERE id = ?1",
-        params![slice_id, node_id, veid, ip, now()],
+    conn.prepare_cached("UPDATE slices SET node_id = ?2, veid = ?3, ip = ?4, host_key = NULL, state = 'provisioning', step = 'setting up the gateway login',
+                           failure = '', updated_at = ?5 WHERE id = ?1")?
+            .execute(params![slice_id, node_id, veid, ip, now()],
     )?;
     Ok(())
 }

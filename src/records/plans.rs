@@ -9,9 +9,8 @@ use crate::error::Result;
 
 /// The limits of a plan.
 pub fn plan_limits(conn: &Connection, plan_id: i64) -> Result<Limits> {
-    let l = conn.query_row(
-        "SELECT memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares FROM plans WHERE id = ?1",
-        [plan_id],
+    let l = conn.prepare_cached("SELECT memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares FROM plans WHERE id = ?1")?
+            .query_row([plan_id],
         |r| {
             Ok(Limits {
                 memory_mb: r.get(0)?,
@@ -27,19 +26,15 @@ pub fn plan_limits(conn: &Connection, plan_id: i64) -> Result<Limits> {
 
 /// Whether the plan's students are root in their slices (passwordless sudo).
 pub fn plan_root(conn: &Connection, plan_id: i64) -> Result<bool> {
-    Ok(conn.query_row(
-        "SELECT student_root FROM plans WHERE id = ?1",
-        [plan_id],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT student_root FROM plans WHERE id = ?1")?
+        .query_row([plan_id], |r| r.get(0))?)
 }
 
 pub fn default_plan(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT id FROM plans ORDER BY is_default DESC, id LIMIT 1",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT id FROM plans ORDER BY is_default DESC, id LIMIT 1")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// A plan students may choose.
@@ -81,45 +76,46 @@ pub fn plan_choices(conn: &Connection) -> Result<Vec<PlanChoice>> {
 
 /// How many slices that are not destroyed or denied use the plan.
 pub fn live_slices(conn: &Connection, plan_id: i64) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM slices WHERE plan_id = ?1 AND state NOT IN ('destroyed', 'denied')",
-        [plan_id],
+    Ok(conn.prepare_cached("SELECT count(*) FROM slices WHERE plan_id = ?1 AND state NOT IN ('destroyed', 'denied')")?
+            .query_row([plan_id],
         |r| r.get(0),
     )?)
 }
 
 pub fn name_taken(conn: &Connection, name: &str) -> Result<bool> {
-    let n: i64 = conn.query_row("SELECT count(*) FROM plans WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })?;
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM plans WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))?;
     Ok(n > 0)
 }
 
 pub fn insert(conn: &Connection, name: &str, l: &Limits, student_root: bool) -> Result<i64> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO plans (name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares,
                             student_root)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            name,
-            l.memory_mb,
-            l.memory_limit_mb,
-            l.processes,
-            l.disk_mb,
-            l.cpu_shares,
-            student_root
-        ],
-    )?;
+    )?
+    .execute(params![
+        name,
+        l.memory_mb,
+        l.memory_limit_mb,
+        l.processes,
+        l.disk_mb,
+        l.cpu_shares,
+        student_root
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
 /// Makes plan `id` the default; its name, or None when there is no such plan.
 pub fn set_default(conn: &Connection, id: i64) -> Result<Option<String>> {
     let name: Option<String> = conn
-        .query_row("SELECT name FROM plans WHERE id = ?1", [id], |r| r.get(0))
+        .prepare_cached("SELECT name FROM plans WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
         .optional()?;
     if name.is_some() {
-        conn.execute("UPDATE plans SET is_default = (id = ?1)", [id])?;
+        conn.prepare_cached("UPDATE plans SET is_default = (id = ?1)")?
+            .execute([id])?;
     }
     Ok(name)
 }
@@ -135,15 +131,15 @@ pub fn names(conn: &Connection) -> Result<std::collections::HashMap<i64, String>
 
 pub fn exists(conn: &Connection, id: i64) -> Result<bool> {
     Ok(conn
-        .query_row("SELECT id FROM plans WHERE id = ?1", [id], |r| {
-            r.get::<_, i64>(0)
-        })
+        .prepare_cached("SELECT id FROM plans WHERE id = ?1")?
+        .query_row([id], |r| r.get::<_, i64>(0))
         .optional()?
         .is_some())
 }
 
 pub fn name_of(conn: &Connection, id: i64) -> Result<Option<String>> {
     Ok(conn
-        .query_row("SELECT name FROM plans WHERE id = ?1", [id], |r| r.get(0))
+        .prepare_cached("SELECT name FROM plans WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
         .optional()?)
 }

@@ -8,20 +8,18 @@ use crate::error::Result;
 /// (max slices, plans) of a user's own rule.
 pub fn for_user(conn: &Connection, user_id: i64) -> Result<Option<(i64, String)>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT max_slices, plans FROM quotas WHERE scope = 'user' AND user_id = ?1",
-            [user_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
 /// (max slices, plans) of a course's rule (the course compared without case).
 pub fn for_course(conn: &Connection, course: &str) -> Result<Option<(i64, String)>> {
     Ok(conn
-        .query_row(
-            "SELECT max_slices, plans FROM quotas WHERE scope = 'course' AND course = ?1 COLLATE NOCASE",
-            [course],
+        .prepare_cached("SELECT max_slices, plans FROM quotas WHERE scope = 'course' AND course = ?1 COLLATE NOCASE")?
+            .query_row([course],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?)
@@ -30,11 +28,8 @@ pub fn for_course(conn: &Connection, course: &str) -> Result<Option<(i64, String
 /// (max slices, plans) of the default rule.
 pub fn default_rule(conn: &Connection) -> Result<Option<(i64, String)>> {
     Ok(conn
-        .query_row(
-            "SELECT max_slices, plans FROM quotas WHERE scope = 'default'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT max_slices, plans FROM quotas WHERE scope = 'default'")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
@@ -80,10 +75,8 @@ pub fn all(conn: &Connection) -> Result<Vec<(i64, String, String, Option<String>
 }
 
 pub fn set_default(conn: &Connection, max_slices: i64, plans: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE quotas SET max_slices = ?1, plans = ?2 WHERE scope = 'default'",
-        params![max_slices, plans],
-    )?;
+    conn.prepare_cached("UPDATE quotas SET max_slices = ?1, plans = ?2 WHERE scope = 'default'")?
+        .execute(params![max_slices, plans])?;
     Ok(())
 }
 
@@ -94,14 +87,14 @@ pub fn replace_for_course(
     max_slices: i64,
     plans: &str,
 ) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "DELETE FROM quotas WHERE scope = 'course' AND course = ?1 COLLATE NOCASE",
-        [course],
-    )?;
-    conn.execute(
+    )?
+    .execute([course])?;
+    conn.prepare_cached(
         "INSERT INTO quotas (scope, course, max_slices, plans) VALUES ('course', ?1, ?2, ?3)",
-        params![course, max_slices, plans],
-    )?;
+    )?
+    .execute(params![course, max_slices, plans])?;
     Ok(())
 }
 
@@ -112,21 +105,18 @@ pub fn replace_for_user(
     max_slices: i64,
     plans: &str,
 ) -> Result<()> {
-    conn.execute(
-        "DELETE FROM quotas WHERE scope = 'user' AND user_id = ?1",
-        [user_id],
-    )?;
-    conn.execute(
+    conn.prepare_cached("DELETE FROM quotas WHERE scope = 'user' AND user_id = ?1")?
+        .execute([user_id])?;
+    conn.prepare_cached(
         "INSERT INTO quotas (scope, user_id, max_slices, plans) VALUES ('user', ?1, ?2, ?3)",
-        params![user_id, max_slices, plans],
-    )?;
+    )?
+    .execute(params![user_id, max_slices, plans])?;
     Ok(())
 }
 
 /// Removes a course or user rule (never the default); how many went.
 pub fn remove(conn: &Connection, id: i64) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM quotas WHERE id = ?1 AND scope <> 'default'",
-        [id],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM quotas WHERE id = ?1 AND scope <> 'default'")?
+        .execute([id])?)
 }

@@ -85,36 +85,35 @@ pub fn touch(conn: &Connection, token_hash: &[u8]) -> Result<()> {
 }
 
 pub fn delete(conn: &Connection, token_hash: &[u8]) -> Result<()> {
-    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+        .execute([token_hash])?;
     Ok(())
 }
 
 /// Ends every session of an account; returns how many.
 pub fn delete_all_for(conn: &Connection, user_id: i64) -> Result<usize> {
-    Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
+    Ok(conn
+        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
+        .execute([user_id])?)
 }
 
 /// Removes sessions that can no longer be used.
 pub fn purge_expired(conn: &Connection, life: Lifetimes) -> Result<usize> {
     let t = now();
-    Ok(conn.execute(
-        "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?2",
-        params![t, t - life.idle_secs],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?2")?
+        .execute(params![t, t - life.idle_secs])?)
 }
 
 pub fn count_for(conn: &Connection, user_id: i64) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM sessions WHERE user_id = ?1 AND expires_at > ?2",
-        params![user_id, now()],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM sessions WHERE user_id = ?1 AND expires_at > ?2")?
+        .query_row(params![user_id, now()], |r| r.get(0))?)
 }
 
 /// Ends every session of the user but the one with this token hash.
 pub fn end_others(conn: &Connection, user_id: i64, keep_token_hash: &[u8]) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2",
-        params![user_id, keep_token_hash],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2")?
+        .execute(params![user_id, keep_token_hash])?)
 }

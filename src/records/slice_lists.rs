@@ -93,6 +93,11 @@ pub fn waiting_courses(conn: &Connection) -> Result<Vec<String>> {
 }
 
 /// Staff search: by username, node, address or state; a page and the total.
+///
+/// Without search text the total comes from `slice_counts` (kept by triggers, no scan) and
+/// the page is read from the nearer end of the id order: the last page costs what the first
+/// does, whatever the number of slices. Only the page's 50 rows are joined to their owners
+/// and nodes.
 pub fn search(
     conn: &Connection,
     q: &str,
@@ -100,6 +105,9 @@ pub fn search(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<Listed>, u64)> {
+    if q.trim().is_empty() {
+        return all(conn, state, limit, offset);
+    }
     let cols: String = COLUMNS
         .split(", ")
         .map(|c| format!("s.{c}"))
@@ -107,33 +115,75 @@ pub fn search(
         .join(", ");
     let pat = super::users::like_pattern(q.trim());
     let st = state.map(State::as_str);
-    // Without search text, no row needs a LIKE and the count needs no join (an index does it).
-    let searching = !q.trim().is_empty();
-    let filter = if searching {
-        "(u.username LIKE ?1 ESCAPE '\\' OR coalesce(n.name, '') LIKE ?1 ESCAPE '\\'
-          OR coalesce(s.ip, '') LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR s.state = ?2)"
-    } else {
-        "?1 IS NOT NULL AND (?2 IS NULL OR s.state = ?2)"
-    };
-    let total: u64 = if searching {
-        conn.query_row(
-            &format!(
-                "SELECT count(*) FROM slices s JOIN users u ON u.id = s.user_id LEFT JOIN nodes n ON n.id = s.node_id
-                 WHERE {filter}"
-            ),
-            params![pat, st],
-            |r| r.get(0),
-        )?
-    } else {
-        conn.prepare_cached("SELECT count(*) FROM slices s WHERE (?1 IS NULL OR s.state = ?1)")?
-            .query_row(params![st], |r| r.get(0))?
-    };
+    let filter = "(u.username LIKE ?1 ESCAPE '\\' OR coalesce(n.name, '') LIKE ?1 ESCAPE '\\'
+          OR coalesce(s.ip, '') LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR s.state = ?2)";
+    let total: u64 = conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM slices s JOIN users u ON u.id = s.user_id LEFT JOIN nodes n ON n.id = s.node_id
+             WHERE {filter}"
+        ))?
+        .query_row(params![pat, st], |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {cols}, u.username, u.display_name, n.name FROM slices s JOIN users u ON u.id = s.user_id
          LEFT JOIN nodes n ON n.id = s.node_id WHERE {filter} ORDER BY s.id DESC LIMIT ?3 OFFSET ?4"
     ))?;
     let rows = stmt
         .query_map(params![pat, st, limit, offset as i64], listed)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}
+
+/// Every slice (or every slice in one state), newest first: a page and the total. A page past
+/// the end is the last page.
+fn all(
+    conn: &Connection,
+    state: Option<State>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<Listed>, u64)> {
+    let st = state.map(State::as_str);
+    let total: u64 = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(n), 0) FROM slice_counts WHERE (?1 IS NULL OR state = ?1)",
+        )?
+        .query_row(params![st], |r| r.get(0))?;
+    let limit = u64::from(limit.max(1));
+    let offset = offset.min(total.saturating_sub(1) / limit * limit);
+    let take = limit.min(total - offset);
+    // Rows after this page, in id order: when fewer than before it, read from the oldest end.
+    let after = total - offset - take;
+    let (skip, oldest_first) = if after < offset {
+        (after, true)
+    } else {
+        (offset, false)
+    };
+    let cols: String = COLUMNS
+        .split(", ")
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The page's first and last id: its rows are the ones between them (in the state).
+    let bounds = match (st.is_some(), oldest_first) {
+        (false, false) => "SELECT min(id), max(id) FROM (SELECT id FROM slices WHERE ?1 IS NULL ORDER BY id DESC LIMIT ?2 OFFSET ?3)",
+        (false, true) => "SELECT min(id), max(id) FROM (SELECT id FROM slices WHERE ?1 IS NULL ORDER BY id LIMIT ?2 OFFSET ?3)",
+        (true, false) => "SELECT min(id), max(id) FROM (SELECT id FROM slices WHERE state = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3)",
+        (true, true) => "SELECT min(id), max(id) FROM (SELECT id FROM slices WHERE state = ?1 ORDER BY id LIMIT ?2 OFFSET ?3)",
+    };
+    let (low, high): (Option<i64>, Option<i64>) = conn
+        .prepare_cached(bounds)?
+        .query_row(params![st, take as i64, skip as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let (Some(low), Some(high)) = (low, high) else {
+        return Ok((Vec::new(), total));
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols}, u.username, u.display_name, n.name FROM slices s JOIN users u ON u.id = s.user_id
+         LEFT JOIN nodes n ON n.id = s.node_id
+         WHERE s.id BETWEEN ?2 AND ?3 AND (?1 IS NULL OR s.state = ?1) ORDER BY s.id DESC"
+    ))?;
+    let rows = stmt
+        .query_map(params![st, low, high], listed)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((rows, total))
 }

@@ -161,6 +161,37 @@ pub fn events(conn: &Connection, slice_id: i64, limit: u32) -> Result<Vec<Event>
     Ok(rows)
 }
 
+/// The newest `limit` events of each slice of a user that is not destroyed, newest first, by
+/// slice (one statement for a whole dashboard).
+pub fn events_for_user(
+    conn: &Connection,
+    user_id: i64,
+    limit: u32,
+) -> Result<std::collections::HashMap<i64, Vec<Event>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.slice_id, e.at, e.message FROM slices s
+           JOIN slice_events e ON e.id IN (SELECT x.id FROM slice_events x WHERE x.slice_id = s.id
+                                            ORDER BY x.id DESC LIMIT ?2)
+          WHERE s.user_id = ?1 AND s.state <> 'destroyed'
+          ORDER BY e.slice_id, e.id DESC",
+    )?;
+    let mut out: std::collections::HashMap<i64, Vec<Event>> = Default::default();
+    let rows = stmt.query_map(params![user_id, limit], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            Event {
+                at: r.get(1)?,
+                message: r.get(2)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (id, event) = row?;
+        out.entry(id).or_default().push(event);
+    }
+    Ok(out)
+}
+
 /// Moves a slice to a state (and step), noting why.
 pub fn set_state(
     conn: &Connection,
@@ -208,76 +239,72 @@ pub fn on_node(conn: &Connection, node_id: i64) -> Result<Vec<OnNode>> {
 /// Frees a failed slice's place on its node (its container is gone): node, container id and
 /// address, only if it is still failed there (a retry may have placed it anew). Whether it did.
 pub fn release_place(conn: &Connection, id: i64, node_id: i64, veid: i64) -> Result<bool> {
-    Ok(conn.execute(
-        "UPDATE slices SET node_id = NULL, veid = NULL, ip = NULL, updated_at = ?4
+    Ok(conn
+        .prepare_cached(
+            "UPDATE slices SET node_id = NULL, veid = NULL, ip = NULL, updated_at = ?4
          WHERE id = ?1 AND state = 'failed' AND node_id = ?2 AND veid = ?3",
-        params![id, node_id, veid, now()],
-    )? == 1)
+        )?
+        .execute(params![id, node_id, veid, now()])?
+        == 1)
 }
 
 /// Marks a slice failed with the reason shown to its owner.
 pub fn fail(conn: &Connection, id: i64, reason: &str) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE slices SET state = 'failed', failure = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, reason, now()],
-    )?;
+    )?
+    .execute(params![id, reason, now()])?;
     event(conn, id, &format!("Failed: {reason}"))
 }
 
 /// A queued slice's place in the queue (1 = next).
 pub fn queue_position(conn: &Connection, slice: &Slice) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM slices WHERE state = 'queued' AND (decided_at < ?1 OR (decided_at = ?1 AND id <= ?2))",
-        params![slice.decided_at.unwrap_or(0), slice.id],
+    Ok(conn.prepare_cached("SELECT count(*) FROM slices WHERE state = 'queued' AND (decided_at < ?1 OR (decided_at = ?1 AND id <= ?2))")?
+            .query_row(params![slice.decided_at.unwrap_or(0), slice.id],
         |r| r.get(0),
     )?)
 }
 
 /// How many live slices (holding their node's resources) a node has.
 pub fn live_on_node(conn: &Connection, node_id: i64) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM slices WHERE node_id = ?1 AND state IN ('provisioning', 'running', 'stopped', 'destroying')",
-        [node_id],
+    Ok(conn.prepare_cached("SELECT count(*) FROM slices WHERE node_id = ?1 AND state IN ('provisioning', 'running', 'stopped', 'destroying')")?
+            .query_row([node_id],
         |r| r.get(0),
     )?)
 }
 
 /// The step a slice's job is on.
 pub fn set_step(conn: &Connection, id: i64, step: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE slices SET step = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, step, now()],
-    )?;
+    conn.prepare_cached("UPDATE slices SET step = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, step, now()])?;
     Ok(())
 }
 
 /// A destroyed slice gives back its container id and address.
 pub fn set_destroyed(conn: &Connection, id: i64) -> Result<()> {
-    conn.execute(
-        "UPDATE slices SET veid = NULL, ip = NULL, state = 'destroyed', step = '', updated_at = ?2 WHERE id = ?1",
-        params![id, now()],
+    conn.prepare_cached("UPDATE slices SET veid = NULL, ip = NULL, state = 'destroyed', step = '', updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, now()],
     )?;
     Ok(())
 }
 
 /// A slice leaves its node to be placed anew (a move): no node, id or address, approved.
 pub fn unplace(conn: &Connection, id: i64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE slices SET node_id = NULL, veid = NULL, ip = NULL, state = 'approved',
                            step = '', updated_at = ?2 WHERE id = ?1",
-        params![id, now()],
-    )?;
+    )?
+    .execute(params![id, now()])?;
     Ok(())
 }
 
 /// The running slice with this container id on a node.
 pub fn running_on(conn: &Connection, node_id: i64, veid: i64) -> Result<Option<i64>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT id FROM slices WHERE node_id = ?1 AND veid = ?2 AND state = 'running'",
-            params![node_id, veid],
-            |r| r.get(0),
-        )
+        )?
+        .query_row(params![node_id, veid], |r| r.get(0))
         .optional()?)
 }
 
@@ -291,11 +318,10 @@ pub fn insert_request(
     purpose: &str,
     name: &crate::domain::DnsName,
 ) -> Result<i64> {
-    conn.execute(
-        "INSERT INTO slices (user_id, state, template, plan_id, course, purpose, hostname, subdomain,
+    conn.prepare_cached("INSERT INTO slices (user_id, state, template, plan_id, course, purpose, hostname, subdomain,
                              requested_at, updated_at)
-         VALUES (?1, 'requested', ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?7)",
-        params![user_id, template.as_str(), plan_id, course, purpose, name.as_str(), now()],
+         VALUES (?1, 'requested', ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?7)")?
+            .execute(params![user_id, template.as_str(), plan_id, course, purpose, name.as_str(), now()],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -310,10 +336,9 @@ pub fn name_taken(conn: &Connection, name: &str) -> Result<bool> {
 }
 
 pub fn set_approved(conn: &Connection, id: i64, staff_id: i64, node: Option<i64>) -> Result<()> {
-    conn.execute(
-        "UPDATE slices SET state = 'approved', decided_at = ?2, decided_by = ?3, wanted_node = ?4, updated_at = ?2
-         WHERE id = ?1",
-        params![id, now(), staff_id, node],
+    conn.prepare_cached("UPDATE slices SET state = 'approved', decided_at = ?2, decided_by = ?3, wanted_node = ?4, updated_at = ?2
+         WHERE id = ?1")?
+            .execute(params![id, now(), staff_id, node],
     )?;
     Ok(())
 }
@@ -322,40 +347,36 @@ pub fn set_approved(conn: &Connection, id: i64, staff_id: i64, node: Option<i64>
 /// gateway's, its container made anew), or approved, to be placed afresh, if it holds no
 /// place. Whether it was failed.
 pub fn retake(conn: &Connection, id: i64) -> Result<bool> {
-    Ok(conn.execute(
-        "UPDATE slices SET state = CASE WHEN veid IS NULL THEN 'approved' ELSE 'provisioning' END,
+    Ok(conn.prepare_cached("UPDATE slices SET state = CASE WHEN veid IS NULL THEN 'approved' ELSE 'provisioning' END,
                            step = CASE WHEN veid IS NULL THEN '' ELSE 'setting up the gateway login' END,
                            failure = '', host_key = NULL, updated_at = ?2
-         WHERE id = ?1 AND state = 'failed'",
-        params![id, now()],
+         WHERE id = ?1 AND state = 'failed'")?
+            .execute(params![id, now()],
     )? == 1)
 }
 
 pub fn set_denied(conn: &Connection, id: i64, staff_id: i64, reason: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE slices SET state = 'denied', failure = ?2, decided_at = ?3, decided_by = ?4, updated_at = ?3
-         WHERE id = ?1",
-        params![id, reason, now(), staff_id],
+    conn.prepare_cached("UPDATE slices SET state = 'denied', failure = ?2, decided_at = ?3, decided_by = ?4, updated_at = ?3
+         WHERE id = ?1")?
+            .execute(params![id, reason, now(), staff_id],
     )?;
     Ok(())
 }
 
 pub fn set_plan(conn: &Connection, id: i64, plan_id: i64) -> Result<()> {
-    conn.execute(
-        "UPDATE slices SET plan_id = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, plan_id, now()],
-    )?;
+    conn.prepare_cached("UPDATE slices SET plan_id = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, plan_id, now()])?;
     Ok(())
 }
 
 /// A move begins: the old container goes first, then the slice is made on `node_id` (None:
 /// wherever placement finds room).
 pub fn set_moving(conn: &Connection, id: i64, node_id: Option<i64>) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE slices SET state = 'provisioning', step = 'moving: removing the old container',
                            failure = '', wanted_node = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, node_id, now()],
-    )?;
+    )?
+    .execute(params![id, node_id, now()])?;
     Ok(())
 }
 

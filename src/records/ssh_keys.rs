@@ -21,20 +21,15 @@ pub fn rows(conn: &Connection, user_id: i64) -> Result<Vec<(i64, String, String,
 /// The id of the user's key with this fingerprint.
 pub fn find(conn: &Connection, user_id: i64, fingerprint: &str) -> Result<Option<i64>> {
     Ok(conn
-        .query_row(
-            "SELECT id FROM ssh_keys WHERE user_id = ?1 AND fingerprint = ?2",
-            params![user_id, fingerprint],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT id FROM ssh_keys WHERE user_id = ?1 AND fingerprint = ?2")?
+        .query_row(params![user_id, fingerprint], |r| r.get(0))
         .optional()?)
 }
 
 pub fn count(conn: &Connection, user_id: i64) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM ssh_keys WHERE user_id = ?1",
-        [user_id],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM ssh_keys WHERE user_id = ?1")?
+        .query_row([user_id], |r| r.get(0))?)
 }
 
 /// Stores a key line; its id and the time.
@@ -45,24 +40,22 @@ pub fn insert(
     fingerprint: &str,
 ) -> Result<(i64, i64)> {
     let t = now();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO ssh_keys (user_id, key, fingerprint, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![user_id, line, fingerprint, t],
-    )?;
+    )?
+    .execute(params![user_id, line, fingerprint, t])?;
     Ok((conn.last_insert_rowid(), t))
 }
 
 /// Deletes one of the user's keys; its fingerprint, or None when the user has no such key.
 pub fn delete(conn: &Connection, user_id: i64, key_id: i64) -> Result<Option<String>> {
     let fingerprint: Option<String> = conn
-        .query_row(
-            "SELECT fingerprint FROM ssh_keys WHERE id = ?1 AND user_id = ?2",
-            params![key_id, user_id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT fingerprint FROM ssh_keys WHERE id = ?1 AND user_id = ?2")?
+        .query_row(params![key_id, user_id], |r| r.get(0))
         .optional()?;
     if fingerprint.is_some() {
-        conn.execute("DELETE FROM ssh_keys WHERE id = ?1", [key_id])?;
+        conn.prepare_cached("DELETE FROM ssh_keys WHERE id = ?1")?
+            .execute([key_id])?;
     }
     Ok(fingerprint)
 }

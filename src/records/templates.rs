@@ -9,18 +9,21 @@ use crate::store::now;
 
 /// Registers an OS template the master offers.
 pub fn add_template(conn: &Connection, name: &TemplateName, description: &str) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO templates (name, description, created_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (name) DO UPDATE SET description = excluded.description",
-        params![name.as_str(), description, now()],
-    )?;
+    )?
+    .execute(params![name.as_str(), description, now()])?;
     Ok(())
 }
 
 /// Stops offering a template; whether it was offered. Slices made from it keep running, and
 /// requests already made for it are still decided and made.
 pub fn withdraw_template(conn: &Connection, name: &TemplateName) -> Result<bool> {
-    Ok(conn.execute("DELETE FROM templates WHERE name = ?1", [name.as_str()])? > 0)
+    Ok(conn
+        .prepare_cached("DELETE FROM templates WHERE name = ?1")?
+        .execute([name.as_str()])?
+        > 0)
 }
 
 /// A template students may choose.
@@ -46,11 +49,8 @@ pub fn template_choices(conn: &Connection) -> Result<Vec<TemplateChoice>> {
 /// Whether the master offers this template.
 pub fn offered(conn: &Connection, name: &TemplateName) -> Result<bool> {
     Ok(conn
-        .query_row(
-            "SELECT 1 FROM templates WHERE name = ?1",
-            [name.as_str()],
-            |_| Ok(()),
-        )
+        .prepare_cached("SELECT 1 FROM templates WHERE name = ?1")?
+        .query_row([name.as_str()], |_| Ok(()))
         .optional()?
         .is_some())
 }

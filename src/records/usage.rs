@@ -60,24 +60,25 @@ pub fn count_alert(
     hits: i64,
 ) -> Result<bool> {
     let seen_today = conn
-        .query_row(
+        .prepare_cached(
             "SELECT 1 FROM limit_alerts WHERE slice_id = ?1 AND resource = ?2 AND day = ?3",
-            params![slice_id, resource, day],
-            |_| Ok(()),
-        )
+        )?
+        .query_row(params![slice_id, resource, day], |_| Ok(()))
         .optional()?
         .is_some();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO limit_alerts (slice_id, resource, day, hits) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (slice_id, resource, day) DO UPDATE SET hits = hits + excluded.hits",
-        params![slice_id, resource, day, hits],
-    )?;
+    )?
+    .execute(params![slice_id, resource, day, hits])?;
     Ok(!seen_today)
 }
 
 /// Drops samples older than `before`.
 pub fn prune(conn: &Connection, before: i64) -> Result<usize> {
-    Ok(conn.execute("DELETE FROM usage_samples WHERE at < ?1", [before])?)
+    Ok(conn
+        .prepare_cached("DELETE FROM usage_samples WHERE at < ?1")?
+        .execute([before])?)
 }
 
 /// (resource, time, held, limit, failcnt)
@@ -95,6 +96,31 @@ pub fn latest(conn: &Connection, slice_id: i64) -> Result<Vec<LatestRow>> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+/// The newest sample of each resource of every slice of a user that is not destroyed, by
+/// slice (one statement for a whole dashboard).
+pub fn latest_for_user(
+    conn: &Connection,
+    user_id: i64,
+) -> Result<std::collections::HashMap<i64, Vec<LatestRow>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.slice_id, l.resource, l.at, l.held, l.lim, l.failcnt FROM usage_latest l
+          WHERE l.slice_id IN (SELECT id FROM slices WHERE user_id = ?1 AND state <> 'destroyed')
+          ORDER BY l.slice_id, l.resource",
+    )?;
+    let mut out: std::collections::HashMap<i64, Vec<LatestRow>> = Default::default();
+    let rows = stmt.query_map([user_id], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
+        ))
+    })?;
+    for row in rows {
+        let (id, latest) = row?;
+        out.entry(id).or_default().push(latest);
+    }
+    Ok(out)
 }
 
 /// (time, held, limit) of one resource since `since`, oldest first.

@@ -73,10 +73,9 @@ pub fn insert(
         .into());
     }
     let t = now();
-    conn.execute(
-        "INSERT INTO users (username, email, display_name, password_hash, role, created_at, password_changed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![username.as_str(), email.as_str(), name.as_str(), password_hash, role.as_str(), t],
+    conn.prepare_cached("INSERT INTO users (username, email, display_name, password_hash, role, created_at, password_changed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)")?
+            .execute(params![username.as_str(), email.as_str(), name.as_str(), password_hash, role.as_str(), t],
     )?;
     let id = conn.last_insert_rowid();
     by_id(conn, id)?.ok_or(Error::NotFound("user"))
@@ -119,49 +118,47 @@ pub fn for_login(conn: &Connection, login: &str) -> Result<Option<(User, String)
 }
 
 pub fn password_hash(conn: &Connection, id: i64) -> Result<String> {
-    Ok(
-        conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })?,
-    )
+    Ok(conn
+        .prepare_cached("SELECT password_hash FROM users WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?)
 }
 
 pub fn set_password_hash(conn: &Connection, id: i64, hash: &str) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
-        params![id, hash, now()],
-    )?;
+    )?
+    .execute(params![id, hash, now()])?;
     Ok(())
 }
 
 /// The same password, hashed again with today's parameters (not a change of password): only
 /// over the hash it was checked against (a change or reset meanwhile wins).
 pub fn rehash(conn: &Connection, id: i64, old: &str, hash: &str) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
-        params![id, old, hash],
-    )?;
+    )?
+    .execute(params![id, old, hash])?;
     Ok(())
 }
 
 pub fn set_role(conn: &Connection, id: i64, role: Role) -> Result<()> {
-    conn.execute(
-        "UPDATE users SET role = ?2 WHERE id = ?1",
-        params![id, role.as_str()],
-    )?;
+    conn.prepare_cached("UPDATE users SET role = ?2 WHERE id = ?1")?
+        .execute(params![id, role.as_str()])?;
     Ok(())
 }
 
 pub fn set_disabled(conn: &Connection, id: i64, reason: Option<&str>) -> Result<()> {
     match reason {
-        Some(r) => conn.execute(
-            "UPDATE users SET disabled_at = ?2, disabled_reason = ?3 WHERE id = ?1",
-            params![id, now(), r],
-        )?,
-        None => conn.execute(
-            "UPDATE users SET disabled_at = NULL, disabled_reason = NULL WHERE id = ?1",
-            [id],
-        )?,
+        Some(r) => conn
+            .prepare_cached(
+                "UPDATE users SET disabled_at = ?2, disabled_reason = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, now(), r])?,
+        None => conn
+            .prepare_cached(
+                "UPDATE users SET disabled_at = NULL, disabled_reason = NULL WHERE id = ?1",
+            )?
+            .execute([id])?,
     };
     Ok(())
 }
@@ -174,11 +171,9 @@ pub fn mark_login(conn: &Connection, id: i64) -> Result<()> {
 
 /// How many enabled admins there are (the last one may not be demoted or disabled).
 pub fn active_admins(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// Escapes `%`, `_` and `\` so text typed into a search box matches literally in LIKE.
@@ -224,29 +219,25 @@ pub fn search(
 
 /// Marks the email address confirmed.
 pub fn set_verified(conn: &Connection, id: i64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE users SET email_verified_at = coalesce(email_verified_at, ?2) WHERE id = ?1",
-        params![id, now()],
-    )?;
+    )?
+    .execute(params![id, now()])?;
     Ok(())
 }
 
 /// How a staff member hears of new requests: `each`, `daily` or `none`.
 pub fn request_mail(conn: &Connection, id: i64) -> Result<String> {
-    Ok(
-        conn.query_row("SELECT request_mail FROM users WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })?,
-    )
+    Ok(conn
+        .prepare_cached("SELECT request_mail FROM users WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?)
 }
 
 pub fn set_request_mail(conn: &Connection, id: i64, how: &str) -> Result<()> {
     if !["each", "daily", "none"].contains(&how) {
         return Err(FieldError::new("request_mail", "Choose each, daily or none.").into());
     }
-    conn.execute(
-        "UPDATE users SET request_mail = ?2 WHERE id = ?1",
-        params![id, how],
-    )?;
+    conn.prepare_cached("UPDATE users SET request_mail = ?2 WHERE id = ?1")?
+        .execute(params![id, how])?;
     Ok(())
 }

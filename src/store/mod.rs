@@ -77,8 +77,35 @@ pub struct Db {
     write_failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
+fn read_in_transaction<T, E>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError>,
+{
+    // A reader left in a transaction (its work panicked) ends it first.
+    if !conn.is_autocommit() {
+        conn.prepare_cached("ROLLBACK")
+            .and_then(|mut s| s.execute([]))
+            .map_err(StoreError::from)?;
+    }
+    conn.prepare_cached("BEGIN")
+        .and_then(|mut s| s.execute([]))
+        .map_err(StoreError::from)?;
+    let out = f(conn);
+    // Nothing was written: ending the transaction only lets go of the snapshot.
+    conn.prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+        .map_err(StoreError::from)?;
+    out
+}
+
 fn configure(conn: &mut Connection, read_only: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
+    // Every statement in records/ is prepared once per connection and kept (rusqlite keeps
+    // 16 by default: a page's or a job's statements would push each other out).
+    conn.set_prepared_statement_cache_capacity(256);
     conn.execute_batch(
         "PRAGMA foreign_keys = ON;
          PRAGMA synchronous = NORMAL;
@@ -144,13 +171,29 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` on a read-only connection.
+    /// Runs `f` on a read-only connection, in one read transaction: every statement sees the
+    /// database at one moment, and the WAL read lock is taken once, not per statement.
     pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
         let conn = self.readers.get().map_err(StoreError::from)?;
-        f(&conn)
+        read_in_transaction(&conn, f)
+    }
+
+    /// [`Db::read`] on the calling thread if a reader connection is free right now, without
+    /// waiting for one; `Err(f)` gives the work back when none is (the caller then takes it to
+    /// the blocking pool). For short, bounded reads on the web's threads: an indexed lookup or
+    /// a page of a list costs less than the hand-over to another thread.
+    pub fn try_read_now<T, E, F>(&self, f: F) -> Result<Result<T, E>, F>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&Connection) -> Result<T, E>,
+    {
+        match self.readers.try_get() {
+            Some(conn) => Ok(read_in_transaction(&conn, f)),
+            None => Err(f),
+        }
     }
 
     /// Runs `f` inside one IMMEDIATE transaction on the single writer connection and commits

@@ -37,7 +37,16 @@ pub fn memory_chart(conn: &Connection, slice_id: i64, newest: i64, label: &str) 
 /// What a page shows of a slice's usage: the newest sample of each resource and the memory
 /// chart of the last day (empty when there are no samples).
 pub fn for_page(conn: &Connection, slice_id: i64, hostname: &str) -> Result<(Vec<Latest>, String)> {
-    let usage = latest(conn, slice_id)?;
+    with_chart(conn, slice_id, hostname, latest(conn, slice_id)?)
+}
+
+/// The slice's newest samples (read already) and their chart.
+pub fn with_chart(
+    conn: &Connection,
+    slice_id: i64,
+    hostname: &str,
+    usage: Vec<Latest>,
+) -> Result<(Vec<Latest>, String)> {
     let chart = match usage.iter().find(|u| u.resource == "memory") {
         Some(m) => memory_chart(
             conn,

@@ -48,6 +48,20 @@ impl AppState {
         self.ctx.db.run(move |db| db.read(f)).await
     }
 
+    /// Runs a short, bounded read (an indexed lookup, a page of a list) on this thread when a
+    /// reader connection is free, else as [`AppState::read`] does: the hand-over to the
+    /// blocking pool and back costs more than such a read.
+    pub async fn read_now<T, F>(&self, f: F) -> crate::error::Result<T>
+    where
+        F: FnOnce(&rusqlite::Connection) -> crate::error::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.ctx.db.try_read_now(f) {
+            Ok(done) => done,
+            Err(f) => self.read(f).await,
+        }
+    }
+
     /// Runs `f` in one write transaction, off the async threads.
     pub async fn write<T, F>(&self, f: F) -> crate::error::Result<T>
     where

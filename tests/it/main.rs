@@ -13,6 +13,7 @@ mod gateway_local;
 mod jobs;
 mod layers;
 mod link;
+mod lists;
 mod mail;
 mod nodes;
 mod records;

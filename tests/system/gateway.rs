@@ -325,9 +325,12 @@ async fn students_ssh_through_a_real_gateway_into_their_own_lxc_slice_and_serve_
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Staff read it in the audit log, about alice's slice.
     assert!(
-        f.count("SELECT count(*) FROM audit WHERE event = 'limit_hit' AND subject = 'slgw-alice'")
-            >= 1
+        f.count(&format!(
+            "SELECT count(*) FROM audit WHERE event = 'limit_hit' AND subject_kind = 'slice' AND subject = '{}'",
+            sa.id
+        )) >= 1
     );
 
     // Apache serves NAME.example.test from the map.

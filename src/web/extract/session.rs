@@ -190,16 +190,15 @@ impl Viewer {
                 let life = state.ctx.policy.life;
                 let v = value.clone();
                 session = state
-                    .run(move |db| {
-                        let found = db.read(|c| sessions::lookup(c, &v, life))?;
-                        if let Some(s) = &found {
-                            if s.last_seen_at < crate::store::now() - 60 {
-                                db.write(|tx| sessions::touch(tx, &s.token_hash))?;
-                            }
-                        }
-                        Ok::<_, crate::error::Error>(found)
-                    })
+                    .read_now(move |c| sessions::lookup(c, &v, life))
                     .await?;
+                if let Some(s) = &session {
+                    // Seen at most once a minute: a write only then.
+                    if s.last_seen_at < crate::store::now() - 60 {
+                        let hash = s.token_hash.clone();
+                        state.write(move |tx| sessions::touch(tx, &hash)).await?;
+                    }
+                }
                 if session.is_some() {
                     basis = value;
                 }

@@ -44,9 +44,16 @@ async fn list(
         ));
     }
     let (text, offset) = (q.q.clone(), Pager::offset_for(q.page, PER_PAGE));
-    let (rows, total) = state
-        .read(move |c| slices::search(c, &text, st, PER_PAGE, offset))
-        .await?;
+    // A page without search text is bounded (counts kept, rows by id); a search may scan.
+    let (rows, total) = if text.trim().is_empty() {
+        state
+            .read_now(move |c| slices::search(c, &text, st, PER_PAGE, offset))
+            .await?
+    } else {
+        state
+            .read(move |c| slices::search(c, &text, st, PER_PAGE, offset))
+            .await?
+    };
     let pager = Pager::new(q.page, PER_PAGE, total);
     let link = format!("q={}&state={}", url_escape(&q.q), url_escape(&q.state));
     let states = [

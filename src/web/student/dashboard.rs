@@ -12,6 +12,7 @@ use crate::web::page::{done_or_refused, see_other, Page};
 use crate::web::State;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// What the dashboard shows of one slice.
 #[derive(Serialize)]
@@ -45,14 +46,60 @@ fn busy(state: SliceState) -> bool {
     )
 }
 
+/// What the cards show besides the slices themselves, read for one slice or for all of a
+/// user's at once (a statement each, however many slices).
+#[derive(Default)]
+struct Facts {
+    usage: HashMap<i64, Vec<crate::ops::usage::Latest>>,
+    in_flight: HashMap<i64, (JobKind, String)>,
+    events: HashMap<i64, Vec<slices::Event>>,
+    /// Nodes read so far (a user's slices share few).
+    nodes: HashMap<i64, Option<crate::nodes::Node>>,
+}
+
+const EVENTS_SHOWN: u32 = 5;
+
+impl Facts {
+    fn for_user(c: &rusqlite::Connection, user_id: i64) -> crate::error::Result<Facts> {
+        Ok(Facts {
+            usage: crate::ops::usage::latest_for_user(c, user_id)?,
+            in_flight: crate::records::jobs::in_flight_for_user(c, user_id)?,
+            events: crate::records::slices::events_for_user(c, user_id, EVENTS_SHOWN)?,
+            nodes: HashMap::new(),
+        })
+    }
+
+    fn for_slice(c: &rusqlite::Connection, s: &Slice) -> crate::error::Result<Facts> {
+        let mut facts = Facts::default();
+        facts
+            .usage
+            .insert(s.id, crate::ops::usage::latest(c, s.id)?);
+        if let Some(job) = crate::records::jobs::in_flight_kind(c, s.id)? {
+            facts.in_flight.insert(s.id, job);
+        }
+        facts
+            .events
+            .insert(s.id, slices::events(c, s.id, EVENTS_SHOWN)?);
+        Ok(facts)
+    }
+}
+
 fn view(
     c: &rusqlite::Connection,
     site: &Site,
     username: &str,
     s: Slice,
+    facts: &mut Facts,
 ) -> crate::error::Result<SliceView> {
     let node = match s.node_id {
-        Some(id) => crate::nodes::by_id(c, id)?,
+        Some(id) => match facts.nodes.get(&id) {
+            Some(n) => n.clone(),
+            None => {
+                let n = crate::nodes::by_id(c, id)?;
+                facts.nodes.insert(id, n.clone());
+                n
+            }
+        },
         None => None,
     };
     let simulated = node.as_ref().is_some_and(|n| n.simulated());
@@ -62,12 +109,16 @@ fn view(
     } else {
         None
     };
-    let (usage, chart) = if matches!(s.state, SliceState::Running | SliceState::Stopped) {
-        crate::web::chart::for_page(c, s.id, &s.hostname)?
-    } else {
-        (vec![], String::new())
+    let (usage, chart) = match facts.usage.remove(&s.id) {
+        Some(latest)
+            if !latest.is_empty()
+                && matches!(s.state, SliceState::Running | SliceState::Stopped) =>
+        {
+            crate::web::chart::with_chart(c, s.id, &s.hostname, latest)?
+        }
+        _ => (vec![], String::new()),
     };
-    let in_flight = crate::records::jobs::in_flight_kind(c, s.id)?;
+    let in_flight = facts.in_flight.remove(&s.id);
     let pending = match in_flight {
         // The node does not answer: said plainly, whatever was under way.
         Some((_, ref note)) if crate::records::jobs::waits_for_node(note) => Some(format!(
@@ -85,7 +136,7 @@ fn view(
     Ok(SliceView {
         usage,
         chart,
-        events: slices::events(c, s.id, 5)?,
+        events: facts.events.remove(&s.id).unwrap_or_default(),
         ssh: site.ssh_command(site.login_name(username, &s.subdomain)),
         web: site.web_address(&s.subdomain),
         busy: busy(s.state) || pending.is_some(),
@@ -110,16 +161,15 @@ async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResp
     let site = state.ctx.site();
     let (builtin_ssh, builtin_terminal) = (site.builtin_ssh, site.terminal);
     let (views, keys) = state
-        .run(move |db| {
-            db.read(|c| {
-                let views = slices::for_user(c, user.id)?
-                    .into_iter()
-                    .filter(|s| s.state != SliceState::Destroyed)
-                    .map(|s| view(c, &site, &user.username, s))
-                    .collect::<crate::error::Result<Vec<_>>>()?;
-                let keys = crate::records::ssh_keys::count(c, user.id)?;
-                Ok::<_, Error>((views, keys))
-            })
+        .read_now(move |c| {
+            let mut facts = Facts::for_user(c, user.id)?;
+            let views = slices::for_user(c, user.id)?
+                .into_iter()
+                .filter(|s| s.state != SliceState::Destroyed)
+                .map(|s| view(c, &site, &user.username, s, &mut facts))
+                .collect::<crate::error::Result<Vec<_>>>()?;
+            let keys = crate::records::ssh_keys::count(c, user.id)?;
+            Ok::<_, Error>((views, keys))
         })
         .await?;
     let fingerprint = builtin_ssh
@@ -141,13 +191,11 @@ async fn status_of(
 ) -> Result<serde_json::Value, WebError> {
     let site = state.ctx.site();
     let v = state
-        .run(move |db| {
-            db.read(|c| {
-                let s =
-                    slices::get(c, id)?.filter(|s| s.user_id == user.id || user.role.is_staff());
-                let s = s.ok_or(Error::NotFound("slice"))?;
-                view(c, &site, &user.username, s)
-            })
+        .read_now(move |c| {
+            let s = slices::get(c, id)?.filter(|s| s.user_id == user.id || user.role.is_staff());
+            let s = s.ok_or(Error::NotFound("slice"))?;
+            let mut facts = Facts::for_slice(c, &s)?;
+            view(c, &site, &user.username, s, &mut facts)
         })
         .await?;
     Ok(serde_json::json!({
