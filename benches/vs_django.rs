@@ -648,8 +648,8 @@ async fn run() {
             "student0142",
         ),
         (
-            "by state (failed)",
-            "/staff/slices?state=failed",
+            "by state (stopped)",
+            "/staff/slices?state=stopped",
             "Page 1 of",
         ),
         (

@@ -115,13 +115,13 @@ pub fn search(
         .join(", ");
     let pat = super::users::like_pattern(q.trim());
     let st = state.map(State::as_str);
-    let filter = "(u.username LIKE ?1 ESCAPE '\\' OR coalesce(n.name, '') LIKE ?1 ESCAPE '\\'
-          OR coalesce(s.ip, '') LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR s.state = ?2)";
+    // The users and nodes whose names match are found once (each a list of ids), not once
+    // per slice; a slice then matches by two integer lookups and its address.
+    let filter = "(s.user_id IN (SELECT id FROM users WHERE username LIKE ?1 ESCAPE '\\')
+          OR s.node_id IN (SELECT id FROM nodes WHERE name LIKE ?1 ESCAPE '\\')
+          OR s.ip LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR s.state = ?2)";
     let total: u64 = conn
-        .prepare_cached(&format!(
-            "SELECT count(*) FROM slices s JOIN users u ON u.id = s.user_id LEFT JOIN nodes n ON n.id = s.node_id
-             WHERE {filter}"
-        ))?
+        .prepare_cached(&format!("SELECT count(*) FROM slices s WHERE {filter}"))?
         .query_row(params![pat, st], |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {cols}, u.username, u.display_name, n.name FROM slices s JOIN users u ON u.id = s.user_id
