@@ -412,3 +412,21 @@ CREATE TRIGGER slice_counts_state AFTER UPDATE OF state ON slices
   INSERT INTO slice_counts VALUES (NEW.state, 1) ON CONFLICT(state) DO UPDATE SET n = n + 1;
 END;
 CREATE INDEX slices_newest_in_state ON slices(state);
+
+-- version: 20
+-- Staff search reads indexes, never every slice: users by any part of their username through
+-- a trigram index (kept by triggers), slices by node and by the start of their address.
+CREATE VIRTUAL TABLE users_search USING fts5(
+    username, content = 'users', content_rowid = 'id', tokenize = 'trigram');
+INSERT INTO users_search(users_search) VALUES ('rebuild');
+CREATE TRIGGER users_search_insert AFTER INSERT ON users BEGIN
+  INSERT INTO users_search(rowid, username) VALUES (NEW.id, NEW.username);
+END;
+CREATE TRIGGER users_search_delete AFTER DELETE ON users BEGIN
+  INSERT INTO users_search(users_search, rowid, username) VALUES ('delete', OLD.id, OLD.username);
+END;
+CREATE TRIGGER users_search_rename AFTER UPDATE OF username ON users BEGIN
+  INSERT INTO users_search(users_search, rowid, username) VALUES ('delete', OLD.id, OLD.username);
+  INSERT INTO users_search(rowid, username) VALUES (NEW.id, NEW.username);
+END;
+CREATE INDEX slices_by_ip ON slices(ip);

@@ -288,6 +288,9 @@ async fn start_slices(data: &Path) -> Server {
         .arg(data)
         .env("SLICES_LISTEN", format!("127.0.0.1:{port}"))
         .env("SLICES_EMBEDDED_AGENT", "off")
+        // The address students are sent to is the lab's, whatever port this run listens on
+        // (it is written into every login script: a new one each start would change them all).
+        .env("SLICES_PUBLIC_URL", "http://slices.example.edu")
         .env("SLICES_SSH_LISTEN", "")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -92,12 +92,13 @@ pub fn waiting_courses(conn: &Connection) -> Result<Vec<String>> {
     Ok(rows)
 }
 
-/// Staff search: by username, node, address or state; a page and the total.
+/// Staff search: slices whose owner's username or node's name holds the text (any case), or
+/// whose address starts with it; optionally in one state. A page, newest first, and the total.
 ///
-/// Without search text the total comes from `slice_counts` (kept by triggers, no scan) and
-/// the page is read from the nearer end of the id order: the last page costs what the first
-/// does, whatever the number of slices. Only the page's 50 rows are joined to their owners
-/// and nodes.
+/// Every part is read through an index (users by a trigram index, slices by owner, by node and
+/// by address), never by reading every slice. Without search text the total comes from
+/// `slice_counts` (kept by triggers, no scan) and the page is read from the nearer end of the
+/// id order: the last page costs what the first does.
 pub fn search(
     conn: &Connection,
     q: &str,
@@ -105,32 +106,109 @@ pub fn search(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<Listed>, u64)> {
-    if q.trim().is_empty() {
+    let q = q.trim();
+    if q.is_empty() {
         return all(conn, state, limit, offset);
+    }
+    let st = state.map(State::as_str);
+    let users = super::users::ids_named_like(conn, q)?;
+    let nodes: Vec<i64> = conn
+        .prepare_cached("SELECT id FROM nodes WHERE instr(lower(name), lower(?1)) > 0")?
+        .query_map([q], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut ids: Vec<i64> = Vec::new();
+    let mut collect =
+        |stmt: &mut rusqlite::CachedStatement<'_>, args: &[&dyn rusqlite::ToSql]| -> Result<()> {
+            for id in stmt.query_map(args, |r| r.get(0))? {
+                ids.push(id?);
+            }
+            Ok(())
+        };
+    if !users.is_empty() {
+        let list = serde_json::to_string(&users).unwrap_or_default();
+        collect(
+            &mut conn.prepare_cached(
+                "SELECT id FROM slices WHERE user_id IN (SELECT value FROM json_each(?1))
+                   AND (?2 IS NULL OR state = ?2)",
+            )?,
+            &[&list, &st],
+        )?;
+    }
+    if !nodes.is_empty() {
+        let list = serde_json::to_string(&nodes).unwrap_or_default();
+        match st {
+            None => collect(
+                &mut conn.prepare_cached(
+                    "SELECT id FROM slices WHERE node_id IN (SELECT value FROM json_each(?1))",
+                )?,
+                &[&list],
+            )?,
+            Some(st) => collect(
+                &mut conn.prepare_cached(
+                    "SELECT id FROM slices WHERE node_id IN (SELECT value FROM json_each(?1))
+                       AND state = ?2",
+                )?,
+                &[&list, &st],
+            )?,
+        }
+    }
+    if let Some((from, to)) = address_range(q) {
+        collect(
+            &mut conn.prepare_cached(
+                "SELECT id FROM slices WHERE ip >= ?1 AND ip < ?2 AND (?3 IS NULL OR state = ?3)",
+            )?,
+            &[&from, &to, &st],
+        )?;
+    }
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.dedup();
+    let total = ids.len() as u64;
+    let limit = u64::from(limit.max(1));
+    let offset = offset.min(total.saturating_sub(1) / limit * limit);
+    let page: Vec<i64> = ids
+        .iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .copied()
+        .collect();
+    Ok((listed_by_id(conn, &page)?, total))
+}
+
+/// The addresses that start with `q` as a range of strings, when `q` can start one.
+fn address_range(q: &str) -> Option<(String, String)> {
+    if !q
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+    {
+        return None;
+    }
+    // The first string after every one that starts with q: its last byte plus one ('.'+1 is
+    // '/', '9'+1 is ':', all ASCII).
+    let mut to = q.as_bytes().to_vec();
+    *to.last_mut()? += 1;
+    Some((q.to_string(), String::from_utf8(to).ok()?))
+}
+
+/// Slices with their owners' and nodes' names, newest first.
+fn listed_by_id(conn: &Connection, ids: &[i64]) -> Result<Vec<Listed>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
     let cols: String = COLUMNS
         .split(", ")
         .map(|c| format!("s.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let pat = super::users::like_pattern(q.trim());
-    let st = state.map(State::as_str);
-    // The users and nodes whose names match are found once (each a list of ids), not once
-    // per slice; a slice then matches by two integer lookups and its address.
-    let filter = "(s.user_id IN (SELECT id FROM users WHERE username LIKE ?1 ESCAPE '\\')
-          OR s.node_id IN (SELECT id FROM nodes WHERE name LIKE ?1 ESCAPE '\\')
-          OR s.ip LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR s.state = ?2)";
-    let total: u64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM slices s WHERE {filter}"))?
-        .query_row(params![pat, st], |r| r.get(0))?;
+    let list = serde_json::to_string(ids).unwrap_or_default();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {cols}, u.username, u.display_name, n.name FROM slices s JOIN users u ON u.id = s.user_id
-         LEFT JOIN nodes n ON n.id = s.node_id WHERE {filter} ORDER BY s.id DESC LIMIT ?3 OFFSET ?4"
+         LEFT JOIN nodes n ON n.id = s.node_id
+         WHERE s.id IN (SELECT value FROM json_each(?1)) ORDER BY s.id DESC"
     ))?;
     let rows = stmt
-        .query_map(params![pat, st, limit, offset as i64], listed)?
+        .query_map([list], listed)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok((rows, total))
+    Ok(rows)
 }
 
 /// Every slice (or every slice in one state), newest first: a page and the total. A page past

@@ -161,22 +161,26 @@ pub fn events(conn: &Connection, slice_id: i64, limit: u32) -> Result<Vec<Event>
     Ok(rows)
 }
 
-/// The newest `limit` events of each slice of a user that is not destroyed, newest first, by
-/// slice (one statement for a whole dashboard).
+/// How many events a card shows.
+pub const EVENTS_SHOWN: u32 = 5;
+
+/// The newest [`EVENTS_SHOWN`] events of each slice of a user that is not destroyed, newest
+/// first, by slice (one statement for a whole dashboard).
 pub fn events_for_user(
     conn: &Connection,
     user_id: i64,
-    limit: u32,
 ) -> Result<std::collections::HashMap<i64, Vec<Event>>> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT e.slice_id, e.at, e.message FROM slices s
            JOIN slice_events e ON e.id IN (SELECT x.id FROM slice_events x WHERE x.slice_id = s.id
-                                            ORDER BY x.id DESC LIMIT ?2)
+                                            ORDER BY x.id DESC LIMIT {EVENTS_SHOWN})
           WHERE s.user_id = ?1 AND s.state <> 'destroyed'
-          ORDER BY e.slice_id, e.id DESC",
-    )?;
+          ORDER BY e.slice_id, e.id DESC"
+    ))?;
     let mut out: std::collections::HashMap<i64, Vec<Event>> = Default::default();
-    let rows = stmt.query_map(params![user_id, limit], |r| {
+    // The limit is written in the statement: bound as a parameter, SQLite would plan the
+    // statement again at every run.
+    let rows = stmt.query_map([user_id], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             Event {

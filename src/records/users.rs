@@ -190,6 +190,28 @@ pub fn like_pattern(q: &str) -> String {
     out
 }
 
+/// The ids of the users whose username holds `text` (any case): through the trigram index
+/// (`users_search`) when the text has three characters or more, else by reading every name.
+pub fn ids_named_like(conn: &Connection, text: &str) -> Result<Vec<i64>> {
+    let want = text.to_lowercase();
+    // LIKE without ESCAPE keeps the index usable: a `%` or `_` in the text matches more than
+    // itself there, and the check below keeps only names that hold the text as typed.
+    let rows: Vec<(i64, String)> = if text.chars().count() >= 3 {
+        conn.prepare_cached("SELECT rowid, username FROM users_search WHERE username LIKE ?1")?
+            .query_map([format!("%{text}%")], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    } else {
+        conn.prepare_cached("SELECT id, username FROM users WHERE instr(lower(username), ?1) > 0")?
+            .query_map([&want], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    Ok(rows
+        .into_iter()
+        .filter(|(_, name)| name.to_lowercase().contains(&want))
+        .map(|(id, _)| id)
+        .collect())
+}
+
 /// Search by username, email or name (any part, any case), optionally one role; a page of
 /// results ordered by username, and the total.
 pub fn search(

@@ -21,8 +21,10 @@ const COMPUTED: &[(&str, &str)] = &[
     ("cols", "u.id, u.username"),
     // users::for_login: `username` or `email`, by the shape of what was typed.
     ("column", "username"),
-    // slice_lists::search: the WHERE clause with or without search text.
+    // users::search: the WHERE clause (also a named string; this stands in elsewhere).
     ("filter", "?1 IS NOT NULL AND (?2 IS NULL OR s.state = ?2)"),
+    // slices::events_for_user: the number of events a card shows, written into the statement.
+    ("EVENTS_SHOWN", "5"),
 ];
 
 /// A Rust string literal starting at `text[start]` (the opening quote): its value and where

@@ -57,14 +57,12 @@ struct Facts {
     nodes: HashMap<i64, Option<crate::nodes::Node>>,
 }
 
-const EVENTS_SHOWN: u32 = 5;
-
 impl Facts {
     fn for_user(c: &rusqlite::Connection, user_id: i64) -> crate::error::Result<Facts> {
         Ok(Facts {
             usage: crate::ops::usage::latest_for_user(c, user_id)?,
             in_flight: crate::records::jobs::in_flight_for_user(c, user_id)?,
-            events: crate::records::slices::events_for_user(c, user_id, EVENTS_SHOWN)?,
+            events: crate::records::slices::events_for_user(c, user_id)?,
             nodes: HashMap::new(),
         })
     }
@@ -77,9 +75,10 @@ impl Facts {
         if let Some(job) = crate::records::jobs::in_flight_kind(c, s.id)? {
             facts.in_flight.insert(s.id, job);
         }
-        facts
-            .events
-            .insert(s.id, slices::events(c, s.id, EVENTS_SHOWN)?);
+        facts.events.insert(
+            s.id,
+            slices::events(c, s.id, crate::records::slices::EVENTS_SHOWN)?,
+        );
         Ok(facts)
     }
 }
