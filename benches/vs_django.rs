@@ -11,7 +11,7 @@
 //!   bash scripts/bench-vs-django.sh        # installs wrk; about 6 minutes; as root on Debian 12
 //!
 //! Knobs: ROUNDS (3), SECS (10), WARMUP (3), PEER_DIR, PEER_WORK (/tmp/slices-vs-django),
-//! SLICES_USERS (2000; 20000 gives 100,000 slices), DJANGO_SETUP (gthread_w4t4 or sync_w2;
+//! BENCH_USERS (2000; 20000 gives 100,000 slices), DJANGO_SETUP (gthread_w4t4 or sync_w2;
 //! default: the faster on the dashboard in a short trial).
 
 use std::path::{Path, PathBuf};
@@ -244,7 +244,16 @@ fn seed_slices(data: &Path, users: usize) -> (String, String) {
                                 plan,
                                 placed.then_some(node),
                                 placed.then_some(veid),
-                                placed.then(|| format!("10.{}.{}.{}", 10 + node, (veid / 250) % 250, veid % 250 + 2)),
+                                // Unique on the node up to 100,000s of slices (a
+                                // second octet per 62,500).
+                                placed.then(|| {
+                                    format!(
+                                        "10.{}.{}.{}",
+                                        10 + node + 10 * (veid / 62_500),
+                                        (veid / 250) % 250,
+                                        veid % 250 + 2
+                                    )
+                                }),
                                 subdomain,
                                 t - (veid % 1000) * 60,
                             ],
@@ -436,9 +445,10 @@ fn wrk(url: &str, cookie: &str, secs: &str, latency: bool) -> Measured {
     }
 }
 
+/// The median (NaN, printed "NaN", when there is nothing: the peer did not run).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 async fn run() {
@@ -450,11 +460,21 @@ async fn run() {
     let work = PathBuf::from(env_or("PEER_WORK", "/tmp/slices-vs-django"));
     let rounds: usize = env_or("ROUNDS", "3").parse().unwrap();
     let (secs, warmup) = (env_or("SECS", "10"), env_or("WARMUP", "3"));
-    let users: usize = env_or("SLICES_USERS", "2000").parse().unwrap();
+    let users: usize = env_or("BENCH_USERS", "2000").parse().unwrap();
     std::fs::create_dir_all(&work).unwrap();
 
-    eprintln!("preparing the Django peer (venv, migrate, seed)...");
-    let db = prepare_django(&peer, &work);
+    // The peer's seed has one shape (10,000 slices): at any other size Slices runs alone.
+    let peer_too = users == 2000;
+    let db = if peer_too {
+        eprintln!("preparing the Django peer (venv, migrate, seed)...");
+        prepare_django(&peer, &work)
+    } else {
+        eprintln!(
+            "{} slices: the peer has 10,000 only; Slices alone",
+            users * 5
+        );
+        PathBuf::new()
+    };
     eprintln!("seeding Slices with {} slices...", users * 5);
     let data = work.join("slices-data");
     let _ = std::fs::remove_dir_all(&data);
@@ -464,6 +484,7 @@ async fn run() {
 
     let setup = match std::env::var("DJANGO_SETUP") {
         Ok(s) => s,
+        Err(_) if !peer_too => "none".into(),
         Err(_) => {
             // The faster of the peer's two set-ups on the dashboard, in a short trial.
             let mut best = ("", 0.0);
@@ -479,9 +500,18 @@ async fn run() {
             best.0.to_string()
         }
     };
-    let django = start_django(&peer, &work, &db, &setup).await;
-    let d_student = django_session(&peer, &work, &django.base, STUDENT);
-    let d_staff = django_session(&peer, &work, &django.base, STAFF);
+    let django = if peer_too {
+        Some(start_django(&peer, &work, &db, &setup).await)
+    } else {
+        None
+    };
+    let (d_student, d_staff) = match &django {
+        Some(d) => (
+            django_session(&peer, &work, &d.base, STUDENT),
+            django_session(&peer, &work, &d.base, STAFF),
+        ),
+        None => Default::default(),
+    };
     // The first start builds the gateway for every user (real work, printed); the jobs it
     // queues for the nodes (which are not there) are then cancelled, and the second start is a
     // restart with nothing changed, as after an upgrade.
@@ -577,10 +607,10 @@ async fn run() {
                 [false, true]
             };
             for is_django in order {
-                let (base, (path, cookie, marker)) = if is_django {
-                    (&django.base, d)
-                } else {
-                    (&slices_srv.base, s)
+                let (base, (path, cookie, marker)) = match (is_django, &django) {
+                    (true, Some(django)) => (&django.base, d),
+                    (true, None) => continue,
+                    (false, _) => (&slices_srv.base, s),
                 };
                 let url = format!("{base}{path}");
                 check(&url, cookie, marker).await;
@@ -593,7 +623,7 @@ async fn run() {
                     if is_django { "django" } else { "slices" },
                     m.rps
                 );
-                if is_django {
+                if let (true, Some(django)) = (is_django, &django) {
                     django_rss = django_rss.max(rss_mb(django.child.id()));
                     figures[i].0.push(m);
                 } else {
