@@ -22,11 +22,7 @@ pub fn waiting_requests(
     course: &str,
     older_than_secs: i64,
 ) -> Result<Vec<Listed>> {
-    let cols: String = COLUMNS
-        .split(", ")
-        .map(|c| format!("s.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = prefixed_columns();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {cols}, u.username, u.display_name, NULL FROM slices s JOIN users u ON u.id = s.user_id
          WHERE s.state = 'requested' AND (?1 = '' OR s.course = ?1) AND s.requested_at <= ?2
@@ -70,6 +66,15 @@ pub fn waiting_ids(
         })?
         .collect::<rusqlite::Result<Vec<i64>>>()?;
     Ok(rows)
+}
+
+/// The slices' columns as `s.COLUMN`, for statements that join slices (`s`) to others.
+fn prefixed_columns() -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn listed(r: &Row<'_>) -> rusqlite::Result<Listed> {
@@ -194,11 +199,7 @@ fn listed_by_id(conn: &Connection, ids: &[i64]) -> Result<Vec<Listed>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let cols: String = COLUMNS
-        .split(", ")
-        .map(|c| format!("s.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = prefixed_columns();
     let list = serde_json::to_string(ids).unwrap_or_default();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {cols}, u.username, u.display_name, n.name FROM slices s JOIN users u ON u.id = s.user_id
@@ -235,35 +236,22 @@ fn all(
     } else {
         (offset, false)
     };
-    let cols: String = COLUMNS
-        .split(", ")
-        .map(|c| format!("s.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    // The page's first and last id: its rows are the ones between them (in the state).
-    let bounds = match (st.is_some(), oldest_first) {
-        (false, false) => "SELECT min(id), max(id) FROM (SELECT id FROM slices WHERE ?1 IS NULL ORDER BY id DESC LIMIT ?2 OFFSET ?3)",
-        (false, true) => "SELECT min(id), max(id) FROM (SELECT id FROM slices WHERE ?1 IS NULL ORDER BY id LIMIT ?2 OFFSET ?3)",
-        (true, false) => "SELECT min(id), max(id) FROM (SELECT id FROM slices WHERE state = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3)",
-        (true, true) => "SELECT min(id), max(id) FROM (SELECT id FROM slices WHERE state = ?1 ORDER BY id LIMIT ?2 OFFSET ?3)",
+    // The page's ids, read by index from the nearer end; then only they are joined.
+    let ids = match (st.is_some(), oldest_first) {
+        (false, false) => {
+            "SELECT id FROM slices WHERE ?1 IS NULL ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+        }
+        (false, true) => "SELECT id FROM slices WHERE ?1 IS NULL ORDER BY id LIMIT ?2 OFFSET ?3",
+        (true, false) => {
+            "SELECT id FROM slices WHERE state = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+        }
+        (true, true) => "SELECT id FROM slices WHERE state = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
     };
-    let (low, high): (Option<i64>, Option<i64>) = conn
-        .prepare_cached(bounds)?
-        .query_row(params![st, take as i64, skip as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let (Some(low), Some(high)) = (low, high) else {
-        return Ok((Vec::new(), total));
-    };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {cols}, u.username, u.display_name, n.name FROM slices s JOIN users u ON u.id = s.user_id
-         LEFT JOIN nodes n ON n.id = s.node_id
-         WHERE s.id BETWEEN ?2 AND ?3 AND (?1 IS NULL OR s.state = ?1) ORDER BY s.id DESC"
-    ))?;
-    let rows = stmt
-        .query_map(params![st, low, high], listed)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok((rows, total))
+    let page: Vec<i64> = conn
+        .prepare_cached(ids)?
+        .query_map(params![st, take as i64, skip as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((listed_by_id(conn, &page)?, total))
 }
 
 /// (username, name, course, asked at) of the requests that wait, oldest first (at most 200).

@@ -147,12 +147,23 @@ async fn bulk_approve(
         ));
     }
     let (staff, ip) = (session.user.clone(), posted.viewer.ip.clone());
+    approve_each(state, staff, ip, move |_| Ok(ids)).await
+}
+
+/// Approves the requests `which` names, in one transaction, each on the best node (one
+/// decided meanwhile is passed over), and says how many.
+async fn approve_each(
+    state: State,
+    staff: crate::ops::accounts::User,
+    ip: String,
+    which: impl FnOnce(&rusqlite::Transaction) -> crate::error::Result<Vec<i64>> + Send + 'static,
+) -> Result<HttpResponse, WebError> {
     let n = state
         .run(move |db| {
             db.write(|tx| {
                 let mut n = 0;
-                for id in &ids {
-                    match slices::approve(tx, &staff, *id, None, &ip) {
+                for id in which(tx)? {
+                    match slices::approve(tx, &staff, id, None, &ip) {
                         Ok(_) => n += 1,
                         Err(Error::Forbidden(_) | Error::NotFound(_)) => {} // decided meanwhile
                         Err(e) => return Err(e),
@@ -201,29 +212,10 @@ async fn approve_all(
         ));
     }
     let age = f.days.unwrap_or(0).min(3650) as i64 * 86400;
-    let n = state
-        .run(move |db| {
-            db.write(|tx| {
-                let mut n = 0;
-                for id in slices::waiting_ids(tx, &f.course, age, f.up_to)? {
-                    match slices::approve(tx, &staff, id, None, &ip) {
-                        Ok(_) => n += 1,
-                        Err(Error::Forbidden(_) | Error::NotFound(_)) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(n)
-            })
-        })
-        .await?;
-    Ok(see_other(
-        &state,
-        "/staff/requests",
-        Some(&format!(
-            "Approved {n} request{}.",
-            if n == 1 { "" } else { "s" }
-        )),
-    ))
+    approve_each(state, staff, ip, move |tx| {
+        slices::waiting_ids(tx, &f.course, age, f.up_to)
+    })
+    .await
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
