@@ -1,6 +1,6 @@
 //! Applying a plan: the `Gateway` (one run at a time), its report, the record of runs, and the jobs a run queues.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -26,10 +26,32 @@ pub struct Report {
     pub clashes: Vec<String>,
 }
 
-/// The gateway as the master uses it: one target, one run at a time.
+/// The gateway as the master uses it: one target, one run at a time. Runs asked for while
+/// another runs are done together as the next one (each caller waits for the run that covers
+/// it): a burst of new slices rewrites the map once per run, not once per slice.
 pub struct Gateway {
     settings: Settings,
     target: Mutex<Option<Box<dyn Target>>>,
+    /// Held by the caller that does the next run.
+    leader: Mutex<()>,
+    queue: Mutex<Queue>,
+}
+
+/// The runs asked for and the outcomes of finished runs not yet taken.
+#[derive(Default)]
+struct Queue {
+    /// What the next run covers (None: nobody asked for one).
+    next: Option<Scope>,
+    /// The next run's number.
+    next_no: u64,
+    /// Callers waiting for each run.
+    waiting: HashMap<u64, usize>,
+    /// A finished run's outcome and how many callers have yet to take it.
+    done: HashMap<u64, (Result<Report, String>, usize)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Gateway {
@@ -46,6 +68,8 @@ impl Gateway {
         Gateway {
             settings,
             target: Mutex::new(None),
+            leader: Mutex::new(()),
+            queue: Mutex::new(Queue::default()),
         }
     }
 
@@ -93,8 +117,50 @@ impl Gateway {
     }
 
     /// Makes the gateway match the database, records the run, and queues new hop keys for the
-    /// slices that need them.
+    /// slices that need them. The report is the run's that covered `scope`, which may have
+    /// covered other users too.
     pub fn apply(&self, db: &Db, scope: &Scope) -> anyhow::Result<Report> {
+        let mine = {
+            let mut q = lock(&self.queue);
+            q.next = Some(match q.next.take() {
+                Some(s) => s.merge(scope.clone()),
+                None => scope.clone(),
+            });
+            let no = q.next_no;
+            *q.waiting.entry(no).or_default() += 1;
+            no
+        };
+        let _lead = lock(&self.leader);
+        let mut q = lock(&self.queue);
+        if let Some((outcome, left)) = q.done.get_mut(&mine) {
+            *left -= 1;
+            let outcome = outcome.clone();
+            if *left == 0 {
+                q.done.remove(&mine);
+            }
+            return outcome.map_err(|e| anyhow::anyhow!(e));
+        }
+        // Runs happen only under the leader's lock, and each leaves its outcome before it lets
+        // go: ours has not started, so it is the next, and it is ours to do.
+        debug_assert_eq!(q.next_no, mine);
+        let scope = q.next.take().unwrap_or_else(|| scope.clone());
+        q.next_no += 1;
+        drop(q);
+        let outcome = self.apply_now(db, &scope);
+        let mut q = lock(&self.queue);
+        let others = q.waiting.remove(&mine).unwrap_or(1).saturating_sub(1);
+        if others > 0 {
+            let shared = outcome
+                .as_ref()
+                .map(Clone::clone)
+                .map_err(|e| format!("{e:#}"));
+            q.done.insert(mine, (shared, others));
+        }
+        outcome
+    }
+
+    /// One run, now.
+    fn apply_now(&self, db: &Db, scope: &Scope) -> anyhow::Result<Report> {
         let started = Instant::now();
         let result = self.apply_inner(db, scope);
         let ms = started.elapsed().as_millis() as u64;
@@ -175,12 +241,15 @@ impl Gateway {
                 records::set_problem(tx, name, problem.as_deref())?;
             }
             // Users no longer served have no gateway problem either.
-            match scope {
-                Scope::All => records::clear_problems_except(tx, want.users.keys())?,
-                Scope::User(u) if !want.users.contains_key(u.as_str()) => {
-                    records::set_problem(tx, u.as_str(), None)?
+            match scope.users() {
+                None => records::clear_problems_except(tx, want.users.keys())?,
+                Some(users) => {
+                    for u in users {
+                        if !want.users.contains_key(u.as_str()) {
+                            records::set_problem(tx, u.as_str(), None)?;
+                        }
+                    }
                 }
-                Scope::User(_) => {}
             }
             for name in want.users.keys() {
                 if applied.clashes.contains(name) {
@@ -205,11 +274,8 @@ impl Gateway {
     }
 }
 
-fn only(scope: &Scope) -> Option<&Username> {
-    match scope {
-        Scope::All => None,
-        Scope::User(u) => Some(u),
-    }
+fn only(scope: &Scope) -> Option<&[Username]> {
+    scope.users()
 }
 
 /// Runs a plan against a target. `hop` holds each user's hop public key (new ones added).
@@ -281,4 +347,53 @@ fn queue_keys(tx: &Connection, username: &str) -> crate::error::Result<()> {
 pub fn queue_user(tx: &Connection, user_id: i64) -> crate::error::Result<()> {
     crate::records::jobs::enqueue_gateway(tx, Some(user_id))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs asked for while another runs meet in the next one, and every caller gets its
+    /// outcome.
+    #[test]
+    fn runs_asked_for_meanwhile_are_done_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = [("data", dir.path().display().to_string())];
+        let config = Config::load(None, Vec::<(String, String)>::new(), &flags).unwrap();
+        let db = Db::open(&dir.path().join("slices.db"), 2).unwrap();
+        let gw = std::sync::Arc::new(Gateway::from_config(&config).unwrap());
+        // Hold the next run, as a run in progress would, while three callers ask.
+        let held = lock(&gw.leader);
+        let callers: Vec<_> = ["carol", "alice", "bob"]
+            .into_iter()
+            .map(|name| {
+                let (gw, db) = (gw.clone(), db.clone());
+                std::thread::spawn(move || {
+                    gw.apply(&db, &Scope::User(Username::parse(name).unwrap()))
+                })
+            })
+            .collect();
+        while lock(&gw.queue).waiting.get(&0).copied().unwrap_or(0) < 3 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(held);
+        let reports: Vec<Report> = callers
+            .into_iter()
+            .map(|c| c.join().unwrap().unwrap())
+            .collect();
+        assert!(reports.iter().all(|r| r.scope == "alice, bob, carol"));
+        let runs = db.read(|c| runs(c, 10)).unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(runs[0].scope, "alice, bob, carol");
+        // Nothing is left behind for callers that will never come.
+        let q = lock(&gw.queue);
+        assert!(q.done.is_empty() && q.waiting.is_empty() && q.next.is_none());
+        assert_eq!(q.next_no, 1);
+        drop(q);
+        // A lone caller runs at once, on its own.
+        let alone = gw
+            .apply(&db, &Scope::User(Username::parse("dave").unwrap()))
+            .unwrap();
+        assert_eq!(alone.scope, "dave");
+    }
 }

@@ -106,14 +106,14 @@ pub fn hop_key_file(settings: &Settings, user: &Username) -> Option<PathBuf> {
 }
 
 impl Target for LocalTarget {
-    fn read(&mut self, only: Option<&Username>) -> anyhow::Result<Actual> {
+    fn read(&mut self, only: Option<&[Username]>) -> anyhow::Result<Actual> {
         let mut actual = Actual {
             accounts_managed: false,
             map: std::fs::read_to_string(&self.map).ok(),
             ..Actual::default()
         };
         let names: Vec<String> = match only {
-            Some(u) => vec![u.to_string()],
+            Some(us) => us.iter().map(|u| u.to_string()).collect(),
             None => {
                 let mut names = std::collections::BTreeSet::new();
                 for entry in std::fs::read_dir(&self.users)? {

@@ -81,8 +81,8 @@ pub struct Batch {
 
 /// A place the gateway's files and accounts are kept.
 pub trait Target: Send {
-    /// Reads the managed state: every user under the users folder, or only `only`.
-    fn read(&mut self, only: Option<&Username>) -> anyhow::Result<Actual>;
+    /// Reads the managed state: every user under the users folder, or only these.
+    fn read(&mut self, only: Option<&[Username]>) -> anyhow::Result<Actual>;
     /// Does a batch of changes; says which new users it had to leave out.
     fn apply(&mut self, batch: &Batch) -> anyhow::Result<Applied>;
 }
@@ -107,8 +107,38 @@ pub struct Want {
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
     pub users: BTreeMap<String, Want>,
-    /// `(subdomain, ip)`, sorted by name.
+    /// `(subdomain, ip)`, sorted by name: the whole map (a run for all users).
     pub map: Vec<(String, PrivateIp)>,
+    /// A run for some users reads only the map lines their slices' names could hold (None:
+    /// the line goes); the others are the gateway's as they are, until a run for all.
+    pub map_lines: Option<BTreeMap<String, Option<PrivateIp>>>,
+}
+
+impl Desired {
+    /// The whole map this run wants, given what the gateway holds.
+    pub fn map_given(&self, have: &Actual) -> Vec<(String, PrivateIp)> {
+        let Some(lines) = &self.map_lines else {
+            return self.map.clone();
+        };
+        let mut map: BTreeMap<String, PrivateIp> = have
+            .map
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .filter_map(|l| {
+                let (name, ip) = l.trim().split_once(' ')?;
+                let ip = PrivateIp::parse(ip.trim()).ok()?;
+                super::render::valid_label(name).then(|| (name.to_string(), ip))
+            })
+            .collect();
+        for (name, ip) in lines {
+            match ip {
+                Some(ip) => map.insert(name.clone(), *ip),
+                None => map.remove(name),
+            };
+        }
+        map.into_iter().collect()
+    }
 }
 
 /// Which users a run looks at. The map is always compared whole.
@@ -116,13 +146,57 @@ pub struct Desired {
 pub enum Scope {
     All,
     User(Username),
+    /// Several users, sorted and each once: the runs asked for while another ran, done as one.
+    Users(Vec<Username>),
+}
+
+impl Scope {
+    /// The users looked at (None: all of them).
+    pub fn users(&self) -> Option<&[Username]> {
+        match self {
+            Scope::All => None,
+            Scope::User(u) => Some(std::slice::from_ref(u)),
+            Scope::Users(us) => Some(us),
+        }
+    }
+
+    /// Whether a run of this scope looks at `name`.
+    pub fn covers(&self, name: &str) -> bool {
+        self.users()
+            .is_none_or(|us| us.iter().any(|u| u.as_str() == name))
+    }
+
+    /// One scope that covers both.
+    pub fn merge(self, other: Scope) -> Scope {
+        match (self.users(), other.users()) {
+            (Some(a), Some(b)) => {
+                let mut all: Vec<Username> = a.iter().chain(b).cloned().collect();
+                all.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+                all.dedup();
+                match all.len() {
+                    1 => Scope::User(all.remove(0)),
+                    _ => Scope::Users(all),
+                }
+            }
+            _ => Scope::All,
+        }
+    }
 }
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMED: usize = 5;
         match self {
             Scope::All => f.write_str("all"),
             Scope::User(u) => write!(f, "{u}"),
+            Scope::Users(us) => {
+                let names: Vec<&str> = us.iter().take(NAMED).map(|u| u.as_str()).collect();
+                write!(f, "{}", names.join(", "))?;
+                if us.len() > NAMED {
+                    write!(f, " and {} more", us.len() - NAMED)?;
+                }
+                Ok(())
+            }
         }
     }
 }

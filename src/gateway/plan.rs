@@ -165,17 +165,16 @@ pub fn diff(s: &Settings, want: &Desired, have: &Actual, scope: &Scope) -> Plan 
         if want.users.contains_key(name) {
             continue;
         }
-        if let Scope::User(u) = scope {
-            if u.as_str() != name {
-                continue;
-            }
+        if !scope.covers(name) {
+            continue;
         }
         match Username::parse(name) {
             Ok(user) if user.as_str() == name => plan.changes.push(Change::RemoveUser { user }),
             _ => plan.unmanaged.push(name.clone()),
         }
     }
-    let text = map_text(&want.map);
+    let map = want.map_given(have);
+    let text = map_text(&map);
     if have.map.as_deref() != Some(text.as_str()) {
         let old: BTreeSet<String> = have
             .map
@@ -185,7 +184,7 @@ pub fn diff(s: &Settings, want: &Desired, have: &Actual, scope: &Scope) -> Plan 
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect();
-        let new: BTreeSet<String> = want.map.iter().map(|(n, ip)| format!("{n} {ip}")).collect();
+        let new: BTreeSet<String> = map.iter().map(|(n, ip)| format!("{n} {ip}")).collect();
         plan.changes.push(Change::Map {
             added: new.difference(&old).cloned().collect(),
             removed: old.difference(&new).cloned().collect(),

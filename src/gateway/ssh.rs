@@ -267,8 +267,42 @@ impl SshTarget {
     }
 }
 
+/// Above this many users a run reads the whole gateway once rather than each user.
+const READ_EACH_UP_TO: usize = 8;
+
 impl Target for SshTarget {
-    fn read(&mut self, only: Option<&Username>) -> anyhow::Result<Actual> {
+    fn read(&mut self, only: Option<&[Username]>) -> anyhow::Result<Actual> {
+        match only {
+            None => self.read_one(None),
+            Some(us) if us.len() <= READ_EACH_UP_TO => {
+                let mut actual = Actual {
+                    accounts_managed: true,
+                    ..Actual::default()
+                };
+                for u in us {
+                    let one = self.read_one(Some(u))?;
+                    actual.users.extend(one.users);
+                    (actual.map, actual.sshd) = (one.map, one.sshd);
+                }
+                Ok(actual)
+            }
+            Some(us) => {
+                let mut actual = self.read_one(None)?;
+                actual
+                    .users
+                    .retain(|name, _| us.iter().any(|u| u.as_str() == name));
+                Ok(actual)
+            }
+        }
+    }
+
+    fn apply(&mut self, batch: &Batch) -> anyhow::Result<Applied> {
+        self.apply_batch(batch)
+    }
+}
+
+impl SshTarget {
+    fn read_one(&mut self, only: Option<&Username>) -> anyhow::Result<Actual> {
         let dir = self.settings.users_dir.as_str().to_string();
         let args: Vec<&str> = only.map(|u| u.as_str()).into_iter().collect();
         let out = self.helper_ok("reading", "read", &args, b"")?;
@@ -323,7 +357,7 @@ impl Target for SshTarget {
         Ok(actual)
     }
 
-    fn apply(&mut self, batch: &Batch) -> anyhow::Result<Applied> {
+    fn apply_batch(&mut self, batch: &Batch) -> anyhow::Result<Applied> {
         let mut b = tar::Builder::new(Vec::new());
         let mtime = crate::store::now().max(0) as u64;
         let mut entry = |path: &str, owner: &str, mode: u32, bytes: &[u8]| -> anyhow::Result<()> {

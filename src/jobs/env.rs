@@ -80,11 +80,19 @@ impl JobEnv {
         self.ctx.db.run(f).await.map_err(db_err)
     }
 
+    /// A short, bounded read (a few indexed lookups): on this thread when a reader is free.
+    pub async fn read<T, F>(&self, f: F) -> std::result::Result<T, Outcome>
+    where
+        F: FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.ctx.db.read_now(f).await.map_err(db_err)
+    }
+
     pub async fn ours(&self, job: &Job) -> bool {
         let (id, owner) = (job.id, self.owner.clone());
         matches!(
-            self.db(move |db| db.read(|c| queue::still_ours(c, id, &owner)))
-                .await,
+            self.read(move |c| queue::still_ours(c, id, &owner)).await,
             Ok(true)
         )
     }
@@ -93,15 +101,13 @@ impl JobEnv {
         &self,
         slice_id: i64,
     ) -> std::result::Result<(Slice, Option<Node>), Outcome> {
-        self.db(move |db| {
-            db.read(|c| {
-                let s = slices::get(c, slice_id)?.ok_or(Error::NotFound("slice"))?;
-                let n = match s.node_id {
-                    Some(id) => nodes::by_id(c, id)?,
-                    None => None,
-                };
-                Ok((s, n))
-            })
+        self.read(move |c| {
+            let s = slices::get(c, slice_id)?.ok_or(Error::NotFound("slice"))?;
+            let n = match s.node_id {
+                Some(id) => nodes::by_id(c, id)?,
+                None => None,
+            };
+            Ok((s, n))
         })
         .await
     }
@@ -110,18 +116,16 @@ impl JobEnv {
     pub async fn spec(&self, slice: &Slice) -> std::result::Result<EnvSpec, Outcome> {
         let (user_id, plan_id) = (slice.user_id, slice.plan_id);
         let (username, limits, root, hop_key) = self
-            .db(move |db| {
-                db.read(|c| {
-                    let u = crate::ops::accounts::users::by_id(c, user_id)?
-                        .ok_or(Error::NotFound("user"))?;
-                    let hop = crate::records::gateway::hop_key_of(c, user_id)?;
-                    Ok((
-                        u.username,
-                        slices::plan_limits(c, plan_id)?,
-                        crate::records::plans::plan_root(c, plan_id)?,
-                        hop,
-                    ))
-                })
+            .read(move |c| {
+                let u = crate::ops::accounts::users::by_id(c, user_id)?
+                    .ok_or(Error::NotFound("user"))?;
+                let hop = crate::records::gateway::hop_key_of(c, user_id)?;
+                Ok((
+                    u.username,
+                    slices::plan_limits(c, plan_id)?,
+                    crate::records::plans::plan_root(c, plan_id)?,
+                    hop,
+                ))
             })
             .await?;
         let bad = |e: crate::domain::FieldError| {
@@ -192,8 +196,7 @@ impl JobEnv {
     /// The node a node job is about (None when it was removed meanwhile).
     pub async fn job_node(&self, job: &Job) -> std::result::Result<Option<Node>, Outcome> {
         let node_id = job.node_id.ok_or_else(|| Outcome::Fail("no node".into()))?;
-        self.db(move |db| db.read(|c| nodes::by_id(c, node_id)))
-            .await
+        self.read(move |c| nodes::by_id(c, node_id)).await
     }
 
     /// Asks a node how it is and records the answer; staff are told (audit log) when a node

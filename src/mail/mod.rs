@@ -268,23 +268,34 @@ fn parts(paragraph: &str) -> Vec<Part> {
         }
         for (j, word) in line.split(' ').enumerate() {
             if j > 0 {
-                out.push(Part {
-                    kind: "text",
-                    text: " ".into(),
-                });
+                push_text(&mut out, " ");
             }
-            let kind = if word.starts_with("http://") || word.starts_with("https://") {
-                "link"
+            if word.starts_with("http://") || word.starts_with("https://") {
+                out.push(Part {
+                    kind: "link",
+                    text: word.to_string(),
+                });
             } else {
-                "text"
-            };
-            out.push(Part {
-                kind,
-                text: word.to_string(),
-            });
+                push_text(&mut out, word);
+            }
         }
     }
     out
+}
+
+/// Text joins the text before it: one part per run of words, not per word (each part costs
+/// the layout a loop turn).
+fn push_text(out: &mut Vec<Part>, text: &str) {
+    match out.last_mut() {
+        Some(Part {
+            kind: "text",
+            text: t,
+        }) => t.push_str(text),
+        _ => out.push(Part {
+            kind: "text",
+            text: text.to_string(),
+        }),
+    }
 }
 
 /// The message's data with its single-use token hidden, for showing to staff (a reset link

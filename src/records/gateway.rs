@@ -112,18 +112,78 @@ pub fn set_hop_key(conn: &Connection, username: &str, key: Option<&str>) -> Resu
     Ok(())
 }
 
-/// (slice id, username, address, subdomain) of every slice the gateway serves: placed, not
-/// on its way out, of a user not disabled; running ones last, newest last.
-pub fn live_slices(conn: &Connection) -> Result<Vec<(i64, String, String, String)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT s.id, u.username, s.ip, s.subdomain, s.state
+/// A slice the gateway serves.
+#[derive(Debug, Clone)]
+pub struct LiveSlice {
+    pub slice_id: i64,
+    pub username: String,
+    pub ip: String,
+    pub subdomain: String,
+}
+
+/// What makes a slice one the gateway serves: placed, not on its way out, of a user not
+/// disabled. Rows come running ones last, newest last.
+const LIVE: &str = "s.state IN ('provisioning', 'running', 'stopped')
+            AND s.ip IS NOT NULL AND s.node_id IS NOT NULL AND u.disabled_at IS NULL";
+
+fn live_rows(
+    stmt: &mut rusqlite::CachedStatement,
+    p: impl rusqlite::Params,
+) -> Result<Vec<LiveSlice>> {
+    let rows = stmt
+        .query_map(p, |r| {
+            Ok(LiveSlice {
+                slice_id: r.get(0)?,
+                username: r.get(1)?,
+                ip: r.get(2)?,
+                subdomain: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Every slice the gateway serves.
+pub fn live_slices(conn: &Connection) -> Result<Vec<LiveSlice>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT s.id, u.username, s.ip, s.subdomain
            FROM slices s JOIN users u ON u.id = s.user_id
-          WHERE s.state IN ('provisioning', 'running', 'stopped')
-            AND s.ip IS NOT NULL AND s.node_id IS NOT NULL AND u.disabled_at IS NULL
-          ORDER BY (s.state = 'running'), s.id",
+          WHERE {LIVE}
+          ORDER BY (s.state = 'running'), s.id"
+    ))?;
+    live_rows(&mut stmt, [])
+}
+
+/// The slices of one user the gateway serves.
+pub fn live_slices_of(conn: &Connection, username: &str) -> Result<Vec<LiveSlice>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT s.id, u.username, s.ip, s.subdomain
+           FROM users u JOIN slices s ON s.user_id = u.id
+          WHERE u.username = ?1 AND {LIVE}
+          ORDER BY (s.state = 'running'), s.id"
+    ))?;
+    live_rows(&mut stmt, [username])
+}
+
+/// The slice the gateway serves under `subdomain` (the last of `live_slices` order).
+pub fn live_named(conn: &Connection, subdomain: &str) -> Result<Option<LiveSlice>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT s.id, u.username, s.ip, s.subdomain
+           FROM slices s JOIN users u ON u.id = s.user_id
+          WHERE s.subdomain = ?1 AND {LIVE}
+          ORDER BY (s.state = 'running') DESC, s.id DESC LIMIT 1"
+    ))?;
+    Ok(live_rows(&mut stmt, [subdomain])?.pop())
+}
+
+/// The name of every slice the user has had, whatever its state.
+pub fn subdomains_of(conn: &Connection, username: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT s.subdomain FROM users u JOIN slices s ON s.user_id = u.id
+          WHERE u.username = ?1",
     )?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map([username], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
@@ -135,6 +195,18 @@ pub fn all_keys(conn: &Connection) -> Result<Vec<(String, String)>> {
     )?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// (username, key line) of one user's keys, oldest first.
+pub fn keys_of(conn: &Connection, username: &str) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.username, k.key FROM users u JOIN ssh_keys k ON k.user_id = u.id
+          WHERE u.username = ?1 ORDER BY k.id",
+    )?;
+    let rows = stmt
+        .query_map([username], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }

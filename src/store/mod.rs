@@ -196,6 +196,20 @@ impl Db {
         }
     }
 
+    /// A short, bounded read from async code: on this thread when a reader connection is free
+    /// ([`Db::try_read_now`]), else on the blocking pool.
+    pub async fn read_now<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match self.try_read_now(f) {
+            Ok(done) => done,
+            Err(f) => self.run(move |db| db.read(f)).await,
+        }
+    }
+
     /// Runs `f` inside one IMMEDIATE transaction on the single writer connection and commits
     /// when it returns `Ok`; an `Err` rolls everything back, so nothing is half-written.
     pub fn write<T, E>(&self, f: impl FnOnce(&Transaction) -> Result<T, E>) -> Result<T, E>

@@ -56,10 +56,7 @@ impl AppState {
         F: FnOnce(&rusqlite::Connection) -> crate::error::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        match self.ctx.db.try_read_now(f) {
-            Ok(done) => done,
-            Err(f) => self.read(f).await,
-        }
+        self.ctx.db.read_now(f).await
     }
 
     /// Runs `f` in one write transaction, off the async threads.

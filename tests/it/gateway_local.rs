@@ -213,12 +213,46 @@ async fn the_local_gateway_holds_each_login_and_follows_the_database() {
         .any(|r| r.scope == "bob" && r.summary.contains("- bob")));
     // A user-scoped plan names only that user.
     let alice_name = slices::domain::Username::parse("alice").unwrap();
-    let p = gw.plan(&f.ctx.db, &Scope::User(alice_name)).unwrap();
+    let p = gw
+        .plan(&f.ctx.db, &Scope::User(alice_name.clone()))
+        .unwrap();
     assert!(p
         .changes
         .iter()
         .all(|c| !matches!(c, Change::RemoveUser { .. })));
     jobs.stop().await;
+
+    // A run for one user reads and writes only the map lines its slices' names could hold
+    // (its cost does not grow with the number of slices); a line nobody should have is put
+    // right by the next run for all.
+    let map = read(&map_file) + "zed 10.99.0.1\n";
+    std::fs::write(&map_file, &map).unwrap();
+    let p = gw
+        .plan(&f.ctx.db, &Scope::User(alice_name.clone()))
+        .unwrap();
+    assert!(p.is_empty(), "{p}");
+    std::fs::write(
+        &map_file,
+        map.replace(&format!("alice {ip_a}"), "alice 10.99.0.2"),
+    )
+    .unwrap();
+    let p = gw
+        .plan(&f.ctx.db, &Scope::User(alice_name.clone()))
+        .unwrap();
+    assert!(
+        p.to_string()
+            .contains(&format!("+alice {ip_a} -alice 10.99.0.2")),
+        "{p}"
+    );
+    gw.apply(&f.ctx.db, &Scope::User(alice_name)).unwrap();
+    let now = read(&map_file);
+    assert!(now.contains(&format!("\nalice {ip_a}\n")), "{now}");
+    assert!(now.contains("\nzed 10.99.0.1\n"), "{now}");
+    let p = gw.plan(&f.ctx.db, &Scope::All).unwrap();
+    assert!(p.to_string().contains("~ map: -zed 10.99.0.1"), "{p}");
+    gw.apply(&f.ctx.db, &Scope::All).unwrap();
+    assert!(!read(&map_file).contains("zed"));
+    assert!(gw.plan(&f.ctx.db, &Scope::All).unwrap().is_empty());
 }
 
 fn runner_wake(jobs: &crate::fleet::Running) {

@@ -12,7 +12,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         None => Scope::All,
         Some(id) => {
             let user = step!(
-                env.db(move |db| db.read(|c| crate::ops::accounts::users::by_id(c, id)))
+                env.read(move |c| crate::ops::accounts::users::by_id(c, id))
                     .await
             );
             match user.map(|u| Username::parse(&u.username)) {

@@ -103,7 +103,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         // the slice is made anyway, and its key follows once the clash is resolved.
         let user_id = slice.user_id;
         let blocked = step!(
-            env.db(move |db| db.read(|c| crate::records::gateway::problem(c, user_id)))
+            env.read(move |c| crate::records::gateway::problem(c, user_id))
                 .await
         );
         if blocked.is_none() {
