@@ -430,3 +430,42 @@ CREATE TRIGGER users_search_rename AFTER UPDATE OF username ON users BEGIN
   INSERT INTO users_search(rowid, username) VALUES (NEW.id, NEW.username);
 END;
 CREATE INDEX slices_by_ip ON slices(ip);
+
+-- version: 21
+-- Placement reads each node's live slices and the memory their plans hold from here, kept by
+-- triggers in the same transaction as the change, instead of summing every live slice at each
+-- placement. Live: provisioning, running, stopped, destroying (records/placement.rs).
+CREATE TABLE node_usage (
+    node_id INTEGER PRIMARY KEY,
+    n       INTEGER NOT NULL,
+    mb      INTEGER NOT NULL
+);
+INSERT INTO node_usage
+  SELECT s.node_id, count(*), sum(p.memory_mb) FROM slices s JOIN plans p ON p.id = s.plan_id
+   WHERE s.node_id IS NOT NULL AND s.state IN ('provisioning', 'running', 'stopped', 'destroying')
+   GROUP BY s.node_id;
+CREATE TRIGGER node_usage_insert AFTER INSERT ON slices
+  WHEN NEW.node_id IS NOT NULL AND NEW.state IN ('provisioning', 'running', 'stopped', 'destroying') BEGIN
+  INSERT INTO node_usage VALUES (NEW.node_id, 1, (SELECT memory_mb FROM plans WHERE id = NEW.plan_id))
+    ON CONFLICT(node_id) DO UPDATE SET n = n + 1, mb = mb + excluded.mb;
+END;
+CREATE TRIGGER node_usage_delete AFTER DELETE ON slices
+  WHEN OLD.node_id IS NOT NULL AND OLD.state IN ('provisioning', 'running', 'stopped', 'destroying') BEGIN
+  UPDATE node_usage SET n = n - 1, mb = mb - (SELECT memory_mb FROM plans WHERE id = OLD.plan_id)
+   WHERE node_id = OLD.node_id;
+END;
+CREATE TRIGGER node_usage_update AFTER UPDATE OF state, node_id, plan_id ON slices BEGIN
+  UPDATE node_usage SET n = n - 1, mb = mb - (SELECT memory_mb FROM plans WHERE id = OLD.plan_id)
+   WHERE node_id = OLD.node_id
+     AND OLD.state IN ('provisioning', 'running', 'stopped', 'destroying');
+  INSERT INTO node_usage
+    SELECT NEW.node_id, 1, (SELECT memory_mb FROM plans WHERE id = NEW.plan_id)
+     WHERE NEW.node_id IS NOT NULL
+       AND NEW.state IN ('provisioning', 'running', 'stopped', 'destroying')
+    ON CONFLICT(node_id) DO UPDATE SET n = n + 1, mb = mb + excluded.mb;
+END;
+CREATE TRIGGER node_usage_plan AFTER UPDATE OF memory_mb ON plans BEGIN
+  UPDATE node_usage SET mb = mb + (NEW.memory_mb - OLD.memory_mb) *
+    (SELECT count(*) FROM slices s WHERE s.plan_id = NEW.id AND s.node_id = node_usage.node_id
+        AND s.state IN ('provisioning', 'running', 'stopped', 'destroying'));
+END;

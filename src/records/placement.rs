@@ -9,9 +9,6 @@ use rusqlite::{params, Connection};
 use crate::error::Result;
 use crate::store::now;
 
-/// Live slices hold their node's resources.
-const LIVE: &str = "('provisioning', 'running', 'stopped', 'destroying')";
-
 /// Slices approved before the one decided at `decided_at` with id `slice_id` (itself
 /// included) and not yet placed, first come first.
 pub fn line_up_to(conn: &Connection, decided_at: i64, slice_id: i64) -> Result<Vec<i64>> {
@@ -26,7 +23,8 @@ pub fn line_up_to(conn: &Connection, decided_at: i64, slice_id: i64) -> Result<V
     Ok(ids)
 }
 
-/// (node id, subnet, live slices) of the nodes that can take a slice, best first: enabled,
+/// (node id, subnet, live slices) of the nodes that can take a slice, best first (what live
+/// slices hold comes from `node_usage`, schema v21): enabled,
 /// not draining, heard from since `seen_since`, the wanted node if one is named, holding the
 /// template, with `memory_mb` free; ranked by free memory, then fewest slices.
 pub fn nodes_with_room(
@@ -36,21 +34,17 @@ pub fn nodes_with_room(
     template: &str,
     memory_mb: u32,
 ) -> Result<Vec<(i64, Option<String>, i64)>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "WITH held AS (
-             SELECT s.node_id, sum(p.memory_mb) AS mb, count(*) AS n
-             FROM slices s JOIN plans p ON p.id = s.plan_id
-             WHERE s.node_id IS NOT NULL AND s.state IN {LIVE} GROUP BY s.node_id)
-         SELECT n.id, json_extract(n.info, '$.subnet') AS subnet, coalesce(h.n, 0) AS count,
+    let mut stmt = conn.prepare_cached(
+        "SELECT n.id, json_extract(n.info, '$.subnet') AS subnet, coalesce(h.n, 0) AS count,
                 json_extract(n.info, '$.memory_mb') - coalesce(h.mb, 0) AS free
-         FROM nodes n LEFT JOIN held h ON h.node_id = n.id
+         FROM nodes n LEFT JOIN node_usage h ON h.node_id = n.id
          WHERE n.enabled AND NOT n.draining AND n.last_seen_at >= ?1
            AND (?2 IS NULL OR n.id = ?2)
            AND EXISTS (SELECT 1 FROM json_each(n.info, '$.templates') t
                        WHERE json_extract(t.value, '$.name') = ?3)
            AND free >= ?4
-         ORDER BY free DESC, count ASC, n.id"
-    ))?;
+         ORDER BY free DESC, count ASC, n.id",
+    )?;
     let rows = stmt
         .query_map(params![seen_since, wanted_node, template, memory_mb], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))

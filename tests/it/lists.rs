@@ -251,3 +251,98 @@ fn staff_search_finds_what_a_plain_reading_finds() {
     })
     .unwrap();
 }
+
+/// `node_usage` (schema v21, kept by triggers) says what summing the live slices of each node
+/// says, through placements, state changes, moves, plan changes, deletes and a rolled-back
+/// write: placement reads it instead of every live slice.
+#[test]
+fn node_usage_matches_the_live_slices() {
+    /// (node, live slices, memory they hold)
+    type Usage = (i64, i64, i64);
+    let dir = tempfile::tempdir().unwrap();
+    let db = slices::store::Db::open(&dir.path().join("t.db"), 2).unwrap();
+    let check = |db: &slices::store::Db| {
+        let (kept, plain): (Vec<Usage>, Vec<Usage>) = db
+            .read(|c| {
+                let rows = |sql: &str| -> rusqlite::Result<Vec<Usage>> {
+                    c.prepare(sql)?
+                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect()
+                };
+                Ok::<_, slices::error::Error>((
+                    rows("SELECT node_id, n, mb FROM node_usage WHERE n > 0 ORDER BY 1")?,
+                    rows(
+                        "SELECT s.node_id, count(*), sum(p.memory_mb) FROM slices s
+                           JOIN plans p ON p.id = s.plan_id
+                          WHERE s.node_id IS NOT NULL
+                            AND s.state IN ('provisioning', 'running', 'stopped', 'destroying')
+                          GROUP BY 1 ORDER BY 1",
+                    )?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(kept, plain);
+        assert!(!plain.is_empty());
+    };
+    db.write(|tx| {
+        slices::slices::add_template(tx, &TemplateName::parse("debian-12").unwrap(), "")?;
+        tx.execute(
+            "INSERT INTO plans (name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares)
+             VALUES ('big', 1024, 2048, 500, 0, 2048)",
+            [],
+        )?;
+        for n in 1..=3 {
+            slices::nodes::add(
+                tx,
+                &slices::domain::NodeName::parse(&format!("n{n}")).unwrap(),
+                &slices::domain::NodeAddress::parse(&format!("127.0.0.1:{n}")).unwrap(),
+            )?;
+        }
+        let user = slices::accounts::users::insert(
+            tx,
+            &Username::parse("placer").unwrap(),
+            &Email::parse("placer@example.edu").unwrap(),
+            &DisplayName::parse("Placer").unwrap(),
+            "x",
+            Role::Student,
+        )?;
+        for k in 0..40i64 {
+            let state = ["requested", "provisioning", "running", "stopped", "destroyed"][k as usize % 5];
+            tx.execute(
+                "INSERT INTO slices (user_id, state, template, plan_id, node_id, hostname, subdomain,
+                                     course, purpose, requested_at, updated_at)
+                 VALUES (?1, ?2, 'debian-12', 1 + ?3 % 2, CASE WHEN ?2 = 'requested' THEN NULL ELSE 1 + ?3 % 3 END,
+                         ?4, ?4, '', '', 0, 0)",
+                rusqlite::params![user.id, state, k, format!("placer-{k}")],
+            )?;
+        }
+        Ok::<_, slices::error::Error>(())
+    })
+    .unwrap();
+    check(&db);
+    db.write(|tx| {
+        // Placed, started, stopped, destroyed, moved, given another plan, deleted.
+        tx.execute("UPDATE slices SET state = 'provisioning', node_id = 2 WHERE state = 'requested' AND id % 2 = 0", [])?;
+        tx.execute("UPDATE slices SET state = 'destroying' WHERE state = 'running' AND id % 3 = 0", [])?;
+        tx.execute("UPDATE slices SET state = 'destroyed' WHERE state = 'stopped' AND id % 2 = 1", [])?;
+        tx.execute("UPDATE slices SET node_id = 3 WHERE node_id = 1 AND id % 2 = 0", [])?;
+        tx.execute("UPDATE slices SET plan_id = 2 WHERE id % 7 = 0", [])?;
+        tx.execute("UPDATE slices SET state = state WHERE id % 3 = 1", [])?;
+        tx.execute("DELETE FROM slices WHERE id % 11 = 0", [])?;
+        Ok::<_, slices::error::Error>(())
+    })
+    .unwrap();
+    check(&db);
+    // Staff change a plan's memory: every node holding its slices follows.
+    db.write(|tx| {
+        tx.execute("UPDATE plans SET memory_mb = 300 WHERE name = 'big'", [])?;
+        Ok::<_, slices::error::Error>(())
+    })
+    .unwrap();
+    check(&db);
+    let _ = db.write(|tx| {
+        tx.execute("UPDATE slices SET state = 'running', node_id = 1", [])?;
+        Err::<(), _>(slices::error::Error::NotFound("on purpose"))
+    });
+    check(&db);
+}
