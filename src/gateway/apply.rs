@@ -229,6 +229,18 @@ impl Gateway {
             })
             .collect();
         db.write(|tx| {
+            // What is recorded now, read at once for a run for all (one statement, not two
+            // per user); only what differs is written.
+            let recorded = match scope.users() {
+                None => Some(records::problems_and_hop_keys(tx)?),
+                Some(_) => None,
+            };
+            let recorded_of = |name: &str| -> crate::error::Result<records::UserGateway> {
+                match &recorded {
+                    Some(all) => Ok(all.get(name).cloned().unwrap_or_default()),
+                    None => records::problem_and_hop_key(tx, name),
+                }
+            };
             // Each served user's problem is what this run found: none, or a clash.
             for name in want.users.keys() {
                 let problem = applied.clashes.contains(name).then(|| {
@@ -238,7 +250,9 @@ impl Gateway {
                          that account on the gateway (or give this user another name)."
                     )
                 });
-                records::set_problem(tx, name, problem.as_deref())?;
+                if recorded_of(name)?.problem != problem {
+                    records::set_problem(tx, name, problem.as_deref())?;
+                }
             }
             // Users no longer served have no gateway problem either.
             match scope.users() {
@@ -259,7 +273,7 @@ impl Gateway {
                     continue;
                 };
                 let key = key.trim();
-                if records::hop_key(tx, name)?.as_deref() != Some(key) {
+                if recorded_of(name)?.hop_key.as_deref() != Some(key) {
                     records::set_hop_key(tx, name, Some(key))?;
                     new_keys.push(name.clone());
                     queue_keys(tx, name)?;

@@ -37,19 +37,44 @@ impl LocalTarget {
 
     fn read_user(&self, name: &str) -> ActualUser {
         let home = self.users.join(name);
-        let read = |p: PathBuf| std::fs::read_to_string(p).ok();
+        let is_home = home.is_dir();
+        let script = read_small(&self.users.join(format!("{name}.sh")));
+        if !is_home {
+            return ActualUser {
+                script,
+                ..ActualUser::default()
+            };
+        }
         ActualUser {
-            account: home.is_dir(),
-            home: home.is_dir(),
-            script: read(self.users.join(format!("{name}.sh"))),
-            keys: read(home.join(UserFile::AuthorizedKeys.in_home())),
-            hop_public: read(home.join(UserFile::HopPublic.in_home())),
-            hop_private: read(home.join(UserFile::HopPrivate.in_home())).and_then(|text| {
+            account: true,
+            home: true,
+            script,
+            keys: read_small(&home.join(UserFile::AuthorizedKeys.in_home())),
+            hop_public: read_small(&home.join(UserFile::HopPublic.in_home())),
+            hop_private: read_small(&home.join(UserFile::HopPrivate.in_home())).and_then(|text| {
                 let header: Vec<&str> = text.lines().skip(1).take(2).collect();
                 super::keys::public_of_private_header(&header.join(""))
             }),
         }
     }
+}
+
+/// A small file's text (None: missing, unreadable or not text). Read without asking its size
+/// first (`fs::read_to_string` does): a restart reads four per user.
+fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// Writes a file whole: a temporary file beside it, renamed over it.

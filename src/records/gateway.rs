@@ -89,15 +89,50 @@ pub fn accept_host_key(conn: &Connection, fingerprint: &str, by: i64) -> Result<
     Ok(())
 }
 
-/// A user's hop public key as the master last gave it (None: none yet, or no such user).
-pub fn hop_key(conn: &Connection, username: &str) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT hop_key FROM users WHERE username = ?1")?
-        .query_row([username], |r| r.get::<_, Option<String>>(0))
-        .optional()?
-        .flatten())
+/// What is recorded about a user's gateway login.
+#[derive(Debug, Clone, Default)]
+pub struct UserGateway {
+    pub problem: Option<String>,
+    pub hop_key: Option<String>,
 }
 
+/// A user's gateway problem and hop key (nothing when there is no such user).
+pub fn problem_and_hop_key(conn: &Connection, username: &str) -> Result<UserGateway> {
+    Ok(conn
+        .prepare_cached("SELECT gateway_problem, hop_key FROM users WHERE username = ?1")?
+        .query_row([username], |r| {
+            Ok(UserGateway {
+                problem: r.get(0)?,
+                hop_key: r.get(1)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// The same for every user who has a problem or a hop key, by username.
+pub fn problems_and_hop_keys(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<String, UserGateway>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT username, gateway_problem, hop_key FROM users
+          WHERE gateway_problem IS NOT NULL OR hop_key IS NOT NULL",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                UserGateway {
+                    problem: r.get(1)?,
+                    hop_key: r.get(2)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// A user's hop public key as the master last gave it (None: none yet, or no such user).
 pub fn hop_key_of(conn: &Connection, user_id: i64) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT hop_key FROM users WHERE id = ?1")?
