@@ -1,10 +1,33 @@
 //! `slices`: the master. See `slices --help`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use clap::Parser;
 
+/// How often freed memory is given back to the system.
+const GIVE_BACK_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// glibc's malloc keeps what a burst freed (a restart's gateway run over every user, log-ins
+/// hashing at once) in its per-thread arenas, counted as the process's memory until reused:
+/// 113 MB idle at 100,000 slices, 33 MB after `malloc_trim`. The only unsafe code in Slices: a
+/// call with no arguments that points at nothing.
+#[allow(unsafe_code)]
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes a size and touches only the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = slices::cli::Cli::parse();
+    std::thread::Builder::new()
+        .name("give-back".into())
+        .spawn(|| loop {
+            std::thread::sleep(GIVE_BACK_EVERY);
+            give_back_freed_memory();
+        })
+        .ok();
     // The reader went away (`slices gateway runs | head`): end quietly, with the status a
     // program stopped by SIGPIPE has, instead of a panic message.
     let default_hook = std::panic::take_hook();
