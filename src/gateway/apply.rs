@@ -141,9 +141,13 @@ impl Gateway {
             return outcome.map_err(|e| anyhow::anyhow!(e));
         }
         // Runs happen only under the leader's lock, and each leaves its outcome before it lets
-        // go: ours has not started, so it is the next, and it is ours to do.
-        debug_assert_eq!(q.next_no, mine);
-        let scope = q.next.take().unwrap_or_else(|| scope.clone());
+        // go: ours has not started, so it is the next, and it is ours to do. (Had a run
+        // panicked, its callers would each do a run of their own: the scope then is ours at
+        // least.)
+        let scope = match q.next.take() {
+            Some(next) => next.merge(scope.clone()),
+            None => scope.clone(),
+        };
         q.next_no += 1;
         drop(q);
         let outcome = self.apply_now(db, &scope);

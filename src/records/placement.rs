@@ -23,10 +23,10 @@ pub fn line_up_to(conn: &Connection, decided_at: i64, slice_id: i64) -> Result<V
     Ok(ids)
 }
 
-/// (node id, subnet, live slices) of the nodes that can take a slice, best first (what live
-/// slices hold comes from `node_usage`, schema v21): enabled,
-/// not draining, heard from since `seen_since`, the wanted node if one is named, holding the
-/// template, with `memory_mb` free; ranked by free memory, then fewest slices.
+/// (node id, subnet, live slices) of the nodes that can take a slice, best first: enabled, not
+/// draining, heard from since `seen_since`, the wanted node if one is named, holding the
+/// template, with `memory_mb` free; ranked by free memory, then fewest slices. What live slices
+/// hold comes from `node_usage` (schema v21, kept by triggers), not from summing them.
 pub fn nodes_with_room(
     conn: &Connection,
     seen_since: i64,
