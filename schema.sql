@@ -469,3 +469,47 @@ CREATE TRIGGER node_usage_plan AFTER UPDATE OF memory_mb ON plans BEGIN
     (SELECT count(*) FROM slices s WHERE s.plan_id = NEW.id AND s.node_id = node_usage.node_id
         AND s.state IN ('provisioning', 'running', 'stopped', 'destroying'));
 END;
+
+-- version: 22
+-- Courses and terms. A slice of a course ends with it (`ends_at`, the first second after the
+-- course's last day), unless staff gave the slice a date of its own (`slices.expires_at`,
+-- also what an approved extension sets). `term_stage` is how far the slice's end has gone:
+-- 0 nothing yet, 1/2/3 the warning 14/3/1 days before was sent, 4 stopped at the end,
+-- 5 destroyed after the grace period; `term_for` is the end date the stage was reached for
+-- (a new date starts the warnings again) and `term_at` when the stage was reached.
+CREATE TABLE courses (
+    code       TEXT PRIMARY KEY COLLATE NOCASE,
+    title      TEXT NOT NULL,
+    ends_at    INTEGER NOT NULL,
+    plan_id    INTEGER REFERENCES plans(id) ON DELETE SET NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE course_staff (
+    course  TEXT NOT NULL REFERENCES courses(code) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    PRIMARY KEY (course, user_id)
+) WITHOUT ROWID;
+ALTER TABLE slices ADD COLUMN expires_at INTEGER;
+ALTER TABLE slices ADD COLUMN term_stage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE slices ADD COLUMN term_for INTEGER;
+ALTER TABLE slices ADD COLUMN term_at INTEGER;
+CREATE INDEX slices_by_course ON slices(course) WHERE course <> '';
+CREATE INDEX slices_by_expiry ON slices(expires_at) WHERE expires_at IS NOT NULL;
+
+-- A student asks for more time for a slice; staff approve (the slice's end moves to `until`)
+-- or deny, from the requests queue.
+CREATE TABLE extensions (
+    id         INTEGER PRIMARY KEY,
+    slice_id   INTEGER NOT NULL REFERENCES slices(id) ON DELETE CASCADE,
+    asked_by   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    asked_at   INTEGER NOT NULL,
+    until      INTEGER NOT NULL,
+    reason     TEXT NOT NULL,
+    state      TEXT NOT NULL DEFAULT 'waiting' CHECK (state IN ('waiting', 'approved', 'denied', 'withdrawn')),
+    decided_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    decided_at INTEGER,
+    note       TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX extensions_one_waiting ON extensions(slice_id) WHERE state = 'waiting';
+CREATE INDEX extensions_waiting ON extensions(state, asked_at);

@@ -256,6 +256,11 @@ settings! {
     node_health_secs: u64 = 30;
     /// How often each node is asked what its slices use, in minutes (0: never).
     usage_minutes: u64 = 5;
+    /// How often slices' ends are looked at (warnings 14, 3 and 1 day before, the stop at the
+    /// end, the destruction after the grace period), in seconds (0: never).
+    term_check_seconds: u64 = 300;
+    /// How many days a slice stays stopped after its end before it is destroyed.
+    term_grace_days: u64 = 14;
     /// How often each node's containers are compared with the database, in seconds (0: never).
     reconcile_seconds: u64 = 60;
     /// What to do with a slice that should run and was found stopped on its node: `restart`

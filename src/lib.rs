@@ -25,4 +25,4 @@ pub mod templates;
 pub mod web;
 
 // The use cases under the names they have always had.
-pub use ops::{accounts, quotas, slices, usage};
+pub use ops::{accounts, quotas, slices, term, usage};

@@ -44,6 +44,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Before the database is opened (and migrated): a second master, of any version, never
     // touches the live one.
     let _lock = lock_data_folder(&config.data)?;
+    if crate::clock::offset() != 0 {
+        tracing::warn!(
+            offset_secs = crate::clock::offset(),
+            "the test clock is set ({}): this master's time is not the real time",
+            crate::clock::TEST_OFFSET_ENV
+        );
+    }
     let ctx = Context::open(config)?;
     let embedded = crate::embedded::start(&ctx).await?;
     let app = Application::build(ctx.clone())?;

@@ -47,6 +47,10 @@ pub struct RunnerConfig {
     pub reconcile_restart: bool,
     /// A node not heard from for this long gets no new slices.
     pub node_stale_secs: i64,
+    /// How often slices' ends are looked at (0: never), and how long a slice stays stopped at
+    /// its end before it is destroyed.
+    pub term_check_secs: i64,
+    pub term_grace_secs: i64,
     /// How long to wait for an agent's answer.
     pub agent_timeout: Duration,
     /// Name servers and search domain written into each slice.
@@ -95,6 +99,8 @@ impl RunnerConfig {
             usage_secs: c.usage_minutes as i64 * 60,
             usage_keep_secs: c.usage_keep_days.max(1) as i64 * 86_400,
             node_stale_secs: (c.node_health_secs as i64 * 4).max(60),
+            term_check_secs: c.term_check_seconds as i64,
+            term_grace_secs: c.term_grace_days as i64 * 86_400,
             agent_timeout: Duration::from_secs(c.agent_timeout_secs.max(1)),
             nameservers,
             search_domain,

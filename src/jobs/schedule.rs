@@ -49,6 +49,13 @@ const TABLE: &[Periodic] = &[
         per_node: false,
         at_start: true,
     },
+    // Slices' ends; at start too, so a master that was down catches up at once.
+    Periodic {
+        kind: JobKind::Term,
+        every: |c| c.term_check_secs,
+        per_node: false,
+        at_start: true,
+    },
 ];
 
 /// When each line last ran (in this process).
@@ -100,8 +107,10 @@ pub fn queue_due(tx: &rusqlite::Transaction, due: &[JobKind]) -> Result<()> {
             for node in nodes.iter().filter(|n| n.enabled) {
                 queue::enqueue_for_node(tx, *kind, node.id, t)?;
             }
-        } else {
+        } else if *kind == JobKind::Gateway {
             queue::enqueue_gateway(tx, None)?;
+        } else {
+            queue::enqueue_once(tx, *kind)?;
         }
     }
     if due.contains(&JobKind::NodeHealth) {
@@ -115,9 +124,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_periodic_kind_is_either_per_node_or_the_gateway() {
+    fn every_periodic_kind_is_either_per_node_or_one_in_all() {
         for p in TABLE {
-            assert!(p.per_node || p.kind == JobKind::Gateway, "{:?}", p.kind);
+            assert!(
+                p.per_node || [JobKind::Gateway, JobKind::Term].contains(&p.kind),
+                "{:?}",
+                p.kind
+            );
         }
     }
 }

@@ -33,11 +33,19 @@ pub enum Kind {
     LimitHit,
     /// A log-in from a new address after failed tries on the account.
     LoginAfterFailures,
+    /// A slice's end is near (14, 3 or 1 day before).
+    ExpiryWarning,
+    /// A slice's end came: it is stopped and will be destroyed after the grace period.
+    Expired,
+    /// A student asked for more time (to staff).
+    ExtensionAsked,
+    /// Staff approved or denied a request for more time (to the student).
+    ExtensionDecided,
     Test,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 18] = [
         Kind::VerifyEmail,
         Kind::PasswordReset,
         Kind::NewRequest,
@@ -51,6 +59,10 @@ impl Kind {
         Kind::RequestsDigest,
         Kind::LimitHit,
         Kind::LoginAfterFailures,
+        Kind::ExpiryWarning,
+        Kind::Expired,
+        Kind::ExtensionAsked,
+        Kind::ExtensionDecided,
         Kind::Test,
     ];
 
@@ -69,6 +81,10 @@ impl Kind {
             Kind::RequestsDigest => "requests_digest",
             Kind::LimitHit => "limit_hit",
             Kind::LoginAfterFailures => "login_after_failures",
+            Kind::ExpiryWarning => "expiry_warning",
+            Kind::Expired => "expired",
+            Kind::ExtensionAsked => "extension_asked",
+            Kind::ExtensionDecided => "extension_decided",
             Kind::Test => "test",
         }
     }
@@ -88,6 +104,8 @@ pub struct Site {
     /// Logins go through the master's built-in SSH gateway: one login name per slice (else
     /// the Unix-account gateway: one per student).
     pub builtin_ssh: bool,
+    /// How many days a slice stays stopped after its end before it is destroyed.
+    pub grace_days: u64,
     /// The master holds the hop keys (its own gateway folder), so it can open a terminal in
     /// the browser.
     pub terminal: bool,
@@ -102,6 +120,7 @@ impl Site {
             gateway_host: c.gateway_host.clone(),
             gateway_port: c.student_ssh_port(),
             builtin_ssh: matches!(c.builtin_ssh(), Ok(Some(_))),
+            grace_days: c.term_grace_days,
             terminal: c.gateway_target.trim() == "local",
         }
     }
@@ -170,6 +189,10 @@ const TEMPLATES: &[(&str, &str)] = mail_templates![
     "limit_hit.txt",
     "slice_destroyed.txt",
     "requests_digest.txt",
+    "expiry_warning.txt",
+    "expired.txt",
+    "extension_asked.txt",
+    "extension_decided.txt",
     "test.txt",
 ];
 
@@ -421,6 +444,7 @@ mod tests {
             gateway_host: "gw.example.edu".into(),
             gateway_port: 22,
             builtin_ssh: false,
+            grace_days: 14,
             terminal: false,
         }
     }
@@ -438,6 +462,9 @@ mod tests {
             "count": 2, "requests": [{"username": "bob", "display_name": "Bob", "course": "CS", "asked": "today"}],
             "resource": "memory", "resource_name": "memory", "hits": 3, "limit_text": "512 MB",
             "ip": "192.0.2.7", "failures": 6,
+            "days": 3, "ends_day": "2026-12-18", "ends_time": "2026-12-19 00:00 UTC",
+            "grace_days": 14, "destroy_day": "2027-01-02", "until_day": "2027-01-31",
+            "approved": true, "note": "ok", "stopped": true,
         });
         for kind in Kind::ALL {
             let r = render(kind, &data, &site()).unwrap_or_else(|e| panic!("{kind:?}: {e:?}"));

@@ -7,4 +7,5 @@ pub mod nodes;
 pub mod placement;
 pub mod quotas;
 pub mod slices;
+pub mod term;
 pub mod usage;

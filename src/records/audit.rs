@@ -55,6 +55,12 @@ pub enum Event {
     TemplateChanged,
     /// Staff changed the gateway (accepted its host key).
     GatewayChanged,
+    /// Staff added a course or changed one (its end, plan, staff).
+    CourseChanged,
+    /// Staff approved or denied a student's request for more time.
+    ExtensionDecided,
+    /// A slice was stopped, or destroyed, because its end came (nobody asked: the term did).
+    SliceExpired,
 }
 
 /// What an event is about: the audit log's typed "subject" column.
@@ -71,16 +77,18 @@ pub enum Subject<'a> {
     },
     Template(&'a str),
     Gateway,
+    Course(&'a str),
 }
 
 impl Subject<'_> {
-    pub const KINDS: [&'static str; 6] = [
+    pub const KINDS: [&'static str; 7] = [
         "account",
         "slice",
         "node",
         "container",
         "template",
         "gateway",
+        "course",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -92,6 +100,7 @@ impl Subject<'_> {
             Subject::Container { .. } => "container",
             Subject::Template(_) => "template",
             Subject::Gateway => "gateway",
+            Subject::Course(_) => "course",
         }
     }
 
@@ -99,7 +108,9 @@ impl Subject<'_> {
     pub fn text(&self) -> String {
         match self {
             Subject::None | Subject::Gateway => String::new(),
-            Subject::Account(s) | Subject::Node(s) | Subject::Template(s) => s.to_string(),
+            Subject::Account(s) | Subject::Node(s) | Subject::Template(s) | Subject::Course(s) => {
+                s.to_string()
+            }
             Subject::Slice(id) => id.to_string(),
             Subject::Container { node, veid } => format!("ve{veid} on {node}"),
         }
@@ -107,7 +118,7 @@ impl Subject<'_> {
 }
 
 impl Event {
-    pub const ALL: [Event; 35] = [
+    pub const ALL: [Event; 38] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -143,6 +154,9 @@ impl Event {
         Event::SliceWithdrawn,
         Event::TemplateChanged,
         Event::GatewayChanged,
+        Event::CourseChanged,
+        Event::ExtensionDecided,
+        Event::SliceExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -182,6 +196,9 @@ impl Event {
             Event::SliceWithdrawn => "slice_withdrawn",
             Event::TemplateChanged => "template_changed",
             Event::GatewayChanged => "gateway_changed",
+            Event::CourseChanged => "course_changed",
+            Event::ExtensionDecided => "extension_decided",
+            Event::SliceExpired => "slice_expired",
         }
     }
 
@@ -223,6 +240,9 @@ impl Event {
             Event::SliceWithdrawn => "Request withdrawn",
             Event::TemplateChanged => "Template changed",
             Event::GatewayChanged => "Gateway changed",
+            Event::CourseChanged => "Course changed",
+            Event::ExtensionDecided => "Extension decided",
+            Event::SliceExpired => "Slice ended with its term",
         }
     }
 

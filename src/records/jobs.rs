@@ -37,10 +37,12 @@ pub enum JobKind {
     Release,
     /// Removes, on its node, the orphan containers staff asked to remove.
     RemoveOrphans,
+    /// Moves slices through the stages of their end: warnings, stop, destroy (`ops::term`).
+    Term,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 15] = [
+    pub const ALL: [JobKind; 16] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -56,6 +58,7 @@ impl JobKind {
         JobKind::Reconcile,
         JobKind::Release,
         JobKind::RemoveOrphans,
+        JobKind::Term,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +78,7 @@ impl JobKind {
             JobKind::Reconcile => "reconcile",
             JobKind::Release => "release",
             JobKind::RemoveOrphans => "remove_orphans",
+            JobKind::Term => "term",
         }
     }
 
@@ -99,6 +103,7 @@ impl JobKind {
             JobKind::Reconcile => "reconciled",
             JobKind::Release => "cleaned up",
             JobKind::RemoveOrphans => "rid of its orphans",
+            JobKind::Term => "checked for ends",
         }
     }
 
@@ -119,6 +124,7 @@ impl JobKind {
             JobKind::Reconcile => "Reconcile",
             JobKind::Release => "Clean-up",
             JobKind::RemoveOrphans => "Orphan removal",
+            JobKind::Term => "Term check",
         }
     }
 }
@@ -151,6 +157,20 @@ pub fn enqueue_for_node(
     insert(conn, kind, None, None, Some(node_id), at).map(Some)
 }
 
+/// Queues a job about nothing in particular (the term check) unless one is already waiting
+/// or running.
+pub fn enqueue_once(conn: &Connection, kind: JobKind) -> Result<Option<i64>> {
+    let waiting: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM jobs WHERE kind = ?1 AND state IN ('queued', 'running')",
+        )?
+        .query_row([kind.as_str()], |r| r.get(0))?;
+    if waiting > 0 {
+        return Ok(None);
+    }
+    insert(conn, kind, None, None, None, now()).map(Some)
+}
+
 /// Queues a gateway run: for one user, or for all (unless one is already waiting).
 pub fn enqueue_gateway(conn: &Connection, user_id: Option<i64>) -> Result<Option<i64>> {
     let waiting: i64 = conn.prepare_cached("SELECT count(*) FROM jobs WHERE kind = 'gateway' AND user_id IS ?1 AND state = 'queued'")?
@@ -172,7 +192,7 @@ fn insert(
     at: i64,
 ) -> Result<i64> {
     let max_attempts = match kind {
-        JobKind::NodeHealth | JobKind::Usage | JobKind::Reconcile => 1,
+        JobKind::NodeHealth | JobKind::Usage | JobKind::Reconcile | JobKind::Term => 1,
         _ => 8,
     };
     conn.prepare_cached(

@@ -6,6 +6,7 @@
 
 pub mod agent_log;
 pub mod audit;
+pub mod courses;
 pub mod email_tokens;
 pub mod gateway;
 pub mod invites;

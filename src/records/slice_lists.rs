@@ -80,9 +80,9 @@ fn prefixed_columns() -> String {
 fn listed(r: &Row<'_>) -> rusqlite::Result<Listed> {
     Ok(Listed {
         slice: from_row(r)?,
-        username: r.get(18)?,
-        display_name: r.get(19)?,
-        node: r.get(20)?,
+        username: r.get(19)?,
+        display_name: r.get(20)?,
+        node: r.get(21)?,
     })
 }
 

@@ -76,11 +76,14 @@ pub struct Slice {
     pub requested_at: i64,
     pub decided_at: Option<i64>,
     pub updated_at: i64,
+    /// The end staff gave this slice itself (an approved extension sets it too); when None it
+    /// ends with its course, if its course has an end (`ops::term::ends_at`).
+    pub expires_at: Option<i64>,
 }
 
 pub(crate) const COLUMNS: &str =
     "id, user_id, state, step, failure, template, plan_id, course, purpose, node_id, \
-    wanted_node, veid, ip, hostname, subdomain, requested_at, decided_at, updated_at";
+    wanted_node, veid, ip, hostname, subdomain, requested_at, decided_at, updated_at, expires_at";
 
 pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<Slice> {
     let state: String = r.get(2)?;
@@ -103,6 +106,7 @@ pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<Slice> {
         requested_at: r.get(15)?,
         decided_at: r.get(16)?,
         updated_at: r.get(17)?,
+        expires_at: r.get(18)?,
     })
 }
 

@@ -51,6 +51,8 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "staff/settings.html",
     "keys.html",
     "key_remove.html",
+    "extend.html",
+    "staff/courses.html",
 ];
 
 /// Loads the embedded templates, replacing any that `dir` has a file of the same name for.
@@ -89,11 +91,7 @@ impl tera::Filter for When {
         _: &std::collections::HashMap<String, tera::Value>,
     ) -> tera::Result<tera::Value> {
         Ok(tera::Value::String(match value.as_i64() {
-            Some(t) => format!(
-                "<time datetime=\"{}\">{}</time>",
-                crate::clock::format_rfc3339(t),
-                format_time(t)
-            ),
+            Some(t) => time_html(t),
             None => String::new(),
         }))
     }
@@ -104,6 +102,15 @@ impl tera::Filter for When {
 }
 
 pub use crate::clock::format_time;
+
+/// Unix seconds as the `when` filter writes them (for views that write it beforehand).
+pub fn time_html(t: i64) -> String {
+    format!(
+        "<time datetime=\"{}\">{}</time>",
+        crate::clock::format_rfc3339(t),
+        format_time(t)
+    )
+}
 
 /// What a page shows of the viewer.
 #[derive(Serialize)]

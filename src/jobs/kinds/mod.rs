@@ -12,6 +12,7 @@ mod reconcile;
 mod release;
 mod remove_orphans;
 mod template_sync;
+mod term;
 mod usage;
 
 use super::env::JobEnv;
@@ -36,6 +37,7 @@ pub async fn execute(env: &JobEnv, job: &Job) -> Outcome {
         Some(Reconcile) => reconcile::run(env, job).await,
         Some(Release) => release::run(env, job).await,
         Some(RemoveOrphans) => remove_orphans::run(env, job).await,
+        Some(Term) => term::run(env, job).await,
         None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
     }
 }

@@ -33,7 +33,9 @@ pub async fn run(env: &JobEnv, job: &Job, what: &'static str) -> Outcome {
     step!(
         env.db(move |db| db.write(|tx| {
             slices::set_state(tx, slice_id, state, "", message)?;
-            if state == State::Stopped {
+            // At its end the term check already said why it stops (one mail, not two).
+            let ended = state == State::Stopped && crate::ops::term::stopped_at_end(tx, &slice)?;
+            if state == State::Stopped && !ended {
                 slices::mail_owner(
                     tx,
                     slice_id,

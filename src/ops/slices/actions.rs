@@ -55,7 +55,20 @@ pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
     if plan_limits(conn, plan_id).is_err() {
         problems.push(FieldError::new("plan", "Choose one of the offered plans."));
     }
-    let course = problems.check(plain("course", &req.course, 100));
+    let course = problems
+        .check(plain("course", &req.course, 100))
+        .and_then(|c| {
+            problems.check(crate::ops::term::course_for_request(
+                conn,
+                &c,
+                crate::store::now(),
+            ))
+        });
+    let plan_id = match (req.plan_id, &course) {
+        (None, Some((_, Some(course_plan)))) => *course_plan,
+        _ => plan_id,
+    };
+    let course = course.map(|(c, _)| c);
     let purpose = problems.check(plain("purpose", &req.purpose, 1000));
     let name = problems.check(slice_name(conn, &user.username, &req.name));
     problems.finish()?;
@@ -278,24 +291,24 @@ pub fn act(conn: &Connection, who: &User, slice_id: i64, kind: JobKind, ip: &str
             kind.past_tense()
         )));
     }
+    if kind == JobKind::Start
+        && !who.role.is_staff()
+        && crate::ops::term::ended(conn, &slice, crate::store::now())?
+    {
+        return Err(Error::Forbidden(
+            "This slice's end has come: ask for more time first (the link is on its card).".into(),
+        ));
+    }
     if kind == JobKind::Destroy {
-        // Whatever was still to do for it is moot now.
-        jobs::cancel_queued_for(conn, slice_id)?;
-        set_state(
-            conn,
-            slice_id,
-            State::Destroying,
-            "",
-            &format!("Destroy asked by {}.", who.username),
-        )?;
+        begin_destroy(conn, &slice, &format!("Destroy asked by {}.", who.username))?;
     } else {
         event(
             conn,
             slice_id,
             &format!("{} asked by {}.", kind.noun(), who.username),
         )?;
+        jobs::enqueue(conn, kind, slice_id, Some(slice.user_id), slice.node_id)?;
     }
-    jobs::enqueue(conn, kind, slice_id, Some(slice.user_id), slice.node_id)?;
     let event = match kind {
         JobKind::Start => audit::Event::SliceStart,
         JobKind::Stop => audit::Event::SliceStop,
@@ -313,6 +326,21 @@ pub fn act(conn: &Connection, who: &User, slice_id: i64, kind: JobKind, ip: &str
         slice.state.as_str(),
     )?;
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+}
+
+/// Starts destroying a slice, whoever or whatever asked (`message` says who): whatever was
+/// still to do for it is cancelled, it is `destroying` and its destroy job is queued.
+pub fn begin_destroy(conn: &Connection, slice: &Slice, message: &str) -> Result<()> {
+    jobs::cancel_queued_for(conn, slice.id)?;
+    set_state(conn, slice.id, State::Destroying, "", message)?;
+    jobs::enqueue(
+        conn,
+        JobKind::Destroy,
+        slice.id,
+        Some(slice.user_id),
+        slice.node_id,
+    )?;
+    Ok(())
 }
 
 /// Its owner withdraws a request staff have not decided yet, or puts a denied one away: it

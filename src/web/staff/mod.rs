@@ -2,6 +2,7 @@
 //! requests, slices, jobs, nodes, users and the audit log, the outbox, templates, plans and
 //! quotas, the gateway, the settings.
 
+mod courses;
 mod gateway;
 mod jobs;
 mod nodes;
@@ -25,6 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(outbox::routes)
         .configure(templates::routes)
         .configure(plans::routes)
+        .configure(courses::routes)
         .configure(gateway::routes)
         .configure(settings::routes);
 }

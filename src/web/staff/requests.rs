@@ -37,14 +37,30 @@ async fn queue(
         q.course.clone(),
         q.days.unwrap_or(0).min(3650) as i64 * 86400,
     );
-    let (rows, (total, newest), courses, nodes) = state
+    let (rows, (total, newest), courses, nodes, extensions) = state
         .run(move |db| {
             db.read(|c| {
+                let extensions: Vec<_> = crate::ops::term::waiting_extensions(c)?
+                    .into_iter()
+                    .map(|(e, hostname, username)| {
+                        let ends = slices::get(c, e.slice_id)?
+                            .map(|s| crate::ops::term::ends_at(c, &s))
+                            .transpose()?
+                            .flatten();
+                        Ok::<_, Error>(serde_json::json!({
+                            "id": e.id, "slice_id": e.slice_id, "hostname": hostname,
+                            "username": username, "reason": e.reason, "asked_at": e.asked_at,
+                            "until_day": crate::ops::term::last_day(e.until),
+                            "ends_day": ends.map(crate::ops::term::last_day),
+                        }))
+                    })
+                    .collect::<Result<_, _>>()?;
                 Ok::<_, Error>((
                     slices::waiting_requests(c, &course, age)?,
                     slices::waiting_count(c, &course, age)?,
                     slices::waiting_courses(c)?,
                     crate::nodes::list(c)?,
+                    extensions,
                 ))
             })
         })
@@ -55,6 +71,7 @@ async fn queue(
         .with("newest", &newest)
         .with("courses", &courses)
         .with("nodes", &nodes)
+        .with("extensions", &extensions)
         .with("query", &q)
         .render(&state, &req, &viewer)
 }
@@ -218,8 +235,52 @@ async fn approve_all(
     .await
 }
 
+#[derive(Deserialize)]
+pub struct DecideForm {
+    #[serde(default)]
+    note: String,
+}
+
+/// Staff approve or deny a student's request for more time.
+#[post("/extensions/{id}/{decision}")]
+async fn decide_extension(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    path: web::Path<(i64, String)>,
+    posted: Posted<DecideForm>,
+) -> Result<HttpResponse, WebError> {
+    let (id, decision) = path.into_inner();
+    let approving = match decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return Err(WebError::NotFound),
+    };
+    let (staff, ip, note) = (
+        session.user.clone(),
+        posted.viewer.ip.clone(),
+        posted.form.note.clone(),
+    );
+    let result = state
+        .write(move |tx| crate::ops::term::decide_extension(tx, &staff, id, approving, &note, &ip))
+        .await;
+    done_or_refused(&state, "/staff/requests", result, |s| {
+        if approving {
+            format!(
+                "More time given to {}: it now ends on {}.",
+                s.hostname,
+                s.expires_at
+                    .map(crate::ops::term::last_day)
+                    .unwrap_or_default()
+            )
+        } else {
+            format!("More time for {} denied.", s.hostname)
+        }
+    })
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(queue)
+    cfg.service(decide_extension)
+        .service(queue)
         .service(approve)
         .service(deny)
         .service(bulk_approve)

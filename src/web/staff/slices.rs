@@ -85,7 +85,7 @@ async fn detail(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, WebError> {
     let id = id.into_inner();
-    let (slice, owner, node, events, log, jobs, (nodes, plans, usage, chart)) = state
+    let (slice, owner, node, events, log, jobs, (nodes, plans, usage, chart), ends) = state
         .run(move |db| {
             db.read(|c| {
                 let s = slices::get(c, id)?.ok_or(Error::NotFound("slice"))?;
@@ -105,6 +105,7 @@ async fn detail(
                     .map(|n| n.name)
                     .collect();
                 let (usage, chart) = crate::web::chart::for_page(c, s.id, &s.hostname)?;
+                let ends = crate::ops::term::ends_at(c, &s)?;
                 Ok::<_, Error>((
                     s,
                     owner,
@@ -113,6 +114,7 @@ async fn detail(
                     log,
                     jobs,
                     (nodes, plans, usage, chart),
+                    ends,
                 ))
             })
         })
@@ -135,7 +137,52 @@ async fn detail(
         .with("plans", &plans)
         .with("usage", &usage)
         .with("chart", &chart)
+        .with("last_day", &ends.map(crate::ops::term::last_day))
+        .with(
+            "own_last_day",
+            &slice.expires_at.map(crate::ops::term::last_day),
+        )
         .render(&state, &req, &viewer)
+}
+
+#[derive(serde::Deserialize)]
+pub struct EndForm {
+    #[serde(default)]
+    last_day: String,
+}
+
+/// Staff give a slice a last day of its own (empty: it ends with its course).
+#[post("/slices/{id}/end")]
+async fn set_end(
+    state: State,
+    StaffOnly(_, session): StaffOnly,
+    id: web::Path<i64>,
+    posted: Posted<EndForm>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let (user, ip, day) = (
+        session.user.clone(),
+        posted.viewer.ip.clone(),
+        posted.form.last_day.clone(),
+    );
+    let result = state
+        .write(move |tx| {
+            crate::ops::term::set_slice_end(tx, &user, id, &day, crate::store::now(), &ip)
+        })
+        .await;
+    done_or_refused(
+        &state,
+        &format!("/staff/slices/{id}"),
+        result,
+        |s| match s.expires_at {
+            Some(t) => format!(
+                "{} now ends on {}.",
+                s.hostname,
+                crate::ops::term::last_day(t)
+            ),
+            None => format!("{} ends with its course again.", s.hostname),
+        },
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -221,7 +268,8 @@ async fn remake(
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(list)
+    cfg.service(set_end)
+        .service(list)
         .service(detail)
         .service(change_plan)
         .service(move_slice)

@@ -3,12 +3,15 @@
 mod account;
 mod dashboard;
 mod keys;
+mod term;
 mod terminal;
 
 use actix_web::web;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(dashboard::routes)
+    // Before the dashboard's `/slices/{id}/{action}`, which would take `extend` too.
+    cfg.configure(term::routes)
+        .configure(dashboard::routes)
         .configure(keys::routes)
         .configure(terminal::routes)
         .configure(account::routes);

@@ -6,5 +6,6 @@ mod embedded;
 mod provision;
 mod reconcile;
 mod restart;
+mod term;
 mod usage;
 mod web;
