@@ -143,6 +143,16 @@ pub struct Ending {
     pub stage_at: Option<i64>,
 }
 
+/// Whether any slice can end: a course exists, or a slice has a date of its own.
+pub fn any_ends(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM courses)
+                 OR EXISTS (SELECT 1 FROM slices WHERE expires_at IS NOT NULL)",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
 /// How long before its end each warning goes (stages 1, 2, 3), and the end itself (stage 4).
 pub const WARN_14: i64 = 14 * 86_400;
 pub const WARN_3: i64 = 3 * 86_400;
@@ -214,6 +224,9 @@ pub fn set_expiry(conn: &Connection, slice_id: i64, expires_at: Option<i64>) -> 
         .execute(params![slice_id, expires_at, now()])?;
     Ok(())
 }
+
+/// The states a request for more time can be in.
+pub const EXTENSION_STATES: [&str; 4] = ["waiting", "approved", "denied", "withdrawn"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Extension {

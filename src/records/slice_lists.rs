@@ -1,6 +1,6 @@
 //! Slices as staff list them: the waiting requests, their courses, and search.
 
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::slices::{from_row, Slice, State, COLUMNS};
@@ -98,7 +98,7 @@ pub fn waiting_courses(conn: &Connection) -> Result<Vec<String>> {
 }
 
 /// Staff search: slices whose owner's username or node's name holds the text (any case), or
-/// whose address starts with it; optionally in one state. A page, newest first, and the total.
+/// whose address starts with it, or of the course with that code; optionally in one state. A page, newest first, and the total.
 ///
 /// Every part is read through an index (users by a trigram index, slices by owner, by node and
 /// by address), never by reading every slice. Without search text the total comes from
@@ -156,6 +156,19 @@ pub fn search(
                 &[&list, &st],
             )?,
         }
+    }
+    // A course, by its code as defined (any case).
+    let course: Option<String> = conn
+        .prepare_cached("SELECT code FROM courses WHERE code = ?1")?
+        .query_row([q], |r| r.get(0))
+        .optional()?;
+    if let Some(course) = course {
+        collect(
+            &mut conn.prepare_cached(
+                "SELECT id FROM slices WHERE course = ?1 AND course <> '' AND (?2 IS NULL OR state = ?2)",
+            )?,
+            &[&course, &st],
+        )?;
     }
     if let Some((from, to)) = address_range(q) {
         collect(

@@ -76,6 +76,15 @@ pub fn load_templates(dir: Option<&std::path::Path>) -> anyhow::Result<Tera> {
     tera.autoescape_on(vec![".html"]);
     tera.add_raw_templates(owned)?;
     tera.register_filter("when", When);
+    // `{{ text | url }}`: percent-escaped for a query string or a path segment.
+    tera.register_filter(
+        "url",
+        |v: &tera::Value, _: &std::collections::HashMap<String, tera::Value>| {
+            Ok(tera::Value::String(
+                crate::web::extract::session::url_escape(v.as_str().unwrap_or_default()),
+            ))
+        },
+    );
     Ok(tera)
 }
 

@@ -25,7 +25,8 @@ pub async fn run(env: &JobEnv, _job: &Job) -> Outcome {
         if done.stopped + done.destroyed > 0 {
             env.room_changed();
         }
-        if !more {
+        // A batch that could do nothing (slices still being made) is not tried again now.
+        if !more || done == Default::default() {
             return Outcome::Done;
         }
     }

@@ -7,6 +7,7 @@ mod authz;
 mod bad_files;
 mod bad_input;
 mod cli;
+mod courses;
 mod slice_pages;
 mod staff;
 mod store;
