@@ -306,8 +306,10 @@ pub fn pass(conn: &Connection, at: i64, grace: i64) -> Result<(Passed, bool)> {
     Ok((done, more))
 }
 
-fn days_left(ends_at: i64, at: i64) -> i64 {
-    ((ends_at - at).max(0) + 86_399) / 86_400
+/// Days left before the end, to the nearest whole day: 14, 3 and 1 when the warnings go, 10
+/// on the morning ten days before the last day, 0 on the afternoon of the last day.
+pub fn days_left(ends_at: i64, at: i64) -> i64 {
+    ((ends_at - at).max(0) + 43_200) / 86_400
 }
 
 fn warn(conn: &Connection, e: &rows::Ending, stage: i64, at: i64, grace: i64) -> Result<bool> {
@@ -319,10 +321,13 @@ fn warn(conn: &Connection, e: &rows::Ending, stage: i64, at: i64, grace: i64) ->
         conn,
         e.slice_id,
         &format!(
-            "It ends on {} ({} day{} left); warned by mail.",
+            "It ends on {} ({}); warned by mail.",
             last_day(e.ends_at),
-            days,
-            if days == 1 { "" } else { "s" }
+            match days {
+                0 => "today".to_string(),
+                1 => "1 day left".to_string(),
+                n => format!("{n} days left"),
+            }
         ),
     )?;
     slices::mail_owner(
@@ -665,3 +670,21 @@ pub fn set_slice_end(
 }
 
 pub use rows::{waiting_extension, waiting_extensions, Extension};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_left_reads_as_people_count() {
+        let ends = crate::clock::parse_day("2026-12-14").unwrap(); // last day 2026-12-13
+        let at = |d: &str, h: i64| crate::clock::parse_day(d).unwrap() + h * 3600;
+        assert_eq!(last_day(ends), "2026-12-13");
+        assert_eq!(days_left(ends, at("2026-12-03", 15)), 10);
+        assert_eq!(days_left(ends, ends - 14 * 86_400 + 60), 14);
+        assert_eq!(days_left(ends, ends - 3 * 86_400 + 60), 3);
+        assert_eq!(days_left(ends, ends - 86_400 + 60), 1);
+        assert_eq!(days_left(ends, at("2026-12-13", 15)), 0);
+        assert_eq!(days_left(ends, ends + 5), 0);
+    }
+}

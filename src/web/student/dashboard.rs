@@ -198,7 +198,7 @@ fn view(
             let at = crate::store::now();
             Some(EndView {
                 last_day: crate::ops::term::last_day(t),
-                days_left: ((t - at).max(0) + 86_399) / 86_400,
+                days_left: crate::ops::term::days_left(t, at),
                 ended: at >= t,
                 near: at >= t - crate::records::courses::WARN_14,
                 asked_until: crate::ops::term::waiting_extension(c, s.id)?
