@@ -167,9 +167,9 @@ pub fn put_course(
     let before = rows::get(conn, &code)?;
     rows::put(conn, &code, title, ends, input.plan_id)?;
     rows::set_staff(conn, &code, &staff_ids)?;
+    // The course's quota rule (every plan allowed: the plan above is where requests start).
     if let Some(n) = max_slices {
-        let plans: Vec<i64> = input.plan_id.into_iter().collect();
-        crate::ops::quotas::set(conn, "course", &code, "", n, &plans)?;
+        crate::ops::quotas::set(conn, "course", &code, "", n, &[])?;
     }
     let detail = match before {
         None => format!("added, last day {}", last_day(ends)),
@@ -199,13 +199,20 @@ pub struct CourseView {
     pub ended: bool,
     pub staff: Vec<String>,
     pub live_slices: i64,
+    /// Its quota rule's number of slices per student, if it has a rule of its own.
+    pub max_slices: Option<i64>,
 }
 
 pub fn courses(conn: &Connection, at: i64) -> Result<Vec<CourseView>> {
+    let rules = crate::ops::quotas::rules(conn)?;
     rows::all(conn)?
         .into_iter()
         .map(|c| {
             Ok(CourseView {
+                max_slices: rules
+                    .iter()
+                    .find(|r| r.scope == "course" && r.course == c.code)
+                    .map(|r| r.max_slices),
                 last_day: last_day(c.ends_at),
                 ended: at >= c.ends_at,
                 staff: rows::staff(conn, &c.code)?,

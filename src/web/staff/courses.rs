@@ -77,11 +77,15 @@ async fn courses_list(
                     return Ok::<_, Error>(None);
                 };
                 let staff = crate::records::courses::staff(c, &course.code)?;
+                let max = crate::ops::quotas::rules(c)?
+                    .into_iter()
+                    .find(|r| r.scope == "course" && r.course == course.code)
+                    .map(|r| r.max_slices.to_string());
                 Ok(Some(CourseForm {
                     last_day: term::last_day(course.ends_at),
                     plan: course.plan_id.map(|p| p.to_string()).unwrap_or_default(),
                     staff: staff.join(", "),
-                    max_slices: String::new(),
+                    max_slices: max.unwrap_or_default(),
                     code: course.code,
                     title: course.title,
                 }))

@@ -54,6 +54,41 @@ async fn list(
             .read(move |c| slices::search(c, &text, st, PER_PAGE, offset))
             .await?
     };
+    // Each row's end: its own date, else its course's (the courses read once per page).
+    #[derive(Serialize)]
+    struct Row {
+        #[serde(flatten)]
+        listed: slices::Listed,
+        ends: Option<String>,
+    }
+    let courses: std::collections::HashMap<String, i64> =
+        if rows.iter().any(|r| !r.slice.course.is_empty()) {
+            state
+                .read_now(|c| crate::records::courses::all(c))
+                .await?
+                .into_iter()
+                .map(|c| (c.code, c.ends_at))
+                .collect()
+        } else {
+            Default::default()
+        };
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .map(|listed| {
+            let ends = listed
+                .slice
+                .expires_at
+                .or_else(|| courses.get(&listed.slice.course).copied())
+                .filter(|_| {
+                    !matches!(
+                        listed.slice.state,
+                        slices::State::Denied | slices::State::Destroyed
+                    )
+                })
+                .map(crate::ops::term::last_day);
+            Row { listed, ends }
+        })
+        .collect();
     let pager = Pager::new(q.page, PER_PAGE, total);
     let link = format!("q={}&state={}", url_escape(&q.q), url_escape(&q.state));
     let states = [

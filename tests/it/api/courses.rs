@@ -86,6 +86,18 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let page = app.get(&tess, "/staff/courses").await.text().await.unwrap();
     assert!(page.contains("CS 3650") && page.contains(&day), "{page}");
+    let edit = app
+        .get(&tess, "/staff/courses?edit=cs%203650")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        edit.contains("Change CS 3650")
+            && edit.contains("value=\"1\"")
+            && edit.contains("value=\"tess\""),
+        "the edit form starts from what is stored: {edit}"
+    );
     assert!(
         page.contains("/staff/slices?q=CS%203650"),
         "a course links to its slices"
@@ -140,6 +152,21 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let id = count(&app, "SELECT id FROM slices");
+    // The course's own quota (1 slice per student) holds.
+    let r = app
+        .post(
+            &sam,
+            "/request",
+            "/request",
+            &[
+                ("template", "debian-12"),
+                ("course", "CS 3650"),
+                ("name", "two"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(count(&app, "SELECT count(*) FROM slices"), 1);
     assert_eq!(
         count(&app, "SELECT count(*) FROM slices WHERE course = 'CS 3650'"),
         1,
@@ -278,4 +305,8 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
         .await
         .unwrap();
     assert!(found.contains(&format!("/staff/slices/{id}\"")), "{found}");
+    assert!(
+        found.contains(&format!("<td>{later}</td>")),
+        "the list shows its end: {found}"
+    );
 }
