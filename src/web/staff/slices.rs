@@ -64,7 +64,7 @@ async fn list(
     let courses: std::collections::HashMap<String, i64> =
         if rows.iter().any(|r| !r.slice.course.is_empty()) {
             state
-                .read_now(|c| crate::records::courses::all(c))
+                .read_now(crate::records::courses::all)
                 .await?
                 .into_iter()
                 .map(|c| (c.code, c.ends_at))
