@@ -23,6 +23,10 @@ use slices::context::Context;
 use slices::domain::{DisplayName, Email, NodeAddress, NodeName, Role, TemplateName, Username};
 use slices::slave_link::pki::{self, Ca};
 
+#[path = "common/mod.rs"]
+mod bench;
+use bench::{cpu_secs, free_port, rss_mb, wait_idle};
+
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -41,55 +45,11 @@ impl Drop for Kill {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// CPU seconds (user + system) the process used so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
 fn count(db: &Path, sql: &str) -> i64 {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
     c.busy_timeout(Duration::from_secs(5)).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
-/// Waits until the server has done its start-up work (it uses no CPU for a second).
-async fn wait_idle(pid: u32) {
-    let mut last = cpu_secs(pid);
-    for _ in 0..600 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = cpu_secs(pid);
-        if now - last < 0.02 {
-            return;
-        }
-        last = now;
-    }
 }
 
 fn value_of<'a>(html: &'a str, name: &str) -> &'a str {

@@ -15,6 +15,10 @@ use slices::domain::{NodeAddress, NodeName, Role, TemplateName};
 use slices::jobs::{JobRunner, RunnerConfig};
 use slices::slave_link::pki::{self, Ca};
 
+#[path = "common/mod.rs"]
+mod bench;
+use bench::self_cpu_secs;
+
 const NODES: usize = 50;
 const SLICES: usize = 1000;
 
@@ -26,26 +30,6 @@ impl Drop for Kill {
             let _ = c.wait();
         }
     }
-}
-
-/// CPU seconds this process has used (user + system).
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    let hz: f64 = String::from_utf8(
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
-    ticks / hz
 }
 
 fn main() {
@@ -173,7 +157,7 @@ async fn run() {
     let runner = JobRunner::new(ctx.clone(), cfg).unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let commits0 = ctx.db.commits();
-    let cpu0 = cpu_secs();
+    let cpu0 = self_cpu_secs();
     let t0 = Instant::now();
     let task = tokio::spawn(runner.clone().run(rx));
     loop {
@@ -197,7 +181,7 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall = t0.elapsed();
-    let cpu = cpu_secs() - cpu0;
+    let cpu = self_cpu_secs() - cpu0;
     let commits = ctx.db.commits() - commits0;
     let _ = stop.send(true);
     let _ = task.await;

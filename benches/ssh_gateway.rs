@@ -18,6 +18,10 @@ use slices::accounts::{self, Actor};
 use slices::domain::{Role, SshPublicKey};
 use slices::slices::State;
 
+#[path = "common/mod.rs"]
+mod bench;
+use bench::{median, self_cpu_secs};
+
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -84,24 +88,6 @@ fn wait_login(args: &[String]) {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-/// CPU seconds this process (the master and its gateway) has used.
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
 }
 
 fn rss_kb() -> u64 {
@@ -252,9 +238,9 @@ async fn run() {
         scp_mb as f64 / start.elapsed().as_secs_f64()
     };
     for cipher in ["", "aes128-gcm@openssh.com"] {
-        let cpu = cpu_secs();
+        let cpu = self_cpu_secs();
         let tg = scp(port, &key, "bench@127.0.0.1", cipher);
-        let cpu = cpu_secs() - cpu;
+        let cpu = self_cpu_secs() - cpu;
         let td = scp(22, &hop, &format!("bench@{ip}"), cipher);
         let tu = scp(lab.ssh_port, &key, "slbench-u@127.0.0.1", cipher);
         let named = if cipher.is_empty() {

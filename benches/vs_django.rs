@@ -23,6 +23,10 @@ use slices::config::Config;
 use slices::context::Context;
 use slices::domain::{DisplayName, Email, NodeAddress, NodeName, Role, TemplateName, Username};
 
+#[path = "common/mod.rs"]
+mod bench;
+use bench::{free_port, median, tree_cpu_secs, tree_rss_mb, wait_idle};
+
 const PASSWORD: &str = "peer-bench-pw";
 const STUDENT: &str = "student0014";
 const STAFF: &str = "staff00";
@@ -58,14 +62,6 @@ impl Drop for Server {
             .status();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn run_ok(cmd: &mut Command, what: &str) {
@@ -310,45 +306,6 @@ async fn start_slices(data: &Path) -> Server {
     Server { child, base }
 }
 
-/// CPU seconds (user + system) the process and its children used so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let mut total = 0.0;
-    let mut pids = vec![pid];
-    while let Some(p) = pids.pop() {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-            let fields: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            let ticks: f64 = fields.get(11).and_then(|s| s.parse().ok()).unwrap_or(0.0)
-                + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-            total += ticks / 100.0;
-        }
-        if let Ok(kids) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
-            pids.extend(
-                kids.split_whitespace()
-                    .filter_map(|k| k.parse::<u32>().ok()),
-            );
-        }
-    }
-    total
-}
-
-/// Waits until the server has done its start-up work (it uses no CPU for a second).
-async fn wait_idle(pid: u32) {
-    let mut last = cpu_secs(pid);
-    for _ in 0..600 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = cpu_secs(pid);
-        if now - last < 0.02 {
-            return;
-        }
-        last = now;
-    }
-}
-
 fn queued_jobs(data: &Path) -> i64 {
     let c = rusqlite::Connection::open(data.join("slices.db")).unwrap();
     c.query_row(
@@ -357,29 +314,6 @@ fn queued_jobs(data: &Path) -> i64 {
         |r| r.get(0),
     )
     .unwrap()
-}
-
-/// Resident memory of the process and its children, in MiB.
-fn rss_mb(pid: u32) -> f64 {
-    let mut total = 0u64;
-    let mut pids = vec![pid];
-    while let Some(p) = pids.pop() {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) {
-            total += status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        if let Ok(kids) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
-            pids.extend(
-                kids.split_whitespace()
-                    .filter_map(|k| k.parse::<u32>().ok()),
-            );
-        }
-    }
-    total as f64 / 1024.0
 }
 
 /// The page is the real one: 200 (no redirect to the log-in), with `marker` in it.
@@ -443,12 +377,6 @@ fn wrk(url: &str, cookie: &str, secs: &str, latency: bool) -> Measured {
         p50_ms: ms(&pick("50%")),
         p99_ms: ms(&pick("99%")),
     }
-}
-
-/// The median (NaN, printed "NaN", when there is nothing: the peer did not run).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 async fn run() {
@@ -525,9 +453,9 @@ async fn run() {
         wait_idle(pid).await;
         eprintln!(
             "slices {start}: {:.2} s of CPU in {:.1} s, {:.1} MB RSS, {} jobs queued",
-            cpu_secs(pid),
+            tree_cpu_secs(pid),
             began.elapsed().as_secs_f64(),
-            rss_mb(pid),
+            tree_rss_mb(pid),
             queued_jobs(&data)
         );
         drop(srv);
@@ -624,10 +552,10 @@ async fn run() {
                     m.rps
                 );
                 if let (true, Some(django)) = (is_django, &django) {
-                    django_rss = django_rss.max(rss_mb(django.child.id()));
+                    django_rss = django_rss.max(tree_rss_mb(django.child.id()));
                     figures[i].0.push(m);
                 } else {
-                    slices_rss = slices_rss.max(rss_mb(pid));
+                    slices_rss = slices_rss.max(tree_rss_mb(pid));
                     figures[i].1.push(m);
                 }
             }
@@ -703,6 +631,6 @@ async fn run() {
     }
     println!(
         "Slices memory after the searches: {:.0} MB RSS",
-        rss_mb(pid)
+        tree_rss_mb(pid)
     );
 }
