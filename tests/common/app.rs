@@ -85,6 +85,14 @@ impl TestApp {
         .unwrap();
     }
 
+    /// The number (or id) a query of the master's database gives.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.ctx
+            .db
+            .read(|c| Ok::<i64, slices::error::Error>(c.query_row(sql, [], |r| r.get(0))?))
+            .unwrap()
+    }
+
     pub async fn get(&self, c: &Client, path: &str) -> Response {
         c.get(self.url(path)).send().await.unwrap()
     }

@@ -15,6 +15,16 @@ use tokio::sync::watch;
 
 pub const TEMPLATE: &str = "debian-12-ssh_amd64";
 
+/// The real master process (`slices serve --driver off`) on a fleet's data; killed on drop.
+pub struct Master(pub std::process::Child);
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Node {
     pub name: String,
     pub address: String,
@@ -310,6 +320,32 @@ impl Fleet {
             assert!(start.elapsed().as_secs() < secs, "no health check");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Starts the real master on this fleet's data: jobs retried after 1 s, health checked
+    /// every second, no template sync, no built-in SSH gateway; `env` adds or changes settings.
+    pub fn start_master(&self, env: &[(&str, String)]) -> Master {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_slices"));
+        cmd.args([
+            "serve",
+            "--driver",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(&self.ctx.config.data)
+        .env("SLICES_JOB_RETRY_BASE_SECS", "1")
+        .env("SLICES_NODE_HEALTH_SECS", "1")
+        .env("SLICES_TEMPLATE_SYNC_MINUTES", "0")
+        .env("SLICES_SSH_LISTEN", "")
+        .env_remove("SLICES_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Master(cmd.spawn().unwrap())
     }
 
     /// Starts the master's job loop in this process.

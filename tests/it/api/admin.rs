@@ -9,13 +9,6 @@ use crate::app::*;
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKzC7OGd0Cq6HbB1cBdC4ktTXv4F0iYc1Hj2lqR8Dw8m stu@laptop";
 
-fn count(app: &TestApp, sql: &str) -> i64 {
-    app.ctx
-        .db
-        .read(|c| Ok::<i64, slices::error::Error>(c.query_row(sql, [], |r| r.get(0))?))
-        .unwrap()
-}
-
 #[actix_web::test]
 async fn students_manage_their_ssh_keys() {
     let app = spawn_app().await;
@@ -37,7 +30,7 @@ async fn students_manage_their_ssh_keys() {
         assert!(body.contains(says), "{typed}: {body}");
         assert!(body.contains(&escape_html(typed.lines().next().unwrap())), "{typed}: the text is kept");
     }
-    assert_eq!(count(&app, "SELECT count(*) FROM ssh_keys"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM ssh_keys"), 0);
 
     // Added: listed with its fingerprint, and the user's gateway run is queued.
     let r = app.post(&stu, "/keys", "/keys", &[("key", KEY)]).await;
@@ -49,10 +42,7 @@ async fn students_manage_their_ssh_keys() {
         .replace('/', "&#x2F;"); // as Tera escapes it
     assert!(page.contains(&fp) && page.contains("stu@laptop"), "{page}");
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) FROM jobs WHERE kind = 'gateway' AND state = 'queued'"
-        ),
+        app.count("SELECT count(*) FROM jobs WHERE kind = 'gateway' AND state = 'queued'"),
         1
     );
     // The same key twice is refused.
@@ -61,7 +51,7 @@ async fn students_manage_their_ssh_keys() {
     assert!(r.text().await.unwrap().contains("already added"));
 
     // Removing asks first, then removes.
-    let id = count(&app, "SELECT id FROM ssh_keys");
+    let id = app.count("SELECT id FROM ssh_keys");
     let confirm = app
         .get(&stu, &format!("/keys/{id}/remove"))
         .await
@@ -78,11 +68,8 @@ async fn students_manage_their_ssh_keys() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(count(&app, "SELECT count(*) FROM ssh_keys"), 0);
-    let audit = count(
-        &app,
-        "SELECT count(*) FROM audit WHERE event IN ('key_added', 'key_removed')",
-    );
+    assert_eq!(app.count("SELECT count(*) FROM ssh_keys"), 0);
+    let audit = app.count("SELECT count(*) FROM audit WHERE event IN ('key_added', 'key_removed')");
     assert_eq!(audit, 2);
 }
 
@@ -115,7 +102,7 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
         body.contains("id=\"name-error\"") && body.contains("id=\"address-error\""),
         "{body}"
     );
-    assert_eq!(count(&app, "SELECT count(*) FROM nodes"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM nodes"), 0);
     let r = app
         .post(
             &tess,
@@ -136,7 +123,7 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
         body.contains("name = &quot;node1&quot;") || body.contains("name = \"node1\""),
         "{body}"
     );
-    assert_eq!(count(&app, "SELECT count(*) FROM nodes WHERE name = 'node1' AND address = 'node1.example.edu:7070'"), 1);
+    assert_eq!(app.count("SELECT count(*) FROM nodes WHERE name = 'node1' AND address = 'node1.example.edu:7070'"), 1);
     let r = app
         .post(
             &tess,
@@ -199,7 +186,7 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("at least memory_mb"));
-    assert_eq!(count(&app, "SELECT count(*) FROM plans"), 1);
+    assert_eq!(app.count("SELECT count(*) FROM plans"), 1);
     let r = app
         .post(
             &tess,
@@ -213,20 +200,16 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let large = count(&app, "SELECT id FROM plans WHERE name = 'large'");
+    let large = app.count("SELECT id FROM plans WHERE name = 'large'");
     assert_eq!(
-        count(
-            &app,
-            &format!("SELECT processes FROM plans WHERE id = {large}")
-        ),
+        app.count(&format!("SELECT processes FROM plans WHERE id = {large}")),
         240
     );
     // Students are root in their slices unless the plan says not.
     assert_eq!(
-        count(
-            &app,
-            &format!("SELECT student_root FROM plans WHERE id = {large}")
-        ),
+        app.count(&format!(
+            "SELECT student_root FROM plans WHERE id = {large}"
+        )),
         1
     );
     let r = app
@@ -244,7 +227,7 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        count(&app, "SELECT student_root FROM plans WHERE name = 'exam'"),
+        app.count("SELECT student_root FROM plans WHERE name = 'exam'"),
         0
     );
     let page = app.get(&tess, "/staff/plans").await.text().await.unwrap();
@@ -259,11 +242,8 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
         &[],
     )
     .await;
-    assert_eq!(count(&app, "SELECT id FROM plans WHERE is_default"), large);
-    assert_eq!(
-        count(&app, "SELECT count(*) FROM plans WHERE is_default"),
-        1
-    );
+    assert_eq!(app.count("SELECT id FROM plans WHERE is_default"), large);
+    assert_eq!(app.count("SELECT count(*) FROM plans WHERE is_default"), 1);
 
     // Templates: offered without its file (said so); a hash that cannot be checked is refused.
     let r = app
@@ -329,10 +309,7 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
     app.post(&tess, "/staff/templates", "/staff/templates/sync", &[])
         .await;
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) FROM jobs WHERE kind = 'template_sync'"
-        ),
+        app.count("SELECT count(*) FROM jobs WHERE kind = 'template_sync'"),
         1
     );
     // Withdrawn: students can no longer choose it; the file stays.
@@ -394,10 +371,7 @@ async fn staff_add_nodes_plans_and_templates_and_see_the_gateway() {
     app.post(&tess, "/staff/gateway", "/staff/gateway/apply", &[])
         .await;
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) FROM jobs WHERE kind = 'gateway' AND user_id IS NULL"
-        ),
+        app.count("SELECT count(*) FROM jobs WHERE kind = 'gateway' AND user_id IS NULL"),
         1
     );
 
@@ -464,7 +438,7 @@ async fn quotas_limit_slices_and_plans_at_request_and_at_approval() {
         body.contains("You already have 2 slices, the most the default quota allows (2)"),
         "{body}"
     );
-    assert_eq!(count(&app, "SELECT count(*) FROM slices"), 2);
+    assert_eq!(app.count("SELECT count(*) FROM slices"), 2);
 
     // Staff give course CS 9 three slices, but only the plan "large".
     app.post(
@@ -478,8 +452,8 @@ async fn quotas_limit_slices_and_plans_at_request_and_at_approval() {
         ],
     )
     .await;
-    let large = count(&app, "SELECT id FROM plans WHERE name = 'large'");
-    let standard = count(&app, "SELECT id FROM plans WHERE name = 'standard'");
+    let large = app.count("SELECT id FROM plans WHERE name = 'large'");
+    let standard = app.count("SELECT id FROM plans WHERE name = 'standard'");
     let plan_field = format!("plan_{large}");
     let r = app
         .post(
@@ -552,7 +526,7 @@ async fn quotas_limit_slices_and_plans_at_request_and_at_approval() {
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("No user has that name."));
-    assert_eq!(count(&app, "SELECT count(*) FROM quotas"), 2);
+    assert_eq!(app.count("SELECT count(*) FROM quotas"), 2);
 
     // At approval the quota is checked again: with the default cut to 1, the second CS 1
     // request cannot be approved while the first is.
@@ -563,11 +537,8 @@ async fn quotas_limit_slices_and_plans_at_request_and_at_approval() {
         &[("scope", "default"), ("max_slices", "1")],
     )
     .await;
-    let first = count(&app, "SELECT min(id) FROM slices");
-    let second = count(
-        &app,
-        &format!("SELECT min(id) FROM slices WHERE id > {first}"),
-    );
+    let first = app.count("SELECT min(id) FROM slices");
+    let second = app.count(&format!("SELECT min(id) FROM slices WHERE id > {first}"));
     app.post(
         &tess,
         "/staff/requests",
@@ -576,10 +547,9 @@ async fn quotas_limit_slices_and_plans_at_request_and_at_approval() {
     )
     .await;
     assert_eq!(
-        count(
-            &app,
-            &format!("SELECT count(*) FROM slices WHERE id = {first} AND state = 'approved'")
-        ),
+        app.count(&format!(
+            "SELECT count(*) FROM slices WHERE id = {first} AND state = 'approved'"
+        )),
         1
     );
     let r = app
@@ -592,10 +562,9 @@ async fn quotas_limit_slices_and_plans_at_request_and_at_approval() {
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        count(
-            &app,
-            &format!("SELECT count(*) FROM slices WHERE id = {second} AND state = 'requested'")
-        ),
+        app.count(&format!(
+            "SELECT count(*) FROM slices WHERE id = {second} AND state = 'requested'"
+        )),
         1,
         "not approved"
     );

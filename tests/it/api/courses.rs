@@ -10,13 +10,6 @@ use crate::app::*;
 
 const DAY: i64 = 86_400;
 
-fn count(app: &TestApp, sql: &str) -> i64 {
-    app.ctx
-        .db
-        .read(|c| Ok::<_, slices::error::Error>(c.query_row(sql, [], |r| r.get(0))?))
-        .unwrap()
-}
-
 #[actix_web::test]
 async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
     let app = spawn_app().await;
@@ -64,7 +57,7 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
         assert!(body.contains(said), "{said}: {body}");
     }
     assert_eq!(
-        count(&app, "SELECT count(*) FROM courses"),
+        app.count("SELECT count(*) FROM courses"),
         0,
         "nothing stored"
     );
@@ -115,7 +108,7 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert_eq!(count(&app, "SELECT count(*) FROM courses"), 1);
+    assert_eq!(app.count("SELECT count(*) FROM courses"), 1);
 
     // The request form offers the course; one not offered is refused, the form kept.
     let form = app.get(&sam, "/request").await.text().await.unwrap();
@@ -151,7 +144,7 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let id = count(&app, "SELECT id FROM slices");
+    let id = app.count("SELECT id FROM slices");
     // The course's own quota (1 slice per student) holds.
     let r = app
         .post(
@@ -166,9 +159,9 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(count(&app, "SELECT count(*) FROM slices"), 1);
+    assert_eq!(app.count("SELECT count(*) FROM slices"), 1);
     assert_eq!(
-        count(&app, "SELECT count(*) FROM slices WHERE course = 'CS 3650'"),
+        app.count("SELECT count(*) FROM slices WHERE course = 'CS 3650'"),
         1,
         "stored as the course is written"
     );
@@ -214,7 +207,7 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert_eq!(count(&app, "SELECT count(*) FROM extensions"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM extensions"), 0);
 
     // No reason: refused, the date kept.
     let r = app
@@ -255,7 +248,7 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
             || queue.contains("Capstone &lt;b&gt;demo&lt;/b&gt; in January"),
         "{queue}"
     );
-    let ext = count(&app, "SELECT id FROM extensions");
+    let ext = app.count("SELECT id FROM extensions");
     let r = app
         .post(
             &sam,
@@ -266,10 +259,7 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) FROM extensions WHERE state = 'waiting'"
-        ),
+        app.count("SELECT count(*) FROM extensions WHERE state = 'waiting'"),
         1
     );
     let r = app
@@ -283,10 +273,7 @@ async fn staff_define_a_course_students_pick_it_and_ask_for_more_time() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let until = slices::clock::parse_day(&later).unwrap() + DAY;
     assert_eq!(
-        count(
-            &app,
-            &format!("SELECT expires_at FROM slices WHERE id = {id}")
-        ),
+        app.count(&format!("SELECT expires_at FROM slices WHERE id = {id}")),
         until
     );
     let page = app

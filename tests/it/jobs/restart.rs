@@ -1,43 +1,12 @@
 //! The real master process, killed in the middle of provisioning and started again.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use slices::domain::Role;
 use slices::slices::State;
 
 use crate::fleet::*;
-
-struct Master(Child);
-impl Drop for Master {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_master(f: &Fleet) -> Master {
-    Master(
-        Command::new(env!("CARGO_BIN_EXE_slices"))
-            .args([
-                "serve",
-                "--driver",
-                "off",
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(&f.ctx.config.data)
-            .env("SLICES_JOB_RETRY_BASE_SECS", "1")
-            .env("SLICES_NODE_HEALTH_SECS", "1")
-            .env("SLICES_TEMPLATE_SYNC_MINUTES", "0")
-            .env_remove("SLICES_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_mid_provision_resumes_and_does_nothing_twice() {
@@ -47,7 +16,7 @@ async fn a_master_killed_mid_provision_resumes_and_does_nothing_twice() {
     let alice = f.user("alice", Role::Student);
     let id = f.request_and_approve(&alice, &staff);
 
-    let mut master = start_master(&f);
+    let mut master = f.start_master(&[]);
     let start = std::time::Instant::now();
     while f.slice(id).step != "starting" {
         assert!(
@@ -67,7 +36,7 @@ async fn a_master_killed_mid_provision_resumes_and_does_nothing_twice() {
         1
     );
 
-    let _master = start_master(&f);
+    let _master = f.start_master(&[]);
     let s = f.wait_for(id, State::Running, 30).await;
     assert_eq!(
         (s.veid, s.ip.clone()),
@@ -97,7 +66,7 @@ async fn a_master_killed_mid_provision_resumes_and_does_nothing_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_master_on_the_same_data_is_refused() {
     let f = fleet(0, |_| String::new(), 0).await;
-    let _first = start_master(&f);
+    let _first = f.start_master(&[]);
     std::thread::sleep(Duration::from_millis(500));
     let out = Command::new(env!("CARGO_BIN_EXE_slices"))
         .args([

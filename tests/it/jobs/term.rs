@@ -3,7 +3,6 @@
 //! pass, a clock set back, a master killed and started again do nothing twice); a student asks
 //! for more time and staff decide, which moves every date.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use slices::domain::Role;
@@ -296,47 +295,14 @@ async fn a_student_cannot_start_a_slice_whose_end_has_come_but_staff_can() {
     jobs.stop().await;
 }
 
-struct Master(Child);
-impl Drop for Master {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The real master, its clock moved `offset` seconds ahead (the test clock), checking ends
-/// every second.
-fn start_master(f: &Fleet, offset: i64) -> Master {
-    Master(
-        Command::new(env!("CARGO_BIN_EXE_slices"))
-            .args([
-                "serve",
-                "--driver",
-                "off",
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(&f.ctx.config.data)
-            .env(slices::clock::TEST_OFFSET_ENV, offset.to_string())
-            .env("SLICES_TERM_CHECK_SECONDS", "1")
-            .env("SLICES_JOB_RETRY_BASE_SECS", "1")
-            .env("SLICES_NODE_HEALTH_SECS", "1")
-            .env("SLICES_TEMPLATE_SYNC_MINUTES", "0")
-            .env("SLICES_SSH_LISTEN", "")
-            .env_remove("SLICES_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 /// Runs the real master at `offset` until it has done a term check after starting, then
 /// kills it (SIGKILL, no tidying up).
 async fn master_at(f: &Fleet, offset: i64) {
     let before = f.count("SELECT count(*) FROM jobs WHERE kind = 'term' AND state = 'succeeded'");
-    let mut m = start_master(f, offset);
+    let mut m = f.start_master(&[
+        (slices::clock::TEST_OFFSET_ENV, offset.to_string()),
+        ("SLICES_TERM_CHECK_SECONDS", "1".to_string()),
+    ]);
     let start = std::time::Instant::now();
     while f.count("SELECT count(*) FROM jobs WHERE kind = 'term' AND state = 'succeeded'")
         < before + 2
