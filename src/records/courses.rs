@@ -133,8 +133,6 @@ pub fn live_slices(conn: &Connection, code: &str) -> Result<i64> {
 #[derive(Debug, Clone)]
 pub struct Ending {
     pub slice_id: i64,
-    pub user_id: i64,
-    pub state: String,
     /// Its end: its own date, else its course's.
     pub ends_at: i64,
     pub stage: i64,
@@ -163,8 +161,8 @@ pub const WARN_1: i64 = 86_400;
 /// longer than `grace` ago. At most `limit`, soonest end first; a row done leaves the set.
 pub fn ending(conn: &Connection, at: i64, grace: i64, limit: i64) -> Result<Vec<Ending>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, user_id, state, ends, term_stage, term_for, term_at FROM (
-           SELECT s.id, s.user_id, s.state, COALESCE(s.expires_at, c.ends_at) AS ends,
+        "SELECT id, ends, term_stage, term_for, term_at FROM (
+           SELECT s.id, COALESCE(s.expires_at, c.ends_at) AS ends,
                   s.term_stage, s.term_for, s.term_at
              FROM slices s LEFT JOIN courses c ON c.code = s.course AND s.course <> ''
             WHERE s.state NOT IN ('requested', 'denied', 'destroying', 'destroyed')
@@ -180,12 +178,10 @@ pub fn ending(conn: &Connection, at: i64, grace: i64, limit: i64) -> Result<Vec<
         .query_map(params![at, grace, WARN_1, WARN_3, WARN_14, limit], |r| {
             Ok(Ending {
                 slice_id: r.get(0)?,
-                user_id: r.get(1)?,
-                state: r.get(2)?,
-                ends_at: r.get(3)?,
-                stage: r.get(4)?,
-                stage_for: r.get(5)?,
-                stage_at: r.get(6)?,
+                ends_at: r.get(1)?,
+                stage: r.get(2)?,
+                stage_for: r.get(3)?,
+                stage_at: r.get(4)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
