@@ -235,8 +235,13 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops the loop and waits for it to end; then the leftover check runs (on drop).
+    /// Lets the jobs under way finish (unless the test expects leftovers), stops the loop and
+    /// waits for it to end; then the leftover check runs (on drop). Stopping mid-job would
+    /// leave that job 'running' (as a crash does, which the next start takes again).
     pub async fn stop(mut self) {
+        if !self.expected.load(std::sync::atomic::Ordering::SeqCst) {
+            self.drain(120).await;
+        }
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
             let _ = task.await;
