@@ -513,3 +513,20 @@ CREATE TABLE extensions (
 );
 CREATE UNIQUE INDEX extensions_one_waiting ON extensions(slice_id) WHERE state = 'waiting';
 CREATE INDEX extensions_waiting ON extensions(state, asked_at);
+
+-- version: 23
+-- The archive of a slice's /home its owner (or staff) asked for: packed on the slice's node
+-- by an `export` job (`packing`), then `ready` to download (its size and SHA-256, as the node
+-- made it), or `failed` with why. One row per slice: a new request replaces the last.
+CREATE TABLE exports (
+    slice_id   INTEGER PRIMARY KEY REFERENCES slices(id) ON DELETE CASCADE,
+    node_id    INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+    veid       INTEGER NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('packing', 'ready', 'failed')),
+    asked_by   INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    asked_at   INTEGER NOT NULL,
+    size       INTEGER,
+    sha256     TEXT,
+    ready_at   INTEGER,
+    error      TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;

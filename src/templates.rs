@@ -45,7 +45,7 @@ impl Sha256Hex {
         &self.0
     }
 
-    fn of(digest: &[u8]) -> Sha256Hex {
+    pub fn of(digest: &[u8]) -> Sha256Hex {
         Sha256Hex(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 }
@@ -166,41 +166,57 @@ impl TemplateDir {
     /// checked against `want` and installed in place of the old one.
     pub fn put(&self, want: &TemplateInfo, offset: u64, data: &[u8]) -> Result<PutOutcome, String> {
         let _one_at_a_time = self.writing.lock().expect("template writer");
-        let part = self.part(&want.name);
-        let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-        if offset == 0 && have > 0 {
-            std::fs::remove_file(&part).map_err(|e| e.to_string())?;
-        } else if offset != have {
-            return Ok(PutOutcome::Resume(have));
-        }
-        if offset + data.len() as u64 > want.size {
-            return Err(format!(
-                "{}: more data than its size {}",
-                want.name, want.size
-            ));
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&part)
-            .map_err(|e| e.to_string())?;
-        f.write_all(data).map_err(|e| e.to_string())?;
-        f.sync_data().map_err(|e| e.to_string())?;
-        let now = offset + data.len() as u64;
-        if now < want.size {
-            return Ok(PutOutcome::Partial(now));
-        }
-        let got = sha256_file(&part).map_err(|e| e.to_string())?;
-        if got != want.sha256 {
-            let _ = std::fs::remove_file(&part);
-            return Err(format!(
-                "{}: the received file's sha256 is {got}, not {}; nothing was installed",
-                want.name, want.sha256
-            ));
-        }
-        std::fs::rename(&part, self.path(&want.name)).map_err(|e| e.to_string())?;
-        Ok(PutOutcome::Installed)
+        receive_piece(
+            &self.part(&want.name),
+            &self.path(&want.name),
+            &want.name.to_string(),
+            (&want.sha256, want.size),
+            offset,
+            data,
+        )
     }
+}
+
+/// Takes one piece of a file sent in order: appended to `part`; the last one is checked
+/// against the SHA-256 and renamed to `done` (nothing is put in place unless it matches). A
+/// piece at offset 0 starts over; any other offset must be where the part ends.
+pub fn receive_piece(
+    part: &Path,
+    done: &Path,
+    what: &str,
+    (sha256, size): (&Sha256Hex, u64),
+    offset: u64,
+    data: &[u8],
+) -> Result<PutOutcome, String> {
+    let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    if offset == 0 && have > 0 {
+        std::fs::remove_file(part).map_err(|e| e.to_string())?;
+    } else if offset != have {
+        return Ok(PutOutcome::Resume(have));
+    }
+    if offset + data.len() as u64 > size {
+        return Err(format!("{what}: more data than its size {size}"));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(part)
+        .map_err(|e| e.to_string())?;
+    f.write_all(data).map_err(|e| e.to_string())?;
+    f.sync_data().map_err(|e| e.to_string())?;
+    let now = offset + data.len() as u64;
+    if now < size {
+        return Ok(PutOutcome::Partial(now));
+    }
+    let got = sha256_file(part).map_err(|e| e.to_string())?;
+    if &got != sha256 {
+        let _ = std::fs::remove_file(part);
+        return Err(format!(
+            "{what}: the received file's sha256 is {got}, not {sha256}; nothing was installed"
+        ));
+    }
+    std::fs::rename(part, done).map_err(|e| e.to_string())?;
+    Ok(PutOutcome::Installed)
 }
 
 /// What a `put` did.

@@ -91,4 +91,19 @@ pub trait Driver: Send + Sync {
     fn privileged(&self, _id: VeId) -> bool {
         false
     }
+    /// Writes a gzip'd tar of the container's /home to `out` (owners as the slice sees
+    /// them), running or stopped.
+    fn export_home(&self, _id: VeId, _out: &Path) -> DResult<()> {
+        Err(DriverError::msg(format!(
+            "the {} driver cannot export a home",
+            self.kind()
+        )))
+    }
+    /// Unpacks such an archive into the running container's /home, over what is there.
+    fn import_home(&self, _id: VeId, _archive: &Path) -> DResult<()> {
+        Err(DriverError::msg(format!(
+            "the {} driver cannot import a home",
+            self.kind()
+        )))
+    }
 }

@@ -5,6 +5,7 @@
 pub mod beancounters;
 mod config;
 pub mod driver;
+pub mod homes;
 pub mod inside;
 pub mod lxc;
 pub mod netpolicy;
@@ -37,6 +38,7 @@ pub struct Agent {
     specs: Specs,
     locks: Mutex<HashMap<VeId, Arc<Mutex<()>>>>,
     templates: TemplateDir,
+    archives: homes::Archives,
     /// Held while a container's address is checked (or, for a seed-form `create_env`,
     /// chosen) and its spec kept: two creates never take the same address.
     choosing: Mutex<()>,
@@ -50,6 +52,8 @@ impl Agent {
         let templates = TemplateDir::new(&config.templates)
             .with_context(|| format!("cannot create {}", config.templates.display()))?;
         Ok(Agent {
+            archives: homes::Archives::new(&config.state)
+                .with_context(|| format!("cannot create {}/exports", config.state.display()))?,
             config,
             driver,
             specs: Specs { dir },
@@ -551,6 +555,7 @@ impl Agent {
             Command::DestroyEnv(id) => {
                 let spec = self.specs.get(id)?;
                 let change = self.driver.destroy(spec.as_ref(), id)?;
+                self.forget_archives(id);
                 self.specs.remove(id)?;
                 match (change, spec) {
                     (Change::AlreadySo, None) => Reply::ok(vec!["absent".into()]),
@@ -597,6 +602,21 @@ impl Agent {
             },
             Command::SyncTemplates(manifest) => self.sync_templates(&manifest)?,
             Command::PutTemplate { info, offset, data } => self.put_template(&info, offset, &data),
+            Command::ExportHome(id) => self.export_home(id)?,
+            Command::ReadExport {
+                id,
+                sha256,
+                offset,
+                len,
+            } => self.read_export(id, &sha256, offset, len)?,
+            Command::DropExport(id) => self.drop_export(id)?,
+            Command::ImportHome {
+                id,
+                sha256,
+                size,
+                offset,
+                data,
+            } => self.import_home(id, (&sha256, size), offset, &data)?,
             Command::Usage(None) => {
                 // Each container under its own lock (a destroy or stop in progress finishes
                 // first); one that is gone by then, or cannot be read, is left out of this

@@ -3,6 +3,7 @@
 //! an OpenVZ host, which cannot exist here.
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -52,6 +53,17 @@ pub trait Runner: Send + Sync {
     fn run(&self, program: &str, args: &[String]) -> DResult<Output> {
         self.run_with(program, args, None)
     }
+
+    /// Runs `program` with standard input read from the file `stdin` and standard output
+    /// written to the file `stdout` (created or emptied): bulk data (an archive) never passes
+    /// through memory. The `Output` carries standard error only.
+    fn run_files(
+        &self,
+        program: &str,
+        args: &[String],
+        stdin: Option<&Path>,
+        stdout: Option<&Path>,
+    ) -> DResult<Output>;
 }
 
 /// Runs real processes.
@@ -61,26 +73,61 @@ pub struct SystemRunner {
 
 impl Runner for SystemRunner {
     fn run_with(&self, program: &str, args: &[String], stdin: Option<&[u8]>) -> DResult<Output> {
+        let input = if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        self.spawn_and_wait(program, args, (input, stdin), Stdio::piped())
+    }
+
+    fn run_files(
+        &self,
+        program: &str,
+        args: &[String],
+        stdin: Option<&Path>,
+        stdout: Option<&Path>,
+    ) -> DResult<Output> {
+        let input = match stdin {
+            Some(p) => Stdio::from(std::fs::File::open(p)?),
+            None => Stdio::null(),
+        };
+        let output = match stdout {
+            Some(p) => Stdio::from(std::fs::File::create(p)?),
+            None => Stdio::null(),
+        };
+        self.spawn_and_wait(program, args, (input, None), output)
+    }
+}
+
+impl SystemRunner {
+    /// Runs it to the end (or the time limit): `stdin` fed from the bytes if given, standard
+    /// output read into `Output` when it is a pipe, standard error always.
+    fn spawn_and_wait(
+        &self,
+        program: &str,
+        args: &[String],
+        (input, bytes): (Stdio, Option<&[u8]>),
+        output: Stdio,
+    ) -> DResult<Output> {
         let started = Instant::now();
         let mut child = Command::new(program)
             .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
+            .stdin(input)
+            .stdout(output)
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| DriverError::msg(format!("cannot run {program}: {e}")))?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        if let (Some(input), Some(mut pipe)) = (bytes, child.stdin.take()) {
             pipe.write_all(input)?;
         }
-        let mut out = child.stdout.take().expect("piped");
+        let out = child.stdout.take();
         let mut err = child.stderr.take().expect("piped");
         let out_t = std::thread::spawn(move || {
             let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
+            if let Some(mut out) = out {
+                let _ = out.read_to_string(&mut s);
+            }
             s
         });
         let err_t = std::thread::spawn(move || {
@@ -156,6 +203,24 @@ impl RecordingRunner {
 }
 
 impl Runner for RecordingRunner {
+    /// Recorded with `<FILE` and `>FILE` after the arguments; `FILE` is made, empty.
+    fn run_files(
+        &self,
+        program: &str,
+        args: &[String],
+        stdin: Option<&Path>,
+        stdout: Option<&Path>,
+    ) -> DResult<Output> {
+        if let Some(p) = stdout {
+            // As a redirection would: the file is there, empty.
+            std::fs::File::create(p)?;
+        }
+        let mut a = args.to_vec();
+        a.extend(stdin.map(|p| format!("<{}", p.display())));
+        a.extend(stdout.map(|p| format!(">{}", p.display())));
+        self.run_with(program, &a, None)
+    }
+
     fn run_with(&self, program: &str, args: &[String], stdin: Option<&[u8]>) -> DResult<Output> {
         self.calls.lock().unwrap().push((
             program.to_string(),

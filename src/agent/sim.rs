@@ -51,6 +51,23 @@ impl Sim {
         Ok(())
     }
 
+    /// The simulated slice's /home: a real folder, made at its first export or import.
+    fn home(&self, id: VeId, username: &str) -> DResult<PathBuf> {
+        let home = self.dir.join(format!("{id}.home"));
+        if !home.exists() {
+            let user = home.join(username);
+            std::fs::create_dir_all(&user)?;
+            std::fs::write(
+                user.join("README.txt"),
+                format!(
+                    "This slice ({id}) is simulated: it has no files but this one and what was \
+                     imported into it.\n"
+                ),
+            )?;
+        }
+        Ok(home)
+    }
+
     fn work(&self) {
         if !self.op_time.is_zero() {
             std::thread::sleep(self.op_time);
@@ -130,6 +147,10 @@ impl Driver for Sim {
             return Ok(Change::AlreadySo);
         }
         self.work();
+        let home = self.dir.join(format!("{id}.home"));
+        if home.exists() {
+            std::fs::remove_dir_all(home)?;
+        }
         std::fs::remove_file(self.path(id))?;
         Ok(Change::Done)
     }
@@ -140,6 +161,36 @@ impl Driver for Sim {
             Some(e) if e.running => EnvState::Running,
             Some(_) => EnvState::Stopped,
         })
+    }
+
+    fn export_home(&self, id: VeId, out: &Path) -> DResult<()> {
+        let env = self
+            .load(id)?
+            .ok_or_else(|| super::driver::DriverError::msg("no such container"))?;
+        let home = self.home(id, &env.username)?;
+        let gz =
+            flate2::write::GzEncoder::new(std::fs::File::create(out)?, flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        tar.follow_symlinks(false);
+        tar.append_dir_all(".", &home)?;
+        tar.into_inner()?.finish()?.sync_all()?;
+        Ok(())
+    }
+
+    fn import_home(&self, id: VeId, archive: &Path) -> DResult<()> {
+        let env = self
+            .load(id)?
+            .ok_or_else(|| super::driver::DriverError::msg("no such container"))?;
+        if !env.running {
+            return Err(super::driver::DriverError::msg(format!(
+                "container {id} is not running"
+            )));
+        }
+        let home = self.home(id, &env.username)?;
+        let gz = flate2::read::GzDecoder::new(std::fs::File::open(archive)?);
+        tar::Archive::new(gz)
+            .unpack(&home)
+            .map_err(|e| super::driver::DriverError::msg(format!("unpacking: {e}")))
     }
 
     fn set_limits(&self, spec: &EnvSpec, limits: &Limits) -> DResult<()> {

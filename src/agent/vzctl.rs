@@ -15,6 +15,8 @@ use crate::slave_link::EnvSpec;
 pub struct VzPaths {
     pub vzctl: String,
     pub beancounters: PathBuf,
+    /// Where `vzctl mount ID` shows a VE's files (`ROOT/ID`).
+    pub root: PathBuf,
 }
 
 impl Default for VzPaths {
@@ -22,6 +24,7 @@ impl Default for VzPaths {
         VzPaths {
             vzctl: "vzctl".into(),
             beancounters: "/proc/user_beancounters".into(),
+            root: "/vz/root".into(),
         }
     }
 }
@@ -183,6 +186,72 @@ impl Driver for Vzctl {
     fn set_limits(&self, spec: &EnvSpec, limits: &Limits) -> DResult<()> {
         self.vzctl(Self::limit_args(spec.id, limits))?;
         Ok(())
+    }
+
+    /// A running VE packs its own /home (`vzctl exec2`); a stopped one is mounted and packed
+    /// from the host as the lxc driver does, then unmounted.
+    fn export_home(&self, id: VeId, out: &Path) -> DResult<()> {
+        match self.state(id)? {
+            EnvState::Absent => Err(DriverError::msg(format!("container {id} does not exist"))),
+            EnvState::Running => self
+                .run
+                .run_files(
+                    &self.paths.vzctl,
+                    &argv![
+                        "exec2",
+                        id,
+                        "tar",
+                        "--create",
+                        "--gzip",
+                        "--numeric-owner",
+                        "--one-file-system",
+                        "--directory",
+                        "/home",
+                        "."
+                    ],
+                    None,
+                    Some(out),
+                )?
+                .ok("vzctl exec2 tar (packing /home)")
+                .map(|_| ()),
+            EnvState::Stopped => {
+                self.vzctl(argv!["mount", id])?;
+                let packed = super::homes::pack_home(
+                    self.run.as_ref(),
+                    &self.paths.root.join(id.to_string()),
+                    out,
+                );
+                self.vzctl(argv!["umount", id])?;
+                packed
+            }
+        }
+    }
+
+    fn import_home(&self, id: VeId, archive: &Path) -> DResult<()> {
+        if self.state(id)? != EnvState::Running {
+            return Err(DriverError::msg(format!("container {id} is not running")));
+        }
+        self.run
+            .run_files(
+                &self.paths.vzctl,
+                &argv![
+                    "exec2",
+                    id,
+                    "tar",
+                    "--extract",
+                    "--gzip",
+                    "--numeric-owner",
+                    "--same-permissions",
+                    "--directory",
+                    "/home",
+                    "--file",
+                    "-"
+                ],
+                Some(archive),
+                None,
+            )?
+            .ok("vzctl exec2 tar (unpacking /home)")
+            .map(|_| ())
     }
 
     fn usage(&self, id: VeId) -> DResult<Vec<Counter>> {

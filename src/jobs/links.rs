@@ -28,6 +28,16 @@ pub fn describe(cmd: &Command) -> String {
                 data.len()
             )
         }
+        Command::ImportHome {
+            id,
+            sha256,
+            size,
+            offset,
+            data,
+        } => format!(
+            "[{id}, \"{sha256}\", {size}, {offset}, ({} bytes)]",
+            data.len()
+        ),
         other => serde_json::to_string(&other.to_request().arguments).unwrap_or_default(),
     }
 }
@@ -150,5 +160,110 @@ impl Links {
             tracing::warn!(node = %node.name, command, "could not write the agent log");
         }
         result
+    }
+}
+
+/// Why an archive could not be read from its node to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The node answered with a refusal (a newer export replaced it, or it is gone).
+    #[error("{0}")]
+    Refused(String),
+    /// The link broke and did not come back in time.
+    #[error("the node did not answer: {0}")]
+    Link(#[from] LinkError),
+    /// What arrived does not hash to what the node said it made.
+    #[error("the archive that arrived is not the one the node made (SHA-256 {got}, not {want})")]
+    Corrupt { got: String, want: String },
+    /// The receiving end went away (the browser stopped the download).
+    #[error("the download was stopped")]
+    Stopped,
+}
+
+impl Links {
+    /// Reads the archive `sha256` of slice `id` from `node` piece by piece into `out`, on a
+    /// connection of its own, checking its SHA-256 as it goes; the last piece is held back
+    /// until the whole matches, so a receiver never gets a complete-looking wrong file. A
+    /// broken link is opened again and the reading goes on where it stopped (five tries in
+    /// a row at most). At most a few pieces (512 KiB each) are in memory at a time.
+    pub async fn read_archive(
+        &self,
+        node: &Node,
+        (id, sha256, size): (crate::domain::VeId, &crate::templates::Sha256Hex, u64),
+        out: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<(), ArchiveError> {
+        use base64::Engine as _;
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        let (mut offset, mut held, mut client, mut failures) = (0u64, None, None, 0u32);
+        while offset < size {
+            let c = match client.as_mut() {
+                Some(c) => c,
+                None => match self.connect(node).await {
+                    Ok(c) => client.insert(c),
+                    Err(e) => {
+                        failures += 1;
+                        if failures >= 5 {
+                            return Err(e.into());
+                        }
+                        tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+                        continue;
+                    }
+                },
+            };
+            let len = (size - offset).min(crate::templates::CHUNK as u64) as u32;
+            let cmd = Command::ReadExport {
+                id,
+                sha256: sha256.clone(),
+                offset,
+                len,
+            };
+            let reply = match c.call(&cmd).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::info!(node = %node.name, offset, error = %e, "archive read: the link broke; reading on from here");
+                    client = None;
+                    failures += 1;
+                    if failures >= 5 {
+                        return Err(e.into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+                    continue;
+                }
+            };
+            if !reply.is_ok() {
+                return Err(ArchiveError::Refused(reply.text()));
+            }
+            let data = reply
+                .returned
+                .first()
+                .and_then(|v| v.as_str())
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                .filter(|d| !d.is_empty() && d.len() <= len as usize)
+                .ok_or_else(|| {
+                    ArchiveError::Refused(format!(
+                        "read_export answered no piece at offset {offset} of {size}"
+                    ))
+                })?;
+            failures = 0;
+            hash.update(&data);
+            offset += data.len() as u64;
+            if let Some(previous) = held.replace(bytes::Bytes::from(data)) {
+                out.send(previous)
+                    .await
+                    .map_err(|_| ArchiveError::Stopped)?;
+            }
+        }
+        let got = crate::templates::Sha256Hex::of(&hash.finalize());
+        if &got != sha256 {
+            return Err(ArchiveError::Corrupt {
+                got: got.to_string(),
+                want: sha256.to_string(),
+            });
+        }
+        if let Some(last) = held {
+            out.send(last).await.map_err(|_| ArchiveError::Stopped)?;
+        }
+        Ok(())
     }
 }

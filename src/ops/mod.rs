@@ -3,6 +3,7 @@
 //! none of them writes SQL.
 
 pub mod accounts;
+pub mod archives;
 pub mod nodes;
 pub mod placement;
 pub mod quotas;

@@ -61,6 +61,8 @@ pub enum Event {
     ExtensionDecided,
     /// A slice was stopped, or destroyed, because its end came (nobody asked: the term did).
     SliceExpired,
+    /// Someone (its owner, or staff) downloaded the archive of a slice's /home.
+    ArchiveDownloaded,
 }
 
 /// What an event is about: the audit log's typed "subject" column.
@@ -118,7 +120,7 @@ impl Subject<'_> {
 }
 
 impl Event {
-    pub const ALL: [Event; 38] = [
+    pub const ALL: [Event; 39] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -157,6 +159,7 @@ impl Event {
         Event::CourseChanged,
         Event::ExtensionDecided,
         Event::SliceExpired,
+        Event::ArchiveDownloaded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -199,6 +202,7 @@ impl Event {
             Event::CourseChanged => "course_changed",
             Event::ExtensionDecided => "extension_decided",
             Event::SliceExpired => "slice_expired",
+            Event::ArchiveDownloaded => "archive_downloaded",
         }
     }
 
@@ -243,6 +247,7 @@ impl Event {
             Event::CourseChanged => "Course changed",
             Event::ExtensionDecided => "Extension decided",
             Event::SliceExpired => "Slice ended with its term",
+            Event::ArchiveDownloaded => "Archive of /home downloaded",
         }
     }
 

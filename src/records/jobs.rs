@@ -39,10 +39,12 @@ pub enum JobKind {
     RemoveOrphans,
     /// Moves slices through the stages of their end: warnings, stop, destroy (`ops::term`).
     Term,
+    /// Packs the archive of a slice's /home on its node (`ops::archives`).
+    Export,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 16] = [
+    pub const ALL: [JobKind; 17] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -59,6 +61,7 @@ impl JobKind {
         JobKind::Release,
         JobKind::RemoveOrphans,
         JobKind::Term,
+        JobKind::Export,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl JobKind {
             JobKind::Release => "release",
             JobKind::RemoveOrphans => "remove_orphans",
             JobKind::Term => "term",
+            JobKind::Export => "export",
         }
     }
 
@@ -104,6 +108,7 @@ impl JobKind {
             JobKind::Release => "cleaned up",
             JobKind::RemoveOrphans => "rid of its orphans",
             JobKind::Term => "checked for ends",
+            JobKind::Export => "packed",
         }
     }
 
@@ -125,6 +130,7 @@ impl JobKind {
             JobKind::Release => "Clean-up",
             JobKind::RemoveOrphans => "Orphan removal",
             JobKind::Term => "Term check",
+            JobKind::Export => "Archive of /home",
         }
     }
 }
@@ -193,6 +199,7 @@ fn insert(
 ) -> Result<i64> {
     let max_attempts = match kind {
         JobKind::NodeHealth | JobKind::Usage | JobKind::Reconcile | JobKind::Term => 1,
+        JobKind::Export => 3,
         _ => 8,
     };
     conn.prepare_cached(

@@ -8,6 +8,7 @@ pub mod agent_log;
 pub mod audit;
 pub mod courses;
 pub mod email_tokens;
+pub mod exports;
 pub mod gateway;
 pub mod invites;
 pub mod jobs;

@@ -170,7 +170,32 @@ pub enum Command {
         offset: u64,
         data: Vec<u8>,
     },
+    /// Packs the slice's /home into an archive kept on the node (`.tar.gz`, owners as the
+    /// slice sees them), replacing any earlier one, and says its size and SHA-256.
+    ExportHome(VeId),
+    /// A piece of the slice's archive: at most `len` bytes from `offset`, if the archive is
+    /// still the one with this SHA-256 (a newer export answers `CONFLICT`).
+    ReadExport {
+        id: VeId,
+        sha256: Sha256Hex,
+        offset: u64,
+        len: u32,
+    },
+    /// Removes the slice's archive from the node.
+    DropExport(VeId),
+    /// One piece of an archive for the slice's /home, in order (as `put_template`); the last
+    /// one checks the SHA-256 and unpacks it into the running slice's /home.
+    ImportHome {
+        id: VeId,
+        sha256: Sha256Hex,
+        size: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
 }
+
+/// The largest archive of a home accepted or made.
+pub const MAX_ARCHIVE_BYTES: u64 = 256 << 30;
 
 /// Why a request was refused before anything ran.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -212,6 +237,10 @@ pub const COMMANDS: &[&str] = &[
     "usage",
     "sync_templates",
     "put_template",
+    "export_home",
+    "read_export",
+    "drop_export",
+    "import_home",
 ];
 
 fn arity(req: &Request, n: usize, shape: &str) -> Result<(), Refusal> {
@@ -232,6 +261,39 @@ fn typed<T: serde::de::DeserializeOwned>(
 ) -> Result<T, Refusal> {
     serde_json::from_value(req.arguments[i].clone())
         .map_err(|e| Refusal::args(&req.command, format!("argument {} ({what}): {e}", i + 1)))
+}
+
+/// The base64 piece of a file at argument `i`: at most 512 KiB, inside the file's `size`,
+/// which is at most `max`.
+fn piece(req: &Request, i: usize, size: u64, offset: u64, max: u64) -> Result<Vec<u8>, Refusal> {
+    let b64: String = typed(req, i, "data")?;
+    if size > max {
+        return Err(Refusal::args(
+            &req.command,
+            format!("a file is at most {} GiB", max >> 30),
+        ));
+    }
+    if b64.len() > (crate::templates::CHUNK * 4).div_ceil(3) + 4 {
+        return Err(Refusal::args(&req.command, "a piece is at most 512 KiB"));
+    }
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .map_err(|e| {
+            Refusal::args(
+                &req.command,
+                format!("argument {} (data): not base64: {e}", i + 1),
+            )
+        })?;
+    if offset
+        .checked_add(data.len() as u64)
+        .is_none_or(|end| end > size)
+    {
+        return Err(Refusal::args(
+            &req.command,
+            "the piece ends past the file's size",
+        ));
+    }
+    Ok(data)
 }
 
 impl Command {
@@ -359,29 +421,42 @@ impl Command {
                 let sha256: Sha256Hex = typed(req, 1, "sha256")?;
                 let size: u64 = typed(req, 2, "size")?;
                 let offset: u64 = typed(req, 3, "offset")?;
-                let b64: String = typed(req, 4, "data")?;
-                if size > MAX_TEMPLATE_BYTES {
-                    return Err(Refusal::args(&req.command, "a template is at most 64 GiB"));
-                }
-                if b64.len() > (crate::templates::CHUNK * 4).div_ceil(3) + 4 {
-                    return Err(Refusal::args(&req.command, "a piece is at most 512 KiB"));
-                }
-                let data = base64::engine::general_purpose::STANDARD
-                    .decode(b64.as_bytes())
-                    .map_err(|e| {
-                        Refusal::args(&req.command, format!("argument 5 (data): not base64: {e}"))
-                    })?;
-                if offset
-                    .checked_add(data.len() as u64)
-                    .is_none_or(|end| end > size)
-                {
-                    return Err(Refusal::args(
-                        &req.command,
-                        "the piece ends past the template's size",
-                    ));
-                }
+                let data = piece(req, 4, size, offset, MAX_TEMPLATE_BYTES)?;
                 Command::PutTemplate {
                     info: TemplateInfo { name, sha256, size },
+                    offset,
+                    data,
+                }
+            }
+            "export_home" => Command::ExportHome(id(req)?),
+            "drop_export" => Command::DropExport(id(req)?),
+            "read_export" => {
+                arity(req, 4, "[id, sha256, offset, length]")?;
+                let len: u32 = typed(req, 3, "length")?;
+                if len == 0 || len as usize > crate::templates::CHUNK {
+                    return Err(Refusal::args(
+                        &req.command,
+                        "a piece is 1 byte to 512 KiB long",
+                    ));
+                }
+                Command::ReadExport {
+                    id: typed(req, 0, "id")?,
+                    sha256: typed(req, 1, "sha256")?,
+                    offset: typed(req, 2, "offset")?,
+                    len,
+                }
+            }
+            "import_home" => {
+                arity(req, 5, "[id, sha256, size, offset, data_base64]")?;
+                let id: VeId = typed(req, 0, "id")?;
+                let sha256: Sha256Hex = typed(req, 1, "sha256")?;
+                let size: u64 = typed(req, 2, "size")?;
+                let offset: u64 = typed(req, 3, "offset")?;
+                let data = piece(req, 4, size, offset, MAX_ARCHIVE_BYTES)?;
+                Command::ImportHome {
+                    id,
+                    sha256,
+                    size,
                     offset,
                     data,
                 }
@@ -420,6 +495,10 @@ impl Command {
             Command::Usage(_) => "usage",
             Command::SyncTemplates(_) | Command::SyncTemplatesAsSeed => "sync_templates",
             Command::PutTemplate { .. } => "put_template",
+            Command::ExportHome(_) => "export_home",
+            Command::ReadExport { .. } => "read_export",
+            Command::DropExport(_) => "drop_export",
+            Command::ImportHome { .. } => "import_home",
         }
     }
 
@@ -435,7 +514,12 @@ impl Command {
             | Command::EnvStatus(id)
             | Command::SetLimits(id, _)
             | Command::SetKeys(id, _)
-            | Command::Usage(Some(id)) => Some(*id),
+            | Command::Usage(Some(id))
+            | Command::ExportHome(id)
+            | Command::DropExport(id)
+            | Command::ImportHome { id, .. } => Some(*id),
+            // Reads of a finished archive need no lock: a long download must not hold up the
+            // slice's other commands.
             _ => None,
         }
     }
@@ -473,7 +557,28 @@ impl Command {
             | Command::RestartEnv(id)
             | Command::DestroyEnv(id)
             | Command::EnvStatus(id)
-            | Command::Usage(Some(id)) => vec![json!(id)],
+            | Command::Usage(Some(id))
+            | Command::ExportHome(id)
+            | Command::DropExport(id) => vec![json!(id)],
+            Command::ReadExport {
+                id,
+                sha256,
+                offset,
+                len,
+            } => vec![json!(id), json!(sha256), json!(offset), json!(len)],
+            Command::ImportHome {
+                id,
+                sha256,
+                size,
+                offset,
+                data,
+            } => vec![
+                json!(id),
+                json!(sha256),
+                json!(size),
+                json!(offset),
+                json!(base64::engine::general_purpose::STANDARD.encode(data)),
+            ],
             Command::SetLimits(id, l) => vec![json!(id), json!(l)],
             Command::SetKeys(id, k) => vec![json!(id), json!(k)],
             Command::SyncTemplates(m) => vec![json!(m)],
@@ -548,6 +653,21 @@ mod tests {
             },
             Command::Usage(None),
             Command::Usage(Some(id)),
+            Command::ExportHome(id),
+            Command::ReadExport {
+                id,
+                sha256: Sha256Hex::parse(&"cd".repeat(32)).unwrap(),
+                offset: 1 << 20,
+                len: 512 * 1024,
+            },
+            Command::DropExport(id),
+            Command::ImportHome {
+                id,
+                sha256: Sha256Hex::parse(&"ef".repeat(32)).unwrap(),
+                size: 10,
+                offset: 7,
+                data: vec![1, 2, 3],
+            },
         ] {
             let line = serde_json::to_vec(&c.to_request()).unwrap();
             assert_eq!(
@@ -600,5 +720,24 @@ mod tests {
             Command::parse_line(br#"{"command": "sync_templates", "arguments": []}"#).unwrap(),
             Command::SyncTemplatesAsSeed
         );
+        // Archives: a piece too long to read, a hash that is not one, data past the end.
+        let sha = "ab".repeat(32);
+        let r = Command::parse_line(
+            format!(r#"{{"command": "read_export", "arguments": [101, "{sha}", 0, 1048576]}}"#)
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(r.message.contains("512 KiB"), "{}", r.message);
+        let r = Command::parse_line(
+            br#"{"command": "read_export", "arguments": [101, "../../etc/shadow", 0, 10]}"#,
+        )
+        .unwrap_err();
+        assert!(r.message.contains("sha256"), "{}", r.message);
+        let r = Command::parse_line(
+            format!(r#"{{"command": "import_home", "arguments": [101, "{sha}", 2, 0, "AAAA"]}}"#)
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(r.message.contains("past the file's size"), "{}", r.message);
     }
 }

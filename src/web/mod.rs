@@ -34,11 +34,27 @@ pub struct AppState {
     pub base_url: String,
     /// The master's OS templates (hashes cached by size and time).
     pub os_templates: crate::templates::TemplateDir,
+    /// Connections to the agents for downloads (archives of /home), made at the first one.
+    agents: std::sync::OnceLock<Arc<crate::jobs::links::Links>>,
 }
 
 pub type State = web::Data<AppState>;
 
 impl AppState {
+    /// The master's links to the agents (its client certificate from the CA folder).
+    pub fn agents(&self) -> anyhow::Result<Arc<crate::jobs::links::Links>> {
+        if let Some(l) = self.agents.get() {
+            return Ok(l.clone());
+        }
+        let ca = crate::slave_link::pki::Ca::open_or_create(&self.ctx.config.data.join("ca"))?;
+        let links = Arc::new(crate::jobs::links::Links::new(
+            self.ctx.db.clone(),
+            ca.client_config()?,
+            std::time::Duration::from_secs(self.ctx.config.agent_timeout_secs.max(1)),
+        ));
+        Ok(self.agents.get_or_init(|| links).clone())
+    }
+
     /// Runs `f` on a read-only connection, off the async threads.
     pub async fn read<T, F>(&self, f: F) -> crate::error::Result<T>
     where
@@ -127,6 +143,7 @@ impl Application {
             https,
             base_url,
             os_templates: crate::templates::TemplateDir::new(&config.os_templates_dir())?,
+            agents: std::sync::OnceLock::new(),
         });
         let max_body = config.max_body_bytes;
         let workers = if config.workers == 0 {

@@ -53,6 +53,7 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "key_remove.html",
     "extend.html",
     "staff/courses.html",
+    "archive.html",
 ];
 
 /// Loads the embedded templates, replacing any that `dir` has a file of the same name for.

@@ -68,7 +68,11 @@ impl Node {
     /// Containers the simulator holds.
     pub fn containers(&self) -> usize {
         std::fs::read_dir(self.state.join("sim"))
-            .map(|d| d.count())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
             .unwrap_or(0)
     }
 

@@ -297,6 +297,7 @@ fn states_named_in_sql_are_states_of_their_table() {
         let known = |w: &str| match name.as_str() {
             "jobs.rs" => slices::records::jobs::STATES.contains(&w),
             "outbox.rs" => slices::records::outbox::STATES.contains(&w),
+            "exports.rs" => slices::records::exports::STATES.contains(&w),
             // Slices' states, and those of requests for more time (`extensions`).
             "courses.rs" => {
                 slices::records::courses::EXTENSION_STATES.contains(&w)

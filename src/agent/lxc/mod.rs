@@ -712,6 +712,41 @@ impl Driver for Lxc {
         })
     }
 
+    /// From the slice's disk as the host mounts it (files keep the owners the slice sees: it
+    /// sees them through an idmapped mount), so a stopped slice is packed as well as a
+    /// running one.
+    fn export_home(&self, id: VeId, out: &Path) -> DResult<()> {
+        if self.state(id)? == EnvState::Absent {
+            return Err(DriverError::msg(format!("container {id} does not exist")));
+        }
+        self.mount_image(id, false)?;
+        crate::agent::homes::pack_home(self.run.as_ref(), &self.mountpoint(id), out)
+    }
+
+    /// Unpacked by the slice's own root (`lxc-attach`): whatever the archive holds, it can
+    /// write nothing outside the slice.
+    fn import_home(&self, id: VeId, archive: &Path) -> DResult<()> {
+        if self.state(id)? != EnvState::Running {
+            return Err(DriverError::msg(format!("container {id} is not running")));
+        }
+        let mut a = argv!["-P", self.p(), "-n", name(id), "--clear-env", "--"];
+        a.extend(argv![
+            "tar",
+            "--extract",
+            "--gzip",
+            "--numeric-owner",
+            "--same-permissions",
+            "--directory",
+            "/home",
+            "--file",
+            "-"
+        ]);
+        self.run
+            .run_files("lxc-attach", &a, Some(archive), None)?
+            .ok("tar in the slice (unpacking /home)")
+            .map(|_| ())
+    }
+
     /// One of the privileged kind older versions made: a config with no id map.
     fn privileged(&self, id: VeId) -> bool {
         std::fs::read_to_string(self.dir(id).join("config"))

@@ -34,6 +34,8 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     step!(
         env.db(move |db| db.write(|tx| {
             crate::records::slices::set_destroyed(tx, slice_id)?;
+            // Its archive went with its container.
+            crate::records::exports::forget(tx, slice_id)?;
             slices::event(tx, slice_id, "Destroyed; its address is free again.")?;
             slices::mail_owner(
                 tx,

@@ -1,6 +1,7 @@
 //! One file per kind of job; `execute` is the registry that runs a job's row by its kind.
 
 mod destroy;
+mod export;
 mod gateway;
 mod keys;
 mod limits;
@@ -38,6 +39,7 @@ pub async fn execute(env: &JobEnv, job: &Job) -> Outcome {
         Some(Release) => release::run(env, job).await,
         Some(RemoveOrphans) => remove_orphans::run(env, job).await,
         Some(Term) => term::run(env, job).await,
+        Some(Export) => export::run(env, job).await,
         None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
     }
 }

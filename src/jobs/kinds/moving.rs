@@ -44,6 +44,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     step!(
         env.db(move |db| db.write(|tx| {
             crate::records::slices::unplace(tx, slice_id)?;
+            crate::records::exports::forget(tx, slice_id)?;
             crate::jobs::enqueue(
                 tx,
                 crate::jobs::JobKind::Provision,

@@ -1,6 +1,7 @@
 //! A logged-in user's own pages: the dashboard, requests and slices, SSH keys, the account.
 
 mod account;
+mod archive;
 mod dashboard;
 mod keys;
 mod term;
@@ -11,6 +12,7 @@ use actix_web::web;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Before the dashboard's `/slices/{id}/{action}`, which would take `extend` too.
     cfg.configure(term::routes)
+        .configure(archive::routes)
         .configure(dashboard::routes)
         .configure(keys::routes)
         .configure(terminal::routes)

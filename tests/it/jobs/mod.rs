@@ -1,6 +1,7 @@
 //! The job loop end to end: real SQLite, real agents (simulator driver) behind real mutual
 //! TLS, the master's runner in-process or as the real `slices serve` process.
 
+mod archive;
 mod digest;
 mod embedded;
 mod provision;

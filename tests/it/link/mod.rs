@@ -3,6 +3,7 @@
 
 pub(crate) mod helpers;
 
+mod archives;
 pub(crate) mod binaries;
 mod flood;
 

@@ -35,6 +35,7 @@ fn agent() -> (tempfile::TempDir, Arc<RecordingRunner>, Agent) {
     let paths = VzPaths {
         vzctl: "vzctl".into(),
         beancounters: dir.path().join("beancounters"),
+        root: dir.path().join("root"),
     };
     let agent = Agent::new(cfg, Box::new(Vzctl::new(paths, runner.clone()))).unwrap();
     (dir, runner, agent)
@@ -248,5 +249,54 @@ fn the_seeds_create_env_runs_vzctl_create_then_start() {
     assert!(
         lines.iter().any(|l| l.contains("--hostname alice")),
         "hostname = username: {lines:#?}"
+    );
+}
+
+/// The archive of /home on OpenVZ: a running VE packs and unpacks its own /home (`vzctl
+/// exec2` with the archive as a file on standard output or input); a stopped one is mounted,
+/// packed from the host without following a link, and unmounted.
+#[test]
+fn home_archives_run_tar_in_the_ve_or_on_its_mounted_files() {
+    let (dir, runner, agent) = agent();
+    let s = spec(101, "10.77.0.11");
+    assert_eq!(
+        agent.handle(Command::CreateEnv(Box::new(s.clone()))).code,
+        0
+    );
+    runner.answer(
+        "vzctl",
+        "status 101",
+        out("CTID 101 exist mounted running", 0),
+    );
+    runner.calls.lock().unwrap().clear();
+    let r = agent.handle(Command::ExportHome(s.id));
+    assert_eq!(r.code, 0, "{}", r.text());
+    let state = dir.path().join("state");
+    assert_eq!(
+        runner.lines(),
+        vec![
+            "vzctl status 101".to_string(),
+            format!(
+                "vzctl exec2 101 tar --create --gzip --numeric-owner --one-file-system --directory /home . >{}",
+                state.join("exports/101.tar.gz.tmp").display()
+            ),
+        ]
+    );
+    // Stopped: mounted, packed from the host (here its /home is a link: refused), unmounted.
+    runner.answer(
+        "vzctl",
+        "status 101",
+        out("CTID 101 exist unmounted down", 0),
+    );
+    let root = dir.path().join("root/101");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("home")).unwrap();
+    runner.calls.lock().unwrap().clear();
+    let r = agent.handle(Command::ExportHome(s.id));
+    assert_eq!(r.code, slices::slave_link::code::FAILED);
+    assert!(r.text().contains("not a folder"), "{}", r.text());
+    assert_eq!(
+        runner.lines(),
+        vec!["vzctl status 101", "vzctl mount 101", "vzctl umount 101"]
     );
 }

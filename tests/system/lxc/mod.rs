@@ -4,6 +4,7 @@
 
 use crate::lxc_node;
 
+mod archive;
 mod isolation;
 mod network;
 mod nslab;
@@ -194,6 +195,14 @@ async fn the_network_policy_in_a_namespace() {
         return;
     };
     network::the_firewall_opens_only_22_80_443_and_slices_reach_out_by_nat().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_homes_archive_between_real_slices() {
+    let Some(_alone) = alone("lxc archives").await else {
+        return;
+    };
+    archive::a_home_moves_between_slices_by_archive().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,180 @@
+//! The archive of a slice's /home (`/slices/ID/archive`): ask for one, watch it being packed,
+//! download it. The download streams from the slice's node through the master, piece by
+//! piece, checked by SHA-256 (`Links::read_archive`): the master never holds it whole.
+
+use crate::error::Error;
+use crate::ops::accounts::audit;
+use crate::ops::archives;
+use crate::web::error::WebError;
+use crate::web::extract::form::{NoFields, Posted};
+use crate::web::extract::session::LoggedIn;
+use crate::web::page::{refused, see_other, Page};
+use crate::web::State;
+use actix_web::{get, http::header, post, web, HttpRequest, HttpResponse};
+
+/// A size as people read it: 1.4 GB, 320 KB.
+fn size_text(n: i64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.1} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.0} KB", n / 1e3)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+#[get("/slices/{id}/archive")]
+async fn page(
+    state: State,
+    req: HttpRequest,
+    LoggedIn(viewer, session): LoggedIn,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, WebError> {
+    let (id, user) = (id.into_inner(), session.user.clone());
+    let v = state.read(move |c| archives::view(c, &user, id)).await?;
+    let size = v
+        .export
+        .as_ref()
+        .and_then(|e| e.size)
+        .map(size_text)
+        .unwrap_or_default();
+    let ready_at = v
+        .export
+        .as_ref()
+        .and_then(|e| e.ready_at)
+        .map(crate::clock::format_time)
+        .unwrap_or_default();
+    Page::new("archive.html")
+        .with("v", &v)
+        .with("size", &size)
+        .with("ready_at", &ready_at)
+        .with(
+            "file",
+            &file_name(
+                &v.slice.hostname,
+                v.export.as_ref().and_then(|e| e.ready_at),
+            ),
+        )
+        .render(&state, &req, &viewer)
+}
+
+/// `HOST-home-YYYY-MM-DD.tar.gz` (the day it was packed).
+fn file_name(host: &str, at: Option<i64>) -> String {
+    let day = at.map(crate::clock::format_day).unwrap_or_default();
+    format!("{host}-home-{day}.tar.gz")
+}
+
+#[post("/slices/{id}/archive")]
+async fn ask(
+    state: State,
+    LoggedIn(_, session): LoggedIn,
+    id: web::Path<i64>,
+    _posted: Posted<NoFields>,
+) -> Result<HttpResponse, WebError> {
+    let (id, user) = (id.into_inner(), session.user.clone());
+    let to = format!("/slices/{id}/archive");
+    let result = state
+        .run(move |db| db.write(|tx| archives::ask(tx, &user, id, crate::store::now())))
+        .await;
+    match result {
+        Ok(()) => Ok(see_other(
+            &state,
+            &to,
+            Some("Packing your /home; this page shows when it is ready."),
+        )),
+        Err(Error::Forbidden(why)) => Ok(refused(&state, &to, &why)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[get("/slices/{id}/archive/home.tar.gz")]
+async fn download(
+    state: State,
+    LoggedIn(viewer, session): LoggedIn,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, WebError> {
+    let (id, user) = (id.into_inner(), session.user.clone());
+    let ip = viewer.ip.clone();
+    let (export, node, host) = state
+        .run(move |db| {
+            db.write(|tx| {
+                let (export, node) = archives::ready(tx, &user, id)?;
+                let host = crate::ops::slices::get(tx, id)?
+                    .map(|s| s.hostname)
+                    .unwrap_or_default();
+                audit::record(
+                    tx,
+                    audit::Event::ArchiveDownloaded,
+                    &audit::Actor {
+                        user_id: Some(user.id),
+                        ip: &ip,
+                    },
+                    audit::Subject::Slice(id),
+                    export.sha256.as_deref().unwrap_or(""),
+                )?;
+                Ok((export, node, host))
+            })
+        })
+        .await?;
+    let (Some(size), Some(sha)) = (
+        export.size,
+        export
+            .sha256
+            .as_deref()
+            .and_then(|s| crate::templates::Sha256Hex::parse(s).ok()),
+    ) else {
+        return Err(WebError::NotFound);
+    };
+    let veid = crate::domain::VeId::new(export.veid as u64).map_err(|_| WebError::NotFound)?;
+    let links = state
+        .agents()
+        .map_err(|e| WebError::Internal(e.context("the link to the nodes")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<std::io::Error>();
+    tokio::spawn(async move {
+        if let Err(e) = links
+            .read_archive(&node, (veid, &sha, size as u64), tx)
+            .await
+        {
+            tracing::warn!(slice = id, node = %node.name, error = %e, "archive download cut short");
+            let _ = fail_tx.send(std::io::Error::other(e.to_string()));
+        }
+    });
+    // The pieces as they come; if the reading fails, the body ends in an error (the browser
+    // sees a broken download, never a short file that looks whole: the length was promised).
+    let body = futures_util::stream::unfold((rx, Some(fail_rx)), |(mut rx, fail)| async move {
+        match rx.recv().await {
+            Some(b) => Some((Ok::<_, std::io::Error>(b), (rx, fail))),
+            None => match fail {
+                Some(f) => match f.await {
+                    Ok(e) => Some((Err(e), (rx, None))),
+                    Err(_) => None,
+                },
+                None => None,
+            },
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/gzip")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"{}\"",
+                file_name(&host, export.ready_at)
+            ),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            "x-content-sha256",
+            export.sha256.clone().unwrap_or_default(),
+        ))
+        .no_chunking(size as u64)
+        .streaming(body))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(page).service(ask).service(download);
+}

@@ -1,0 +1,278 @@
+//! The archive of a slice's /home through the pages, with a real agent behind real mutual TLS:
+//! its owner asks for one, the node packs it, the download streams through the master and is
+//! exactly what the node made (SHA-256); a link cut mid-download goes on where it stopped; an
+//! archive damaged on the node is never handed out as whole; nobody else may see it.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use slices::domain::Role;
+
+use crate::fleet::*;
+use crate::http::{browser, form};
+
+const SUBNET: &str = "10.86.0.0/24";
+
+async fn wait_ready(f: &Fleet, id: i64) -> (i64, String) {
+    let start = Instant::now();
+    loop {
+        let row = f
+            .ctx
+            .db
+            .read(move |c| slices::records::exports::get(c, id))
+            .unwrap();
+        match row {
+            Some(e) if e.state == "ready" => return (e.size.unwrap(), e.sha256.unwrap()),
+            Some(e) if e.state == "failed" => panic!("packing failed: {}", e.error),
+            _ => {}
+        }
+        assert!(start.elapsed().as_secs() < 30, "not packed: {row:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sha_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// The names in a `.tar.gz`, and the bytes of one of them.
+fn unpack(gz: &[u8], want: &str) -> (Vec<String>, Vec<u8>) {
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let (mut names, mut got) = (Vec::new(), Vec::new());
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        if name.trim_start_matches("./") == want {
+            e.read_to_end(&mut got).unwrap();
+        }
+        names.push(name);
+    }
+    (names, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_students_home_downloads_whole_through_the_master() {
+    let mut f = fleet(1, |_| SUBNET.into(), 0).await;
+    let tess = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    f.user("bob", Role::Student);
+    let app = slices::web::Application::build(f.ctx.clone()).unwrap();
+    let base = app.base_url().to_string();
+    tokio::spawn(app.run_until_stopped());
+    let jobs = f.run_jobs(|_| {});
+    let id = f.request_and_approve(&alice, &tess);
+    let slice = f.wait_for(id, slices::slices::State::Running, 30).await;
+    let veid = slice.veid.unwrap();
+
+    // What the student has in /home: a note and 24 MB that do not compress.
+    let home = f.nodes[0].state.join(format!("sim/{veid}.home/alice"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("notes.txt"), b"my thesis, chapter 1\n").unwrap();
+    let mut big = vec![0u8; 24 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in big.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(home.join("data.bin"), &big).unwrap();
+
+    let a = browser();
+    crate::http::log_in(&a, &base, "alice").await;
+    let page = a
+        .get(format!("{base}/slices/{id}/archive"))
+        .send()
+        .await
+        .unwrap();
+    let status = page.status();
+    let text = page.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("No archive has been packed yet"), "{text}");
+    let got = a
+        .get(format!("{base}/slices/{id}/archive/home.tar.gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 404, "nothing to download before it is packed");
+
+    // Another student sees nothing of it, and cannot ask for one.
+    let b = browser();
+    crate::http::log_in(&b, &base, "bob").await;
+    for path in ["archive", "archive/home.tar.gz"] {
+        let r = b
+            .get(format!("{base}/slices/{id}/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let status = form(&b, &base, "/", &format!("/slices/{id}/archive"), &[]).await;
+    assert_eq!(status, 404);
+    assert_eq!(f.count("SELECT count(*) FROM exports"), 0);
+
+    let status = form(
+        &a,
+        &base,
+        &format!("/slices/{id}/archive"),
+        &format!("/slices/{id}/archive"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    // Asked twice while packing: one job.
+    let again = form(
+        &a,
+        &base,
+        &format!("/slices/{id}/archive"),
+        &format!("/slices/{id}/archive"),
+        &[],
+    )
+    .await;
+    assert_eq!(again, reqwest::StatusCode::SEE_OTHER);
+    let (size, sha) = wait_ready(&f, id).await;
+    assert!(f.count("SELECT count(*) FROM jobs WHERE kind = 'export'") <= 2);
+    let text = a
+        .get(format!("{base}/slices/{id}/archive"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(&sha), "the page shows the SHA-256: {text}");
+
+    let r = a
+        .get(format!("{base}/slices/{id}/archive/home.tar.gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], size.to_string().as_str());
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains(".tar.gz"));
+    let body = r.bytes().await.unwrap();
+    assert_eq!(sha_hex(&body), sha, "what arrived is what the node made");
+    let (names, data) = unpack(&body, "alice/data.bin");
+    assert!(
+        names.iter().any(|n| n.ends_with("alice/notes.txt")),
+        "{names:?}"
+    );
+    assert_eq!(sha_hex(&data), sha_hex(&big), "the file inside is intact");
+    assert_eq!(
+        f.count("SELECT count(*) FROM audit WHERE event = 'archive_downloaded'"),
+        1
+    );
+
+    // The link is cut mid-download (the agent goes down and comes back on its address): the
+    // master reads on from where it stopped, and the file is whole.
+    let r = a
+        .get(format!("{base}/slices/{id}/archive/home.tar.gz"))
+        .send()
+        .await
+        .unwrap();
+    use futures_util::StreamExt;
+    let mut stream = r.bytes_stream();
+    let mut body = stream.next().await.unwrap().unwrap().to_vec();
+    let address = f.nodes[0].address.clone();
+    f.nodes[0].kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let back = start_agent_on(f.dir.path(), &f.ca, "node0", SUBNET, 0, &address).await;
+    f.nodes[0] = back;
+    while let Some(piece) = stream.next().await {
+        body.extend_from_slice(&piece.expect("the download goes on"));
+    }
+    assert_eq!(body.len() as i64, size);
+    assert_eq!(sha_hex(&body), sha, "whole after the cut");
+
+    // Damaged on the node after packing: the download breaks before its end instead of
+    // handing out a file that looks whole.
+    let on_node = f.nodes[0]
+        .state
+        .join(format!("exports/{veid}-{sha}.tar.gz"));
+    let mut damaged = std::fs::read(&on_node).unwrap();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0xff;
+    std::fs::write(&on_node, &damaged).unwrap();
+    let r = a
+        .get(format!("{base}/slices/{id}/archive/home.tar.gz"))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = r.bytes_stream();
+    let (mut n, mut broke) = (0usize, false);
+    while let Some(piece) = stream.next().await {
+        match piece {
+            Ok(p) => n += p.len(),
+            Err(_) => {
+                broke = true;
+                break;
+            }
+        }
+    }
+    assert!(broke, "the download must fail, not end short or whole");
+    assert!(
+        (n as i64) < size,
+        "the last piece is held back: {n} of {size}"
+    );
+
+    // Staff may pack and download it too (their download is in the audit log as theirs).
+    let t = browser();
+    crate::http::log_in(&t, &base, "tess").await;
+    let status = form(
+        &t,
+        &base,
+        &format!("/slices/{id}/archive"),
+        &format!("/slices/{id}/archive"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    let (_, sha2) = wait_ready(&f, id).await;
+    let body = t
+        .get(format!("{base}/slices/{id}/archive/home.tar.gz"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(sha_hex(&body), sha2);
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) FROM audit WHERE event = 'archive_downloaded' AND actor_id = {}",
+            tess.id
+        )),
+        1
+    );
+    assert_eq!(
+        std::fs::read_dir(f.nodes[0].state.join("exports"))
+            .unwrap()
+            .count(),
+        1,
+        "a new archive replaces the old one on the node"
+    );
+
+    // Destroyed: the archive goes with the slice.
+    f.ctx
+        .db
+        .write(|tx| {
+            slices::slices::act(tx, &alice, id, slices::jobs::JobKind::Destroy, "127.0.0.1")
+        })
+        .unwrap();
+    f.wait_for(id, slices::slices::State::Destroyed, 30).await;
+    assert_eq!(f.count("SELECT count(*) FROM exports"), 0);
+    assert_eq!(
+        std::fs::read_dir(f.nodes[0].state.join("exports"))
+            .unwrap()
+            .count(),
+        0
+    );
+    jobs.stop().await;
+}
