@@ -94,11 +94,11 @@ pub fn pack_home(run: &dyn Runner, root: &Path, out: &Path) -> DResult<()> {
     let home = open_home(root)?;
     // tar works in the folder already opened, through this process's descriptor for it.
     let at = format!("/proc/{}/fd/{}", std::process::id(), home.as_raw_fd());
-    let o = run.run_files(
+    let packed = tar_into(
+        run,
         "tar",
-        &argv![
+        argv![
             "--create",
-            "--gzip",
             "--numeric-owner",
             "--one-file-system",
             "--sparse",
@@ -108,15 +108,30 @@ pub fn pack_home(run: &dyn Runner, root: &Path, out: &Path) -> DResult<()> {
             at,
             "."
         ],
-        None,
-        Some(out),
-    )?;
+        out,
+    );
     drop(home);
+    packed
+}
+
+/// Runs a `tar --create` that writes to its standard output (`program args`) and compresses
+/// what it writes into `out` here, with gzip's fastest level: the host's `gzip` manages about
+/// 25 MB/s on files that do not compress, this about four times that.
+pub fn tar_into(run: &dyn Runner, program: &str, args: Vec<String>, out: &Path) -> DResult<()> {
+    let file = std::io::BufWriter::with_capacity(1 << 20, File::create(out)?);
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let o = run.run_into(program, &args, &mut gz)?;
     // GNU tar's 1: a file changed while it was read (the slice runs); the archive is whole.
-    if o.code == 1 {
-        return Ok(());
+    if o.code != 0 && o.code != 1 {
+        o.ok("tar (packing the slice's /home)")?;
     }
-    o.ok("tar (packing the slice's /home)").map(|_| ())
+    use std::io::Write as _;
+    let mut file = gz.finish()?;
+    file.flush()?;
+    file.into_inner()
+        .map_err(|e| DriverError::msg(format!("writing the archive: {e}")))?
+        .sync_all()?;
+    Ok(())
 }
 
 impl Agent {

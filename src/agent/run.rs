@@ -64,6 +64,10 @@ pub trait Runner: Send + Sync {
         stdin: Option<&Path>,
         stdout: Option<&Path>,
     ) -> DResult<Output>;
+
+    /// Runs `program` with its standard output written into `sink` as it comes (an archive
+    /// compressed on the way to its file). The `Output` carries standard error only.
+    fn run_into(&self, program: &str, args: &[String], sink: &mut dyn Write) -> DResult<Output>;
 }
 
 /// Runs real processes.
@@ -98,9 +102,67 @@ impl Runner for SystemRunner {
         };
         self.spawn_and_wait(program, args, (input, None), output)
     }
+
+    fn run_into(&self, program: &str, args: &[String], sink: &mut dyn Write) -> DResult<Output> {
+        self.copy_out(program, args, sink)
+    }
 }
 
 impl SystemRunner {
+    fn copy_out(&self, program: &str, args: &[String], sink: &mut dyn Write) -> DResult<Output> {
+        let started = Instant::now();
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| DriverError::msg(format!("cannot run {program}: {e}")))?;
+        let mut out = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let err_t = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        // The time limit: a watchdog kills it if the copy is not over by then.
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let pid = child.id().to_string();
+        let timeout = self.timeout;
+        let watchdog = std::thread::spawn(move || {
+            if wait.recv_timeout(timeout) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                // Not yet waited for, so the pid is still this child's.
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                return true;
+            }
+            false
+        });
+        let copied = std::io::copy(&mut out, sink);
+        let status = child.wait();
+        let _ = done.send(());
+        let killed = watchdog.join().unwrap_or(false);
+        if killed {
+            return Err(DriverError::msg(format!(
+                "{program} did not finish within {} s and was stopped",
+                self.timeout.as_secs()
+            )));
+        }
+        copied.map_err(|e| DriverError::msg(format!("writing what {program} made: {e}")))?;
+        let output = Output {
+            code: status?.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr: err_t.join().unwrap_or_default(),
+        };
+        tracing::debug!(
+            program,
+            ?args,
+            code = output.code,
+            ms = started.elapsed().as_millis() as u64,
+            "ran"
+        );
+        Ok(output)
+    }
+
     /// Runs it to the end (or the time limit): `stdin` fed from the bytes if given, standard
     /// output read into `Output` when it is a pipe, standard error always.
     fn spawn_and_wait(
@@ -218,6 +280,13 @@ impl Runner for RecordingRunner {
         let mut a = args.to_vec();
         a.extend(stdin.map(|p| format!("<{}", p.display())));
         a.extend(stdout.map(|p| format!(">{}", p.display())));
+        self.run_with(program, &a, None)
+    }
+
+    /// Recorded with `|` after the arguments; nothing is written into `sink`.
+    fn run_into(&self, program: &str, args: &[String], _sink: &mut dyn Write) -> DResult<Output> {
+        let mut a = args.to_vec();
+        a.push("|".into());
         self.run_with(program, &a, None)
     }
 

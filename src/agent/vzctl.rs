@@ -193,27 +193,22 @@ impl Driver for Vzctl {
     fn export_home(&self, id: VeId, out: &Path) -> DResult<()> {
         match self.state(id)? {
             EnvState::Absent => Err(DriverError::msg(format!("container {id} does not exist"))),
-            EnvState::Running => self
-                .run
-                .run_files(
-                    &self.paths.vzctl,
-                    &argv![
-                        "exec2",
-                        id,
-                        "tar",
-                        "--create",
-                        "--gzip",
-                        "--numeric-owner",
-                        "--one-file-system",
-                        "--directory",
-                        "/home",
-                        "."
-                    ],
-                    None,
-                    Some(out),
-                )?
-                .ok("vzctl exec2 tar (packing /home)")
-                .map(|_| ()),
+            EnvState::Running => super::homes::tar_into(
+                self.run.as_ref(),
+                &self.paths.vzctl,
+                argv![
+                    "exec2",
+                    id,
+                    "tar",
+                    "--create",
+                    "--numeric-owner",
+                    "--one-file-system",
+                    "--directory",
+                    "/home",
+                    "."
+                ],
+                out,
+            ),
             EnvState::Stopped => {
                 self.vzctl(argv!["mount", id])?;
                 let packed = super::homes::pack_home(

@@ -180,12 +180,27 @@ pub enum ArchiveError {
     Stopped,
 }
 
+/// How many pieces of an archive are asked for (or sent) before the first answer is waited
+/// for: the node reads the next piece while the master takes in the last.
+const IN_FLIGHT: usize = 4;
+
+/// Five failures in a row end a transfer; between them, a growing pause.
+async fn another_try(failures: &mut u32, e: LinkError) -> Result<(), ArchiveError> {
+    *failures += 1;
+    if *failures >= 5 {
+        return Err(e.into());
+    }
+    tokio::time::sleep(Duration::from_millis(200 << *failures)).await;
+    Ok(())
+}
+
 impl Links {
     /// Reads the archive `sha256` of slice `id` from `node` piece by piece into `out`, on a
     /// connection of its own, checking its SHA-256 as it goes; the last piece is held back
-    /// until the whole matches, so a receiver never gets a complete-looking wrong file. A
-    /// broken link is opened again and the reading goes on where it stopped (five tries in
-    /// a row at most). At most a few pieces (512 KiB each) are in memory at a time.
+    /// until the whole matches, so a receiver never gets a complete-looking wrong file. A few
+    /// reads are in flight at once. A broken link is opened again and the reading goes on
+    /// where it stopped (five tries in a row at most). At most a few pieces (512 KiB each)
+    /// are in memory at a time.
     pub async fn read_archive(
         &self,
         node: &Node,
@@ -196,41 +211,53 @@ impl Links {
         use sha2::{Digest, Sha256};
         let mut hash = Sha256::new();
         let (mut offset, mut held, mut client, mut failures) = (0u64, None, None, 0u32);
+        // Asked for and not yet answered: (offset, length), oldest first.
+        let mut asked: std::collections::VecDeque<(u64, u32)> = Default::default();
         while offset < size {
             let c = match client.as_mut() {
                 Some(c) => c,
                 None => match self.connect(node).await {
-                    Ok(c) => client.insert(c),
+                    Ok(c) => {
+                        asked.clear();
+                        client.insert(c)
+                    }
                     Err(e) => {
-                        failures += 1;
-                        if failures >= 5 {
-                            return Err(e.into());
-                        }
-                        tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+                        another_try(&mut failures, e).await?;
                         continue;
                     }
                 },
             };
-            let len = (size - offset).min(crate::templates::CHUNK as u64) as u32;
-            let cmd = Command::ReadExport {
-                id,
-                sha256: sha256.clone(),
-                offset,
-                len,
+            let mut next = asked.back().map_or(offset, |(o, l)| o + *l as u64);
+            let mut sent = Ok(());
+            while asked.len() < IN_FLIGHT && next < size {
+                let len = (size - next).min(crate::templates::CHUNK as u64) as u32;
+                let cmd = Command::ReadExport {
+                    id,
+                    sha256: sha256.clone(),
+                    offset: next,
+                    len,
+                };
+                sent = c.send(&cmd).await;
+                if sent.is_err() {
+                    break;
+                }
+                asked.push_back((next, len));
+                next += len as u64;
+            }
+            let reply = match sent {
+                Ok(()) => c.receive().await,
+                Err(e) => Err(e),
             };
-            let reply = match c.call(&cmd).await {
+            let reply = match reply {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::info!(node = %node.name, offset, error = %e, "archive read: the link broke; reading on from here");
                     client = None;
-                    failures += 1;
-                    if failures >= 5 {
-                        return Err(e.into());
-                    }
-                    tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+                    another_try(&mut failures, e).await?;
                     continue;
                 }
             };
+            let (at, len) = asked.pop_front().expect("a reply answers a read");
             if !reply.is_ok() {
                 return Err(ArchiveError::Refused(reply.text()));
             }
@@ -239,10 +266,10 @@ impl Links {
                 .first()
                 .and_then(|v| v.as_str())
                 .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                .filter(|d| !d.is_empty() && d.len() <= len as usize)
+                .filter(|d| at == offset && d.len() == len as usize)
                 .ok_or_else(|| {
                     ArchiveError::Refused(format!(
-                        "read_export answered no piece at offset {offset} of {size}"
+                        "read_export answered no whole piece at offset {offset} of {size}"
                     ))
                 })?;
             failures = 0;
@@ -263,6 +290,101 @@ impl Links {
         }
         if let Some(last) = held {
             out.send(last).await.map_err(|_| ArchiveError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    /// Sends an archive for slice `id`'s /home to `node` (`import_home`), its pieces taken
+    /// from `pieces` in order (at most 512 KiB each), a few in flight at once; the node checks
+    /// the SHA-256 after the last and unpacks it. A broken link is opened again and the
+    /// sending goes on from where the node says it is (the pieces not yet acknowledged are
+    /// kept for that). The answer to the last piece is the node's.
+    pub async fn write_archive(
+        &self,
+        node: &Node,
+        (id, sha256, size): (crate::domain::VeId, &crate::templates::Sha256Hex, u64),
+        mut pieces: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> Result<(), ArchiveError> {
+        let (mut client, mut failures) = (None, 0u32);
+        // Sent (or to send) and not yet acknowledged: (offset, piece), oldest first; `sent`
+        // of them are on the current connection.
+        let mut unacked: std::collections::VecDeque<(u64, bytes::Bytes)> = Default::default();
+        let (mut sent, mut taken, mut acked) = (0usize, 0u64, 0u64);
+        while acked < size {
+            let c = match client.as_mut() {
+                Some(c) => c,
+                None => match self.connect(node).await {
+                    Ok(c) => {
+                        sent = 0;
+                        client.insert(c)
+                    }
+                    Err(e) => {
+                        another_try(&mut failures, e).await?;
+                        continue;
+                    }
+                },
+            };
+            while unacked.len() < IN_FLIGHT && taken < size {
+                let Some(p) = pieces.recv().await else {
+                    return Err(ArchiveError::Stopped);
+                };
+                unacked.push_back((taken, p.clone()));
+                taken += p.len() as u64;
+            }
+            let mut result = Ok(());
+            while sent < unacked.len() {
+                let (at, data) = &unacked[sent];
+                let cmd = Command::ImportHome {
+                    id,
+                    sha256: sha256.clone(),
+                    size,
+                    offset: *at,
+                    data: data.to_vec(),
+                };
+                result = c.send(&cmd).await;
+                if result.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            let reply = match result {
+                Ok(()) => c.receive().await,
+                Err(e) => Err(e),
+            };
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::info!(node = %node.name, acked, error = %e, "archive write: the link broke; sending on from where the node is");
+                    client = None;
+                    another_try(&mut failures, e).await?;
+                    continue;
+                }
+            };
+            let (at, data) = unacked.pop_front().expect("a reply answers a piece");
+            sent -= 1;
+            if reply.code == crate::slave_link::code::CONFLICT && reply.returned.len() == 2 {
+                // Not where the node is (a piece written whose answer was lost): go on from
+                // there, on a fresh connection (the pieces after this one were refused too).
+                let have = reply.returned[1].as_u64().unwrap_or(0);
+                unacked.push_front((at, data));
+                while unacked
+                    .front()
+                    .is_some_and(|(o, d)| o + d.len() as u64 <= have)
+                {
+                    unacked.pop_front();
+                }
+                if have < at || unacked.front().is_some_and(|(o, _)| *o != have) {
+                    return Err(ArchiveError::Refused(reply.text()));
+                }
+                acked = have;
+                client = None;
+                continue;
+            }
+            if !reply.is_ok() {
+                return Err(ArchiveError::Refused(reply.text()));
+            }
+            failures = 0;
+            acked = at + data.len() as u64;
         }
         Ok(())
     }

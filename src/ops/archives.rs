@@ -5,10 +5,10 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::records::jobs::{self, JobKind};
 use crate::ops::accounts::User;
 use crate::ops::slices::{self, Slice, State};
 use crate::records::exports::{self as rows, Export};
+use crate::records::jobs::{self, JobKind};
 
 /// A slice and its archive, for the archive page.
 #[derive(Debug, Clone, Serialize)]
@@ -75,7 +75,11 @@ pub fn ask(conn: &Connection, who: &User, slice_id: i64, at: i64) -> Result<()> 
 }
 
 /// The archive ready to download, and where it is: `(export, node)`.
-pub fn ready(conn: &Connection, who: &User, slice_id: i64) -> Result<(Export, crate::records::nodes::Node)> {
+pub fn ready(
+    conn: &Connection,
+    who: &User,
+    slice_id: i64,
+) -> Result<(Export, crate::records::nodes::Node)> {
     let v = view(conn, who, slice_id)?;
     let export = v
         .export

@@ -93,7 +93,7 @@ impl AgentClient {
             .map(|c| super::pki::fingerprint_der(c.as_ref()))
             .unwrap_or_default();
         Ok(AgentClient {
-            stream: BufReader::new(stream),
+            stream: BufReader::with_capacity(64 * 1024, stream),
             timeout,
             buf: Vec::with_capacity(1024),
             peer,
@@ -124,6 +124,17 @@ impl AgentClient {
     /// Sends a command and waits for its reply.
     pub async fn call(&mut self, command: &Command) -> Result<Reply, LinkError> {
         self.call_raw(&command.to_request()).await
+    }
+
+    /// Sends a command without waiting for its reply: several may be in flight on one
+    /// connection (the agent answers them in order); `receive` takes the replies.
+    pub async fn send(&mut self, command: &Command) -> Result<(), LinkError> {
+        Ok(write_line(self.stream.get_mut(), &command.to_request()).await?)
+    }
+
+    /// The reply to the oldest command sent and not yet answered.
+    pub async fn receive(&mut self) -> Result<Reply, LinkError> {
+        self.read_reply(self.timeout).await
     }
 
     /// Sends any request (tests use this to send what a typed command cannot).

@@ -30,7 +30,7 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
                 Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into())
             };
         }
-        match available.iter().position(|b| *b == b'\n') {
+        match memchr::memchr(b'\n', available) {
             Some(i) => {
                 if buf.len() + i > max {
                     return Err(FrameError::TooLarge(max));

@@ -200,7 +200,7 @@ async fn connection<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut stream = BufReader::new(stream);
+    let mut stream = BufReader::with_capacity(64 * 1024, stream);
     let mut line = Vec::with_capacity(1024);
     loop {
         let read = tokio::time::timeout(

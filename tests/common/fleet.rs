@@ -334,23 +334,21 @@ impl Fleet {
     /// Starts the real master on this fleet's data: jobs retried after 1 s, health checked
     /// every second, no template sync, no built-in SSH gateway; `env` adds or changes settings.
     pub fn start_master(&self, env: &[(&str, String)]) -> Master {
+        self.start_master_on("127.0.0.1:0", env)
+    }
+
+    /// The real master listening on `listen` (for a test that talks to its pages).
+    pub fn start_master_on(&self, listen: &str, env: &[(&str, String)]) -> Master {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_slices"));
-        cmd.args([
-            "serve",
-            "--driver",
-            "off",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(&self.ctx.config.data)
-        .env("SLICES_JOB_RETRY_BASE_SECS", "1")
-        .env("SLICES_NODE_HEALTH_SECS", "1")
-        .env("SLICES_TEMPLATE_SYNC_MINUTES", "0")
-        .env("SLICES_SSH_LISTEN", "")
-        .env_remove("SLICES_CONFIG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        cmd.args(["serve", "--driver", "off", "--listen", listen, "--data"])
+            .arg(&self.ctx.config.data)
+            .env("SLICES_JOB_RETRY_BASE_SECS", "1")
+            .env("SLICES_NODE_HEALTH_SECS", "1")
+            .env("SLICES_TEMPLATE_SYNC_MINUTES", "0")
+            .env("SLICES_SSH_LISTEN", "")
+            .env_remove("SLICES_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -276,3 +276,113 @@ async fn a_students_home_downloads_whole_through_the_master() {
     );
     jobs.stop().await;
 }
+
+/// The real master process: a home of 1 GB that does not compress is packed on the node and
+/// downloaded through the master, which never holds more than a few pieces of it (its
+/// memory, read from /proc while the download runs, stays under 64 MB), and the archive is
+/// intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gigabyte_home_downloads_through_the_real_master_in_little_memory() {
+    let f = fleet(1, |_| SUBNET.into(), 0).await;
+    let tess = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    let port = crate::common::gateway_lab::free_port();
+    let master = f.start_master_on(&format!("127.0.0.1:{port}"), &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    let id = f.request_and_approve(&alice, &tess);
+    let slice = f.wait_for(id, slices::slices::State::Running, 60).await;
+
+    // 1 GB: one random MiB written 1024 times, each with its number (deflate's 32 KiB window
+    // finds nothing to take out).
+    let home = f.nodes[0]
+        .state
+        .join(format!("sim/{}.home/alice", slice.veid.unwrap()));
+    std::fs::create_dir_all(&home).unwrap();
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for b in block.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 24) as u8;
+    }
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(home.join("big.bin")).unwrap());
+        for i in 0..1024u32 {
+            block[..4].copy_from_slice(&i.to_le_bytes());
+            out.write_all(&block).unwrap();
+        }
+    }
+
+    let a = browser();
+    let start = Instant::now();
+    while crate::http::log_in(&a, &base, "alice").await != reqwest::StatusCode::SEE_OTHER {
+        assert!(start.elapsed().as_secs() < 30, "the master does not answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = form(
+        &a,
+        &base,
+        &format!("/slices/{id}/archive"),
+        &format!("/slices/{id}/archive"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    let start = Instant::now();
+    let (size, sha) = loop {
+        let row = f
+            .ctx
+            .db
+            .read(move |c| slices::records::exports::get(c, id))
+            .unwrap();
+        match row {
+            Some(e) if e.state == "ready" => break (e.size.unwrap(), e.sha256.unwrap()),
+            Some(e) if e.state == "failed" => panic!("packing failed: {}", e.error),
+            _ => {}
+        }
+        assert!(start.elapsed().as_secs() < 240, "not packed: {row:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(size > 1_000_000_000, "{size}");
+
+    let pid = master.0.id();
+    let rss = move |key: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+            / 1024
+    };
+    let r = a
+        .get(format!("{base}/slices/{id}/archive/home.tar.gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    use futures_util::StreamExt;
+    let (mut stream, mut hash, mut n, mut peak) = (r.bytes_stream(), Sha256::new(), 0u64, 0u64);
+    let started = Instant::now();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.unwrap();
+        hash.update(&piece);
+        n += piece.len() as u64;
+        peak = peak.max(rss("VmRSS:"));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let got: String = hash.finalize().iter().map(|x| format!("{x:02x}")).collect();
+    assert_eq!(n as i64, size);
+    assert_eq!(got, sha, "the archive is intact");
+    let hwm = rss("VmHWM:");
+    println!(
+        "1 GB home through the master: {:.0} MB/s; master memory peak {peak} MB while downloading, {hwm} MB over its life",
+        size as f64 / 1e6 / secs
+    );
+    assert!(peak < 64, "the master held {peak} MB while streaming");
+    assert!(hwm < 64, "the master's peak was {hwm} MB");
+    drop(master);
+}

@@ -96,6 +96,17 @@ async fn a_course_end_warns_three_times_stops_then_destroys_each_exactly_once() 
         said.contains(&day) && said.contains("\"days\":1"),
         "the last warning names the last day {day} and 1 day left: {said}"
     );
+    let text = slices::mail::render(
+        slices::mail::Kind::ExpiryWarning,
+        &serde_json::from_str(&said).unwrap(),
+        &f.ctx.site(),
+    )
+    .unwrap()
+    .text;
+    assert!(
+        text.contains(&format!("/slices/{id}/archive")),
+        "the warning links to the archive of /home: {text}"
+    );
 
     // The end: stopped (by a job), one mail saying why, not a second "stopped" one.
     assert_eq!(
