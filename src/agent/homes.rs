@@ -206,8 +206,8 @@ impl Agent {
         let mut buf = Vec::with_capacity(len as usize);
         f.take(len as u64).read_to_end(&mut buf)?;
         use base64::Engine as _;
-        Ok(Reply::ok(vec![json!(
-            base64::engine::general_purpose::STANDARD.encode(&buf)
+        Ok(Reply::ok(vec![serde_json::Value::String(
+            base64::engine::general_purpose::STANDARD.encode(&buf),
         )]))
     }
 

@@ -16,32 +16,6 @@ pub struct Links {
     db: Db,
 }
 
-/// How a command appears in the log: everything but bulk data (a template's bytes).
-pub fn describe(cmd: &Command) -> String {
-    match cmd {
-        Command::PutTemplate { info, offset, data } => {
-            format!(
-                "[\"{}\", \"{}\", {}, {offset}, ({} bytes)]",
-                info.name,
-                info.sha256,
-                info.size,
-                data.len()
-            )
-        }
-        Command::ImportHome {
-            id,
-            sha256,
-            size,
-            offset,
-            data,
-        } => format!(
-            "[{id}, \"{sha256}\", {size}, {offset}, ({} bytes)]",
-            data.len()
-        ),
-        other => serde_json::to_string(&other.to_request().arguments).unwrap_or_default(),
-    }
-}
-
 impl Links {
     pub fn new(db: Db, tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Links {
         Links {
@@ -133,10 +107,10 @@ impl Links {
         };
         let ms = started.elapsed().as_millis() as i64;
         let (code, returned) = match &result {
-            Ok(r) => (Some(r.code as i64), r.text()),
+            Ok(r) => (Some(r.code as i64), r.summary()),
             Err(e) => (None, e.to_string()),
         };
-        let (node_id, command, args) = (node.id, cmd.name(), describe(cmd));
+        let (node_id, command, args) = (node.id, cmd.name(), cmd.describe());
         let db = self.db.clone();
         let logged = tokio::task::spawn_blocking(move || {
             db.write(|tx| {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::BufReader;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -123,13 +123,18 @@ impl AgentClient {
 
     /// Sends a command and waits for its reply.
     pub async fn call(&mut self, command: &Command) -> Result<Reply, LinkError> {
-        self.call_raw(&command.to_request()).await
+        self.send(command).await?;
+        self.read_reply(self.timeout).await
     }
 
     /// Sends a command without waiting for its reply: several may be in flight on one
     /// connection (the agent answers them in order); `receive` takes the replies.
     pub async fn send(&mut self, command: &Command) -> Result<(), LinkError> {
-        Ok(write_line(self.stream.get_mut(), &command.to_request()).await?)
+        let mut line = command.to_line();
+        line.push(b'\n');
+        let s = self.stream.get_mut();
+        s.write_all(&line).await?;
+        Ok(s.flush().await?)
     }
 
     /// The reply to the oldest command sent and not yet answered.

@@ -74,6 +74,30 @@ impl Reply {
         self.code == code::OK
     }
 
+    /// The reply as one line of the wire (without its newline). A piece of an archive (one
+    /// long base64 string) is written straight into the line; anything else through serde.
+    pub fn to_line(&self) -> Vec<u8> {
+        if let [Value::String(b64)] = self.returned.as_slice() {
+            let plain = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+            if b64.len() > 4096 && b64.as_bytes().iter().all(plain) {
+                let mut line = Vec::with_capacity(b64.len() + 40);
+                line.extend_from_slice(
+                    format!("{{\"code\":{},\"returned\":[\"", self.code).as_bytes(),
+                );
+                line.extend_from_slice(b64.as_bytes());
+                line.extend_from_slice(b"\"]}");
+                return line;
+            }
+        }
+        serde_json::to_vec(self).expect("a reply serializes")
+    }
+
+    /// `text`, cut to 300 characters with the length of the rest said (for logs: a piece of
+    /// an archive is 700 KB of base64).
+    pub fn summary(&self) -> String {
+        cut(self.text(), 300)
+    }
+
     /// The text of `returned`, one line per element (for logs and errors).
     pub fn text(&self) -> String {
         self.returned
@@ -85,6 +109,21 @@ impl Reply {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// `s` cut to at most `max` characters, saying how much was left out.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let total = s.len();
+    let at = (0..=max)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    s.truncate(at);
+    s.push_str(&format!("... ({total} bytes)"));
+    s
 }
 
 /// Everything a slave host needs to make a slice: the seed's `create_env` steps, typed.
@@ -266,7 +305,13 @@ fn typed<T: serde::de::DeserializeOwned>(
 /// The base64 piece of a file at argument `i`: at most 512 KiB, inside the file's `size`,
 /// which is at most `max`.
 fn piece(req: &Request, i: usize, size: u64, offset: u64, max: u64) -> Result<Vec<u8>, Refusal> {
-    let b64: String = typed(req, i, "data")?;
+    // Borrowed, not copied: a piece is 700 KB.
+    let b64 = req.arguments[i].as_str().ok_or_else(|| {
+        Refusal::args(
+            &req.command,
+            format!("argument {} (data): a base64 string", i + 1),
+        )
+    })?;
     if size > max {
         return Err(Refusal::args(
             &req.command,
@@ -524,6 +569,58 @@ impl Command {
         }
     }
 
+    /// How the command appears in logs: its arguments, bulk data (a piece of a template or
+    /// an archive) as its length, at most about 300 characters.
+    pub fn describe(&self) -> String {
+        let text = match self {
+            Command::PutTemplate { info, offset, data } => format!(
+                "[\"{}\", \"{}\", {}, {offset}, ({} bytes)]",
+                info.name,
+                info.sha256,
+                info.size,
+                data.len()
+            ),
+            Command::ImportHome {
+                id,
+                sha256,
+                size,
+                offset,
+                data,
+            } => format!(
+                "[{id}, \"{sha256}\", {size}, {offset}, ({} bytes)]",
+                data.len()
+            ),
+            other => serde_json::to_string(&other.to_request().arguments).unwrap_or_default(),
+        };
+        cut(text, 300)
+    }
+
+    /// The request as one line of the wire (without its newline). A piece of an archive is
+    /// written straight into the line (base64 needs no JSON escapes): going through a JSON
+    /// value would copy and scan its 700 KB three times more.
+    pub fn to_line(&self) -> Vec<u8> {
+        use std::fmt::Write as _;
+        match self {
+            Command::ImportHome {
+                id,
+                sha256,
+                size,
+                offset,
+                data,
+            } => {
+                let mut s = String::with_capacity(data.len() / 3 * 4 + 200);
+                let _ = write!(
+                    s,
+                    "{{\"command\":\"import_home\",\"arguments\":[{id},\"{sha256}\",{size},{offset},\""
+                );
+                base64::engine::general_purpose::STANDARD.encode_string(data, &mut s);
+                s.push_str("\"]}");
+                s.into_bytes()
+            }
+            other => serde_json::to_vec(&other.to_request()).expect("a request serializes"),
+        }
+    }
+
     /// The request that carries this command.
     pub fn to_request(&self) -> Request {
         let args = match self {
@@ -669,13 +766,33 @@ mod tests {
                 data: vec![1, 2, 3],
             },
         ] {
-            let line = serde_json::to_vec(&c.to_request()).unwrap();
+            let line = c.to_line();
+            assert_eq!(
+                serde_json::from_slice::<Request>(&line).unwrap(),
+                c.to_request(),
+                "to_line writes what to_request says"
+            );
             assert_eq!(
                 Command::parse_line(&line).unwrap(),
                 c,
                 "{}",
                 String::from_utf8_lossy(&line)
             );
+        }
+    }
+
+    #[test]
+    fn a_piece_in_a_reply_is_written_as_serde_would() {
+        use base64::Engine as _;
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        for r in [
+            Reply::ok(vec![json!(
+                base64::engine::general_purpose::STANDARD.encode(&data)
+            )]),
+            Reply::ok(vec![json!("x\"y".repeat(3000))]),
+            Reply::error(code::CONFLICT, "no"),
+        ] {
+            assert_eq!(serde_json::from_slice::<Reply>(&r.to_line()).unwrap(), r);
         }
     }
 

@@ -9,7 +9,7 @@ use tokio::io::BufReader;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::frame::{read_line, write_line, FrameError};
+use super::frame::{read_line, FrameError};
 use super::protocol::{code, Command, Reply};
 
 /// What answers the commands (the agent). Called off the async threads; may block.
@@ -221,7 +221,7 @@ where
                     code::TOO_LARGE,
                     format!("a request is at most {max} bytes; closing"),
                 );
-                write_line(stream.get_mut(), &reply).await?;
+                write_reply(stream.get_mut(), &reply).await?;
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -239,16 +239,7 @@ where
             Ok(Command::Ping) => ("ping", String::new(), pong()),
             Ok(cmd) => {
                 let name = cmd.name();
-                let mut args =
-                    serde_json::to_string(&cmd.to_request().arguments).unwrap_or_default();
-                if args.len() > 300 {
-                    let cut = (0..=300)
-                        .rev()
-                        .find(|i| args.is_char_boundary(*i))
-                        .unwrap_or(0);
-                    args.truncate(cut);
-                    args.push_str("...");
-                }
+                let args = cmd.describe();
                 let h = handler.clone();
                 let work = tokio::task::spawn_blocking(move || h.handle(cmd));
                 let reply = match tokio::time::timeout(opts.command_timeout, work).await {
@@ -269,10 +260,22 @@ where
         if name == "ping" {
             tracing::debug!(%peer, command = name, code = reply.code, micros, "command");
         } else {
-            tracing::info!(%peer, command = name, arguments = %args, code = reply.code, returned = %reply.text(), micros, "command");
+            tracing::info!(%peer, command = name, arguments = %args, code = reply.code, returned = %reply.summary(), micros, "command");
         }
-        write_line(stream.get_mut(), &reply).await?;
+        write_reply(stream.get_mut(), &reply).await?;
     }
+}
+
+/// Writes a reply as one line and flushes.
+async fn write_reply<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    reply: &Reply,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut line = reply.to_line();
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    w.flush().await
 }
 
 /// The answer to `ping`: the agent's version.
