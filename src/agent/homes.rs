@@ -114,6 +114,20 @@ pub fn pack_home(run: &dyn Runner, root: &Path, out: &Path) -> DResult<()> {
     packed
 }
 
+/// What unpacks an archive (on standard input) into `/home`, run inside the slice: owners
+/// and modes as packed.
+pub const UNPACK: &[&str] = &[
+    "tar",
+    "--extract",
+    "--gzip",
+    "--numeric-owner",
+    "--same-permissions",
+    "--directory",
+    "/home",
+    "--file",
+    "-",
+];
+
 /// Runs a `tar --create` that writes to its standard output (`program args`) and compresses
 /// what it writes into `out` here, with gzip's fastest level: the host's `gzip` manages about
 /// 25 MB/s on files that do not compress, this about four times that.

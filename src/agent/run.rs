@@ -119,12 +119,7 @@ impl SystemRunner {
             .spawn()
             .map_err(|e| DriverError::msg(format!("cannot run {program}: {e}")))?;
         let mut out = child.stdout.take().expect("piped");
-        let mut err = child.stderr.take().expect("piped");
-        let err_t = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
+        let err_t = read_all(child.stderr.take());
         // The time limit: a watchdog kills it if the copy is not over by then.
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let pid = child.id().to_string();
@@ -142,10 +137,7 @@ impl SystemRunner {
         let _ = done.send(());
         let killed = watchdog.join().unwrap_or(false);
         if killed {
-            return Err(DriverError::msg(format!(
-                "{program} did not finish within {} s and was stopped",
-                self.timeout.as_secs()
-            )));
+            return Err(too_long(program, self.timeout));
         }
         copied.map_err(|e| DriverError::msg(format!("writing what {program} made: {e}")))?;
         let output = Output {
@@ -153,14 +145,7 @@ impl SystemRunner {
             stdout: String::new(),
             stderr: err_t.join().unwrap_or_default(),
         };
-        tracing::debug!(
-            program,
-            ?args,
-            code = output.code,
-            ms = started.elapsed().as_millis() as u64,
-            "ran"
-        );
-        Ok(output)
+        ran(program, args, started, output)
     }
 
     /// Runs it to the end (or the time limit): `stdin` fed from the bytes if given, standard
@@ -183,20 +168,8 @@ impl SystemRunner {
         if let (Some(input), Some(mut pipe)) = (bytes, child.stdin.take()) {
             pipe.write_all(input)?;
         }
-        let out = child.stdout.take();
-        let mut err = child.stderr.take().expect("piped");
-        let out_t = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut out) = out {
-                let _ = out.read_to_string(&mut s);
-            }
-            s
-        });
-        let err_t = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
+        let out_t = read_all(child.stdout.take());
+        let err_t = read_all(child.stderr.take());
         let status = loop {
             if let Some(status) = child.try_wait()? {
                 break status;
@@ -204,10 +177,7 @@ impl SystemRunner {
             if started.elapsed() > self.timeout {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(DriverError::msg(format!(
-                    "{program} did not finish within {} s and was stopped",
-                    self.timeout.as_secs()
-                )));
+                return Err(too_long(program, self.timeout));
             }
             std::thread::sleep(Duration::from_millis(5));
         };
@@ -216,15 +186,39 @@ impl SystemRunner {
             stdout: out_t.join().unwrap_or_default(),
             stderr: err_t.join().unwrap_or_default(),
         };
-        tracing::debug!(
-            program,
-            ?args,
-            code = output.code,
-            ms = started.elapsed().as_millis() as u64,
-            "ran"
-        );
-        Ok(output)
+        ran(program, args, started, output)
     }
+}
+
+/// Reads a pipe to its end on a thread of its own (so that a child filling one pipe never
+/// blocks on the other).
+fn read_all<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_string(&mut s);
+        }
+        s
+    })
+}
+
+fn too_long(program: &str, timeout: Duration) -> DriverError {
+    DriverError::msg(format!(
+        "{program} did not finish within {} s and was stopped",
+        timeout.as_secs()
+    ))
+}
+
+/// Logs a finished command and hands its output on.
+fn ran(program: &str, args: &[String], started: Instant, output: Output) -> DResult<Output> {
+    tracing::debug!(
+        program,
+        ?args,
+        code = output.code,
+        ms = started.elapsed().as_millis() as u64,
+        "ran"
+    );
+    Ok(output)
 }
 
 /// One recorded command: program, arguments, standard input.

@@ -229,19 +229,11 @@ impl Driver for Vzctl {
         self.run
             .run_files(
                 &self.paths.vzctl,
-                &argv![
-                    "exec2",
-                    id,
-                    "tar",
-                    "--extract",
-                    "--gzip",
-                    "--numeric-owner",
-                    "--same-permissions",
-                    "--directory",
-                    "/home",
-                    "--file",
-                    "-"
-                ],
+                &{
+                    let mut a = argv!["exec2", id];
+                    a.extend(super::homes::UNPACK.iter().map(|s| s.to_string()));
+                    a
+                },
                 Some(archive),
                 None,
             )?

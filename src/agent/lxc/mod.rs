@@ -730,17 +730,7 @@ impl Driver for Lxc {
             return Err(DriverError::msg(format!("container {id} is not running")));
         }
         let mut a = argv!["-P", self.p(), "-n", name(id), "--clear-env", "--"];
-        a.extend(argv![
-            "tar",
-            "--extract",
-            "--gzip",
-            "--numeric-owner",
-            "--same-permissions",
-            "--directory",
-            "/home",
-            "--file",
-            "-"
-        ]);
+        a.extend(crate::agent::homes::UNPACK.iter().map(|s| s.to_string()));
         self.run
             .run_files("lxc-attach", &a, Some(archive), None)?
             .ok("tar in the slice (unpacking /home)")

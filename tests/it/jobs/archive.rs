@@ -14,7 +14,8 @@ use crate::http::{browser, form};
 
 const SUBNET: &str = "10.86.0.0/24";
 
-async fn wait_ready(f: &Fleet, id: i64) -> (i64, String) {
+/// Waits (at most `secs`) until the slice's archive is packed: its size and SHA-256.
+async fn wait_ready(f: &Fleet, id: i64, secs: u64) -> (i64, String) {
     let start = Instant::now();
     loop {
         let row = f
@@ -27,7 +28,7 @@ async fn wait_ready(f: &Fleet, id: i64) -> (i64, String) {
             Some(e) if e.state == "failed" => panic!("packing failed: {}", e.error),
             _ => {}
         }
-        assert!(start.elapsed().as_secs() < 30, "not packed: {row:?}");
+        assert!(start.elapsed().as_secs() < secs, "not packed: {row:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -134,7 +135,7 @@ async fn a_students_home_downloads_whole_through_the_master() {
     )
     .await;
     assert_eq!(again, reqwest::StatusCode::SEE_OTHER);
-    let (size, sha) = wait_ready(&f, id).await;
+    let (size, sha) = wait_ready(&f, id, 30).await;
     assert!(f.count("SELECT count(*) FROM jobs WHERE kind = 'export'") <= 2);
     let text = a
         .get(format!("{base}/slices/{id}/archive"))
@@ -234,7 +235,7 @@ async fn a_students_home_downloads_whole_through_the_master() {
     )
     .await;
     assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
-    let (_, sha2) = wait_ready(&f, id).await;
+    let (_, sha2) = wait_ready(&f, id, 30).await;
     let body = t
         .get(format!("{base}/slices/{id}/archive/home.tar.gz"))
         .send()
@@ -330,21 +331,7 @@ async fn a_gigabyte_home_downloads_through_the_real_master_in_little_memory() {
     )
     .await;
     assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
-    let start = Instant::now();
-    let (size, sha) = loop {
-        let row = f
-            .ctx
-            .db
-            .read(move |c| slices::records::exports::get(c, id))
-            .unwrap();
-        match row {
-            Some(e) if e.state == "ready" => break (e.size.unwrap(), e.sha256.unwrap()),
-            Some(e) if e.state == "failed" => panic!("packing failed: {}", e.error),
-            _ => {}
-        }
-        assert!(start.elapsed().as_secs() < 240, "not packed: {row:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (size, sha) = wait_ready(&f, id, 240).await;
     assert!(size > 1_000_000_000, "{size}");
 
     let pid = master.0.id();
