@@ -135,7 +135,7 @@ async fn main() {
         });
         let t = Instant::now();
         links
-            .read_archive(&node, (veid, &sha, size), tx)
+            .read_archive(&node, (veid, &sha, size), 0, tx)
             .await
             .unwrap();
         assert_eq!(sink.await.unwrap(), size);
@@ -337,7 +337,7 @@ async fn lxc_part(ctx: &Context, ca: &Ca, links: &slices::jobs::links::Links) ->
         }
     });
     let (r, w) = tokio::join!(
-        links.read_archive(&node, (a.id, &sha, size), tx),
+        links.read_archive(&node, (a.id, &sha, size), 0, tx),
         links.write_archive(&node, (b.id, &sha, size), rx2)
     );
     r.unwrap();
@@ -349,7 +349,7 @@ async fn lxc_part(ctx: &Context, ca: &Ca, links: &slices::jobs::links::Links) ->
     let sink = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let t = Instant::now();
     links
-        .read_archive(&node, (a.id, &sha, size), tx)
+        .read_archive(&node, (a.id, &sha, size), 0, tx)
         .await
         .unwrap();
     sink.await.unwrap();

@@ -90,9 +90,27 @@ async fn ask(
     }
 }
 
+/// Where a browser resuming a download asks to start: `Range: bytes=N-` (the one form
+/// browsers send to resume), honoured only with no `If-Range` or one naming this archive.
+fn resume_from(req: &HttpRequest, etag: &str, size: u64) -> Option<u64> {
+    let range = req.headers().get(header::RANGE)?.to_str().ok()?;
+    if let Some(tag) = req.headers().get(header::IF_RANGE) {
+        if tag.to_str().ok()? != etag {
+            return None;
+        }
+    }
+    let from: u64 = range
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()?;
+    (from > 0 && from < size).then_some(from)
+}
+
 #[get("/slices/{id}/archive/home.tar.gz")]
 async fn download(
     state: State,
+    req: HttpRequest,
     LoggedIn(viewer, session): LoggedIn,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, WebError> {
@@ -129,6 +147,9 @@ async fn download(
         return Err(WebError::NotFound);
     };
     let veid = crate::domain::VeId::new(export.veid as u64).map_err(|_| WebError::NotFound)?;
+    let size = size as u64;
+    let etag = format!("\"{sha}\"");
+    let from = resume_from(&req, &etag, size);
     let links = state
         .agents()
         .map_err(|e| WebError::Internal(e.context("the link to the nodes")))?;
@@ -136,7 +157,7 @@ async fn download(
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<std::io::Error>();
     tokio::spawn(async move {
         if let Err(e) = links
-            .read_archive(&node, (veid, &sha, size as u64), tx)
+            .read_archive(&node, (veid, &sha, size), from.unwrap_or(0), tx)
             .await
         {
             tracing::warn!(slice = id, node = %node.name, error = %e, "archive download cut short");
@@ -157,7 +178,18 @@ async fn download(
             },
         }
     });
-    Ok(HttpResponse::Ok()
+    let mut answer = match from {
+        Some(n) => {
+            let mut a = HttpResponse::PartialContent();
+            a.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {n}-{}/{size}", size - 1),
+            ));
+            a
+        }
+        None => HttpResponse::Ok(),
+    };
+    Ok(answer
         .content_type("application/gzip")
         .insert_header((
             header::CONTENT_DISPOSITION,
@@ -171,7 +203,9 @@ async fn download(
             "x-content-sha256",
             export.sha256.clone().unwrap_or_default(),
         ))
-        .no_chunking(size as u64)
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::ETAG, etag))
+        .no_chunking(size - from.unwrap_or(0))
         .streaming(body))
 }
 
