@@ -530,3 +530,53 @@ CREATE TABLE exports (
     ready_at   INTEGER,
     error      TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
+
+-- version: 24
+-- A slice made anew while its old container stays as it was: a move to another node, or a
+-- reinstall from a template (on its own node). The row holds where it was (`from_*`, as the
+-- slice was when asked) and where it goes (`to_*`, once a node with room gave a container id
+-- and an address), the template, the state to come back to (`was`), whether /home goes along
+-- and the archive that carries it. Both places count as taken while the row lives; the slice
+-- takes the new one only when its container runs with the old /home in it, and the row goes
+-- when the old container is removed (or, when it fails part-way, the new one).
+CREATE TABLE moves (
+    slice_id   INTEGER PRIMARY KEY REFERENCES slices(id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL CHECK (kind IN ('move', 'reinstall')),
+    from_node  INTEGER REFERENCES nodes(id) ON DELETE SET NULL,
+    from_veid  INTEGER,
+    from_ip    TEXT,
+    wanted     INTEGER REFERENCES nodes(id) ON DELETE SET NULL,
+    to_node    INTEGER REFERENCES nodes(id) ON DELETE SET NULL,
+    to_veid    INTEGER,
+    to_ip      TEXT,
+    template   TEXT NOT NULL,
+    was        TEXT NOT NULL CHECK (was IN ('running', 'stopped', 'failed')),
+    keep_home  INTEGER NOT NULL,
+    sha256     TEXT,
+    size       INTEGER,
+    switched   INTEGER NOT NULL DEFAULT 0,
+    asked_by   INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    asked_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+-- The new container holds its plan's memory on its node from the moment it is placed.
+CREATE TRIGGER node_usage_move_placed AFTER UPDATE OF to_node ON moves
+  WHEN OLD.to_node IS NULL AND NEW.to_node IS NOT NULL AND NOT NEW.switched BEGIN
+  INSERT INTO node_usage
+    SELECT NEW.to_node, 1, p.memory_mb FROM slices s JOIN plans p ON p.id = s.plan_id
+     WHERE s.id = NEW.slice_id
+    ON CONFLICT(node_id) DO UPDATE SET n = n + 1, mb = mb + excluded.mb;
+END;
+-- When the slice takes the new place (counted by `slices` from then on) or the move ends
+-- before that, the new container's count goes.
+CREATE TRIGGER node_usage_move_switched AFTER UPDATE OF switched ON moves
+  WHEN NEW.switched AND NOT OLD.switched AND NEW.to_node IS NOT NULL BEGIN
+  UPDATE node_usage SET n = n - 1,
+         mb = mb - coalesce((SELECT p.memory_mb FROM slices s JOIN plans p ON p.id = s.plan_id WHERE s.id = NEW.slice_id), 0)
+   WHERE node_id = NEW.to_node;
+END;
+CREATE TRIGGER node_usage_move_gone AFTER DELETE ON moves
+  WHEN OLD.to_node IS NOT NULL AND NOT OLD.switched BEGIN
+  UPDATE node_usage SET n = n - 1,
+         mb = mb - coalesce((SELECT p.memory_mb FROM slices s JOIN plans p ON p.id = s.plan_id WHERE s.id = OLD.slice_id), 0)
+   WHERE node_id = OLD.to_node;
+END;

@@ -37,3 +37,17 @@ pub mod token;
 
 pub use account::*;
 pub use host::*;
+
+/// A size as people read it, in pages, mails and events: 1.4 GB, 320 KB.
+pub fn size_text(n: i64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.1} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.0} KB", n / 1e3)
+    } else {
+        format!("{n} bytes")
+    }
+}

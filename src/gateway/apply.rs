@@ -326,7 +326,12 @@ fn execute(
             Change::Script { user, text, .. } => {
                 batch
                     .files
-                    .push((user.clone(), UserFile::Script, text.clone().into_bytes()))
+                    .push((user.clone(), UserFile::Script, text.clone().into_bytes()));
+                // The script may now reach another container (the slice moved or was
+                // reinstalled, with a new host key): its key is learnt anew at the next login.
+                batch
+                    .files
+                    .push((user.clone(), UserFile::KnownHosts, vec![]));
             }
             Change::Keys { user, text, .. } => batch.files.push((
                 user.clone(),

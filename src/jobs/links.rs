@@ -377,4 +377,24 @@ impl Links {
         }
         Ok(())
     }
+
+    /// Carries archive `sha256` of slice `from.1` on node `from.0` into slice `to.1` on node
+    /// `to.0` (`read_archive` piped into `write_archive`): checked as it is read and again by
+    /// the receiving node before it unpacks. A few pieces in memory at a time.
+    pub async fn copy_archive(
+        &self,
+        from: (&Node, crate::domain::VeId),
+        to: (&Node, crate::domain::VeId),
+        (sha256, size): (&crate::templates::Sha256Hex, u64),
+    ) -> Result<(), ArchiveError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+        let read = self.read_archive(from.0, (from.1, sha256, size), 0, tx);
+        let write = self.write_archive(to.0, (to.1, sha256, size), rx);
+        let (read, write) = tokio::join!(read, write);
+        // The reader's error says why when the writer only saw its end.
+        match (read, write) {
+            (Err(e), Err(ArchiveError::Stopped)) | (Err(e), Ok(())) => Err(e),
+            (_, w) => w,
+        }
+    }
 }

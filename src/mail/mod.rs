@@ -29,6 +29,8 @@ pub enum Kind {
     ProvisioningFailed,
     SliceStopped,
     SliceDestroyed,
+    /// A slice was moved to another node or reinstalled (its address and host key changed).
+    SliceMoved,
     RequestsDigest,
     LimitHit,
     /// A log-in from a new address after failed tries on the account.
@@ -45,7 +47,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::VerifyEmail,
         Kind::PasswordReset,
         Kind::NewRequest,
@@ -56,6 +58,7 @@ impl Kind {
         Kind::ProvisioningFailed,
         Kind::SliceStopped,
         Kind::SliceDestroyed,
+        Kind::SliceMoved,
         Kind::RequestsDigest,
         Kind::LimitHit,
         Kind::LoginAfterFailures,
@@ -78,6 +81,7 @@ impl Kind {
             Kind::ProvisioningFailed => "provisioning_failed",
             Kind::SliceStopped => "slice_stopped",
             Kind::SliceDestroyed => "slice_destroyed",
+            Kind::SliceMoved => "slice_moved",
             Kind::RequestsDigest => "requests_digest",
             Kind::LimitHit => "limit_hit",
             Kind::LoginAfterFailures => "login_after_failures",
@@ -188,6 +192,7 @@ const TEMPLATES: &[(&str, &str)] = mail_templates![
     "slice_stopped.txt",
     "limit_hit.txt",
     "slice_destroyed.txt",
+    "slice_moved.txt",
     "requests_digest.txt",
     "expiry_warning.txt",
     "expired.txt",

@@ -118,7 +118,7 @@ pub fn routes(conn: &Connection) -> Result<Vec<(String, Subnet, String)>> {
 }
 
 /// Empties a node before it is removed: no new slices go to it (it drains), and each of its
-/// running or stopped slices is moved, made anew wherever placement finds room. Slices still
+/// running or stopped slices is moved (its /home with it) wherever placement finds room. Slices still
 /// being set up or destroyed are left to finish. Returns (moved, left).
 pub fn move_off(conn: &Connection, name: &str) -> Result<(usize, usize)> {
     let node = nodes::by_name(conn, name)?.ok_or(Error::NotFound("node"))?;
@@ -135,23 +135,7 @@ pub fn move_off(conn: &Connection, name: &str) -> Result<(usize, usize)> {
             left += 1;
             continue;
         }
-        crate::records::jobs::cancel_queued_for(conn, id)?;
-        crate::records::slices::set_moving(conn, id, None)?;
-        crate::records::slices::event(
-            conn,
-            id,
-            &format!(
-                "Moving off node {name}, which is being removed: a new container is made on \
-                 another node from the template; files in the old one are not carried over."
-            ),
-        )?;
-        crate::records::jobs::enqueue(
-            conn,
-            crate::records::jobs::JobKind::Move,
-            id,
-            Some(s.user_id),
-            Some(node.id),
-        )?;
+        crate::ops::slices::begin_move(conn, None, id, crate::ops::slices::Target::Anywhere)?;
         moved += 1;
     }
     Ok((moved, left))

@@ -11,12 +11,6 @@ use crate::records::nodes::{self, Node};
 use crate::records::placement as records;
 use crate::store::now;
 
-/// A node a slice can go to.
-struct Candidate {
-    node: Node,
-    subnet: Subnet,
-}
-
 /// Chooses a node for a slice and gives it a container id and an address there, or None when
 /// no node has room. Filter: enabled, not draining, heard from recently, has the template,
 /// room for the plan's memory, a free address. Rank: most free memory, then fewest slices.
@@ -55,13 +49,40 @@ pub fn place(
 /// Places one slice, if some node has room for it.
 fn place_one(conn: &Connection, slice: &Slice, stale_secs: i64) -> Result<Option<Node>> {
     let plan = slices::plan_limits(conn, slice.plan_id)?;
-    let rows = records::nodes_with_room(
+    let Some((node, veid, ip)) = find_place(
         conn,
-        now() - stale_secs,
         slice.wanted_node,
         &slice.template,
         plan.memory_mb,
+        stale_secs,
+    )?
+    else {
+        return Ok(None);
+    };
+    records::place(conn, slice.id, node.id, veid, &ip)?;
+    slices::event(
+        conn,
+        slice.id,
+        &format!("Placed on node {} as container {veid} at {ip}.", node.name),
     )?;
+    if slice.state == State::Queued {
+        queue::wake_waiting(conn)?; // the next in line may fit too
+    }
+    Ok(Some(node))
+}
+
+/// The best node with room for a container of `memory_mb` from `template` (the `wanted` one
+/// only, if named), and a free container id and address there; None when none has room.
+/// Filter: enabled, not draining, heard from in the last `stale_secs`, has the template, room
+/// for the memory, a free address. Rank: most free memory, then fewest slices.
+pub fn find_place(
+    conn: &Connection,
+    wanted: Option<i64>,
+    template: &str,
+    memory_mb: u32,
+    stale_secs: i64,
+) -> Result<Option<(Node, i64, String)>> {
+    let rows = records::nodes_with_room(conn, now() - stale_secs, wanted, template, memory_mb)?;
     let mut best = None;
     for (node_id, subnet, count) in rows {
         let Some(subnet) = subnet.and_then(|s| Subnet::parse(&s).ok()) else {
@@ -69,15 +90,16 @@ fn place_one(conn: &Connection, slice: &Slice, stale_secs: i64) -> Result<Option
         };
         if (count as usize) < subnet.assignable().count() {
             if let Some(node) = nodes::by_id(conn, node_id)? {
-                best = Some(Candidate { node, subnet });
+                best = Some((node, subnet));
                 break;
             }
         }
     }
-    let Some(c) = best else { return Ok(None) };
-    let (used, ids) = records::taken_on(conn, c.node.id)?;
-    let Some(ip) = c
-        .subnet
+    let Some((node, subnet)) = best else {
+        return Ok(None);
+    };
+    let (used, ids) = records::taken_on(conn, node.id)?;
+    let Some(ip) = subnet
         .assignable()
         .map(|a| a.to_string())
         .find(|a| !used.contains(a))
@@ -87,17 +109,5 @@ fn place_one(conn: &Connection, slice: &Slice, stale_secs: i64) -> Result<Option
     let veid = (VeId::MIN as i64..)
         .find(|v| !ids.contains(v))
         .expect("a free id");
-    records::place(conn, slice.id, c.node.id, veid, &ip)?;
-    slices::event(
-        conn,
-        slice.id,
-        &format!(
-            "Placed on node {} as container {veid} at {ip}.",
-            c.node.name
-        ),
-    )?;
-    if slice.state == State::Queued {
-        queue::wake_waiting(conn)?; // the next in line may fit too
-    }
-    Ok(Some(c.node))
+    Ok(Some((node, veid, ip)))
 }

@@ -12,6 +12,7 @@ pub mod exports;
 pub mod gateway;
 pub mod invites;
 pub mod jobs;
+pub mod moves;
 pub mod nodes;
 pub mod orphans;
 pub mod outbox;

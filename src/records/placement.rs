@@ -54,19 +54,23 @@ pub fn nodes_with_room(
 }
 
 /// The addresses and container ids a node has given out (an orphan container's too, until it
-/// is removed: a slice never gets a container or an address that is not free).
+/// is removed, and both places of a move: a slice never gets a container or an address that is not free).
 pub fn taken_on(conn: &Connection, node_id: i64) -> Result<(HashSet<String>, HashSet<i64>)> {
     let ips = conn
         .prepare_cached(
             "SELECT ip FROM slices WHERE node_id = ?1 AND ip IS NOT NULL
-             UNION SELECT ip FROM orphans WHERE node_id = ?1 AND ip <> ''",
+             UNION SELECT ip FROM orphans WHERE node_id = ?1 AND ip <> ''
+             UNION SELECT from_ip FROM moves WHERE from_node = ?1 AND from_ip IS NOT NULL
+             UNION SELECT to_ip FROM moves WHERE to_node = ?1 AND to_ip IS NOT NULL",
         )?
         .query_map([node_id], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<_>>()?;
     let ids = conn
         .prepare_cached(
             "SELECT veid FROM slices WHERE node_id = ?1 AND veid IS NOT NULL
-             UNION SELECT veid FROM orphans WHERE node_id = ?1",
+             UNION SELECT veid FROM orphans WHERE node_id = ?1
+             UNION SELECT from_veid FROM moves WHERE from_node = ?1 AND from_veid IS NOT NULL
+             UNION SELECT to_veid FROM moves WHERE to_node = ?1 AND to_veid IS NOT NULL",
         )?
         .query_map([node_id], |r| r.get::<_, i64>(0))?
         .collect::<rusqlite::Result<_>>()?;

@@ -377,14 +377,19 @@ pub fn set_plan(conn: &Connection, id: i64, plan_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// A move begins: the old container goes first, then the slice is made on `node_id` (None:
-/// wherever placement finds room).
-pub fn set_moving(conn: &Connection, id: i64, node_id: Option<i64>) -> Result<()> {
+/// A moved slice takes its new place (and template): its container runs there with the old
+/// /home in it.
+pub fn take_place(
+    conn: &Connection,
+    id: i64,
+    (node_id, veid, ip): (i64, i64, &str),
+    template: &str,
+) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE slices SET state = 'provisioning', step = 'moving: removing the old container',
-                           failure = '', wanted_node = ?2, updated_at = ?3 WHERE id = ?1",
+        "UPDATE slices SET node_id = ?2, veid = ?3, ip = ?4, template = ?5, host_key = NULL,
+                           updated_at = ?6 WHERE id = ?1",
     )?
-    .execute(params![id, node_id, now()])?;
+    .execute(params![id, node_id, veid, ip, template, now()])?;
     Ok(())
 }
 

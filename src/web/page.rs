@@ -54,6 +54,7 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "extend.html",
     "staff/courses.html",
     "archive.html",
+    "reinstall.html",
 ];
 
 /// Loads the embedded templates, replacing any that `dir` has a file of the same name for.

@@ -113,7 +113,9 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
             }
             // Containers no slice holds: listed for staff (reported when first found) until
             // they are removed.
-            let known: std::collections::HashSet<i64> = ours.iter().map(|s| s.veid).collect();
+            // (Both containers of a slice being moved or reinstalled are its own.)
+            let mut known: std::collections::HashSet<i64> = ours.iter().map(|s| s.veid).collect();
+            known.extend(crate::records::moves::veids_on(tx, node_id)?);
             let orphans: Vec<Seen> = seen
                 .values()
                 .filter(|e| !known.contains(&e.veid))

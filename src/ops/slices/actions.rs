@@ -409,44 +409,12 @@ pub fn change_plan(conn: &Connection, who: &User, slice_id: i64, plan_id: i64) -
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
 }
 
-/// Staff move a slice to another node. Its container there is made anew from its template
-/// (the files in the old one are not carried over: say so before asking), then the old one
-/// is removed; the slice keeps its place at the head of the queue if the node is full.
+/// Staff move a slice to another node: see `moves::begin_move`.
 pub fn move_to(conn: &Connection, who: &User, slice_id: i64, node_name: &str) -> Result<Slice> {
     if !who.role.is_staff() {
         return Err(Error::NotFound("slice"));
     }
-    let slice = get(conn, slice_id)?.ok_or(Error::NotFound("slice"))?;
-    if !matches!(slice.state, State::Running | State::Stopped | State::Failed) {
-        return Err(Error::Forbidden(format!(
-            "A {} slice cannot be moved.",
-            slice.state.as_str()
-        )));
-    }
-    let node = crate::records::nodes::by_name(conn, node_name)?
-        .filter(|n| n.enabled)
-        .ok_or_else(|| FieldError::new("node", "Choose an enabled node."))?;
-    if slice.node_id == Some(node.id) {
-        return Err(FieldError::new("node", format!("It is on {} already.", node.name)).into());
-    }
-    jobs::cancel_queued_for(conn, slice_id)?;
-    rows::set_moving(conn, slice_id, Some(node.id))?;
-    event(
-        conn,
-        slice_id,
-        &format!(
-            "Move to node {} asked by {}: a new container is made there from the template; files in the old one are not carried over.",
-            node.name, who.username
-        ),
-    )?;
-    jobs::enqueue(
-        conn,
-        JobKind::Move,
-        slice_id,
-        Some(slice.user_id),
-        slice.node_id,
-    )?;
-    get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
+    super::begin_move(conn, Some(who), slice_id, super::Target::Node(node_name))
 }
 
 /// Staff make a failed slice again: one whose provision failed for good, or whose container

@@ -4,12 +4,14 @@
 
 mod actions;
 mod catalog;
+mod moves;
 
 /// The rows: `records::slices` (state, events, queue place) and the staff lists.
 pub use crate::records::slice_lists::*;
 pub use crate::records::slices::*;
 pub use actions::*;
 pub use catalog::*;
+pub use moves::*;
 
 use rusqlite::Connection;
 
@@ -56,7 +58,10 @@ pub fn progress(s: &Slice) -> Option<u8> {
     match s.state {
         State::Approved | State::Queued => Some(10),
         State::Provisioning => Some(match s.step.as_str() {
-            "moving: removing the old container" => 15,
+            s if s.starts_with("moving: ") => {
+                let at = moves::STEPS.iter().position(|m| *m == s).unwrap_or(0);
+                15 + 80 * at as u8 / moves::STEPS.len() as u8
+            }
             "waiting for a place" => 20,
             "setting up the gateway login" => 30,
             "creating the container" => 50,

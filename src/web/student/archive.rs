@@ -12,20 +12,6 @@ use crate::web::page::{refused, see_other, Page};
 use crate::web::State;
 use actix_web::{get, http::header, post, web, HttpRequest, HttpResponse};
 
-/// A size as people read it: 1.4 GB, 320 KB.
-fn size_text(n: i64) -> String {
-    let n = n as f64;
-    if n >= 1e9 {
-        format!("{:.1} GB", n / 1e9)
-    } else if n >= 1e6 {
-        format!("{:.1} MB", n / 1e6)
-    } else if n >= 1e3 {
-        format!("{:.0} KB", n / 1e3)
-    } else {
-        format!("{n} bytes")
-    }
-}
-
 #[get("/slices/{id}/archive")]
 async fn page(
     state: State,
@@ -39,7 +25,7 @@ async fn page(
         .export
         .as_ref()
         .and_then(|e| e.size)
-        .map(size_text)
+        .map(crate::domain::size_text)
         .unwrap_or_default();
     let ready_at = v
         .export

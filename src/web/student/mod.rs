@@ -4,6 +4,7 @@ mod account;
 mod archive;
 mod dashboard;
 mod keys;
+mod reinstall;
 mod term;
 mod terminal;
 
@@ -13,6 +14,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // Before the dashboard's `/slices/{id}/{action}`, which would take `extend` too.
     cfg.configure(term::routes)
         .configure(archive::routes)
+        .configure(reinstall::routes)
         .configure(dashboard::routes)
         .configure(keys::routes)
         .configure(terminal::routes)

@@ -4,6 +4,7 @@
 mod archive;
 mod digest;
 mod embedded;
+mod moves;
 mod provision;
 mod reconcile;
 mod restart;
