@@ -7,7 +7,9 @@
 //! second slice's agent is killed while it works (the job is retried); both slices run, on
 //! different nodes; each student ssh's through the gateway into their own slice and their
 //! web page is served by subdomain through Apache; the mails arrive; one slice is destroyed
-//! and everything of it is gone. Every namespace, container and process is removed at the
+//! and everything of it is gone; the other is moved to the other node by staff and then
+//! reinstalled by its student, and the 20 MB the student wrote in /home is there after each
+//! (its SHA-256 read through the gateway). Every namespace, container and process is removed at the
 //! end, also when the test fails.
 //!
 //! The gateway is a namespace of its own too (its accounts and files are this machine's, as
@@ -666,6 +668,141 @@ async fn the_whole_system_across_hosts() {
         .unwrap()
         .status();
     assert_eq!(status, 404);
+
+    // Alice writes her work in /home; staff move her slice to the other node, and she finds
+    // it there byte for byte (the old container gone); then she reinstalls it, keeping /home.
+    let sha_of_work = || {
+        let (code, out, err) = lab.ssh(
+            alice_key,
+            "slsys-alice",
+            &["sha256sum ~/work.bin && hostname"],
+            "",
+        );
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let (code, _, err) = lab.ssh(
+        alice_key,
+        "slsys-alice",
+        &["head -c 20000000 /dev/urandom > ~/work.bin"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let before = sha_of_work();
+    let from = query(
+        &data,
+        &format!("SELECT node_id FROM slices WHERE id = {alice}"),
+    );
+    let to_name = if from == 1 { "node-b" } else { "node-a" };
+    let detail = format!("/staff/slices/{alice}");
+    assert_eq!(
+        form(
+            &admin,
+            &base,
+            &detail,
+            &format!("{detail}/move"),
+            &[("node", to_name), ("confirm", "slsys-alice")]
+        )
+        .await,
+        303
+    );
+    let settled = |data: &Path| {
+        text(
+            data,
+            &format!("SELECT state FROM slices WHERE id = {alice}"),
+        ) == "running"
+            && query(
+                data,
+                &format!("SELECT count(*) FROM moves WHERE slice_id = {alice}"),
+            ) == 0
+    };
+    wait_until("alice's slice moved", 240, || settled(&data)).await;
+    let now_on = query(
+        &data,
+        &format!("SELECT node_id FROM slices WHERE id = {alice}"),
+    );
+    assert_ne!(now_on, from, "on the other node");
+    assert!(
+        nodes[(from - 1) as usize].containers().is_empty(),
+        "the old container is removed"
+    );
+    // Through the gateway (which learnt the new address and host key), the same file.
+    let start = Instant::now();
+    loop {
+        let (code, out, err) = lab.ssh(
+            alice_key,
+            "slsys-alice",
+            &["sha256sum ~/work.bin && hostname"],
+            "",
+        );
+        if code == 0 {
+            assert_eq!(out, before, "her /home came along");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "after the move: {code} {err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (_, alice_client, _) = &students[0];
+    let reinstall = format!("/slices/{alice}/reinstall");
+    let old_veid = query(
+        &data,
+        &format!("SELECT veid FROM slices WHERE id = {alice}"),
+    );
+    assert_eq!(
+        form(
+            alice_client,
+            &base,
+            &reinstall,
+            &reinstall,
+            &[
+                ("template", TEMPLATE),
+                ("keep_home", "on"),
+                ("confirm", "slsys-alice")
+            ]
+        )
+        .await,
+        303
+    );
+    wait_until("alice's slice reinstalled", 240, || {
+        settled(&data)
+            && query(
+                &data,
+                &format!("SELECT veid FROM slices WHERE id = {alice}"),
+            ) != old_veid
+    })
+    .await;
+    assert_eq!(
+        nodes[(now_on - 1) as usize].containers().len(),
+        1,
+        "the old container is removed"
+    );
+    let start = Instant::now();
+    loop {
+        let (code, out, err) = lab.ssh(
+            alice_key,
+            "slsys-alice",
+            &["sha256sum ~/work.bin && hostname"],
+            "",
+        );
+        if code == 0 {
+            assert_eq!(out, before, "her /home is kept");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "after the reinstall: {code} {err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_until("the moved mail", 30, || {
+        smtp.messages().iter().any(|m| {
+            m.contains("To: slsys-alice <") && m.contains("Subject: Your slice is reinstalled")
+        })
+    })
+    .await;
     drop(master);
     drop(nodes);
     drop(smtp);
