@@ -340,3 +340,50 @@ async fn the_owner_reinstalls_a_slice_keeping_home_and_nobody_else_may() {
     jobs.stop().await;
     handle.stop(false).await;
 }
+
+/// The real master process, killed while a move is packing /home and started again: the move
+/// goes on from its last step, and no container is made twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_move_goes_on_and_makes_nothing_twice() {
+    // Each agent operation takes 0.7 s, so the kill lands among the move's calls.
+    let f = fleet(2, |i| format!("10.91.{i}.0/24"), 700).await;
+    let tess = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    let id = f.request_and_approve(&alice, &tess);
+    let mut master = f.start_master(&[]);
+    let before = f.wait_for(id, State::Running, 30).await;
+    let (old, veid) = (index_of(&f, before.node_id.unwrap()), before.veid.unwrap());
+    let big = write_home(&f.nodes[old], veid);
+    let target = f.nodes[1 - old].name.clone();
+    f.ctx
+        .db
+        .write(|tx| slices::slices::move_to(tx, &tess, id, &target))
+        .unwrap();
+    let start = Instant::now();
+    while f.slice(id).step != slices::slices::STEPS[2] {
+        assert!(start.elapsed().as_secs() < 30, "{:?}", f.slice(id));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    master.0.kill().unwrap(); // SIGKILL: no chance to tidy up
+    master.0.wait().unwrap();
+    assert_eq!(f.slice(id).state, State::Provisioning, "killed mid-way");
+    assert_eq!(f.slice(id).node_id, before.node_id, "not switched yet");
+
+    let _master = f.start_master(&[]);
+    let after = settled(&f, id, State::Running, 60).await;
+    assert_ne!(after.node_id, before.node_id);
+    assert_eq!(
+        read_home(&f.nodes[1 - old], after.veid.unwrap(), "data.bin").as_deref(),
+        Some(&big[..])
+    );
+    assert_eq!(f.nodes[old].containers(), 0);
+    assert_eq!(f.nodes[1 - old].containers(), 1);
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) FROM agent_log WHERE slice_id = {id} AND command = 'create_env'"
+        )),
+        2,
+        "one container made by the provision, one by the move"
+    );
+}
