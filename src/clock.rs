@@ -34,6 +34,15 @@ pub fn parse_day(s: &str) -> Option<i64> {
         .map(|d| d.midnight().assume_utc().unix_timestamp())
 }
 
+/// A moment written `2026-12-03 22:15:01` (as `vzctl snapshot-list` prints it; read as
+/// UTC) as Unix seconds.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(s.trim(), fmt)
+        .ok()
+        .map(|d| d.assume_utc().unix_timestamp())
+}
+
 /// Unix seconds as the day they fall in, `2026-12-18` (UTC).
 pub fn format_day(t: i64) -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");

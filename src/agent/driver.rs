@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::domain::{Limits, VeId};
+use crate::domain::{Limits, SnapshotName, VeId};
 use crate::slave_link::EnvSpec;
 
 /// Why a driver step failed: the lines of standard error, or one sentence.
@@ -106,4 +106,34 @@ pub trait Driver: Send + Sync {
             self.kind()
         )))
     }
+    /// Takes a snapshot of the container's disk named `name` (not already taken), running
+    /// or stopped.
+    fn snapshot(&self, _id: VeId, _name: &SnapshotName) -> DResult<()> {
+        Err(self.no_snapshots())
+    }
+    /// The container's snapshots, oldest first.
+    fn snapshots(&self, _id: VeId) -> DResult<Vec<SnapshotInfo>> {
+        Ok(vec![])
+    }
+    /// Puts the stopped container's disk back as snapshot `name` has it.
+    fn restore_snapshot(&self, _id: VeId, _name: &SnapshotName) -> DResult<()> {
+        Err(self.no_snapshots())
+    }
+    /// Removes snapshot `name` (AlreadySo when there was none).
+    fn drop_snapshot(&self, _id: VeId, _name: &SnapshotName) -> DResult<Change> {
+        Err(self.no_snapshots())
+    }
+    fn no_snapshots(&self) -> DriverError {
+        DriverError::msg(format!("the {} driver takes no snapshots", self.kind()))
+    }
+}
+
+/// A snapshot as a node has it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotInfo {
+    pub name: SnapshotName,
+    /// Bytes it holds on the node's disk (0 when the tool does not say).
+    pub size: u64,
+    /// When it was taken, Unix seconds.
+    pub created: i64,
 }

@@ -11,6 +11,7 @@ pub mod lxc;
 pub mod netpolicy;
 pub mod run;
 pub mod sim;
+mod snapshots;
 mod specs;
 pub mod vzctl;
 
@@ -617,6 +618,10 @@ impl Agent {
                 offset,
                 data,
             } => self.import_home(id, (&sha256, size), offset, &data)?,
+            Command::Snapshot(id, name) => self.take_snapshot(id, &name)?,
+            Command::ListSnapshots(id) => self.list_snapshots(id)?,
+            Command::RestoreSnapshot(id, name) => self.restore_snapshot(id, &name)?,
+            Command::DropSnapshot(id, name) => self.drop_snapshot(id, &name)?,
             Command::Usage(None) => {
                 // Each container under its own lock (a destroy or stop in progress finishes
                 // first); one that is gone by then, or cannot be read, is left out of this

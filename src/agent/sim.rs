@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::driver::{Change, CheckItem, Counter, DResult, Driver, EnvState};
-use crate::domain::{Limits, VeId};
+use super::driver::{
+    Change, CheckItem, Counter, DResult, Driver, DriverError, EnvState, SnapshotInfo,
+};
+use crate::domain::{Limits, SnapshotName, VeId};
 use crate::slave_link::EnvSpec;
 
 pub struct Sim {
@@ -49,6 +51,11 @@ impl Sim {
         std::fs::write(&tmp, serde_json::to_vec(env).expect("serializable"))?;
         std::fs::rename(tmp, self.path(id))?;
         Ok(())
+    }
+
+    /// Where a simulated slice's snapshots are: a copy of its /home each.
+    fn snapshot_dir(&self, id: VeId) -> PathBuf {
+        self.dir.join(format!("{id}.snapshots"))
     }
 
     /// The simulated slice's /home: a real folder, made at its first export or import.
@@ -147,9 +154,11 @@ impl Driver for Sim {
             return Ok(Change::AlreadySo);
         }
         self.work();
-        let home = self.dir.join(format!("{id}.home"));
-        if home.exists() {
-            std::fs::remove_dir_all(home)?;
+        for folder in [format!("{id}.home"), format!("{id}.snapshots")] {
+            let path = self.dir.join(folder);
+            if path.exists() {
+                std::fs::remove_dir_all(path)?;
+            }
         }
         std::fs::remove_file(self.path(id))?;
         Ok(Change::Done)
@@ -193,6 +202,72 @@ impl Driver for Sim {
             .map_err(|e| super::driver::DriverError::msg(format!("unpacking: {e}")))
     }
 
+    /// A copy of the simulated /home (the simulator has no disk of its own).
+    fn snapshot(&self, id: VeId, name: &SnapshotName) -> DResult<()> {
+        let env = self
+            .load(id)?
+            .ok_or_else(|| DriverError::msg("no such container"))?;
+        self.work();
+        let home = self.home(id, &env.username)?;
+        let dir = self.snapshot_dir(id);
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!("{name}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        copy_tree(&home, &tmp)?;
+        std::fs::rename(&tmp, dir.join(name.as_str()))?;
+        Ok(())
+    }
+
+    fn snapshots(&self, id: VeId) -> DResult<Vec<SnapshotInfo>> {
+        let mut list = Vec::new();
+        let Ok(entries) = std::fs::read_dir(self.snapshot_dir(id)) else {
+            return Ok(list);
+        };
+        for e in entries.flatten() {
+            let Some(name) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| SnapshotName::parse(n).ok())
+            else {
+                continue;
+            };
+            let meta = e.metadata()?;
+            list.push(SnapshotInfo {
+                name,
+                size: tree_bytes(&e.path()),
+                created: mtime(&meta),
+            });
+        }
+        list.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        Ok(list)
+    }
+
+    fn restore_snapshot(&self, id: VeId, name: &SnapshotName) -> DResult<()> {
+        let snap = self.snapshot_dir(id).join(name.as_str());
+        if !snap.is_dir() {
+            return Err(DriverError::msg(format!("no snapshot {name}")));
+        }
+        self.work();
+        let home = self.dir.join(format!("{id}.home"));
+        let tmp = self.dir.join(format!("{id}.home.restoring"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        copy_tree(&snap, &tmp)?;
+        if home.exists() {
+            std::fs::remove_dir_all(&home)?;
+        }
+        std::fs::rename(&tmp, &home)?;
+        Ok(())
+    }
+
+    fn drop_snapshot(&self, id: VeId, name: &SnapshotName) -> DResult<Change> {
+        let snap = self.snapshot_dir(id).join(name.as_str());
+        if !snap.exists() {
+            return Ok(Change::AlreadySo);
+        }
+        std::fs::remove_dir_all(snap)?;
+        Ok(Change::Done)
+    }
+
     fn set_limits(&self, spec: &EnvSpec, limits: &Limits) -> DResult<()> {
         let mut env = self
             .load(spec.id)?
@@ -232,4 +307,43 @@ impl Driver for Sim {
             },
         ])
     }
+}
+
+/// Copies a folder's tree (links as links), for the simulator's snapshots.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let kind = e.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Bytes in the regular files under `root`.
+fn tree_bytes(root: &Path) -> u64 {
+    std::fs::read_dir(root)
+        .map(|d| {
+            d.flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+                    Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+                    _ => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A file's modification time, Unix seconds.
+pub(crate) fn mtime(meta: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime()
 }

@@ -103,6 +103,40 @@ impl fmt::Display for TemplateName {
 }
 super::via_string!(TemplateName);
 
+/// A snapshot's name: 1 to 40 lowercase letters, digits and `-`, starting with a letter or
+/// digit (the master names them by the time they were asked for: `s20261203-221501`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SnapshotName(String);
+
+impl SnapshotName {
+    pub fn parse(s: &str) -> Result<SnapshotName, FieldError> {
+        let ok = !s.is_empty()
+            && s.len() <= 40
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(SnapshotName(s.to_string()))
+        } else {
+            Err(FieldError::new(
+                "snapshot",
+                "A snapshot's name has 1 to 40 lowercase letters, digits and `-`.",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SnapshotName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+super::via_string!(SnapshotName);
+
 /// A DNS name (a host name or a search domain): labels of 1 to 63 lowercase letters, digits
 /// and `-`, not starting or ending with `-`, 253 characters at most.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 
 use base64::Engine as _;
 
-use crate::domain::{DnsName, Limits, PrivateIp, SshPublicKey, TemplateName, Username, VeId};
+use crate::domain::{
+    DnsName, Limits, PrivateIp, SnapshotName, SshPublicKey, TemplateName, Username, VeId,
+};
 use crate::templates::{Sha256Hex, TemplateInfo};
 
 /// The largest template accepted.
@@ -231,6 +233,16 @@ pub enum Command {
         offset: u64,
         data: Vec<u8>,
     },
+    /// Takes a snapshot of the slice's disk, running (its file system frozen for the copy)
+    /// or stopped; says its name, size and when.
+    Snapshot(VeId, SnapshotName),
+    /// The slice's snapshots on the node.
+    ListSnapshots(VeId),
+    /// Puts the slice's disk back as the snapshot has it (stopped for it, and started again
+    /// if it ran); the snapshot stays.
+    RestoreSnapshot(VeId, SnapshotName),
+    /// Removes a snapshot.
+    DropSnapshot(VeId, SnapshotName),
 }
 
 /// The largest archive of a home accepted or made.
@@ -280,6 +292,10 @@ pub const COMMANDS: &[&str] = &[
     "read_export",
     "drop_export",
     "import_home",
+    "snapshot",
+    "list_snapshots",
+    "restore_snapshot",
+    "drop_snapshot",
 ];
 
 fn arity(req: &Request, n: usize, shape: &str) -> Result<(), Refusal> {
@@ -506,6 +522,17 @@ impl Command {
                     data,
                 }
             }
+            "snapshot" | "restore_snapshot" | "drop_snapshot" => {
+                arity(req, 2, "[id, name]")?;
+                let id: VeId = typed(req, 0, "id")?;
+                let name: SnapshotName = typed(req, 1, "name")?;
+                match req.command.as_str() {
+                    "snapshot" => Command::Snapshot(id, name),
+                    "restore_snapshot" => Command::RestoreSnapshot(id, name),
+                    _ => Command::DropSnapshot(id, name),
+                }
+            }
+            "list_snapshots" => Command::ListSnapshots(id(req)?),
             "usage" => match req.arguments.len() {
                 0 => Command::Usage(None),
                 _ => Command::Usage(Some(id(req)?)),
@@ -544,6 +571,10 @@ impl Command {
             Command::ReadExport { .. } => "read_export",
             Command::DropExport(_) => "drop_export",
             Command::ImportHome { .. } => "import_home",
+            Command::Snapshot(..) => "snapshot",
+            Command::ListSnapshots(_) => "list_snapshots",
+            Command::RestoreSnapshot(..) => "restore_snapshot",
+            Command::DropSnapshot(..) => "drop_snapshot",
         }
     }
 
@@ -562,7 +593,11 @@ impl Command {
             | Command::Usage(Some(id))
             | Command::ExportHome(id)
             | Command::DropExport(id)
-            | Command::ImportHome { id, .. } => Some(*id),
+            | Command::ImportHome { id, .. }
+            | Command::Snapshot(id, _)
+            | Command::ListSnapshots(id)
+            | Command::RestoreSnapshot(id, _)
+            | Command::DropSnapshot(id, _) => Some(*id),
             // Reads of a finished archive need no lock: a long download must not hold up the
             // slice's other commands.
             _ => None,
@@ -656,7 +691,11 @@ impl Command {
             | Command::EnvStatus(id)
             | Command::Usage(Some(id))
             | Command::ExportHome(id)
-            | Command::DropExport(id) => vec![json!(id)],
+            | Command::DropExport(id)
+            | Command::ListSnapshots(id) => vec![json!(id)],
+            Command::Snapshot(id, n)
+            | Command::RestoreSnapshot(id, n)
+            | Command::DropSnapshot(id, n) => vec![json!(id), json!(n)],
             Command::ReadExport {
                 id,
                 sha256,
@@ -758,6 +797,10 @@ mod tests {
                 len: 512 * 1024,
             },
             Command::DropExport(id),
+            Command::Snapshot(id, SnapshotName::parse("s20261203-221501").unwrap()),
+            Command::ListSnapshots(id),
+            Command::RestoreSnapshot(id, SnapshotName::parse("before-lab-3").unwrap()),
+            Command::DropSnapshot(id, SnapshotName::parse("x").unwrap()),
             Command::ImportHome {
                 id,
                 sha256: Sha256Hex::parse(&"ef".repeat(32)).unwrap(),

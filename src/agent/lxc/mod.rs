@@ -13,12 +13,14 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::driver::{Change, CheckItem, Counter, DResult, Driver, DriverError, EnvState};
+use super::driver::{
+    Change, CheckItem, Counter, DResult, Driver, DriverError, EnvState, SnapshotInfo,
+};
 use super::run::Runner;
 use super::AgentConfig;
 use crate::agent::inside;
 use crate::argv;
-use crate::domain::{Limits, Subnet, VeId};
+use crate::domain::{Limits, SnapshotName, Subnet, VeId};
 use crate::slave_link::EnvSpec;
 
 mod cgroup;
@@ -505,14 +507,21 @@ impl Driver for Lxc {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        let tools: Vec<&str> = ["mkfs.ext4", "resize2fs", "e2fsck", "losetup", "bridge"]
-            .into_iter()
-            .filter(|t| {
-                !["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-                    .iter()
-                    .any(|d| Path::new(d).join(t).exists())
-            })
-            .collect();
+        let tools: Vec<&str> = [
+            "mkfs.ext4",
+            "resize2fs",
+            "e2fsck",
+            "losetup",
+            "fsfreeze",
+            "bridge",
+        ]
+        .into_iter()
+        .filter(|t| {
+            !["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+                .iter()
+                .any(|d| Path::new(d).join(t).exists())
+        })
+        .collect();
         let loop_ok = Path::new("/dev/loop-control").exists();
         let aa = apparmor_enabled();
         let overlap = self.subordinate_overlap();
@@ -735,6 +744,36 @@ impl Driver for Lxc {
             .run_files("lxc-attach", &a, Some(archive), None)?
             .ok("tar in the slice (unpacking /home)")
             .map(|_| ())
+    }
+
+    fn snapshot(&self, id: VeId, name: &SnapshotName) -> DResult<()> {
+        let state = self.state(id)?;
+        if state == EnvState::Absent {
+            return Err(DriverError::msg(format!("container {id} does not exist")));
+        }
+        self.copy_to_snapshot(id, name, state == EnvState::Running)
+    }
+
+    fn snapshots(&self, id: VeId) -> DResult<Vec<SnapshotInfo>> {
+        self.snapshot_list(id)
+    }
+
+    fn restore_snapshot(&self, id: VeId, name: &SnapshotName) -> DResult<()> {
+        if self.state(id)? != EnvState::Stopped {
+            return Err(DriverError::msg(format!(
+                "container {id} must be stopped to be restored"
+            )));
+        }
+        self.copy_from_snapshot(id, name)
+    }
+
+    fn drop_snapshot(&self, id: VeId, name: &SnapshotName) -> DResult<Change> {
+        let snap = self.snapshot_dir(id).join(format!("{name}.img"));
+        if !snap.exists() {
+            return Ok(Change::AlreadySo);
+        }
+        std::fs::remove_file(snap)?;
+        Ok(Change::Done)
     }
 
     /// One of the privileged kind older versions made: a config with no id map.

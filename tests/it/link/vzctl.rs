@@ -298,3 +298,100 @@ fn home_archives_run_tar_in_the_ve_or_on_its_mounted_files() {
         vec!["vzctl status 101", "vzctl mount 101", "vzctl umount 101"]
     );
 }
+
+/// Snapshots on OpenVZ are ploop snapshots of the disk, known to vzctl by a UUID that Slices
+/// makes from the VE and the name: taken while the VE runs (no memory dump), listed (only
+/// Slices' own), restored with the VE stopped and started again, deleted.
+#[test]
+fn snapshots_are_ploop_snapshots_by_a_uuid_of_their_own() {
+    use slices::agent::vzctl::Vzctl;
+    use slices::domain::SnapshotName;
+    let (_dir, runner, agent) = agent();
+    let s = spec(101, "10.77.0.11");
+    assert_eq!(
+        agent.handle(Command::CreateEnv(Box::new(s.clone()))).code,
+        0
+    );
+    let name = SnapshotName::parse("s20261203-221501").unwrap();
+    let uuid = Vzctl::snapshot_uuid(s.id, &name);
+    assert_eq!(uuid.len(), 38, "{{8-4-4-4-12}}: {uuid}");
+    assert_ne!(
+        uuid,
+        Vzctl::snapshot_uuid(slices::domain::VeId::new(102).unwrap(), &name),
+        "another VE's snapshot of the same name is another"
+    );
+    let listed = format!(
+        "{uuid} s20261203-221501 2026-12-03 22:15:01\n\
+         {{00000000-0000-0000-0000-000000000000}} by-hand 2026-12-01 10:00:00\n"
+    );
+    runner.answer(
+        "vzctl",
+        "snapshot-list 101 -H -o uuid,name,date",
+        out("", 0),
+    );
+    runner.calls.lock().unwrap().clear();
+    let r = agent.handle(Command::Snapshot(s.id, name.clone()));
+    // The list is read before (no such name yet) and after (what was made): the recorder
+    // answers both with the empty list, so the agent says the snapshot was not kept.
+    assert_eq!(
+        runner.lines()[..2],
+        [
+            "vzctl snapshot-list 101 -H -o uuid,name,date".to_string(),
+            format!("vzctl snapshot 101 --id {uuid} --name s20261203-221501 --skip-suspend --skip-config"),
+        ]
+    );
+    assert_ne!(r.code, 0, "{}", r.text());
+    runner.answer(
+        "vzctl",
+        "snapshot-list 101 -H -o uuid,name,date",
+        out(&listed, 0),
+    );
+    let r = agent.handle(Command::ListSnapshots(s.id));
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert_eq!(r.returned.len(), 1, "only Slices' own: {}", r.text());
+    assert_eq!(r.returned[0]["name"], "s20261203-221501");
+    assert_eq!(r.returned[0]["created"], 1_796_336_101);
+    // Restore: stopped first (it runs), switched, its plan put back, started again.
+    runner.answer(
+        "vzctl",
+        "status 101",
+        out("CTID 101 exist mounted running", 0),
+    );
+    runner.calls.lock().unwrap().clear();
+    let r = agent.handle(Command::RestoreSnapshot(s.id, name.clone()));
+    assert_eq!(r.code, 0, "{}", r.text());
+    let lines = runner.lines();
+    let at = |l: &str| {
+        lines
+            .iter()
+            .position(|x| x == l)
+            .unwrap_or_else(|| panic!("no `{l}` in {lines:#?}"))
+    };
+    assert!(
+        at("vzctl stop 101")
+            < at(&format!(
+                "vzctl snapshot-switch 101 --id {uuid} --skip-resume"
+            ))
+    );
+    // Started again (the recorder always says "running", so the start only sees to the
+    // user and keys, after the switch).
+    assert!(
+        at(&format!(
+            "vzctl snapshot-switch 101 --id {uuid} --skip-resume"
+        )) < at("vzctl exec2 101 id -u alice")
+    );
+    runner.calls.lock().unwrap().clear();
+    let r = agent.handle(Command::DropSnapshot(s.id, name));
+    assert_eq!(r.text(), "dropped");
+    assert!(runner
+        .lines()
+        .contains(&format!("vzctl snapshot-delete 101 --id {uuid}")));
+    // A name nobody took is absent, and nothing is deleted.
+    runner.calls.lock().unwrap().clear();
+    let r = agent.handle(Command::DropSnapshot(
+        s.id,
+        SnapshotName::parse("never").unwrap(),
+    ));
+    assert_eq!(r.text(), "absent");
+    assert!(!runner.lines().iter().any(|l| l.contains("snapshot-delete")));
+}

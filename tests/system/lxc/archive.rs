@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::lxc_node::{self, LxcNode};
 use crate::system::*;
 
-fn spec(id: u64, ip: &str, key: &str) -> EnvSpec {
+pub fn spec(id: u64, ip: &str, key: &str) -> EnvSpec {
     EnvSpec {
         id: VeId::new(id).unwrap(),
         template: TemplateName::parse("debian-12-ssh_amd64").unwrap(),
@@ -35,7 +35,7 @@ fn spec(id: u64, ip: &str, key: &str) -> EnvSpec {
     }
 }
 
-struct Cleanup(Arc<Agent>, Vec<VeId>);
+pub struct Cleanup(pub Arc<Agent>, pub Vec<VeId>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

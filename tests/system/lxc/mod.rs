@@ -8,6 +8,7 @@ mod archive;
 mod isolation;
 mod network;
 mod nslab;
+mod snapshots;
 
 use std::sync::Arc;
 
@@ -203,6 +204,14 @@ async fn a_homes_archive_between_real_slices() {
         return;
     };
     archive::a_home_moves_between_slices_by_archive().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slices_snapshots_on_real_lxc() {
+    let Some(_alone) = alone("lxc snapshots").await else {
+        return;
+    };
+    snapshots::a_slices_disk_goes_back_to_a_snapshot().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
