@@ -580,3 +580,22 @@ CREATE TRIGGER node_usage_move_gone AFTER DELETE ON moves
          mb = mb - coalesce((SELECT p.memory_mb FROM slices s JOIN plans p ON p.id = s.plan_id WHERE s.id = OLD.slice_id), 0)
    WHERE node_id = OLD.to_node;
 END;
+
+-- version: 25
+-- Snapshots of a slice's disk, as asked for and as its node has them (the job reads the
+-- node's list back after each change and puts the rows right). `taking`, `restoring` and
+-- `deleting` are asked and not yet done; `failed` says why in `error`. A plan says how many
+-- a slice of it may keep.
+ALTER TABLE plans ADD COLUMN snapshots INTEGER NOT NULL DEFAULT 3;
+CREATE TABLE snapshots (
+    slice_id   INTEGER NOT NULL REFERENCES slices(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    note       TEXT NOT NULL DEFAULT '',
+    state      TEXT NOT NULL CHECK (state IN ('taking', 'ready', 'restoring', 'deleting', 'failed')),
+    size       INTEGER,
+    taken_at   INTEGER,
+    asked_by   INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    asked_at   INTEGER NOT NULL,
+    error      TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (slice_id, name)
+) WITHOUT ROWID;

@@ -8,5 +8,6 @@ pub mod nodes;
 pub mod placement;
 pub mod quotas;
 pub mod slices;
+pub mod snapshots;
 pub mod term;
 pub mod usage;

@@ -41,10 +41,13 @@ pub enum JobKind {
     Term,
     /// Packs the archive of a slice's /home on its node (`ops::archives`).
     Export,
+    /// Takes, restores and deletes a slice's snapshots as asked, then reads the node's list
+    /// back (`ops::snapshots`).
+    Snapshots,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 17] = [
+    pub const ALL: [JobKind; 18] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -62,6 +65,7 @@ impl JobKind {
         JobKind::RemoveOrphans,
         JobKind::Term,
         JobKind::Export,
+        JobKind::Snapshots,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +87,7 @@ impl JobKind {
             JobKind::RemoveOrphans => "remove_orphans",
             JobKind::Term => "term",
             JobKind::Export => "export",
+            JobKind::Snapshots => "snapshots",
         }
     }
 
@@ -109,6 +114,7 @@ impl JobKind {
             JobKind::RemoveOrphans => "rid of its orphans",
             JobKind::Term => "checked for ends",
             JobKind::Export => "packed",
+            JobKind::Snapshots => "given its snapshots",
         }
     }
 
@@ -131,6 +137,7 @@ impl JobKind {
             JobKind::RemoveOrphans => "Orphan removal",
             JobKind::Term => "Term check",
             JobKind::Export => "Archive of /home",
+            JobKind::Snapshots => "Snapshots",
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod quotas;
 pub mod sessions;
 pub mod slice_lists;
 pub mod slices;
+pub mod snapshots;
 pub mod ssh_keys;
 pub mod templates;
 pub mod usage;

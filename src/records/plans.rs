@@ -31,6 +31,13 @@ pub fn plan_root(conn: &Connection, plan_id: i64) -> Result<bool> {
         .query_row([plan_id], |r| r.get(0))?)
 }
 
+/// How many snapshots a slice of the plan may keep.
+pub fn plan_snapshots(conn: &Connection, plan_id: i64) -> Result<u32> {
+    Ok(conn
+        .prepare_cached("SELECT snapshots FROM plans WHERE id = ?1")?
+        .query_row([plan_id], |r| r.get(0))?)
+}
+
 pub fn default_plan(conn: &Connection) -> Result<i64> {
     Ok(conn
         .prepare_cached("SELECT id FROM plans ORDER BY is_default DESC, id LIMIT 1")?
@@ -46,12 +53,14 @@ pub struct PlanChoice {
     pub is_default: bool,
     /// Students are root in their slices (passwordless sudo).
     pub student_root: bool,
+    /// How many snapshots a slice of the plan may keep.
+    pub snapshots: u32,
 }
 
 pub fn plan_choices(conn: &Connection) -> Result<Vec<PlanChoice>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares, is_default,
-                student_root
+                student_root, snapshots
          FROM plans ORDER BY is_default DESC, memory_mb, name",
     )?;
     let rows = stmt
@@ -68,6 +77,7 @@ pub fn plan_choices(conn: &Connection) -> Result<Vec<PlanChoice>> {
                 },
                 is_default: r.get(7)?,
                 student_root: r.get(8)?,
+                snapshots: r.get(9)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -89,11 +99,17 @@ pub fn name_taken(conn: &Connection, name: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
-pub fn insert(conn: &Connection, name: &str, l: &Limits, student_root: bool) -> Result<i64> {
+/// A new plan: its limits, whether students are root, how many snapshots a slice keeps.
+pub fn insert(
+    conn: &Connection,
+    name: &str,
+    l: &Limits,
+    (student_root, snapshots): (bool, u32),
+) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO plans (name, memory_mb, memory_limit_mb, processes, disk_mb, cpu_shares,
-                            student_root)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                            student_root, snapshots)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         name,
@@ -102,7 +118,8 @@ pub fn insert(conn: &Connection, name: &str, l: &Limits, student_root: bool) -> 
         l.processes,
         l.disk_mb,
         l.cpu_shares,
-        student_root
+        student_root,
+        snapshots
     ])?;
     Ok(conn.last_insert_rowid())
 }

@@ -55,6 +55,7 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "staff/courses.html",
     "archive.html",
     "reinstall.html",
+    "snapshots.html",
 ];
 
 /// Loads the embedded templates, replacing any that `dir` has a file of the same name for.

@@ -298,6 +298,7 @@ fn states_named_in_sql_are_states_of_their_table() {
             "jobs.rs" => slices::records::jobs::STATES.contains(&w),
             "outbox.rs" => slices::records::outbox::STATES.contains(&w),
             "exports.rs" => slices::records::exports::STATES.contains(&w),
+            "snapshots.rs" => slices::records::snapshots::STATES.contains(&w),
             // Slices' states, and those of requests for more time (`extensions`).
             "courses.rs" => {
                 slices::records::courses::EXTENSION_STATES.contains(&w)

@@ -36,6 +36,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
             crate::records::slices::set_destroyed(tx, slice_id)?;
             // Its archive went with its container.
             crate::records::exports::forget(tx, slice_id)?;
+            crate::records::snapshots::forget(tx, slice_id)?;
             slices::event(tx, slice_id, "Destroyed; its address is free again.")?;
             slices::mail_owner(
                 tx,

@@ -12,6 +12,7 @@ mod provision;
 mod reconcile;
 mod release;
 mod remove_orphans;
+mod snapshots;
 mod template_sync;
 mod term;
 mod usage;
@@ -40,6 +41,7 @@ pub async fn execute(env: &JobEnv, job: &Job) -> Outcome {
         Some(RemoveOrphans) => remove_orphans::run(env, job).await,
         Some(Term) => term::run(env, job).await,
         Some(Export) => export::run(env, job).await,
+        Some(Snapshots) => snapshots::run(env, job).await,
         None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
     }
 }

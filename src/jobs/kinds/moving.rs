@@ -298,6 +298,8 @@ async fn carry(env: &JobEnv, job: &Job, m: &Move) -> Outcome {
             slices::take_place(tx, slice_id, (node_id, to_veid, &ip), &template)?;
             moves::set_switched(tx, slice_id)?;
             crate::records::exports::forget(tx, slice_id)?;
+            // Snapshots are of the old container's disk: they go with it.
+            crate::records::snapshots::forget(tx, slice_id)?;
             slices::set_state(tx, slice_id, state, STEPS[5], &message)?;
             slices::mail_owner(
                 tx,

@@ -129,8 +129,8 @@ pub fn begin_move(
     let can_carry = slice.state != State::Failed && from.as_ref().is_some_and(|n| n.enabled);
     let keep_home = keep_home && can_carry;
     let files = if keep_home {
-        "/home is carried over (checked by SHA-256); the rest of the old container is not. \
-         It stays as it was until the new one runs, then it is removed."
+        "/home is carried over (checked by SHA-256); the rest of the old container and its \
+         snapshots are not. It stays as it was until the new one runs, then it is removed."
     } else if can_carry {
         "/home is not kept: the new container starts empty. The old one stays as it was \
          until the new one runs, then it is removed."

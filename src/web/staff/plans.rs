@@ -27,10 +27,12 @@ pub struct PlanForm {
     /// Ticked: the plan's students have no root (no sudo) in their slices.
     #[serde(default)]
     no_root: Option<String>,
+    #[serde(default)]
+    snapshots: String,
 }
 
 impl PlanForm {
-    fn check(&self) -> Result<(String, Limits, bool), Error> {
+    fn check(&self) -> Result<(String, Limits, (bool, u32)), Error> {
         let mut errors = Vec::new();
         let name = self.name.trim();
         if name.is_empty()
@@ -60,6 +62,10 @@ impl PlanForm {
             disk_mb: num("disk_mb", &self.disk_mb, Some(0)),
             cpu_shares: num("cpu_shares", &self.cpu_shares, Some(1024)),
         };
+        let snapshots = num("snapshots", &self.snapshots, Some(3));
+        if snapshots > 20 {
+            errors.push(FieldError::new("snapshots", "At most 20."));
+        }
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }
@@ -77,7 +83,11 @@ impl PlanForm {
             .unwrap_or("memory_mb");
             Error::Invalid(vec![FieldError::new(field, e.message)])
         })?;
-        Ok((name.to_string(), limits, self.no_root.is_none()))
+        Ok((
+            name.to_string(),
+            limits,
+            (self.no_root.is_none(), snapshots),
+        ))
     }
 }
 

@@ -5,6 +5,7 @@ mod archive;
 mod dashboard;
 mod keys;
 mod reinstall;
+mod snapshots;
 mod term;
 mod terminal;
 
@@ -15,6 +16,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(term::routes)
         .configure(archive::routes)
         .configure(reinstall::routes)
+        .configure(snapshots::routes)
         .configure(dashboard::routes)
         .configure(keys::routes)
         .configure(terminal::routes)

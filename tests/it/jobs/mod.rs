@@ -8,6 +8,7 @@ mod moves;
 mod provision;
 mod reconcile;
 mod restart;
+mod snapshots;
 mod term;
 mod usage;
 mod web;
