@@ -246,7 +246,15 @@ async fn main() {
         "  sending / scp:                            {:.0} %",
         transfer / scp * 100.0
     );
-    if let Some((pack, read, import)) = lxc {
+    if let Some(Lxc {
+        pack,
+        read,
+        both: import,
+        snap,
+        restore,
+        held,
+    }) = lxc
+    {
         println!("on real LXC slices (the host's tar, compressed by the agent):");
         println!(
             "  export_home (pack + SHA-256 on the node): {pack:.1} s ({:.0} MB/s of home)",
@@ -256,13 +264,18 @@ async fn main() {
         println!(
             "  read and imported into another slice:     {import:.0} MB/s (a move's transfer)"
         );
+        println!(
+            "  snapshot of the running slice:            {snap:.1} s ({:.0} MB held on the host)",
+            held as f64 / 1e6
+        );
+        println!("  restore (stop, copy back, start):         {restore:.1} s");
     }
 }
 
 /// The same on real LXC slices: 1 GB written into one slice's home, packed by the host's tar
 /// (compressed by the agent), read off the node, and imported into a second slice (unpacked by
-/// its own tar). `(pack seconds, read MB/s, import MB/s)`.
-async fn lxc_part(ctx: &Context, ca: &Ca, links: &slices::jobs::links::Links) -> (f64, f64, f64) {
+/// its own tar); then a snapshot of that slice and its restore.
+async fn lxc_part(ctx: &Context, ca: &Ca, links: &slices::jobs::links::Links) -> Lxc {
     use slices::domain::{DnsName, Limits, PrivateIp};
     let mut lab =
         common::lxc_node::start_with_ca("lxcarch", "slbr-barch", "10.96.0.0/24", Some(ca)).await;
@@ -325,24 +338,12 @@ async fn lxc_part(ctx: &Context, ca: &Ca, links: &slices::jobs::links::Links) ->
     let pack = t.elapsed().as_secs_f64();
     let size = r.returned[1]["size"].as_u64().unwrap();
     let sha = Sha256Hex::parse(r.returned[1]["sha256"].as_str().unwrap()).unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
-    let (tx2, rx2) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
-    // Read off the node and, as a move would, straight into the other slice.
+    // Read off the node and, as a move does, straight into the other slice.
     let t = Instant::now();
-    let pass = tokio::spawn(async move {
-        while let Some(b) = rx.recv().await {
-            if tx2.send(b).await.is_err() {
-                break;
-            }
-        }
-    });
-    let (r, w) = tokio::join!(
-        links.read_archive(&node, (a.id, &sha, size), 0, tx),
-        links.write_archive(&node, (b.id, &sha, size), rx2)
-    );
-    r.unwrap();
-    w.unwrap();
-    pass.await.unwrap();
+    links
+        .copy_archive((&node, a.id), (&node, b.id), (&sha, size))
+        .await
+        .unwrap();
     let both = size as f64 / 1e6 / t.elapsed().as_secs_f64();
     // The read alone.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
@@ -356,7 +357,43 @@ async fn lxc_part(ctx: &Context, ca: &Ca, links: &slices::jobs::links::Links) ->
     let read = size as f64 / 1e6 / t.elapsed().as_secs_f64();
     let there = lab.work.path().join("state/lxc/ve4602/rootfs/home/big.bin");
     assert_eq!(std::fs::metadata(&there).unwrap().len(), 1 << 30);
-    (pack, read, both)
+    // A snapshot of the running slice with its 1 GB, and a restore (stop, copy, start).
+    let name = slices::domain::SnapshotName::parse("bench").unwrap();
+    let t = Instant::now();
+    let r = lab
+        .master
+        .call(&Command::Snapshot(a.id, name.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{}", r.text());
+    let snap = t.elapsed().as_secs_f64();
+    let held = r.returned[1]["size"].as_u64().unwrap();
+    let t = Instant::now();
+    let r = lab
+        .master
+        .call(&Command::RestoreSnapshot(a.id, name))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{}", r.text());
+    let restore = t.elapsed().as_secs_f64();
+    Lxc {
+        pack,
+        read,
+        both,
+        snap,
+        restore,
+        held,
+    }
+}
+
+/// What the LXC part measured.
+struct Lxc {
+    pack: f64,
+    read: f64,
+    both: f64,
+    snap: f64,
+    restore: f64,
+    held: u64,
 }
 
 fn common_median(mut v: Vec<f64>) -> f64 {
