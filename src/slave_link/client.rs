@@ -130,10 +130,9 @@ impl AgentClient {
     /// Sends a command without waiting for its reply: several may be in flight on one
     /// connection (the agent answers them in order); `receive` takes the replies.
     pub async fn send(&mut self, command: &Command) -> Result<(), LinkError> {
-        let mut line = command.to_line();
-        line.push(b'\n');
+        let wire = command.to_wire();
         let s = self.stream.get_mut();
-        s.write_all(&line).await?;
+        s.write_all(&wire).await?;
         Ok(s.flush().await?)
     }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::BufReader;
+use tokio::io::{AsyncReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -230,7 +230,32 @@ where
             continue;
         }
         let started = Instant::now();
-        let (name, args, reply) = match Command::parse_line(&line) {
+        let head = match Command::parse_head(&line) {
+            Ok(h) => h,
+            Err(refusal) => {
+                // Raw bytes of a size it cannot tell follow: the stream is lost.
+                tracing::warn!(%peer, error = %refusal, "a request announced raw bytes it cannot size; closing the link");
+                write_reply(stream.get_mut(), &Reply::from(refusal)).await?;
+                return Ok(());
+            }
+        };
+        let mut parsed = head.command;
+        if head.tail > 0 {
+            let mut raw = vec![0u8; head.tail];
+            let read = tokio::time::timeout(opts.idle_timeout, stream.read_exact(&mut raw)).await;
+            match read {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => {
+                    tracing::info!(%peer, "link stopped in the middle of a piece; closing it");
+                    return Ok(());
+                }
+            }
+            if let Ok(Command::ImportHome { data, .. }) = &mut parsed {
+                *data = raw;
+            }
+        }
+        let (name, args, reply) = match parsed {
             Err(refusal) => (
                 "(refused)",
                 String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned(),

@@ -118,6 +118,39 @@ async fn a_home_is_exported_read_by_its_hash_and_imported_whole_or_not_at_all() 
     let home = lab.state.join("sim/301.home/alice/thesis.txt");
     assert_eq!(std::fs::read(&home).unwrap(), b"chapter 2");
 
+    // The data as a base64 string (the all-JSON form; `call` sends it as raw bytes after the
+    // line) is taken the same way.
+    use base64::Engine as _;
+    let third = archive("alice/thesis.txt", b"chapter 3");
+    let third_sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&third));
+    let req = slices::slave_link::Request {
+        command: "import_home".into(),
+        arguments: vec![
+            serde_json::json!(id),
+            serde_json::json!(third_sha),
+            serde_json::json!(third.len()),
+            serde_json::json!(0),
+            serde_json::json!(base64::engine::general_purpose::STANDARD.encode(&third)),
+        ],
+    };
+    let r = m.call_raw(&req).await.unwrap();
+    assert_eq!(r.returned[0], "imported", "{}", r.text());
+    assert_eq!(std::fs::read(&home).unwrap(), b"chapter 3");
+    // Raw bytes announced beyond a piece's size: refused, and the link is closed (what
+    // follows could not be read as lines).
+    let mut other = lab.master().await;
+    let r = other
+        .send_bytes(
+            format!(
+                "{{\"command\":\"import_home\",\"arguments\":[301,\"{third_sha}\",10,0,{{\"bytes\":99999999}}]}}"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, code::BAD_ARGUMENTS, "{}", r.text());
+    assert!(other.call(&Command::Ping).await.is_err(), "closed");
+
     // A new export has the new file; the old hash is now a conflict, not old bytes.
     let (_, sha2) = export_of(&m.call(&Command::ExportHome(id)).await.unwrap());
     assert_ne!(sha2, sha);
