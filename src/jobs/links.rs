@@ -299,6 +299,7 @@ impl Links {
         // of them are on the current connection.
         let mut unacked: std::collections::VecDeque<(u64, bytes::Bytes)> = Default::default();
         let (mut sent, mut taken, mut acked) = (0usize, 0u64, 0u64);
+        let mut legacy = false;
         while acked < size {
             let c = match client.as_mut() {
                 Some(c) => c,
@@ -330,7 +331,12 @@ impl Links {
                     offset: *at,
                     data: data.to_vec(),
                 };
-                result = c.send(&cmd).await;
+                // An agent older than raw pieces takes them in base64 (the JSON form).
+                result = if legacy {
+                    c.send_json(&cmd).await
+                } else {
+                    c.send(&cmd).await
+                };
                 if result.is_err() {
                     break;
                 }
@@ -366,6 +372,15 @@ impl Links {
                     return Err(ArchiveError::Refused(reply.text()));
                 }
                 acked = have;
+                client = None;
+                continue;
+            }
+            if !legacy && crate::slave_link::refuses_raw_pieces(&reply) {
+                // An older agent: everything sent since is refused too; again in base64, on
+                // a fresh connection.
+                tracing::info!(node = %node.name, "archive write: the agent takes no raw pieces; sending base64");
+                legacy = true;
+                unacked.push_front((at, data));
                 client = None;
                 continue;
             }

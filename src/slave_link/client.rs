@@ -136,6 +136,16 @@ impl AgentClient {
         Ok(s.flush().await?)
     }
 
+    /// Sends a command as one JSON line, bulk data in base64 (for agents older than raw
+    /// pieces after the line).
+    pub async fn send_json(&mut self, command: &Command) -> Result<(), LinkError> {
+        let mut line = command.to_line();
+        line.push(b'\n');
+        let s = self.stream.get_mut();
+        s.write_all(&line).await?;
+        Ok(s.flush().await?)
+    }
+
     /// The reply to the oldest command sent and not yet answered.
     pub async fn receive(&mut self) -> Result<Reply, LinkError> {
         self.read_reply(self.timeout).await

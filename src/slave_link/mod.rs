@@ -8,5 +8,5 @@ pub mod protocol;
 pub mod server;
 
 pub use client::{AgentClient, LinkError};
-pub use protocol::{code, Command, EnvSpec, Refusal, Reply, Request};
+pub use protocol::{code, refuses_raw_pieces, Command, EnvSpec, Refusal, Reply, Request};
 pub use server::{Handler, ServerOptions};

@@ -357,6 +357,16 @@ fn piece(req: &Request, i: usize, size: u64, offset: u64, max: u64) -> Result<Ve
     Ok(data)
 }
 
+/// Whether a reply is an older agent's refusal of `import_home`'s raw form (it takes the data
+/// only as a base64 string): the sender then goes on in base64.
+pub fn refuses_raw_pieces(reply: &Reply) -> bool {
+    reply.code == code::BAD_ARGUMENTS
+        && reply
+            .text()
+            .contains("import_home: argument 5 (data): a base64 string")
+        && !reply.text().contains("{\"bytes\": N}")
+}
+
 /// A request line as read: the command (or why it is refused), and how many raw bytes follow
 /// the line on the wire (the data of an `import_home` sent as `{"bytes": N}`), which the
 /// reader takes before the next line whatever the command's fate.
@@ -848,6 +858,27 @@ mod tests {
             keys: vec![],
             root: true,
         }
+    }
+
+    #[test]
+    fn an_older_agents_refusal_of_raw_pieces_is_known() {
+        // What agents before raw pieces answered to `{"bytes": N}` (their `piece()`).
+        let old = Reply::error(
+            code::BAD_ARGUMENTS,
+            "import_home: argument 5 (data): a base64 string",
+        );
+        assert!(refuses_raw_pieces(&old));
+        // Today's refusal of a bad size is not that: nothing is sent again.
+        let req: Request = serde_json::from_str(
+            r#"{"command":"import_home","arguments":[101,"x",1,0,{"bytes":"many"}]}"#,
+        )
+        .unwrap();
+        let now = Reply::from(tail_len(&req).unwrap_err());
+        assert!(!refuses_raw_pieces(&now), "{}", now.text());
+        assert!(!refuses_raw_pieces(&Reply::ok(vec![
+            "partial".into(),
+            5.into()
+        ])));
     }
 
     #[test]
