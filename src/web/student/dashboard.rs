@@ -177,7 +177,11 @@ fn view(
         Some((JobKind::Stop, _)) => Some("Stopping…".into()),
         Some((JobKind::Restart, _)) => Some("Restarting…".into()),
         Some((JobKind::Limits, _)) => Some("Applying the new plan…".into()),
-        Some((JobKind::Move, _)) => Some("Moving to another node…".into()),
+        Some((JobKind::Move, _)) if s.step == slices::STEPS[5] => {
+            Some("Removing the old container…".into())
+        }
+        Some((JobKind::Move, _)) => Some("Being made anew, its /home carried over…".into()),
+        Some((JobKind::Snapshots, _)) => Some("Working on its snapshots…".into()),
         Some((JobKind::Keys, _)) => Some("Updating the keys…".into()),
         _ => None,
     };
