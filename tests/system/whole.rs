@@ -671,15 +671,25 @@ async fn the_whole_system_across_hosts() {
 
     // Alice writes her work in /home; staff move her slice to the other node, and she finds
     // it there byte for byte (the old container gone); then she reinstalls it, keeping /home.
-    let sha_of_work = || {
-        let (code, out, err) = lab.ssh(
-            alice_key,
-            "slsys-alice",
-            &["sha256sum ~/work.bin && hostname"],
-            "",
-        );
-        assert_eq!(code, 0, "{err}");
-        out
+    // The SHA-256 of her work and her slice's name, through the gateway, once it answers.
+    let sha_of_work = |when: &str| {
+        let start = Instant::now();
+        loop {
+            let (code, out, err) = lab.ssh(
+                alice_key,
+                "slsys-alice",
+                &["sha256sum ~/work.bin && hostname"],
+                "",
+            );
+            if code == 0 {
+                return out;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{when}: {code} {err}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     };
     let (code, _, err) = lab.ssh(
         alice_key,
@@ -688,7 +698,7 @@ async fn the_whole_system_across_hosts() {
         "",
     );
     assert_eq!(code, 0, "{err}");
-    let before = sha_of_work();
+    let before = sha_of_work("before the move");
     let from = query(
         &data,
         &format!("SELECT node_id FROM slices WHERE id = {alice}"),
@@ -727,24 +737,11 @@ async fn the_whole_system_across_hosts() {
         "the old container is removed"
     );
     // Through the gateway (which learnt the new address and host key), the same file.
-    let start = Instant::now();
-    loop {
-        let (code, out, err) = lab.ssh(
-            alice_key,
-            "slsys-alice",
-            &["sha256sum ~/work.bin && hostname"],
-            "",
-        );
-        if code == 0 {
-            assert_eq!(out, before, "her /home came along");
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "after the move: {code} {err}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    assert_eq!(
+        sha_of_work("after the move"),
+        before,
+        "her /home came along"
+    );
     let (_, alice_client, _) = &students[0];
     let reinstall = format!("/slices/{alice}/reinstall");
     let old_veid = query(
@@ -779,24 +776,11 @@ async fn the_whole_system_across_hosts() {
         1,
         "the old container is removed"
     );
-    let start = Instant::now();
-    loop {
-        let (code, out, err) = lab.ssh(
-            alice_key,
-            "slsys-alice",
-            &["sha256sum ~/work.bin && hostname"],
-            "",
-        );
-        if code == 0 {
-            assert_eq!(out, before, "her /home is kept");
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "after the reinstall: {code} {err}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    assert_eq!(
+        sha_of_work("after the reinstall"),
+        before,
+        "her /home is kept"
+    );
     wait_until("the moved mail", 30, || {
         smtp.messages().iter().any(|m| {
             m.contains("To: slsys-alice <") && m.contains("Subject: Your slice is reinstalled")

@@ -33,16 +33,9 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         }
         r => match judge(cmd.name(), r) {
             Ok(reply) => {
-                let made = reply.returned.get(1);
-                let size = made.and_then(|m| m["size"].as_i64());
-                let sha = made
-                    .and_then(|m| m["sha256"].as_str())
-                    .and_then(|s| crate::templates::Sha256Hex::parse(s).ok());
-                let (Some(size), Some(sha)) = (size, sha) else {
-                    return Outcome::Fail(format!(
-                        "export_home: an answer without size and sha256: {}",
-                        reply.text()
-                    ));
+                let (size, sha) = match made(&reply) {
+                    Ok(m) => m,
+                    Err(o) => return o,
                 };
                 let at = crate::clock::now();
                 step!(
@@ -67,4 +60,22 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         );
     }
     outcome
+}
+
+/// The size and SHA-256 of the archive an `export_home` answer says it made.
+pub(super) fn made(
+    reply: &crate::slave_link::Reply,
+) -> Result<(i64, crate::templates::Sha256Hex), Outcome> {
+    let made = reply.returned.get(1);
+    let size = made.and_then(|m| m["size"].as_i64());
+    let sha = made
+        .and_then(|m| m["sha256"].as_str())
+        .and_then(|s| crate::templates::Sha256Hex::parse(s).ok());
+    match (size, sha) {
+        (Some(size), Some(sha)) => Ok((size, sha)),
+        _ => Err(Outcome::Fail(format!(
+            "export_home: an answer without size and sha256: {}",
+            reply.text()
+        ))),
+    }
 }

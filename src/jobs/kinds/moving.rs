@@ -195,17 +195,7 @@ async fn carry(env: &JobEnv, job: &Job, m: &Move) -> Outcome {
                 }
             }
             let reply = step!(judge("export_home", r));
-            let made = reply.returned.get(1);
-            let size = made.and_then(|m| m["size"].as_i64());
-            let sha = made
-                .and_then(|m| m["sha256"].as_str())
-                .and_then(|s| Sha256Hex::parse(s).ok());
-            let (Some(size), Some(sha)) = (size, sha) else {
-                return Outcome::Fail(format!(
-                    "export_home: an answer without size and sha256: {}",
-                    reply.text()
-                ));
-            };
+            let (size, sha) = step!(super::export::made(&reply));
             let note = format!(
                 "/home packed: {} (SHA-256 {}).",
                 crate::domain::size_text(size),
