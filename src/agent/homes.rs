@@ -190,7 +190,7 @@ impl Agent {
         id: VeId,
         sha: &Sha256Hex,
         offset: u64,
-        len: u32,
+        (len, raw): (u32, bool),
     ) -> Result<Reply, DriverError> {
         let mut f = match File::open(self.archives.export(id, sha)) {
             Ok(f) => f,
@@ -219,6 +219,9 @@ impl Agent {
         f.seek(SeekFrom::Start(offset))?;
         let mut buf = Vec::with_capacity(len as usize);
         f.take(len as u64).read_to_end(&mut buf)?;
+        if raw {
+            return Ok(Reply::piece(buf));
+        }
         use base64::Engine as _;
         Ok(Reply::ok(vec![serde_json::Value::String(
             base64::engine::general_purpose::STANDARD.encode(&buf),
@@ -263,6 +266,7 @@ impl Agent {
         match receive_piece(&part, &done, "import_home", (sha, size), offset, data) {
             Ok(PutOutcome::Partial(n)) => Ok(Reply::ok(vec!["partial".into(), n.into()])),
             Ok(PutOutcome::Resume(n)) => Ok(Reply {
+                raw: None,
                 code: code::CONFLICT,
                 returned: vec![
                     format!("import_home: resume from offset {n}").into(),

@@ -358,6 +358,7 @@ impl Agent {
             Ok(PutOutcome::Partial(n)) => Reply::ok(vec!["partial".into(), n.into()]),
             Ok(PutOutcome::Installed) => Reply::ok(vec!["installed".into()]),
             Ok(PutOutcome::Resume(n)) => Reply {
+                raw: None,
                 code: code::CONFLICT,
                 returned: vec![
                     format!("put_template: resume from offset {n}").into(),
@@ -609,7 +610,8 @@ impl Agent {
                 sha256,
                 offset,
                 len,
-            } => self.read_export(id, &sha256, offset, len)?,
+                raw,
+            } => self.read_export(id, &sha256, offset, (len, raw))?,
             Command::DropExport(id) => self.drop_export(id)?,
             Command::ImportHome {
                 id,
@@ -763,6 +765,7 @@ impl Handler for Agent {
         match self.dispatch(cmd) {
             Ok(reply) => reply,
             Err(e) => Reply {
+                raw: None,
                 code: code::FAILED,
                 returned: e.lines.into_iter().map(Value::String).collect(),
             },

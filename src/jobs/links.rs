@@ -191,6 +191,7 @@ impl Links {
         let mut hash = Sha256::new();
         let whole = from == 0;
         let (mut offset, mut held, mut client, mut failures) = (from, None, None, 0u32);
+        let mut legacy = false;
         // Asked for and not yet answered: (offset, length), oldest first.
         let mut asked: std::collections::VecDeque<(u64, u32)> = Default::default();
         while offset < size {
@@ -216,6 +217,7 @@ impl Links {
                     sha256: sha256.clone(),
                     offset: next,
                     len,
+                    raw: !legacy,
                 };
                 sent = c.send(&cmd).await;
                 if sent.is_err() {
@@ -238,14 +240,25 @@ impl Links {
                 }
             };
             let (at, len) = asked.pop_front().expect("a reply answers a read");
+            if !legacy && crate::slave_link::protocol::refuses_raw_reads(&reply) {
+                // An agent older than raw pieces: ask again in base64, on a fresh connection.
+                tracing::info!(node = %node.name, "archive read: the agent answers no raw pieces; reading base64");
+                legacy = true;
+                client = None;
+                continue;
+            }
             if !reply.is_ok() {
                 return Err(ArchiveError::Refused(reply.text()));
             }
-            let data = reply
-                .returned
-                .first()
-                .and_then(|v| v.as_str())
-                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            let data = match reply.raw {
+                Some(raw) => Some(raw),
+                None => reply
+                    .returned
+                    .first()
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok()),
+            };
+            let data = data
                 .filter(|d| at == offset && d.len() == len as usize)
                 .ok_or_else(|| {
                     ArchiveError::Refused(format!(

@@ -179,6 +179,17 @@ impl AgentClient {
         if got.is_none() {
             return Err(LinkError::Closed);
         }
-        serde_json::from_slice(&self.buf).map_err(|e| LinkError::BadReply(e.to_string()))
+        let mut reply: Reply =
+            serde_json::from_slice(&self.buf).map_err(|e| LinkError::BadReply(e.to_string()))?;
+        // A piece read raw: its bytes follow the line.
+        if let Some(n) = reply.raw_len() {
+            use tokio::io::AsyncReadExt;
+            let mut raw = vec![0u8; n];
+            tokio::time::timeout(timeout, self.stream.read_exact(&mut raw))
+                .await
+                .map_err(|_| LinkError::Timeout(timeout))??;
+            reply.raw = Some(raw);
+        }
+        Ok(reply)
     }
 }

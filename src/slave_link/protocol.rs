@@ -31,6 +31,10 @@ pub struct Reply {
     pub code: i32,
     #[serde(default)]
     pub returned: Vec<Value>,
+    /// Raw bytes that follow the reply's line on the wire (`returned` is then
+    /// `[{"bytes": N}]`): a piece of an archive read with `read_export [..., "raw"]`.
+    #[serde(skip)]
+    pub raw: Option<Vec<u8>>,
 }
 
 /// The reply codes. 0 is success; every other code is a failure of a documented kind.
@@ -62,6 +66,7 @@ impl Reply {
         Reply {
             code: code::OK,
             returned,
+            raw: None,
         }
     }
 
@@ -69,11 +74,44 @@ impl Reply {
         Reply {
             code,
             returned: vec![Value::String(message.into())],
+            raw: None,
         }
     }
 
     pub fn is_ok(&self) -> bool {
         self.code == code::OK
+    }
+
+    /// A piece of an archive as raw bytes after the line.
+    pub fn piece(data: Vec<u8>) -> Reply {
+        Reply {
+            code: code::OK,
+            returned: vec![json!({ "bytes": data.len() })],
+            raw: Some(data),
+        }
+    }
+
+    /// The number of raw bytes a reply's line says follow it (`[{"bytes": N}]`, N at most
+    /// 512 KiB); None for any other reply.
+    pub fn raw_len(&self) -> Option<usize> {
+        match self.returned.as_slice() {
+            [Value::Object(o)] if o.len() == 1 => o
+                .get("bytes")
+                .and_then(Value::as_u64)
+                .filter(|n| *n as usize <= crate::templates::CHUNK)
+                .map(|n| n as usize),
+            _ => None,
+        }
+    }
+
+    /// The reply as it goes on the wire: its line, newline, and its raw bytes if any.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let mut w = self.to_line();
+        w.push(b'\n');
+        if let Some(raw) = &self.raw {
+            w.extend_from_slice(raw);
+        }
+        w
     }
 
     /// The reply as one line of the wire (without its newline). A piece of an archive (one
@@ -221,6 +259,8 @@ pub enum Command {
         sha256: Sha256Hex,
         offset: u64,
         len: u32,
+        /// Answer with the bytes raw after the reply's line (else base64 in it).
+        raw: bool,
     },
     /// Removes the slice's archive from the node.
     DropExport(VeId),
@@ -365,6 +405,15 @@ pub fn refuses_raw_pieces(reply: &Reply) -> bool {
             .text()
             .contains("import_home: argument 5 (data): a base64 string")
         && !reply.text().contains("{\"bytes\": N}")
+}
+
+/// Whether a reply is an older agent's refusal of `read_export`'s raw form (it takes exactly
+/// four arguments): the reader then asks in base64.
+pub fn refuses_raw_reads(reply: &Reply) -> bool {
+    reply.code == code::BAD_ARGUMENTS
+        && reply
+            .text()
+            .starts_with("read_export: takes 4 argument(s) [id, sha256, offset, length], got 5")
 }
 
 /// A request line as read: the command (or why it is refused), and how many raw bytes follow
@@ -588,7 +637,16 @@ impl Command {
             "export_home" => Command::ExportHome(id(req)?),
             "drop_export" => Command::DropExport(id(req)?),
             "read_export" => {
-                arity(req, 4, "[id, sha256, offset, length]")?;
+                let raw = req.arguments.len() == 5;
+                if raw && req.arguments[4] != json!("raw") {
+                    return Err(Refusal::args(
+                        &req.command,
+                        "argument 5: \"raw\" or nothing",
+                    ));
+                }
+                if !raw {
+                    arity(req, 4, "[id, sha256, offset, length] (or with \"raw\")")?;
+                }
                 let len: u32 = typed(req, 3, "length")?;
                 if len == 0 || len as usize > crate::templates::CHUNK {
                     return Err(Refusal::args(
@@ -601,6 +659,7 @@ impl Command {
                     sha256: typed(req, 1, "sha256")?,
                     offset: typed(req, 2, "offset")?,
                     len,
+                    raw,
                 }
             }
             "import_home" => {
@@ -809,7 +868,14 @@ impl Command {
                 sha256,
                 offset,
                 len,
-            } => vec![json!(id), json!(sha256), json!(offset), json!(len)],
+                raw,
+            } => {
+                let mut a = vec![json!(id), json!(sha256), json!(offset), json!(len)];
+                if *raw {
+                    a.push(json!("raw"));
+                }
+                a
+            }
             Command::ImportHome {
                 id,
                 sha256,
@@ -858,6 +924,30 @@ mod tests {
             keys: vec![],
             root: true,
         }
+    }
+
+    #[test]
+    fn an_older_agents_refusal_of_raw_reads_is_known() {
+        // What agents before raw pieces answered to a fifth argument (their `arity`).
+        let old = Reply::error(
+            code::BAD_ARGUMENTS,
+            "read_export: takes 4 argument(s) [id, sha256, offset, length], got 5",
+        );
+        assert!(refuses_raw_reads(&old));
+        let req: Request =
+            serde_json::from_str(r#"{"command":"read_export","arguments":[101,"x",0,10,"fast"]}"#)
+                .unwrap();
+        let now = Reply::from(Command::from_request(&req).unwrap_err());
+        assert!(!refuses_raw_reads(&now), "{}", now.text());
+        // A raw reply's wire form: the line says how many bytes follow, and they do.
+        let r = Reply::piece(vec![7u8; 1000]);
+        assert_eq!(r.raw_len(), Some(1000));
+        let wire = r.to_wire();
+        let end = wire.iter().position(|b| *b == b'\n').unwrap();
+        let back: Reply = serde_json::from_slice(&wire[..end]).unwrap();
+        assert_eq!(back.raw_len(), Some(1000));
+        assert_eq!(&wire[end + 1..], &[7u8; 1000][..]);
+        assert_eq!(Reply::ok(vec!["imported".into()]).raw_len(), None);
     }
 
     #[test]
@@ -966,6 +1056,14 @@ mod tests {
                 sha256: Sha256Hex::parse(&"cd".repeat(32)).unwrap(),
                 offset: 1 << 20,
                 len: 512 * 1024,
+                raw: false,
+            },
+            Command::ReadExport {
+                id,
+                sha256: Sha256Hex::parse(&"cd".repeat(32)).unwrap(),
+                offset: 0,
+                len: 10,
+                raw: true,
             },
             Command::DropExport(id),
             Command::Snapshot(id, SnapshotName::parse("s20261203-221501").unwrap()),

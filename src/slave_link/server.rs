@@ -291,15 +291,13 @@ where
     }
 }
 
-/// Writes a reply as one line and flushes.
+/// Writes a reply (its line, and its raw bytes if any) and flushes.
 async fn write_reply<W: tokio::io::AsyncWrite + Unpin>(
     w: &mut W,
     reply: &Reply,
 ) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let mut line = reply.to_line();
-    line.push(b'\n');
-    w.write_all(&line).await?;
+    w.write_all(&reply.to_wire()).await?;
     w.flush().await
 }
 

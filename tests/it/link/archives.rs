@@ -56,6 +56,7 @@ async fn a_home_is_exported_read_by_its_hash_and_imported_whole_or_not_at_all() 
         sha256: sha.clone(),
         offset,
         len,
+        raw: false,
     };
     let r = m.call(&read(&any, 0, 10)).await.unwrap();
     assert_eq!(r.code, code::NOT_FOUND, "{}", r.text());
@@ -77,6 +78,24 @@ async fn a_home_is_exported_read_by_its_hash_and_imported_whole_or_not_at_all() 
         .unwrap(),
         sha
     );
+    // Raw: the same bytes after the reply's line instead of base64 in it.
+    let mut raw = Vec::new();
+    while (raw.len() as u64) < size {
+        let r = m
+            .call(&Command::ReadExport {
+                id,
+                sha256: sha.clone(),
+                offset: raw.len() as u64,
+                len: 100,
+                raw: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.code, 0, "{}", r.text());
+        assert_eq!(r.raw_len(), r.raw.as_ref().map(|b| b.len()));
+        raw.extend(r.raw.unwrap());
+    }
+    assert_eq!(raw, got);
     assert!(piece(&m.call(&read(&sha, size, 100)).await.unwrap()).is_empty());
     let r = m.call(&read(&sha, size + 1, 100)).await.unwrap();
     assert_eq!(r.code, code::BAD_ARGUMENTS, "{}", r.text());

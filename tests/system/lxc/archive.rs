@@ -60,6 +60,7 @@ async fn export(m: &mut AgentClient, id: VeId) -> Vec<u8> {
                 sha256: sha.clone(),
                 offset: got.len() as u64,
                 len: 512 * 1024,
+                raw: false,
             })
             .await
             .unwrap();
