@@ -89,6 +89,21 @@ impl JobEnv {
         self.ctx.db.read_now(f).await.map_err(db_err)
     }
 
+    /// Whether this is the job's last attempt: a retry now ends it (as the runner judges).
+    pub fn last_attempt(&self, job: &Job) -> bool {
+        job.attempts >= job.max_attempts.min(self.cfg.max_attempts)
+    }
+
+    /// Why the job ends for good with `outcome` (a failure, or a retry on its last attempt),
+    /// so a kind can put right what it leaves behind; None when it goes on or is done.
+    pub fn gives_up(&self, job: &Job, outcome: &Outcome) -> Option<String> {
+        match outcome {
+            Outcome::Fail(why) => Some(why.clone()),
+            Outcome::Retry(why) if self.last_attempt(job) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
     pub async fn ours(&self, job: &Job) -> bool {
         let (id, owner) = (job.id, self.owner.clone());
         matches!(

@@ -6,9 +6,6 @@ use serde::Serialize;
 
 use crate::error::Result;
 
-/// What a move is: to another node, or a reinstall in place.
-pub const KINDS: [&str; 2] = ["move", "reinstall"];
-
 /// A move under way.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Move {

@@ -48,12 +48,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
             Err(o) => o,
         },
     };
-    let gives_up = match &outcome {
-        Outcome::Fail(why) => Some(why.clone()),
-        Outcome::Retry(why) if job.attempts >= job.max_attempts => Some(why.clone()),
-        _ => None,
-    };
-    if let Some(why) = gives_up {
+    if let Some(why) = env.gives_up(job, &outcome) {
         step!(
             env.db(move |db| db.write(|tx| exports::set_failed(tx, slice_id, &why)))
                 .await

@@ -31,14 +31,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
             other => other,
         }
     };
-    let gives_up = match &outcome {
-        Outcome::Fail(why) => Some(why.clone()),
-        Outcome::Retry(why) if job.attempts >= job.max_attempts.min(env.cfg.max_attempts) => {
-            Some(why.clone())
-        }
-        _ => None,
-    };
-    if let Some(why) = gives_up {
+    if let Some(why) = env.gives_up(job, &outcome) {
         let m = step!(env.read(move |c| moves::get(c, slice_id)).await);
         match m {
             Some(m) if !m.switched => undo(env, job, &m, &why).await,

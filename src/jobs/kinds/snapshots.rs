@@ -40,7 +40,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
             .call(&node, Some(job.id), Some(slice_id), &cmd)
             .await;
         let (state, n) = (s.state.clone(), s.name.clone());
-        let gives_up = job.attempts >= job.max_attempts.min(env.cfg.max_attempts);
+        let last = env.last_attempt(job);
         let outcome = match r {
             // Taken already (an answer lost): the list below fills it in.
             Ok(reply) if state == "taking" && reply.code == code::CONFLICT => Ok(None),
@@ -51,7 +51,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
             r => match judge(cmd.name(), r) {
                 Ok(reply) => Ok(Some(reply)),
                 Err(Outcome::Fail(why)) => Err(why),
-                Err(Outcome::Retry(why)) if gives_up => Err(why),
+                Err(Outcome::Retry(why)) if last => Err(why),
                 Err(o) => return o,
             },
         };
