@@ -88,6 +88,19 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Node>> {
         .optional()?)
 }
 
+/// A node's name and whether it runs the simulator, as a card shows them (without reading
+/// and parsing the rest of the node).
+pub fn name_and_simulated(conn: &Connection, id: i64) -> Result<Option<(String, bool)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT name, coalesce(CASE WHEN json_valid(info)
+                                        THEN json_extract(info, '$.simulated') = 1 END, 0)
+               FROM nodes WHERE id = ?1",
+        )?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
 pub fn list(conn: &Connection) -> Result<Vec<Node>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM nodes ORDER BY name"))?;
     let rows = stmt

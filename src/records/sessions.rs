@@ -51,23 +51,28 @@ pub fn lookup(conn: &Connection, token: &str, life: Lifetimes) -> Result<Option<
         return Ok(None);
     }
     let t = now();
-    let cols: String = COLUMNS
-        .split(", ")
-        .map(|c| format!("u.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let found = conn
-        .prepare_cached(&format!(
+    // Written once: every request with a session runs it.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let cols: String = COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
             "SELECT {cols}, s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?3"
-        ))?
-        .query_row(params![token_hash(token), t, t - life.idle_secs], |r| {
+        )
+    });
+    let hash = token_hash(token);
+    let found = conn
+        .prepare_cached(&SQL)?
+        .query_row(params![hash, t, t - life.idle_secs], |r| {
             Ok((from_row(r)?, r.get::<_, i64>(COLUMN_COUNT)?))
         })
         .optional()?;
     Ok(match found {
         Some((user, last_seen_at)) if !user.is_disabled() => Some(Session {
-            token_hash: token_hash(token),
+            token_hash: hash,
             user,
             last_seen_at,
         }),

@@ -104,10 +104,12 @@ pub fn latest_for_user(
     conn: &Connection,
     user_id: i64,
 ) -> Result<std::collections::HashMap<i64, Vec<LatestRow>>> {
+    // The user's slices by index, then each one's rows in key order (slice, resource): no
+    // list to build and no sort, which cost more than the rows when there are none.
     let mut stmt = conn.prepare_cached(
-        "SELECT l.slice_id, l.resource, l.at, l.held, l.lim, l.failcnt FROM usage_latest l
-          WHERE l.slice_id IN (SELECT id FROM slices WHERE user_id = ?1 AND state <> 'destroyed')
-          ORDER BY l.slice_id, l.resource",
+        "SELECT l.slice_id, l.resource, l.at, l.held, l.lim, l.failcnt
+           FROM slices s CROSS JOIN usage_latest l
+          WHERE s.user_id = ?1 AND s.state <> 'destroyed' AND l.slice_id = s.id",
     )?;
     let mut out: std::collections::HashMap<i64, Vec<LatestRow>> = Default::default();
     let rows = stmt.query_map([user_id], |r| {
@@ -119,6 +121,10 @@ pub fn latest_for_user(
     for row in rows {
         let (id, latest) = row?;
         out.entry(id).or_default().push(latest);
+    }
+    // By resource, as the key walk gives them (said here, not left to the plan).
+    for rows in out.values_mut() {
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
     }
     Ok(out)
 }

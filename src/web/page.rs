@@ -23,6 +23,7 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "base.html",
     "macros.html",
     "home.html",
+    "slice_card.html",
     "login.html",
     "signup.html",
     "setup.html",
@@ -117,11 +118,13 @@ pub use crate::clock::format_time;
 
 /// Unix seconds as the `when` filter writes them (for views that write it beforehand).
 pub fn time_html(t: i64) -> String {
-    format!(
-        "<time datetime=\"{}\">{}</time>",
-        crate::clock::format_rfc3339(t),
-        format_time(t)
-    )
+    let mut s = String::with_capacity(64);
+    s.push_str("<time datetime=\"");
+    s.push_str(&crate::clock::format_rfc3339(t));
+    s.push_str("\">");
+    s.push_str(&format_time(t));
+    s.push_str("</time>");
+    s
 }
 
 /// What a page shows of the viewer.

@@ -23,7 +23,7 @@ const COMPUTED: &[(&str, &str)] = &[
     ("column", "username"),
     // users::search: the WHERE clause (also a named string; this stands in elsewhere).
     ("filter", "?1 IS NOT NULL AND (?2 IS NULL OR s.state = ?2)"),
-    // slices::events_for_user: the number of events a card shows, written into the statement.
+    // slices::recent_events: the number of events a card shows, written into the statement.
     ("EVENTS_SHOWN", "5"),
 ];
 
@@ -344,4 +344,48 @@ fn the_reader_finds_statements_and_their_pieces() {
     );
     assert_eq!(sql[1], "UPDATE t SET a = '\\' WHERE b");
     assert!(fill("SELECT {nobody}", &names).is_err());
+}
+
+/// The card's reading of a node (name, simulated) agrees with the whole node's, whatever its
+/// `info` holds: a simulator's, a real host's, none, or text that is not JSON.
+#[test]
+fn a_cards_node_reading_agrees_with_the_whole_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = slices::store::Db::open(&dir.path().join("t.db"), 1).unwrap();
+    for (i, info) in [
+        Some(r#"{"simulated": true, "driver": "sim"}"#),
+        Some(r#"{"simulated": false}"#),
+        Some(r#"{"driver": "lxc"}"#),
+        Some("not json {"),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = db
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO nodes (name, address, created_at, info, subnet)
+                     VALUES (?1, ?2, 0, ?3, ?4)",
+                    rusqlite::params![
+                        format!("n{i}"),
+                        format!("127.0.0.{}:7000", i + 1),
+                        info,
+                        format!("10.{i}.0.0/24")
+                    ],
+                )?;
+                Ok::<_, slices::error::Error>(tx.last_insert_rowid())
+            })
+            .unwrap();
+        let (whole, card) = db
+            .read(|c| {
+                Ok::<_, slices::error::Error>((
+                    slices::records::nodes::by_id(c, id)?.unwrap(),
+                    slices::records::nodes::name_and_simulated(c, id)?.unwrap(),
+                ))
+            })
+            .unwrap();
+        assert_eq!(card, (whole.name.clone(), whole.simulated()), "{info:?}");
+        assert_eq!(card.1, i == 0, "{info:?}");
+    }
 }

@@ -22,6 +22,23 @@ pub struct SliceQuery {
     page: Option<u64>,
 }
 
+/// A row of the list: only what it shows, flat (the template engine pays per segment of each
+/// dotted name, and for every field of a value it is given).
+#[derive(Serialize)]
+struct ListRow {
+    id: i64,
+    hostname: String,
+    username: String,
+    state: slices::State,
+    step: String,
+    /// Node, address and end, or a dash: written here, not by a filter per cell.
+    node: String,
+    ip: String,
+    ends: String,
+    /// `<time>` of its last change, as the `when` filter writes it.
+    changed: String,
+}
+
 #[get("/slices")]
 async fn list(
     state: State,
@@ -55,12 +72,6 @@ async fn list(
             .await?
     };
     // Each row's end: its own date, else its course's (the courses read once per page).
-    #[derive(Serialize)]
-    struct Row {
-        #[serde(flatten)]
-        listed: slices::Listed,
-        ends: Option<String>,
-    }
     let courses: std::collections::HashMap<String, i64> =
         if rows.iter().any(|r| !r.slice.course.is_empty()) {
             state
@@ -72,21 +83,27 @@ async fn list(
         } else {
             Default::default()
         };
-    let rows: Vec<Row> = rows
+    let rows: Vec<ListRow> = rows
         .into_iter()
         .map(|listed| {
-            let ends = listed
-                .slice
+            let s = listed.slice;
+            let ends = s
                 .expires_at
-                .or_else(|| courses.get(&listed.slice.course).copied())
-                .filter(|_| {
-                    !matches!(
-                        listed.slice.state,
-                        slices::State::Denied | slices::State::Destroyed
-                    )
-                })
+                .or_else(|| courses.get(&s.course).copied())
+                .filter(|_| !matches!(s.state, slices::State::Denied | slices::State::Destroyed))
                 .map(crate::ops::term::last_day);
-            Row { listed, ends }
+            let dash = |v: Option<String>| v.unwrap_or_else(|| "—".into());
+            ListRow {
+                id: s.id,
+                hostname: s.hostname,
+                username: listed.username,
+                state: s.state,
+                step: s.step,
+                node: dash(listed.node),
+                ip: dash(s.ip),
+                ends: dash(ends),
+                changed: crate::web::page::time_html(s.updated_at),
+            }
         })
         .collect();
     let pager = Pager::new(q.page, PER_PAGE, total);

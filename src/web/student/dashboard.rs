@@ -98,9 +98,8 @@ fn busy(state: SliceState) -> bool {
 struct Facts {
     usage: HashMap<i64, Vec<crate::ops::usage::Latest>>,
     in_flight: HashMap<i64, (JobKind, String)>,
-    events: HashMap<i64, Vec<slices::Event>>,
-    /// Nodes read so far (a user's slices share few).
-    nodes: HashMap<i64, Option<crate::nodes::Node>>,
+    /// Nodes read so far (a user's slices share few): name, and whether it is simulated.
+    nodes: HashMap<i64, Option<(String, bool)>>,
     /// Courses' ends read so far.
     course_ends: HashMap<String, Option<i64>>,
 }
@@ -110,7 +109,6 @@ impl Facts {
         Ok(Facts {
             usage: crate::ops::usage::latest_for_user(c, user_id)?,
             in_flight: crate::records::jobs::in_flight_for_user(c, user_id)?,
-            events: crate::records::slices::events_for_user(c, user_id)?,
             nodes: HashMap::new(),
             course_ends: HashMap::new(),
         })
@@ -124,10 +122,6 @@ impl Facts {
         if let Some(job) = crate::records::jobs::in_flight_kind(c, s.id)? {
             facts.in_flight.insert(s.id, job);
         }
-        facts.events.insert(
-            s.id,
-            slices::events(c, s.id, crate::records::slices::EVENTS_SHOWN)?,
-        );
         Ok(facts)
     }
 }
@@ -143,15 +137,15 @@ fn view(
         Some(id) => match facts.nodes.get(&id) {
             Some(n) => n.clone(),
             None => {
-                let n = crate::nodes::by_id(c, id)?;
+                let n = crate::records::nodes::name_and_simulated(c, id)?;
                 facts.nodes.insert(id, n.clone());
                 n
             }
         },
         None => None,
     };
-    let simulated = node.as_ref().is_some_and(|n| n.simulated());
-    let node = node.map(|n| n.name);
+    let simulated = node.as_ref().is_some_and(|n| n.1);
+    let node = node.map(|n| n.0);
     let place = if s.state == SliceState::Queued {
         Some(slices::queue_position(c, &s)?)
     } else {
@@ -216,7 +210,7 @@ fn view(
         end,
         usage,
         chart,
-        events: (facts.events.remove(&s.id).unwrap_or_default().into_iter())
+        events: (crate::records::slices::recent_events(c, s.id)?.into_iter())
             .map(CardEvent::from)
             .collect(),
         ssh: site.ssh_command(site.login_name(username, &s.subdomain)),
@@ -264,12 +258,48 @@ async fn home(state: State, req: HttpRequest, viewer: Viewer) -> Result<HttpResp
     let fingerprint = builtin_ssh
         .then(|| crate::ssh_gateway::fingerprint(&state.ctx.config.data))
         .flatten();
+    let csrf = viewer.csrf_token(&state);
+    let cards = views
+        .iter()
+        .map(|slice| {
+            card(
+                &state,
+                &CardValues {
+                    slice,
+                    csrf: &csrf,
+                    has_keys: keys > 0,
+                    terminal: builtin_terminal,
+                    gateway_fingerprint: fingerprint.as_deref(),
+                },
+            )
+        })
+        .collect::<Result<Vec<_>, WebError>>()?;
     Page::new("home.html")
-        .with("gateway_fingerprint", &fingerprint)
-        .with("terminal", &builtin_terminal)
-        .with("slices", &views)
-        .with("has_keys", &(keys > 0))
+        .with("cards", &cards.iter().map(|c| &**c).collect::<Vec<&str>>())
         .render(&state, &req, &viewer)
+}
+
+/// Everything a card shows: its slice's values and the page's few it shares.
+#[derive(Serialize)]
+struct CardValues<'a> {
+    #[serde(flatten)]
+    slice: &'a SliceView,
+    csrf: &'a str,
+    has_keys: bool,
+    terminal: bool,
+    gateway_fingerprint: Option<&'a str>,
+}
+
+/// A slice's card, rendered, or kept from a render of exactly the same values.
+fn card(state: &State, values: &CardValues) -> Result<std::sync::Arc<str>, WebError> {
+    let key = serde_json::to_vec(values).map_err(|e| WebError::Internal(e.into()))?;
+    if let Some(html) = state.cards.get(values.slice.id, &key) {
+        return Ok(html);
+    }
+    let ctx = tera::Context::from_serialize(values)?;
+    let html: std::sync::Arc<str> = state.templates.render("slice_card.html", &ctx)?.into();
+    state.cards.put(values.slice.id, key, html.clone());
+    Ok(html)
 }
 
 /// The card's changing parts of one of the viewer's slices (or any, for staff), as JSON.

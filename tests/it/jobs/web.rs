@@ -305,6 +305,40 @@ async fn the_dashboard_follows_a_request_to_running() {
             .status(),
         reqwest::StatusCode::FORBIDDEN
     );
+    // Cards are kept between views (src/web/cards.rs), never across what they show: the same
+    // view gives the same page; a second browser of alice's gets her card with its own form
+    // token (and its stop form is accepted with it); once stopped, the card says so.
+    let home = crate::http::page(&alice, &format!("{base}/")).await;
+    assert_eq!(crate::http::page(&alice, &format!("{base}/")).await, home);
+    let alice2 = browser();
+    crate::http::log_in(&alice2, &base, "alice").await;
+    let home2 = crate::http::page(&alice2, &format!("{base}/")).await;
+    let stop_token = |page: &str| {
+        let form = page
+            .split(&format!("action=\"/slices/{id}/stop\""))
+            .nth(1)
+            .expect("a stop form");
+        let value = form.split("name=\"csrf\" value=\"").nth(1).unwrap();
+        value[..value.find('"').unwrap()].to_string()
+    };
+    let (first, second) = (stop_token(&home), stop_token(&home2));
+    assert_ne!(first, second, "each browser's card has its own token");
+    // The same token as the page's own log-out form.
+    assert!(home2.matches(&second).count() > 1, "{home2}");
+    let stopped = alice2
+        .post(format!("{base}/slices/{id}/stop"))
+        .form(&[("csrf", second.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stopped.status(), reqwest::StatusCode::SEE_OTHER);
+    crate::http::wait_status(&alice, &base, id, "stopped", 20).await;
+    let after = crate::http::page(&alice, &format!("{base}/")).await;
+    assert!(
+        after.contains(r#"<span class="badge state-stopped" data-field="state">stopped</span>"#),
+        "{after}"
+    );
+    assert!(!after.contains("state-running"), "{after}");
     jobs.stop().await;
     handle.stop(false).await;
 }
