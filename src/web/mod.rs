@@ -1,11 +1,11 @@
 //! The web interface: sign-up, log-in, accounts and the staff pages, served by actix-web from
 //! templates and a stylesheet compiled into the binary.
 
-mod cards;
 mod chart;
 pub mod error;
 pub mod extract;
 pub mod page;
+mod pieces;
 mod public;
 mod slice_web;
 mod staff;
@@ -37,8 +37,8 @@ pub struct AppState {
     pub os_templates: crate::templates::TemplateDir,
     /// Connections to the agents for downloads (archives of /home), made at the first one.
     agents: std::sync::OnceLock<Arc<crate::jobs::links::Links>>,
-    /// Dashboard cards already rendered (about 2 MB at most).
-    pub cards: cards::CardCache,
+    /// Pieces of pages already rendered: dashboard cards, list rows (about 2 MB at most).
+    pub pieces: pieces::Pieces,
 }
 
 pub type State = web::Data<AppState>;
@@ -147,7 +147,7 @@ impl Application {
             base_url,
             os_templates: crate::templates::TemplateDir::new(&config.os_templates_dir())?,
             agents: std::sync::OnceLock::new(),
-            cards: cards::CardCache::new(2 << 20),
+            pieces: pieces::Pieces::new(2 << 20),
         });
         let max_body = config.max_body_bytes;
         let workers = if config.workers == 0 {

@@ -39,6 +39,7 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "request.html",
     "staff/requests.html",
     "staff/slices.html",
+    "staff/slice_row.html",
     "staff/slice.html",
     "terminal.html",
     "staff/jobs.html",

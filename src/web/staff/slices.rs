@@ -83,7 +83,7 @@ async fn list(
         } else {
             Default::default()
         };
-    let rows: Vec<ListRow> = rows
+    let rows = rows
         .into_iter()
         .map(|listed| {
             let s = listed.slice;
@@ -105,7 +105,12 @@ async fn list(
                 changed: crate::web::page::time_html(s.updated_at),
             }
         })
-        .collect();
+        .map(|row: ListRow| {
+            state
+                .pieces
+                .render(&state.templates, "staff/slice_row.html", row.id, &row)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let pager = Pager::new(q.page, PER_PAGE, total);
     let link = format!("q={}&state={}", url_escape(&q.q), url_escape(&q.state));
     let states = [
@@ -121,7 +126,7 @@ async fn list(
         "destroyed",
     ];
     Page::new("staff/slices.html")
-        .with("rows", &rows)
+        .with("rows", &rows.iter().map(|r| &**r).collect::<Vec<&str>>())
         .with("query", &q)
         .with("pager", &pager)
         .with("link", &link)

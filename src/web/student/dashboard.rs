@@ -292,14 +292,9 @@ struct CardValues<'a> {
 
 /// A slice's card, rendered, or kept from a render of exactly the same values.
 fn card(state: &State, values: &CardValues) -> Result<std::sync::Arc<str>, WebError> {
-    let key = serde_json::to_vec(values).map_err(|e| WebError::Internal(e.into()))?;
-    if let Some(html) = state.cards.get(values.slice.id, &key) {
-        return Ok(html);
-    }
-    let ctx = tera::Context::from_serialize(values)?;
-    let html: std::sync::Arc<str> = state.templates.render("slice_card.html", &ctx)?.into();
-    state.cards.put(values.slice.id, key, html.clone());
-    Ok(html)
+    Ok(state
+        .pieces
+        .render(&state.templates, "slice_card.html", values.slice.id, values)?)
 }
 
 /// The card's changing parts of one of the viewer's slices (or any, for staff), as JSON.

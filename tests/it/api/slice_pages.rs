@@ -297,6 +297,31 @@ async fn a_student_asks_and_staff_decide() {
         .await
         .unwrap();
     assert!(list.contains("2 slices."), "{list}");
+    // The list's rows are kept between views (src/web/pieces.rs), never across a change.
+    let row = |page: &str, id: i64| -> String {
+        let from = page
+            .split(&format!("href=\"/staff/slices/{id}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no row for {id}: {page}"));
+        from[..from.find("</tr>").unwrap()].to_string()
+    };
+    let before = app.get(&tess, "/staff/slices").await.text().await.unwrap();
+    assert!(row(&before, ids[1]).contains("state-approved"), "{before}");
+    app.ctx
+        .db
+        .write(|tx| {
+            slices::slices::set_state(
+                tx,
+                ids[1],
+                slices::slices::State::Stopped,
+                "",
+                "stopped in a test",
+            )
+        })
+        .unwrap();
+    let after = app.get(&tess, "/staff/slices").await.text().await.unwrap();
+    assert!(row(&after, ids[1]).contains("state-stopped"), "{after}");
+    assert!(!row(&after, ids[1]).contains("state-approved"), "{after}");
     let detail = app
         .get(&tess, &format!("/staff/slices/{id}"))
         .await

@@ -305,7 +305,7 @@ async fn the_dashboard_follows_a_request_to_running() {
             .status(),
         reqwest::StatusCode::FORBIDDEN
     );
-    // Cards are kept between views (src/web/cards.rs), never across what they show: the same
+    // Cards are kept between views (src/web/pieces.rs), never across what they show: the same
     // view gives the same page; a second browser of alice's gets her card with its own form
     // token (and its stop form is accepted with it); once stopped, the card says so.
     let home = crate::http::page(&alice, &format!("{base}/")).await;
