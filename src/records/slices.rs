@@ -151,11 +151,15 @@ pub struct Event {
 }
 
 pub fn events(conn: &Connection, slice_id: i64, limit: u32) -> Result<Vec<Event>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT at, message FROM slice_events WHERE slice_id = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
+    // A walk down the slice's index that stops at the last one wanted. The limit is written
+    // in the statement (a few distinct ones are used): bound as a parameter, SQLite would plan
+    // the statement again at every run.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT at, message FROM slice_events WHERE slice_id = ?1 ORDER BY id DESC
+          LIMIT {limit}"
+    ))?;
     let rows = stmt
-        .query_map(params![slice_id, limit], |r| {
+        .query_map([slice_id], |r| {
             Ok(Event {
                 at: r.get(0)?,
                 message: r.get(1)?,
@@ -168,25 +172,11 @@ pub fn events(conn: &Connection, slice_id: i64, limit: u32) -> Result<Vec<Event>
 /// How many events a card shows.
 pub const EVENTS_SHOWN: u32 = 5;
 
-/// The newest [`EVENTS_SHOWN`] events of a slice, newest first: a walk down its index that
-/// stops at the last one shown. (One statement for all of a user's slices, a correlated
-/// subquery with a sort, cost three times as much as five of these.)
+/// The newest [`EVENTS_SHOWN`] events of a slice, newest first, as its card shows them.
+/// (One statement for all of a user's slices, a correlated subquery with a sort, cost three
+/// times as much as five of these.)
 pub fn recent_events(conn: &Connection, slice_id: i64) -> Result<Vec<Event>> {
-    // The limit is written in the statement: bound as a parameter, SQLite would plan the
-    // statement again at every run.
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT at, message FROM slice_events WHERE slice_id = ?1 ORDER BY id DESC
-          LIMIT {EVENTS_SHOWN}"
-    ))?;
-    let rows = stmt
-        .query_map([slice_id], |r| {
-            Ok(Event {
-                at: r.get(0)?,
-                message: r.get(1)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+    events(conn, slice_id, EVENTS_SHOWN)
 }
 
 /// Moves a slice to a state (and step), noting why.
