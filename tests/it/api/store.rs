@@ -70,3 +70,35 @@ fn a_failed_write_leaves_nothing_behind() {
         .unwrap();
     assert_eq!(n, 0);
 }
+
+/// A statement kept prepared is planned once: binding its parameters again, whatever they
+/// are (a `LIMIT ?`, a term beside a partial index's), does not make SQLite plan it anew at
+/// the next run, on the writer or a reader.
+#[test]
+fn kept_statements_are_not_planned_again_at_each_run() {
+    use rusqlite::StatementStatus::RePrepare;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("s.db"), 1).unwrap();
+    let statements = [
+        "SELECT id FROM jobs WHERE state = 'queued' AND run_after <= ?1 ORDER BY run_after, id LIMIT ?2",
+        "SELECT id FROM slices WHERE course = ?1 AND expires_at < ?2 LIMIT ?2",
+        "SELECT id FROM slices WHERE node_id = ?1 AND ip = ?2",
+    ];
+    let runs = |c: &rusqlite::Connection| -> rusqlite::Result<Vec<i32>> {
+        let mut counts = Vec::new();
+        for sql in statements {
+            for i in 0..5 {
+                let mut stmt = c.prepare_cached(sql)?;
+                let n = stmt.parameter_count();
+                let args: Vec<i64> = (1..=n as i64).map(|k| k * 10 + i).collect();
+                stmt.query(rusqlite::params_from_iter(args))?.next()?;
+            }
+            counts.push(c.prepare_cached(sql)?.get_status(RePrepare));
+        }
+        Ok(counts)
+    };
+    let read = db.read(|c| Ok::<_, StoreError>(runs(c)?)).unwrap();
+    let written = db.write(|c| Ok::<_, StoreError>(runs(c)?)).unwrap();
+    assert_eq!(read, vec![0, 0, 0], "{statements:?}");
+    assert_eq!(written, vec![0, 0, 0], "{statements:?}");
+}
