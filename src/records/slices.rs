@@ -151,15 +151,13 @@ pub struct Event {
 }
 
 pub fn events(conn: &Connection, slice_id: i64, limit: u32) -> Result<Vec<Event>> {
-    // A walk down the slice's index that stops at the last one wanted. The limit is written
-    // in the statement (a few distinct ones are used): bound as a parameter, SQLite would plan
-    // the statement again at every run.
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT at, message FROM slice_events WHERE slice_id = ?1 ORDER BY id DESC
-          LIMIT {limit}"
-    ))?;
+    // A walk down the slice's index that stops at the last one wanted (a bound limit is not
+    // planned again at each run: the store's connections keep plans stable).
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, message FROM slice_events WHERE slice_id = ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
     let rows = stmt
-        .query_map([slice_id], |r| {
+        .query_map(params![slice_id, limit], |r| {
             Ok(Event {
                 at: r.get(0)?,
                 message: r.get(1)?,

@@ -110,7 +110,7 @@ fn configure(conn: &mut Connection, read_only: bool) -> rusqlite::Result<()> {
     // looked at a parameter (`LIMIT ?`, a term compared with a partial index's) and plans it
     // again every time a value is bound: the job loop's claim did so twice per pass (8 % of
     // the CPU of a loop retrying jobs for nodes that do not answer). Our statements write what
-    // a plan may use (states, limits, a partial index's own term) into their text.
+    // a plan must know (states, a partial index's own term) into their text.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,

@@ -23,6 +23,7 @@ struct Entry {
 }
 
 impl Entry {
+    /// What it holds, with a rough allowance for the maps' own bookkeeping.
     fn bytes(&self) -> usize {
         self.key.len() + self.html.len() + 64
     }
@@ -51,7 +52,7 @@ impl Pieces {
     }
 
     /// The piece for `slice` rendered from exactly `key`, if it is kept.
-    pub fn get(&self, slice: Of, key: &[u8]) -> Option<Arc<str>> {
+    fn get(&self, slice: Of, key: &[u8]) -> Option<Arc<str>> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = g.young.get(&slice) {
             return (*e.key == *key).then(|| e.html.clone());
@@ -66,7 +67,7 @@ impl Pieces {
     }
 
     /// Keeps the piece for `slice` rendered from `key` (replacing its older one).
-    pub fn put(&self, slice: Of, key: Vec<u8>, html: Arc<str>) {
+    fn put(&self, slice: Of, key: Vec<u8>, html: Arc<str>) {
         let e = Entry {
             key: key.into_boxed_slice(),
             html,
@@ -99,8 +100,9 @@ impl Pieces {
         Ok(html)
     }
 
-    /// Bytes held now, and the number of pieces (for tests and the benchmark).
-    pub fn held(&self) -> (usize, usize) {
+    /// Bytes held now, and the number of pieces.
+    #[cfg(test)]
+    fn held(&self) -> (usize, usize) {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let old: usize = g.old.values().map(Entry::bytes).sum();
         (g.young_bytes + old, g.young.len() + g.old.len())

@@ -23,8 +23,6 @@ const COMPUTED: &[(&str, &str)] = &[
     ("column", "username"),
     // users::search: the WHERE clause (also a named string; this stands in elsewhere).
     ("filter", "?1 IS NOT NULL AND (?2 IS NULL OR s.state = ?2)"),
-    // slices::events: the number of events wanted, written into the statement.
-    ("limit", "5"),
 ];
 
 /// A Rust string literal starting at `text[start]` (the opening quote): its value and where
