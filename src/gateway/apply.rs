@@ -307,37 +307,23 @@ fn execute(
         match c {
             Change::AddUser { user } => {
                 batch.add.push(user.clone());
-                batch
-                    .files
-                    .push((user.clone(), UserFile::KnownHosts, vec![]));
+                batch.file(user, UserFile::KnownHosts, vec![]);
             }
             Change::HopKey { user } => {
                 let (private, public) = hop_key_pair(user)?;
-                batch
-                    .files
-                    .push((user.clone(), UserFile::HopPrivate, private.into_bytes()));
-                batch.files.push((
-                    user.clone(),
-                    UserFile::HopPublic,
-                    public.clone().into_bytes(),
-                ));
+                batch.file(user, UserFile::HopPrivate, private.into_bytes());
+                batch.file(user, UserFile::HopPublic, public.clone().into_bytes());
                 hop.insert(user.to_string(), public);
             }
             Change::Script { user, text, .. } => {
-                batch
-                    .files
-                    .push((user.clone(), UserFile::Script, text.clone().into_bytes()));
+                batch.file(user, UserFile::Script, text.clone().into_bytes());
                 // The script may now reach another container (the slice moved or was
                 // reinstalled, with a new host key): its key is learnt anew at the next login.
-                batch
-                    .files
-                    .push((user.clone(), UserFile::KnownHosts, vec![]));
+                batch.file(user, UserFile::KnownHosts, vec![]);
             }
-            Change::Keys { user, text, .. } => batch.files.push((
-                user.clone(),
-                UserFile::AuthorizedKeys,
-                text.clone().into_bytes(),
-            )),
+            Change::Keys { user, text, .. } => {
+                batch.file(user, UserFile::AuthorizedKeys, text.clone().into_bytes())
+            }
             Change::RemoveUser { user } => {
                 batch.remove.push(user.clone());
                 hop.remove(user.as_str());

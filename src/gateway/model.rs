@@ -79,6 +79,25 @@ pub struct Batch {
     pub sshd: bool,
 }
 
+impl Batch {
+    /// Writes `file` of `user` once in this batch, with the last contents asked for (a new
+    /// user's empty known_hosts and the one its first script asks for are one write). A plan
+    /// lists each user's changes together, so only the user's own entries at the end are
+    /// looked at (a run for 20,000 users stays linear).
+    pub fn file(&mut self, user: &Username, file: UserFile, bytes: Vec<u8>) {
+        let earlier = self
+            .files
+            .iter_mut()
+            .rev()
+            .take_while(|(u, _, _)| u == user)
+            .find(|(_, f, _)| *f == file);
+        match earlier {
+            Some(entry) => entry.2 = bytes,
+            None => self.files.push((user.clone(), file, bytes)),
+        }
+    }
+}
+
 /// A place the gateway's files and accounts are kept.
 pub trait Target: Send {
     /// Reads the managed state: every user under the users folder, or only these.
