@@ -200,12 +200,14 @@ pub struct OnNode {
     pub veid: i64,
     pub state: String,
     pub user_id: i64,
+    /// When the slice's row last changed (Unix seconds).
+    pub updated_at: i64,
 }
 
 /// Every slice that holds a container id on the node (all but destroyed ones).
 pub fn on_node(conn: &Connection, node_id: i64) -> Result<Vec<OnNode>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, veid, state, user_id FROM slices
+        "SELECT id, veid, state, user_id, updated_at FROM slices
          WHERE node_id = ?1 AND veid IS NOT NULL AND state <> 'destroyed'",
     )?;
     let rows = stmt
@@ -215,6 +217,7 @@ pub fn on_node(conn: &Connection, node_id: i64) -> Result<Vec<OnNode>> {
                 veid: r.get(1)?,
                 state: r.get(2)?,
                 user_id: r.get(3)?,
+                updated_at: r.get(4)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

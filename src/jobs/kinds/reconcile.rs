@@ -20,6 +20,9 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     let Some(node) = node else {
         return Outcome::Done;
     };
+    // A slice changed from this second on may have changed after the node answered (made and
+    // started by a job that ended meanwhile): it is left to the next round.
+    let listed_at = crate::store::now();
     let r = env
         .links
         .call(&node, Some(job.id), None, &Command::ListEnvs)
@@ -56,7 +59,7 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
                 audit::record(tx, audit::Event::Drift, &Actor::default(), subject, detail)
             };
             for s in &ours {
-                if queue::in_flight(tx, s.id)? {
+                if s.updated_at >= listed_at || queue::in_flight(tx, s.id)? {
                     continue;
                 }
                 let subject = audit::Subject::Slice(s.id);

@@ -247,3 +247,65 @@ async fn with_the_report_policy_a_slice_found_stopped_is_shown_stopped() {
     assert_eq!(r.returned[0]["state"], "stopped", "reported, not started");
     jobs.stop().await;
 }
+
+/// A node's list is read, then the database: a slice made (or changed) on the node after the
+/// list was taken must not be judged by that list. Here the slice's container is gone from the
+/// node while its row says it changed after the list: the round leaves it; once its last change
+/// is before the list, the next round marks it lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_changed_after_the_nodes_list_was_taken_is_left_to_the_next_round() {
+    let f = fleet(1, |_| "10.85.2.0/24".into(), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let a = f.user("ann", Role::Student);
+    let sa = f.request_and_approve(&a, &staff);
+    let jobs = f.run_jobs(|c| c.reconcile_secs = 1);
+    f.wait_for(sa, State::Running, 20).await;
+    jobs.drain(20).await;
+    jobs.stop().await;
+
+    // Gone from the node, and (as a job that ended between the list and the reading would
+    // leave it) changed after any list taken now.
+    let mut node = behind_the_back(&f).await;
+    node.call(&Command::DestroyEnv(veid(&f, sa))).await.unwrap();
+    let later = slices::store::now() + 3600;
+    f.ctx
+        .db
+        .write(|tx| {
+            tx.execute(
+                "UPDATE slices SET updated_at = ?2 WHERE id = ?1",
+                rusqlite::params![sa, later],
+            )?;
+            Ok::<_, slices::error::Error>(())
+        })
+        .unwrap();
+    let reconciled = |f: &Fleet| {
+        f.count("SELECT count(*) FROM jobs WHERE kind = 'reconcile' AND state = 'succeeded'")
+    };
+    let before = reconciled(&f);
+    let jobs = f.run_jobs(|c| c.reconcile_secs = 1);
+    until("two reconcile rounds", 20, || reconciled(&f) >= before + 2).await;
+    assert_eq!(
+        f.slice(sa).state,
+        State::Running,
+        "judged by a list older than its last change: {}",
+        events(&f, sa)
+    );
+
+    // Its last change now before the list: the next round finds it lost.
+    let earlier = slices::store::now() - 60;
+    f.ctx
+        .db
+        .write(|tx| {
+            tx.execute(
+                "UPDATE slices SET updated_at = ?2 WHERE id = ?1",
+                rusqlite::params![sa, earlier],
+            )?;
+            Ok::<_, slices::error::Error>(())
+        })
+        .unwrap();
+    until("the slice marked lost", 20, || {
+        f.slice(sa).state == State::Failed
+    })
+    .await;
+    jobs.stop().await;
+}
