@@ -3,8 +3,9 @@
 //! spec an agent needs, record a step, ask a node how it is, apply the gateway). A job kind
 //! is a function of this and its row, so it can be run without the claim loop.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -35,6 +36,57 @@ pub struct JobEnv {
     /// Counts the moments room may have appeared (a node answered, a slice was destroyed),
     /// so a provisioning that found no room while one happened looks again at once.
     room: AtomicU64,
+    /// The jobs running in this process and the node each is counted against.
+    pub slots: Slots,
+}
+
+/// The jobs running in this process, each with the node it is counted against (None: not yet
+/// placed). The loop claims within `concurrency` in all and `per_node` on each node; a job
+/// that learns its node while it runs takes a place there itself ([`Slots::take`]).
+#[derive(Default)]
+pub struct Slots(Mutex<HashMap<i64, Option<i64>>>);
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Option<i64>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn insert(&self, job: i64, node: Option<i64>) {
+        self.lock().insert(job, node);
+    }
+    pub fn remove(&self, job: i64) {
+        self.lock().remove(&job);
+    }
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+    pub fn ids(&self) -> Vec<i64> {
+        self.lock().keys().copied().collect()
+    }
+    /// How many running jobs each node has.
+    pub fn per_node(&self) -> HashMap<i64, usize> {
+        let mut m = HashMap::new();
+        for node in self.lock().values().flatten() {
+            *m.entry(*node).or_default() += 1;
+        }
+        m
+    }
+    /// Counts `job` against `node` if the node has fewer than `limit` jobs running; false
+    /// (and nothing changed) when it is full.
+    pub fn take(&self, job: i64, node: i64, limit: usize) -> bool {
+        let mut m = self.lock();
+        let on_node = m
+            .iter()
+            .filter(|(id, n)| **n == Some(node) && **id != job)
+            .count();
+        if on_node >= limit {
+            return false;
+        }
+        m.insert(job, Some(node));
+        true
+    }
 }
 
 impl JobEnv {
@@ -55,6 +107,7 @@ impl JobEnv {
             templates,
             gateway,
             room: AtomicU64::new(0),
+            slots: Slots::default(),
         }
     }
 
@@ -173,9 +226,53 @@ impl JobEnv {
         next: &'static str,
         message: String,
     ) -> std::result::Result<(), Outcome> {
+        self.record_with(job, step, next, message, None).await
+    }
+
+    /// Sends `cmd` to the job's node for a step with an effect and records the step
+    /// ([`JobEnv::record`]) and the command's log entry in one transaction; a command that
+    /// failed has its log entry written alone.
+    pub async fn call_step(
+        &self,
+        job: &Job,
+        node: &Node,
+        cmd: &Command,
+        step: &'static str,
+        next: &'static str,
+        message: String,
+    ) -> std::result::Result<crate::slave_link::Reply, Outcome> {
+        let (r, sent) = self
+            .links
+            .call_unlogged(node, Some(job.id), job.slice_id, cmd)
+            .await;
+        match super::judge(cmd.name(), r) {
+            Ok(reply) => {
+                self.record_with(job, step, next, message, Some(sent))
+                    .await?;
+                Ok(reply)
+            }
+            Err(outcome) => {
+                self.db(move |db| db.write(|tx| crate::records::agent_log::insert(tx, &sent)))
+                    .await?;
+                Err(outcome)
+            }
+        }
+    }
+
+    async fn record_with(
+        &self,
+        job: &Job,
+        step: &'static str,
+        next: &'static str,
+        message: String,
+        sent: Option<crate::records::agent_log::Sent>,
+    ) -> std::result::Result<(), Outcome> {
         let (job_id, slice_id) = (job.id, job.slice_id);
         self.db(move |db| {
             db.write(|tx| {
+                if let Some(sent) = &sent {
+                    crate::records::agent_log::insert(tx, sent)?;
+                }
                 queue::checkpoint(tx, job_id, step)?;
                 if let Some(s) = slice_id {
                     crate::records::slices::set_step(tx, s, next)?;
@@ -289,5 +386,28 @@ impl JobEnv {
             Ok(Err(e)) => Err(Outcome::Retry(format!("gateway: {e:#}"))),
             Err(e) => Err(Outcome::Retry(format!("gateway: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    #[test]
+    fn a_job_takes_a_place_on_its_node_only_while_the_node_has_one_free() {
+        let s = Slots::default();
+        s.insert(1, Some(7));
+        s.insert(2, None);
+        s.insert(3, None);
+        assert!(s.take(2, 7, 2), "one of two places taken");
+        assert!(!s.take(3, 7, 2), "both taken");
+        assert_eq!(s.per_node().get(&7), Some(&2));
+        assert!(s.take(3, 8, 2), "another node");
+        // A job already counted there is not counted twice.
+        assert!(s.take(2, 7, 2));
+        s.remove(1);
+        assert!(s.take(3, 7, 2));
+        assert_eq!(s.per_node().get(&7), Some(&2));
+        assert_eq!(s.len(), 2);
     }
 }

@@ -83,6 +83,28 @@ impl Links {
         slice: Option<i64>,
         cmd: &Command,
     ) -> Result<Reply, LinkError> {
+        let (result, sent) = self.call_unlogged(node, job, slice, cmd).await;
+        let db = self.db.clone();
+        let logged = tokio::task::spawn_blocking(move || {
+            db.write(|tx| crate::records::agent_log::insert(tx, &sent))
+        })
+        .await;
+        if !matches!(logged, Ok(Ok(()))) {
+            tracing::warn!(node = %node.name, command = cmd.name(), "could not write the agent log");
+        }
+        result
+    }
+
+    /// [`Links::call`] with the log entry given back to write, for a step that records it in
+    /// the transaction of its own checkpoint (one commit where there were two).
+    pub async fn call_unlogged(
+        &self,
+        node: &Node,
+        job: Option<i64>,
+        slice: Option<i64>,
+        cmd: &Command,
+    ) -> (Result<Reply, LinkError>, crate::records::agent_log::Sent) {
+        let at = crate::store::now();
         let started = Instant::now();
         let pooled = self
             .idle
@@ -105,35 +127,22 @@ impl Links {
                 Err(e) => Err(e),
             },
         };
-        let ms = started.elapsed().as_millis() as i64;
         let (code, returned) = match &result {
             Ok(r) => (Some(r.code as i64), r.summary()),
             Err(e) => (None, e.to_string()),
         };
-        let (node_id, command, args) = (node.id, cmd.name(), cmd.describe());
-        let db = self.db.clone();
-        let logged = tokio::task::spawn_blocking(move || {
-            db.write(|tx| {
-                crate::records::agent_log::insert(
-                    tx,
-                    &crate::records::agent_log::Sent {
-                        node_id,
-                        job_id: job,
-                        slice_id: slice,
-                        command,
-                        arguments: &args,
-                        code,
-                        returned: &returned,
-                        duration_ms: ms,
-                    },
-                )
-            })
-        })
-        .await;
-        if !matches!(logged, Ok(Ok(()))) {
-            tracing::warn!(node = %node.name, command, "could not write the agent log");
-        }
-        result
+        let sent = crate::records::agent_log::Sent {
+            at,
+            node_id: node.id,
+            job_id: job,
+            slice_id: slice,
+            command: cmd.name(),
+            arguments: cmd.describe(),
+            code,
+            returned,
+            duration_ms: started.elapsed().as_millis() as i64,
+        };
+        (result, sent)
     }
 }
 

@@ -37,6 +37,9 @@ pub use runner::{JobRunner, RunnerConfig};
 #[derive(Debug)]
 pub enum Outcome {
     Done,
+    /// Done, and the job already recorded as succeeded in the transaction of its last step
+    /// ([`queue::succeed_if_ours`]): nothing is left to write.
+    Finished,
     /// A passing trouble (an agent down, a timeout): try again later.
     Retry(String),
     /// Trying again cannot help (a bad argument, an unknown template).

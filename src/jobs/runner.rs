@@ -1,9 +1,8 @@
 //! The loop that runs jobs: claim what is due, run it, record how it ended; renew leases;
 //! schedule node health checks and template syncs.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -198,7 +197,6 @@ impl JobRunner {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "could not resume unfinished jobs"),
         }
-        let running: Arc<Mutex<HashMap<i64, Option<i64>>>> = Arc::default();
         let mut tasks = JoinSet::new();
         let mut tick = tokio::time::interval(self.env.cfg.tick);
         let mut renew = tokio::time::interval(Duration::from_secs(
@@ -218,7 +216,7 @@ impl JobRunner {
                 _ = self.env.wake.notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = renew.tick() => {
-                    let ids: Vec<i64> = running.lock().expect("running").keys().copied().collect();
+                    let ids = self.env.slots.ids();
                     if !ids.is_empty() {
                         let (owner, lease) = (self.env.owner.clone(), self.env.cfg.lease_secs);
                         let _ = self.env.ctx.db.run(move |db| db.write(|tx| queue::renew(tx, &owner, &ids, lease))).await;
@@ -238,19 +236,12 @@ impl JobRunner {
                     tracing::error!(error = %e, "queueing periodic work");
                 }
             }
-            let busy: HashMap<i64, usize> = {
-                let r = running.lock().expect("running");
-                let mut m = HashMap::new();
-                for node in r.values().flatten() {
-                    *m.entry(*node).or_default() += 1;
-                }
-                m
-            };
+            let busy = self.env.slots.per_node();
             let free = self
                 .env
                 .cfg
                 .concurrency
-                .saturating_sub(running.lock().expect("running").len());
+                .saturating_sub(self.env.slots.len());
             if free == 0 {
                 continue;
             }
@@ -275,9 +266,8 @@ impl JobRunner {
                 }
             };
             for job in claimed {
-                running.lock().expect("running").insert(job.id, job.node_id);
+                self.env.slots.insert(job.id, job.node_id);
                 let this = self.clone();
-                let running = running.clone();
                 // Every log line of the job carries its id, kind, slice and node.
                 let span = tracing::info_span!(
                     "job",
@@ -292,7 +282,7 @@ impl JobRunner {
                         // Out of the count before its outcome is written: once written, the
                         // job may be claimed again at once (a wait of 0 s), and that run must
                         // not be taken out of the count when this one ends.
-                        running.lock().expect("running").remove(&job.id);
+                        this.env.slots.remove(job.id);
                         this.finish(&job, outcome).await;
                         this.env.wake();
                     }
@@ -304,6 +294,10 @@ impl JobRunner {
     }
 
     async fn finish(&self, job: &Job, outcome: Outcome) {
+        if matches!(outcome, Outcome::Finished) {
+            tracing::debug!(outcome = "Finished", "job ran");
+            return; // its end was written with its last step
+        }
         let job = job.clone();
         let retry = (self.env.cfg.retry_base_secs, self.env.cfg.max_attempts);
         let owner = self.env.owner.clone();
@@ -339,7 +333,7 @@ fn record_outcome(
     );
     match outcome {
         Outcome::Done => queue::succeed(tx, job.id)?,
-        Outcome::Abandoned => {}
+        Outcome::Abandoned | Outcome::Finished => {}
         Outcome::Wait(note, secs) => queue::wait(tx, job.id, &note, secs)?,
         Outcome::Retry(e) if job.attempts < job.max_attempts.min(max_attempts) => {
             let delay = backoff(base, job.attempts);

@@ -5,27 +5,29 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::store::now;
 
-/// One command as sent.
-pub struct Sent<'a> {
+/// One command as sent, with its answer.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// When it was sent.
+    pub at: i64,
     pub node_id: i64,
     pub job_id: Option<i64>,
     pub slice_id: Option<i64>,
-    pub command: &'a str,
-    pub arguments: &'a str,
+    pub command: &'static str,
+    pub arguments: String,
     pub code: Option<i64>,
-    pub returned: &'a str,
+    pub returned: String,
     pub duration_ms: i64,
 }
 
-pub fn insert(conn: &Connection, s: &Sent<'_>) -> Result<()> {
+pub fn insert(conn: &Connection, s: &Sent) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO agent_log (at, node_id, job_id, slice_id, command, arguments, code, returned, duration_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
-        now(),
+        s.at,
         s.node_id,
         s.job_id,
         s.slice_id,

@@ -459,6 +459,16 @@ pub fn succeed(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Records the job as succeeded if it is still this owner's (not cancelled or taken over
+/// meanwhile), in the transaction of its last step: one commit less per job.
+pub fn succeed_if_ours(conn: &Connection, id: i64, owner: &str) -> Result<bool> {
+    if !still_ours(conn, id, owner)? {
+        return Ok(false);
+    }
+    succeed(conn, id)?;
+    Ok(true)
+}
+
 pub fn fail(conn: &Connection, id: i64, error: &str) -> Result<()> {
     let t = now();
     conn.prepare_cached(

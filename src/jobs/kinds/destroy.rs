@@ -4,7 +4,7 @@ use crate::jobs::env::JobEnv;
 
 use crate::domain::VeId;
 use crate::jobs::queue::{self, Job};
-use crate::jobs::{judge, Outcome};
+use crate::jobs::Outcome;
 use crate::ops::slices::{self, State};
 use crate::slave_link::Command;
 
@@ -19,14 +19,17 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
     if let (Some(node), Some(veid)) = (&node, slice.veid) {
         if !job.done("removed") {
             let id = step!(VeId::new(veid as u64).map_err(|e| Outcome::Fail(e.message)));
-            let r = env
-                .links
-                .call(node, Some(job.id), Some(slice_id), &Command::DestroyEnv(id))
-                .await;
-            step!(judge("destroy_env", r));
+            let removed = "Container removed.".to_string();
             step!(
-                env.record(job, "removed", "releasing", "Container removed.".into())
-                    .await
+                env.call_step(
+                    job,
+                    node,
+                    &Command::DestroyEnv(id),
+                    "removed",
+                    "releasing",
+                    removed
+                )
+                .await
             );
         }
     }

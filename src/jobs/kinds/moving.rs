@@ -137,12 +137,10 @@ async fn carry(env: &JobEnv, job: &Job, m: &Move) -> Outcome {
         if !env.ours(job).await {
             return Outcome::Abandoned;
         }
-        let r = env
-            .links
-            .call(&to, Some(job.id), Some(slice_id), &cmd)
-            .await;
-        step!(judge(cmd.name(), r));
-        step!(env.record(job, done, next, message.into()).await);
+        step!(
+            env.call_step(job, &to, &cmd, done, next, message.into())
+                .await
+        );
     }
     if m.keep_home {
         let Some(from) = step!(node(env, m.from_node).await) else {

@@ -6,7 +6,7 @@ use crate::ops::placement::place;
 use crate::error::Error;
 use crate::gateway::Scope;
 use crate::jobs::queue::Job;
-use crate::jobs::{judge, Outcome};
+use crate::jobs::Outcome;
 use crate::ops::slices::{self, State};
 use crate::slave_link::Command;
 
@@ -26,9 +26,16 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         Some(n) if slice.veid.is_some() && slice.ip.is_some() => n,
         _ => {
             let (s, job_id, stale) = (slice.clone(), job.id, env.cfg.node_stale_secs);
+            // The job names its node in the placement's own transaction.
             let placed = step!(
-                env.db(move |db| db.write(|tx| place(tx, &s, job_id, stale)))
-                    .await
+                env.db(move |db| db.write(|tx| {
+                    let node = place(tx, &s, job_id, stale)?;
+                    if let Some(n) = &node {
+                        crate::records::jobs::set_node(tx, job_id, n.id)?;
+                    }
+                    Ok(node)
+                }))
+                .await
             );
             match placed {
                 Some(n) => n,
@@ -66,8 +73,9 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         }
     };
     // A job claimed before its node was known was not counted against that node's limit
-    // (`jobs_per_node`): it names the node now and takes its turn there, at once.
-    if job.node_id != Some(node.id) {
+    // (`jobs_per_node`): it goes on if the node has a place free, else it takes its turn there
+    // (the loop claims it again when one is).
+    if job.node_id != Some(node.id) && !env.slots.take(job.id, node.id, env.cfg.per_node) {
         let (job_id, node_id) = (job.id, node.id);
         step!(
             env.db(move |db| db.write(|tx| crate::records::jobs::set_node(tx, job_id, node_id)))
@@ -117,18 +125,10 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         if !env.ours(job).await {
             return Outcome::Abandoned;
         }
-        let r = env
-            .links
-            .call(
-                &node,
-                Some(job.id),
-                Some(slice_id),
-                &Command::CreateEnv(Box::new(spec.clone())),
-            )
-            .await;
-        step!(judge("create_env", r));
+        let create = Command::CreateEnv(Box::new(spec.clone()));
+        let created = "Container created.".to_string();
         step!(
-            env.record(job, "created", "starting", "Container created.".into())
+            env.call_step(job, &node, &create, "created", "starting", created)
                 .await
         );
     }
@@ -136,25 +136,20 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         if !env.ours(job).await {
             return Outcome::Abandoned;
         }
-        let r = env
-            .links
-            .call(
-                &node,
-                Some(job.id),
-                Some(slice_id),
-                &Command::StartEnv(spec.id),
-            )
-            .await;
-        step!(judge("start_env", r));
+        let start = Command::StartEnv(spec.id);
+        let started = "Container started.".to_string();
         step!(
-            env.record(job, "started", "finishing", "Container started.".into())
+            env.call_step(job, &node, &start, "started", "finishing", started)
                 .await
         );
     }
     let message = format!("Running on node {} at {}.", node.name, spec.ip);
     let root = spec.root;
+    let (job_id, owner) = (job.id, env.owner.clone());
     step!(
         env.db(move |db| db.write(|tx| {
+            // The job's end in the same transaction as the slice's.
+            crate::records::jobs::succeed_if_ours(tx, job_id, &owner)?;
             slices::set_state(tx, slice_id, State::Running, "", &message)?;
             // A student whose name clashes on the gateway has no login there yet: the mail
             // says so instead of giving a command that cannot work.
@@ -172,5 +167,5 @@ pub async fn run(env: &JobEnv, job: &Job) -> Outcome {
         }))
         .await
     );
-    Outcome::Done
+    Outcome::Finished
 }
