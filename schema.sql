@@ -599,3 +599,8 @@ CREATE TABLE snapshots (
     error      TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (slice_id, name)
 ) WITHOUT ROWID;
+
+-- version: 26
+-- A node's queued jobs, found at once: parked together when the node stops answering, woken
+-- together when it answers again.
+CREATE INDEX jobs_by_node ON jobs(node_id, state) WHERE node_id IS NOT NULL;

@@ -352,8 +352,15 @@ impl JobEnv {
                     }
                     _ => {}
                 }
-                if ok {
-                    queue::wake_waiting(tx)?;
+                match &outcome {
+                    Ok(_) => {
+                        queue::wake_waiting(tx)?;
+                        queue::wake_for_node(tx, node_id)?;
+                    }
+                    // Its jobs wait for it without trying, each, every few seconds.
+                    Err(e) => {
+                        queue::park_for_node(tx, node_id, &format!("node_info: {e}"))?;
+                    }
                 }
                 // Back after an outage: what happened on it meanwhile is looked at now
                 // (unless reconciling is off).

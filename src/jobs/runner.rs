@@ -334,7 +334,21 @@ fn record_outcome(
     match outcome {
         Outcome::Done => queue::succeed(tx, job.id)?,
         Outcome::Abandoned | Outcome::Finished => {}
-        Outcome::Wait(note, secs) => queue::wait(tx, job.id, &note, secs)?,
+        Outcome::Wait(note, secs) => {
+            // A node known not to answer: the job waits until the node's next answer wakes it
+            // (`wake_for_node`, written after this in the store's order), not a few seconds.
+            let parked = queue::waits_for_node(&note)
+                && match job.node_id {
+                    Some(n) => !crate::records::nodes::answers(tx, n)?,
+                    None => false,
+                };
+            let secs = if parked {
+                queue::NODE_DOWN_PARK_SECS
+            } else {
+                secs
+            };
+            queue::wait(tx, job.id, &note, secs)?
+        }
         Outcome::Retry(e) if job.attempts < job.max_attempts.min(max_attempts) => {
             let delay = backoff(base, job.attempts);
             tracing::warn!(job = job.id, attempt = job.attempts, delay, error = %e, "job will be retried");

@@ -209,11 +209,28 @@ fn insert(
         JobKind::Export => 3,
         _ => 8,
     };
+    // A job for a node known not to answer waits for it from the start, as if it had tried
+    // (`park_for_node`); the node's health checks go on as ever.
+    let down: Option<String> = match node_id {
+        Some(n) if kind != JobKind::NodeHealth => conn
+            .prepare_cached("SELECT last_error FROM nodes WHERE id = ?1")?
+            .query_row([n], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten(),
+        _ => None,
+    };
+    let (run_after, note) = match down {
+        Some(e) => (
+            at.max(now() + NODE_DOWN_PARK_SECS),
+            format!("{NODE_DOWN} (node_info: {e})"),
+        ),
+        None => (at, String::new()),
+    };
     conn.prepare_cached(
-        "INSERT INTO jobs (kind, state, max_attempts, run_after, slice_id, user_id, node_id, created_at, updated_at)
-         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        "INSERT INTO jobs (kind, state, max_attempts, run_after, slice_id, user_id, node_id, last_error, created_at, updated_at)
+         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
     )?
-    .execute(params![kind.as_str(), max_attempts, at, slice_id, user_id, node_id, now()])?;
+    .execute(params![kind.as_str(), max_attempts, run_after, slice_id, user_id, node_id, note, now()])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -498,6 +515,40 @@ pub fn wait(conn: &Connection, id: i64, note: &str, delay_secs: i64) -> Result<(
             .execute(params![id, note, t + delay_secs, t],
     )?;
     Ok(())
+}
+
+/// How long a job waits for a node known not to answer; the node's next answer wakes it at
+/// once ([`wake_for_node`]), so this is only a bound.
+pub const NODE_DOWN_PARK_SECS: i64 = 3600;
+
+/// Parks the queued jobs of a node that does not answer (all but its health checks): they wait
+/// for it without a try spent, until it answers again or [`NODE_DOWN_PARK_SECS`] pass. Run in
+/// the transaction that records the failed contact, so no answer recorded later is missed.
+pub fn park_for_node(conn: &Connection, node_id: i64, error: &str) -> Result<usize> {
+    let t = now();
+    Ok(conn
+        .prepare_cached(
+            "UPDATE jobs SET run_after = ?2, last_error = ?3, updated_at = ?4
+              WHERE node_id = ?1 AND state = 'queued' AND kind <> 'node_health' AND run_after < ?2",
+        )?
+        .execute(params![
+            node_id,
+            t + NODE_DOWN_PARK_SECS,
+            format!("{NODE_DOWN} ({error})"),
+            t
+        ])?)
+}
+
+/// Wakes the jobs that wait for a node to answer, now that it did.
+pub fn wake_for_node(conn: &Connection, node_id: i64) -> Result<usize> {
+    let t = now();
+    Ok(conn
+        .prepare_cached(
+            "UPDATE jobs SET run_after = ?2
+              WHERE node_id = ?1 AND state = 'queued' AND run_after > ?2
+                AND substr(last_error, 1, length(?3)) = ?3",
+        )?
+        .execute(params![node_id, t, NODE_DOWN])?)
 }
 
 /// Wakes the provisioning jobs that wait for room (a slice was destroyed, a node came).

@@ -138,6 +138,15 @@ pub fn record_contact(
     Ok(())
 }
 
+/// Whether the node answered at its last contact (false: its last contact failed).
+pub fn answers(conn: &Connection, id: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT last_error IS NULL FROM nodes WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(true))
+}
+
 /// Records the subnet the master gave a node.
 pub fn set_subnet(conn: &Connection, id: i64, subnet: &crate::domain::Subnet) -> Result<()> {
     conn.prepare_cached("UPDATE nodes SET subnet = ?2 WHERE id = ?1")?

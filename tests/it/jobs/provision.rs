@@ -424,9 +424,11 @@ async fn a_node_that_is_down_holds_its_jobs_and_they_go_on_when_it_is_back() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 
     let id = f.request_and_approve(&alice, &staff);
+    // The node stays "recently seen" (placed on it, then it is down); its health checks go on
+    // every second, and the one that finds it back wakes the job that waits for it.
     let jobs = f.run_jobs(|c| {
         c.max_attempts = 2;
-        c.health_secs = 3600; // keep the node "recently seen": placed on it, then it is down
+        c.node_stale_secs = 3600;
     });
     // Longer than two attempts with back-off would take: still waiting, nothing spent.
     let start = std::time::Instant::now();
@@ -684,4 +686,68 @@ async fn a_ten_minute_outage_amid_twenty_provisions_loses_nothing() {
     assert_eq!(f.failure_mails(), 0, "nobody was told it failed");
     jobs.stop().await;
     handle.stop(false).await;
+}
+
+/// A node that does not answer costs nothing while it is down: its queued jobs (here 100 key
+/// updates, as a new hop key queues for every slice) wait for it without being tried, where
+/// each used to try every five seconds; the health check that finds it back wakes them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_of_a_node_that_is_down_wait_without_trying_and_all_go_on_when_it_is_back() {
+    use slices::jobs::JobKind;
+    use std::time::{Duration, Instant};
+    let f = fleet(1, |_| "10.83.4.0/24".into(), 0).await;
+    let staff = f.user("tess", Role::Staff);
+    let alice = f.user("alice", Role::Student);
+    let id = f.request_and_approve(&alice, &staff);
+    let jobs = f.run_jobs(|c| c.node_stale_secs = 3600);
+    f.wait_for(id, State::Running, 20).await;
+    jobs.drain(20).await;
+    let node_id = f.slice(id).node_id.unwrap();
+    let address = f.nodes[0].address.clone();
+    f.nodes[0].kill();
+    let start = Instant::now();
+    while f.count("SELECT count(*) FROM nodes WHERE last_error IS NOT NULL") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the node found down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tried = |f: &Fleet| f.count("SELECT count(*) FROM agent_log WHERE command = 'set_keys'");
+    let before = tried(&f);
+    f.ctx
+        .db
+        .write(|tx| {
+            for _ in 0..100 {
+                slices::jobs::enqueue(tx, JobKind::Keys, id, Some(alice.id), Some(node_id))?;
+            }
+            Ok::<_, slices::error::Error>(())
+        })
+        .unwrap();
+    // Longer than the five seconds each used to wait between tries.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        tried(&f) - before,
+        0,
+        "keys jobs tried while the node was down"
+    );
+    let waiting = "SELECT count(*) FROM jobs WHERE kind = 'keys' AND state = 'queued'
+                    AND last_error LIKE 'waiting for the node to answer%'";
+    assert_eq!(f.count(waiting), 100);
+
+    let _back = start_agent_on(f.dir.path(), &f.ca, "node0", "10.83.4.0/24", 0, &address).await;
+    let start = Instant::now();
+    while f.count("SELECT count(*) FROM jobs WHERE kind = 'keys' AND state = 'succeeded'") < 100 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "all keys jobs done once the node is back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        tried(&f) - before,
+        100,
+        "each tried once, when the node was back"
+    );
+    jobs.stop().await;
 }
