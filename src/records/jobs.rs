@@ -210,10 +210,11 @@ fn insert(
         _ => 8,
     };
     // A job for a node known not to answer waits for it from the start, as if it had tried
-    // (`park_for_node`); the node's health checks go on as ever.
+    // (`park_for_node`); the node's health checks go on as ever. A disabled node has no health
+    // checks to wake its jobs, and its last error may be old: its jobs try as they come.
     let down: Option<String> = match node_id {
         Some(n) if kind != JobKind::NodeHealth => conn
-            .prepare_cached("SELECT last_error FROM nodes WHERE id = ?1")?
+            .prepare_cached("SELECT last_error FROM nodes WHERE id = ?1 AND enabled")?
             .query_row([n], |r| r.get::<_, Option<String>>(0))
             .optional()?
             .flatten(),
@@ -524,12 +525,15 @@ pub const NODE_DOWN_PARK_SECS: i64 = 3600;
 /// Parks the queued jobs of a node that does not answer (all but its health checks): they wait
 /// for it without a try spent, until it answers again or [`NODE_DOWN_PARK_SECS`] pass. Run in
 /// the transaction that records the failed contact, so no answer recorded later is missed.
+/// Jobs parked already (due in more than ten minutes) are left as they are: a node down for a
+/// day does not have its thousands of jobs written again at every health check.
 pub fn park_for_node(conn: &Connection, node_id: i64, error: &str) -> Result<usize> {
     let t = now();
     Ok(conn
         .prepare_cached(
             "UPDATE jobs SET run_after = ?2, last_error = ?3, updated_at = ?4
-              WHERE node_id = ?1 AND state = 'queued' AND kind <> 'node_health' AND run_after < ?2",
+              WHERE node_id = ?1 AND state = 'queued' AND kind <> 'node_health'
+                AND run_after < ?4 + 600",
         )?
         .execute(params![
             node_id,

@@ -138,10 +138,11 @@ pub fn record_contact(
     Ok(())
 }
 
-/// Whether the node answered at its last contact (false: its last contact failed).
+/// Whether the node may answer: false when its last health check failed and the next ones
+/// will tell (it is enabled); a disabled node has no health checks, and so no such knowledge.
 pub fn answers(conn: &Connection, id: i64) -> Result<bool> {
     Ok(conn
-        .prepare_cached("SELECT last_error IS NULL FROM nodes WHERE id = ?1")?
+        .prepare_cached("SELECT last_error IS NULL OR NOT enabled FROM nodes WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?
         .unwrap_or(true))
