@@ -267,17 +267,19 @@ async fn a_slice_changed_after_the_nodes_list_was_taken_is_left_to_the_next_roun
     // leave it) changed after any list taken now.
     let mut node = behind_the_back(&f).await;
     node.call(&Command::DestroyEnv(veid(&f, sa))).await.unwrap();
-    let later = slices::store::now() + 3600;
-    f.ctx
-        .db
-        .write(|tx| {
-            tx.execute(
-                "UPDATE slices SET updated_at = ?2 WHERE id = ?1",
-                rusqlite::params![sa, later],
-            )?;
-            Ok::<_, slices::error::Error>(())
-        })
-        .unwrap();
+    let changed_at = |at: i64| {
+        f.ctx
+            .db
+            .write(|tx| {
+                tx.execute(
+                    "UPDATE slices SET updated_at = ?2 WHERE id = ?1",
+                    rusqlite::params![sa, at],
+                )?;
+                Ok::<_, slices::error::Error>(())
+            })
+            .unwrap()
+    };
+    changed_at(slices::store::now() + 3600);
     let reconciled = |f: &Fleet| {
         f.count("SELECT count(*) FROM jobs WHERE kind = 'reconcile' AND state = 'succeeded'")
     };
@@ -292,17 +294,7 @@ async fn a_slice_changed_after_the_nodes_list_was_taken_is_left_to_the_next_roun
     );
 
     // Its last change now before the list: the next round finds it lost.
-    let earlier = slices::store::now() - 60;
-    f.ctx
-        .db
-        .write(|tx| {
-            tx.execute(
-                "UPDATE slices SET updated_at = ?2 WHERE id = ?1",
-                rusqlite::params![sa, earlier],
-            )?;
-            Ok::<_, slices::error::Error>(())
-        })
-        .unwrap();
+    changed_at(slices::store::now() - 60);
     until("the slice marked lost", 20, || {
         f.slice(sa).state == State::Failed
     })
