@@ -56,11 +56,9 @@ impl Slots {
     pub fn remove(&self, job: i64) {
         self.lock().remove(&job);
     }
-    pub fn len(&self) -> usize {
+    /// How many jobs run now, in all.
+    pub fn running(&self) -> usize {
         self.lock().len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
     }
     pub fn ids(&self) -> Vec<i64> {
         self.lock().keys().copied().collect()
@@ -415,6 +413,6 @@ mod tests {
         s.remove(1);
         assert!(s.take(3, 7, 2));
         assert_eq!(s.per_node().get(&7), Some(&2));
-        assert_eq!(s.len(), 2);
+        assert_eq!(s.running(), 2);
     }
 }

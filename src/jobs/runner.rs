@@ -241,7 +241,7 @@ impl JobRunner {
                 .env
                 .cfg
                 .concurrency
-                .saturating_sub(self.env.slots.len());
+                .saturating_sub(self.env.slots.running());
             if free == 0 {
                 continue;
             }
