@@ -3,7 +3,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so they are cached apart from the project's own code.
+# .cargo/config.toml holds the flags SQLite is built with.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 RUN mkdir -p src/bin && echo 'fn main() {}' > src/bin/slices.rs && echo 'fn main() {}' > src/bin/slices-agent.rs \
     && touch src/lib.rs && cargo build --release --locked --bin slices || true
 COPY schema.sql ./

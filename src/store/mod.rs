@@ -63,6 +63,7 @@ type Manager = SqliteConnectionManager;
 pub struct Db {
     readers: Pool<Manager>,
     writer: Pool<Manager>,
+    id: u64,
     path: PathBuf,
     commits: Arc<AtomicU64>,
     /// Set by the writer connection's update hook when a transaction inserts a job row.
@@ -76,6 +77,20 @@ pub struct Db {
     /// Why the last write failed for lack of storage (a full disk), until one succeeds.
     write_failure: Arc<std::sync::Mutex<Option<String>>>,
 }
+
+thread_local! {
+    /// A reader connection kept by a thread that reads now and then on its own (a web
+    /// thread), with the id of the database it is for.
+    static OWN_READER: std::cell::RefCell<Option<(u64, PooledConnection<Manager>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Readers a thread does not keep for itself: they stay for the threads that read only now
+/// and then, and for the blocking pool.
+const READERS_LEFT_FOR_OTHERS: u32 = 3;
+
+/// Gives each open database its own id.
+static NEXT_DB_ID: AtomicU64 = AtomicU64::new(1);
 
 fn read_in_transaction<T, E>(
     conn: &Connection,
@@ -169,6 +184,7 @@ impl Db {
         Ok(Db {
             readers,
             writer,
+            id: NEXT_DB_ID.fetch_add(1, Ordering::Relaxed),
             path: path.to_path_buf(),
             commits: Default::default(),
             job_inserted,
@@ -193,6 +209,12 @@ impl Db {
         read_in_transaction(&conn, f)
     }
 
+    /// Reader connections in use now, those threads keep for themselves included.
+    pub fn readers_in_use(&self) -> u32 {
+        let state = self.readers.state();
+        state.connections - state.idle_connections
+    }
+
     /// [`Db::read`] on the calling thread if a reader connection is free right now, without
     /// waiting for one; `Err(f)` gives the work back when none is (the caller then takes it to
     /// the blocking pool). For short, bounded reads on the web's threads: an indexed lookup or
@@ -202,10 +224,40 @@ impl Db {
         E: From<StoreError>,
         F: FnOnce(&Connection) -> Result<T, E>,
     {
-        match self.readers.try_get() {
-            Some(conn) => Ok(read_in_transaction(&conn, f)),
-            None => Err(f),
+        // The thread's own reader, when it keeps one for this database: a connection handed
+        // from thread to thread had each thread free memory the other allocated (glibc then
+        // locks the other thread's arena: a quarter of the dashboard's throughput under load,
+        // docs/benchmarks.md), and its page cache stays warm with what this thread reads.
+        let kept = OWN_READER.with(|r| {
+            let mut r = r.borrow_mut();
+            match r.take() {
+                Some((id, conn)) if id == self.id => Some(conn),
+                other => {
+                    *r = other;
+                    None
+                }
+            }
+        });
+        let Some(conn) = kept.or_else(|| self.readers.try_get()) else {
+            return Err(f);
+        };
+        let out = read_in_transaction(&conn, f);
+        // Kept only while enough stay for everyone else (the blocking pool's readers wait for
+        // one): a machine with more web threads than readers shares the rest.
+        if self
+            .readers
+            .max_size()
+            .saturating_sub(self.readers_in_use())
+            >= READERS_LEFT_FOR_OTHERS
+        {
+            OWN_READER.with(|r| {
+                let mut r = r.borrow_mut();
+                if r.is_none() {
+                    *r = Some((self.id, conn));
+                }
+            });
         }
+        Ok(out)
     }
 
     /// A short, bounded read from async code: on this thread when a reader connection is free

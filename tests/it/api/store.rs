@@ -102,3 +102,101 @@ fn kept_statements_are_not_planned_again_at_each_run() {
     assert_eq!(read, vec![0, 0, 0], "{statements:?}");
     assert_eq!(written, vec![0, 0, 0], "{statements:?}");
 }
+
+/// Which reader connection `try_read_now` ran on, on the calling thread.
+/// (The pool opens connections beyond its first in the background: this waits for one.)
+fn reader_on_this_thread(db: &Db) -> usize {
+    let began = std::time::Instant::now();
+    loop {
+        let on = |c: &rusqlite::Connection| Ok::<_, StoreError>(c as *const _ as usize);
+        match db.try_read_now(on) {
+            Ok(at) => return at.unwrap(),
+            Err(_) if began.elapsed().as_secs() < 5 => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(_) => panic!("no reader came free in 5 s"),
+        }
+    }
+}
+
+/// A thread that reads now and then on its own (a web thread) keeps its reader and finds it
+/// again, so no two threads pass a connection, and the memory its statements allocate, back
+/// and forth; another thread is given another.
+#[test]
+fn a_thread_that_reads_on_its_own_keeps_its_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(Db::open(&dir.path().join("s.db"), 8).unwrap());
+    let mine = reader_on_this_thread(&db);
+    assert_eq!(db.readers_in_use(), 1, "kept by this thread");
+    for _ in 0..3 {
+        assert_eq!(reader_on_this_thread(&db), mine);
+    }
+    assert_eq!(db.readers_in_use(), 1);
+    let other = std::thread::spawn({
+        let db = db.clone();
+        move || reader_on_this_thread(&db)
+    })
+    .join()
+    .unwrap();
+    assert_ne!(
+        mine, other,
+        "another thread does not get this thread's reader"
+    );
+    assert_eq!(
+        db.readers_in_use(),
+        1,
+        "the other thread's went back when it ended"
+    );
+}
+
+/// Threads keep readers only while enough stay free for the others: with three readers none
+/// is kept, and however many threads read, the blocking pool's reads still get one at once.
+#[test]
+fn threads_do_not_keep_the_readers_the_others_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(Db::open(&dir.path().join("s.db"), 3).unwrap());
+    reader_on_this_thread(&db);
+    std::thread::spawn({
+        let db = db.clone();
+        move || reader_on_this_thread(&db)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(db.readers_in_use(), 0, "both readers went back to the pool");
+
+    let db = std::sync::Arc::new(Db::open(&dir.path().join("t.db"), 5).unwrap());
+    // Twenty threads, all alive at once, each reading on its own.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(21));
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let (db, barrier) = (db.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                reader_on_this_thread(&db);
+                barrier.wait(); // all have read
+                barrier.wait(); // the test has read too
+            })
+        })
+        .collect();
+    barrier.wait();
+    assert_eq!(
+        db.readers_in_use(),
+        2,
+        "two kept, three left for the others"
+    );
+    let began = std::time::Instant::now();
+    for _ in 0..3 {
+        let n: i64 = db
+            .read(|c| Ok::<_, StoreError>(c.query_row("SELECT 1", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(5),
+        "a blocking read waited for a reader: {:?}",
+        began.elapsed()
+    );
+    barrier.wait();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
