@@ -589,10 +589,16 @@ async fn run() {
             median(s.iter().map(|m| m.p99_ms).collect()),
         );
         let sp50 = median(s.iter().map(|m| m.p50_ms).collect());
-        println!(
-            "| {name} | {drps:.0} ({dp99:.1} ms) | {srps:.0} ({sp99:.1} ms; p50 {sp50:.2} ms) | {:.1}x |",
-            srps / drps
-        );
+        // The peer is not run at sizes it has no seed for: its columns say so.
+        let (django, ratio) = if d.is_empty() {
+            ("not run".to_string(), "—".to_string())
+        } else {
+            (
+                format!("{drps:.0} ({dp99:.1} ms)"),
+                format!("{:.1}x", srps / drps),
+            )
+        };
+        println!("| {name} | {django} | {srps:.0} ({sp99:.1} ms; p50 {sp50:.2} ms) | {ratio} |");
         if name.starts_with("student dashboard") {
             println!(
                 "dashboard: {:.0} % of /healthz ({healthz:.0} req/s)",
@@ -600,9 +606,13 @@ async fn run() {
             );
         }
     }
-    println!(
-        "memory after the load: Django {django_rss:.0} MB RSS (all processes), Slices {slices_rss:.0} MB RSS"
-    );
+    if figures.iter().all(|(d, _)| d.is_empty()) {
+        println!("memory after the load: Slices {slices_rss:.0} MB RSS");
+    } else {
+        println!(
+            "memory after the load: Django {django_rss:.0} MB RSS (all processes), Slices {slices_rss:.0} MB RSS"
+        );
+    }
 
     // Staff search (the peer has none): by node, by part of a username, by a state.
     println!();
