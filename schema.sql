@@ -604,3 +604,21 @@ CREATE TABLE snapshots (
 -- A node's queued jobs, found at once: parked together when the node stops answering, woken
 -- together when it answers again.
 CREATE INDEX jobs_by_node ON jobs(node_id, state) WHERE node_id IS NOT NULL;
+
+-- version: 27
+-- Where an account's identity comes from: a password kept here (`local`), the college
+-- directory (`ldap`; `external_id` is its DN) or single sign-on (`oidc`). A directory account
+-- has no password here. Courses a person belongs to, and what says so (the directory's
+-- groups, a roster staff uploaded).
+ALTER TABLE users ADD COLUMN auth_source TEXT NOT NULL DEFAULT 'local'
+    CHECK (auth_source IN ('local', 'ldap', 'oidc'));
+ALTER TABLE users ADD COLUMN external_id TEXT;
+CREATE UNIQUE INDEX users_by_external ON users(auth_source, external_id) WHERE external_id IS NOT NULL;
+CREATE TABLE course_members (
+    course   TEXT NOT NULL REFERENCES courses(code) ON DELETE CASCADE ON UPDATE CASCADE,
+    user_id  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    source   TEXT NOT NULL CHECK (source IN ('directory', 'roster')),
+    added_at INTEGER NOT NULL,
+    PRIMARY KEY (course, user_id, source)
+) WITHOUT ROWID;
+CREATE INDEX course_members_by_user ON course_members(user_id);

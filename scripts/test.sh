@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the system tests drive (real sshd, Apache, LXC, SMTP, Chromium, ...).
 # Each later part adds its own here; missing ones are installed, present ones are left alone.
-packages=(sudo lxc debootstrap e2fsprogs openssh-client openssh-server openssh-sftp-server apache2 iptables iproute2 python3-aiosmtpd chromium chromium-driver)
+packages=(sudo lxc debootstrap e2fsprogs openssh-client openssh-server openssh-sftp-server apache2 iptables iproute2 python3-aiosmtpd chromium chromium-driver slapd ldap-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

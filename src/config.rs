@@ -339,6 +339,55 @@ settings! {
     mail_retry_base_secs: u64 = 60;
     /// Connections to SQLite for reading (writing always uses one connection).
     db_readers: u32 = 8;
+    /// Who may log in with a password kept here: `all`, or `admins` (a break-glass admin
+    /// while everyone else logs in through the college directory).
+    local_logins: String = "all".to_string();
+    /// The college directory people log in through: `ldap://HOST[:PORT]` (upgraded with
+    /// StartTLS) or `ldaps://HOST[:PORT]`. Empty: no directory log-ins.
+    ldap_url: String = String::new();
+    /// Upgrade an ldap:// connection with StartTLS before anything else is sent. Off only for
+    /// a directory on this machine (127.0.0.1): a password never crosses a network in clear.
+    ldap_starttls: bool = true;
+    /// PEM file of the CA that signed the directory's certificate. Empty: the system's CAs.
+    ldap_ca_file: Option<PathBuf> = None;
+    /// The service account that looks people up before they bind (search, then bind). Empty:
+    /// each person binds directly as ldap_user_dn, and no periodic check can be made.
+    ldap_bind_dn: String = String::new();
+    /// The service account's password.
+    ldap_bind_password: Secret = Secret::default();
+    /// Where people are looked up (search, then bind).
+    ldap_user_base: String = String::new();
+    /// The filter that finds a person who may log in; {username} is the name typed (escaped).
+    /// Put the directory's own mark of a disabled account in it, for example
+    /// `(&(uid={username})(!(pwdAccountLockedTime=*)))`: someone it no longer finds is refused
+    /// at log-in, and disabled here (sessions ended) by the periodic check.
+    ldap_user_filter: String = "(&(objectClass=inetOrgPerson)(uid={username}))".to_string();
+    /// Direct bind, without a service account: the DN a person binds as, {username} the name
+    /// typed (escaped), for example `uid={username},ou=people,dc=example,dc=edu`.
+    ldap_user_dn: String = String::new();
+    /// The directory attribute that holds the username (checked as any username here).
+    ldap_username_attribute: String = "uid".to_string();
+    /// The directory attribute that holds the display name.
+    ldap_name_attribute: String = "cn".to_string();
+    /// The directory attribute that holds the email address (taken as confirmed).
+    ldap_email_attribute: String = "mail".to_string();
+    /// Where groups are looked up. Empty: no groups, so no roles or courses from them.
+    ldap_group_base: String = String::new();
+    /// The filter for a person's groups: {dn} is their DN, {username} their username.
+    ldap_group_filter: String =
+        "(|(member={dn})(uniqueMember={dn})(memberUid={username}))".to_string();
+    /// Groups whose members are admins here: DNs separated by `;`. When this or
+    /// ldap_staff_groups is set, the directory decides a directory account's role at each
+    /// log-in; when both are empty, roles are given here.
+    ldap_admin_groups: String = String::new();
+    /// Groups whose members are staff here: DNs separated by `;`.
+    ldap_staff_groups: String = String::new();
+    /// Groups right under this DN are courses: a member of `cn=CS3650,ou=courses,...` belongs
+    /// to the course whose code is CS3650 (when it exists here). Empty: none.
+    ldap_course_groups: String = String::new();
+    /// How often directory accounts are looked up again, in minutes: one no longer found is
+    /// disabled here and its sessions end (0: never; needs ldap_bind_dn).
+    ldap_check_minutes: u64 = 15;
 }
 
 /// Where a value came from, for error messages.
@@ -455,6 +504,9 @@ impl Config {
         }
         if self.max_body_bytes < 1024 {
             return Err(bad("max_body_bytes", "must be at least 1024"));
+        }
+        if !matches!(self.local_logins.as_str(), "all" | "admins") {
+            return Err(bad("local_logins", "is `all` or `admins`"));
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ pub struct Context {
     pub public_base: std::sync::OnceLock<String>,
     /// The port the built-in SSH gateway listens on, once it does (port 0 becomes real).
     pub ssh_port: std::sync::OnceLock<u16>,
+    /// The college directory people log in through, when `ldap_url` names one.
+    pub directory: Option<crate::ops::accounts::Directory>,
 }
 
 impl Context {
@@ -36,7 +38,13 @@ impl Context {
         } else {
             config.secret_key.0.as_bytes().to_vec()
         };
+        let directory = crate::ops::accounts::Directory::from_config(&config)?;
+        anyhow::ensure!(
+            config.local_logins == "all" || directory.is_some(),
+            "local_logins = \"admins\" needs another way in for everyone else: set ldap_url"
+        );
         Ok(Arc::new(Context {
+            directory,
             policy: Policy::from_config(&config),
             config,
             db,

@@ -49,6 +49,8 @@ pub struct RunnerConfig {
     /// How often slices' ends are looked at (0: never), and how long a slice stays stopped at
     /// its end before it is destroyed.
     pub term_check_secs: i64,
+    /// How often the directory's accounts are looked up again (0: never, or no directory).
+    pub directory_check_secs: i64,
     pub term_grace_secs: i64,
     /// How long to wait for an agent's answer.
     pub agent_timeout: Duration,
@@ -99,6 +101,11 @@ impl RunnerConfig {
             usage_keep_secs: c.usage_keep_days.max(1) as i64 * 86_400,
             node_stale_secs: (c.node_health_secs as i64 * 4).max(60),
             term_check_secs: c.term_check_seconds as i64,
+            directory_check_secs: if c.ldap_url.trim().is_empty() || c.ldap_bind_dn.is_empty() {
+                0
+            } else {
+                c.ldap_check_minutes as i64 * 60
+            },
             term_grace_secs: c.term_grace_days as i64 * 86_400,
             agent_timeout: Duration::from_secs(c.agent_timeout_secs.max(1)),
             nameservers,

@@ -56,6 +56,13 @@ const TABLE: &[Periodic] = &[
         per_node: false,
         at_start: true,
     },
+    // The directory's accounts looked up again (when there is a directory to ask).
+    Periodic {
+        kind: JobKind::Directory,
+        every: |c| c.directory_check_secs,
+        per_node: false,
+        at_start: false,
+    },
 ];
 
 /// When each line last ran (in this process).
@@ -127,7 +134,8 @@ mod tests {
     fn every_periodic_kind_is_either_per_node_or_one_in_all() {
         for p in TABLE {
             assert!(
-                p.per_node || [JobKind::Gateway, JobKind::Term].contains(&p.kind),
+                p.per_node
+                    || [JobKind::Gateway, JobKind::Term, JobKind::Directory].contains(&p.kind),
                 "{:?}",
                 p.kind
             );

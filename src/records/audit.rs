@@ -63,6 +63,9 @@ pub enum Event {
     SliceExpired,
     /// Someone (its owner, or staff) downloaded the archive of a slice's /home.
     ArchiveDownloaded,
+    /// Someone the college directory vouches for named an account here that is not linked to
+    /// the directory: refused, for staff to decide (never merged on its own).
+    DirectoryClash,
 }
 
 /// What an event is about: the audit log's typed "subject" column.
@@ -120,7 +123,7 @@ impl Subject<'_> {
 }
 
 impl Event {
-    pub const ALL: [Event; 39] = [
+    pub const ALL: [Event; 40] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -160,6 +163,7 @@ impl Event {
         Event::ExtensionDecided,
         Event::SliceExpired,
         Event::ArchiveDownloaded,
+        Event::DirectoryClash,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -203,6 +207,7 @@ impl Event {
             Event::ExtensionDecided => "extension_decided",
             Event::SliceExpired => "slice_expired",
             Event::ArchiveDownloaded => "archive_downloaded",
+            Event::DirectoryClash => "directory_clash",
         }
     }
 
@@ -248,6 +253,7 @@ impl Event {
             Event::ExtensionDecided => "Extension decided",
             Event::SliceExpired => "Slice ended with its term",
             Event::ArchiveDownloaded => "Archive of /home downloaded",
+            Event::DirectoryClash => "Directory log-in met a local account",
         }
     }
 

@@ -319,3 +319,38 @@ pub fn decide_extension(
         .execute(params![id, state, by, now(), note])?;
     Ok(n == 1)
 }
+
+/// Makes `codes` (those that name a course here) the courses the directory says `user_id` is
+/// in; the courses a roster put them in stay. Returns the codes kept.
+pub fn set_directory_members(
+    conn: &Connection,
+    user_id: i64,
+    codes: &[String],
+) -> Result<Vec<String>> {
+    conn.prepare_cached("DELETE FROM course_members WHERE user_id = ?1 AND source = 'directory'")?
+        .execute([user_id])?;
+    let mut kept = Vec::new();
+    for code in codes {
+        let Some(course) = get(conn, code)? else {
+            continue;
+        };
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO course_members (course, user_id, source, added_at)
+             VALUES (?1, ?2, 'directory', ?3)",
+        )?
+        .execute(params![course.code, user_id, now()])?;
+        kept.push(course.code);
+    }
+    Ok(kept)
+}
+
+/// The courses `user_id` belongs to (from any source), by code.
+pub fn member_of(conn: &Connection, user_id: i64) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT course FROM course_members WHERE user_id = ?1 ORDER BY course",
+    )?;
+    let rows = stmt
+        .query_map([user_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(rows)
+}

@@ -44,10 +44,12 @@ pub enum JobKind {
     /// Takes, restores and deletes a slice's snapshots as asked, then reads the node's list
     /// back (`ops::snapshots`).
     Snapshots,
+    /// Looks the directory's accounts up again: one it no longer finds is disabled here.
+    Directory,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 18] = [
+    pub const ALL: [JobKind; 19] = [
         JobKind::Provision,
         JobKind::Start,
         JobKind::Stop,
@@ -66,6 +68,7 @@ impl JobKind {
         JobKind::Term,
         JobKind::Export,
         JobKind::Snapshots,
+        JobKind::Directory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +91,7 @@ impl JobKind {
             JobKind::Term => "term",
             JobKind::Export => "export",
             JobKind::Snapshots => "snapshots",
+            JobKind::Directory => "directory",
         }
     }
 
@@ -115,6 +119,7 @@ impl JobKind {
             JobKind::Term => "checked for ends",
             JobKind::Export => "packed",
             JobKind::Snapshots => "given its snapshots",
+            JobKind::Directory => "checked against the directory",
         }
     }
 
@@ -138,6 +143,7 @@ impl JobKind {
             JobKind::Term => "Term check",
             JobKind::Export => "Archive of /home",
             JobKind::Snapshots => "Snapshots",
+            JobKind::Directory => "Directory check",
         }
     }
 }
@@ -205,7 +211,11 @@ fn insert(
     at: i64,
 ) -> Result<i64> {
     let max_attempts = match kind {
-        JobKind::NodeHealth | JobKind::Usage | JobKind::Reconcile | JobKind::Term => 1,
+        JobKind::NodeHealth
+        | JobKind::Usage
+        | JobKind::Reconcile
+        | JobKind::Term
+        | JobKind::Directory => 1,
         JobKind::Export => 3,
         _ => 8,
     };

@@ -20,6 +20,39 @@ pub struct User {
     pub disabled_at: Option<i64>,
     pub disabled_reason: Option<String>,
     pub email_verified_at: Option<i64>,
+    /// Where its identity comes from (a password here, the directory, single sign-on).
+    pub source: AuthSource,
+}
+
+/// Where an account's identity comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthSource {
+    /// A password kept here.
+    Local,
+    /// The college directory (LDAP).
+    Ldap,
+    /// Single sign-on (OpenID Connect).
+    Oidc,
+}
+
+impl AuthSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthSource::Local => "local",
+            AuthSource::Ldap => "ldap",
+            AuthSource::Oidc => "oidc",
+        }
+    }
+
+    fn parse(s: &str) -> Option<AuthSource> {
+        match s {
+            "local" => Some(AuthSource::Local),
+            "ldap" => Some(AuthSource::Ldap),
+            "oidc" => Some(AuthSource::Oidc),
+            _ => None,
+        }
+    }
 }
 
 impl User {
@@ -30,10 +63,10 @@ impl User {
 
 pub(crate) const COLUMNS: &str =
     "id, username, email, display_name, role, created_at, last_login_at, \
-    disabled_at, disabled_reason, email_verified_at";
+    disabled_at, disabled_reason, email_verified_at, auth_source";
 
 /// How many columns [`COLUMNS`] has (the next one in a query is at this index).
-pub(crate) const COLUMN_COUNT: usize = 10;
+pub(crate) const COLUMN_COUNT: usize = 11;
 
 pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(4)?;
@@ -50,6 +83,16 @@ pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         disabled_at: r.get(7)?,
         disabled_reason: r.get(8)?,
         email_verified_at: r.get(9)?,
+        source: {
+            let s: String = r.get(10)?;
+            AuthSource::parse(&s).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    10,
+                    rusqlite::types::Type::Text,
+                    format!("auth_source {s}").into(),
+                )
+            })?
+        },
     })
 }
 
@@ -79,6 +122,85 @@ pub fn insert(
     )?;
     let id = conn.last_insert_rowid();
     by_id(conn, id)?.ok_or(Error::NotFound("user"))
+}
+
+/// Makes an account whose identity another system vouches for (`external_id`: the directory
+/// entry's DN): no password here, its address taken as confirmed. The same checks as any new
+/// account: a username or address already taken is refused, never merged.
+pub fn insert_external(
+    conn: &Connection,
+    source: AuthSource,
+    external_id: &str,
+    username: &Username,
+    email: &Email,
+    name: &DisplayName,
+    role: Role,
+) -> Result<User> {
+    let user = insert(conn, username, email, name, "", role)?;
+    conn.prepare_cached(
+        "UPDATE users SET auth_source = ?2, external_id = ?3, email_verified_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![user.id, source.as_str(), external_id, now()])?;
+    by_id(conn, user.id)?.ok_or(Error::NotFound("user"))
+}
+
+/// Brings an external account's name, address, role and entry up to date with what its
+/// source says now.
+pub fn update_external(
+    conn: &Connection,
+    id: i64,
+    external_id: &str,
+    email: &Email,
+    name: &DisplayName,
+    role: Role,
+) -> Result<()> {
+    if let Some(other) = by_email(conn, email.as_str())? {
+        if other.id != id {
+            return Err(FieldError::new(
+                Email::FIELD,
+                "Another account here has your college address. Ask the lab staff.",
+            )
+            .into());
+        }
+    }
+    conn.prepare_cached(
+        "UPDATE users SET external_id = ?2, email = ?3, display_name = ?4, role = ?5,
+                          email_verified_at = coalesce(email_verified_at, ?6)
+          WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        external_id,
+        email.as_str(),
+        name.as_str(),
+        role.as_str(),
+        now()
+    ])?;
+    Ok(())
+}
+
+/// Hands an account over to another source of identity (staff linking a local account to the
+/// directory, or back): a password kept here is dropped when it leaves `local`.
+pub fn set_source(conn: &Connection, id: i64, source: AuthSource) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE users SET auth_source = ?2,
+                          password_hash = CASE WHEN ?2 = 'local' THEN password_hash ELSE '' END,
+                          external_id = CASE WHEN ?2 = auth_source THEN external_id END
+          WHERE id = ?1",
+    )?
+    .execute(params![id, source.as_str()])?;
+    Ok(())
+}
+
+/// The enabled accounts from `source`, by username.
+pub fn enabled_from(conn: &Connection, source: AuthSource) -> Result<Vec<User>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM users WHERE auth_source = ?1 AND disabled_at IS NULL ORDER BY username"
+    ))?;
+    let rows = stmt
+        .query_map([source.as_str()], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<User>> {

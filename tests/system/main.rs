@@ -10,6 +10,7 @@
 //! - `whole`: the multi-host system, each host a network namespace.
 //! - `serve_lxc`: `slices serve --driver lxc` on one machine, from sign-up to ssh.
 //! - `ssh_gateway`: the built-in SSH gateway in front of real LXC slices, with OpenSSH.
+//! - `ldap`: log-in through a real OpenLDAP slapd (StartTLS, groups, a disabled account).
 //! - `load`: floods on the master's password forms (alone: they take both cores).
 
 #[path = "../common/mod.rs"]
@@ -20,6 +21,7 @@ use common::{fleet, gateway_lab, http, lxc_node, netns, seed, serve, smtp, syste
 mod browser;
 mod gateway;
 mod gateway_helper;
+mod ldap;
 mod load;
 mod lxc;
 mod pages;

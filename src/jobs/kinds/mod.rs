@@ -1,6 +1,7 @@
 //! One file per kind of job; `execute` is the registry that runs a job's row by its kind.
 
 mod destroy;
+mod directory;
 mod export;
 mod gateway;
 mod keys;
@@ -42,6 +43,7 @@ pub async fn execute(env: &JobEnv, job: &Job) -> Outcome {
         Some(Term) => term::run(env, job).await,
         Some(Export) => export::run(env, job).await,
         Some(Snapshots) => snapshots::run(env, job).await,
+        Some(Directory) => directory::run(env, job).await,
         None => Outcome::Fail(format!("unknown job kind `{}`", job.kind)),
     }
 }

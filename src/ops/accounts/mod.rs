@@ -3,6 +3,7 @@
 //! whole, with its audit row, or not at all.
 
 mod addresses;
+pub mod directory;
 pub mod keys;
 mod manage;
 pub mod password;
@@ -20,8 +21,9 @@ use crate::error::{Error, Problems, Result};
 use crate::store::{now, Db};
 
 pub use audit::{Actor, Event};
+pub use directory::Directory;
 pub use sessions::{Lifetimes, Session};
-pub use users::User;
+pub use users::{AuthSource, User};
 
 /// The rules that come from configuration.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +32,9 @@ pub struct Policy {
     pub max_failures_per_account: u32,
     pub max_failures_per_address: u32,
     pub window_secs: i64,
+    /// Only admins may log in with a password kept here (everyone else through the
+    /// directory): `local_logins = "admins"`.
+    pub local_logins_admins_only: bool,
 }
 
 impl Policy {
@@ -53,6 +58,7 @@ impl Policy {
             max_failures_per_account: c.login_max_failures_per_account,
             max_failures_per_address: c.login_max_failures_per_address,
             window_secs: (c.login_window_minutes * 60) as i64,
+            local_logins_admins_only: c.local_logins == "admins",
         }
     }
 }
@@ -244,6 +250,7 @@ fn wait_words(secs: i64) -> String {
 pub fn login(
     db: &Db,
     policy: &Policy,
+    directory: Option<&Directory>,
     login: &str,
     password: &str,
     origin: &Origin,
@@ -327,14 +334,12 @@ pub fn login(
                 .into(),
         ));
     };
-    let ok_user = match &found {
-        Some((user, hash)) => password::verify(hash, password)?.then_some(user),
-        None => {
-            password::verify_dummy(password)?;
-            None
-        }
+    let ok_user = match check_password(db, policy, directory, &found, &login, password, origin)? {
+        Checked::User(user) => Some(user),
+        Checked::Refused => None,
+        Checked::Said(err) => return Err(err),
     };
-    match ok_user {
+    match ok_user.as_ref() {
         Some(user) if user.is_disabled() => {
             db.write(|tx| {
                 audit::record(
@@ -357,7 +362,9 @@ pub fn login(
             // A hash made with older parameters is made again now (best effort: a busy
             // server keeps the old one until the next log-in).
             let rehashed = match &found {
-                Some((_, hash)) if password::needs_rehash(hash) => {
+                Some((u, hash))
+                    if u.source == AuthSource::Local && password::needs_rehash(hash) =>
+                {
                     password::hash(password).ok().map(|new| (hash.clone(), new))
                 }
                 _ => None,
@@ -421,6 +428,250 @@ pub fn login(
             Err(fail())
         }
     }
+}
+
+/// What a password check came to.
+enum Checked {
+    User(User),
+    /// Wrong password or no such account (the same answer for both).
+    Refused,
+    /// Refused with something to say (the directory is down, a clash, local log-ins off).
+    Said(Error),
+}
+
+/// Why an account was disabled by the directory check (and enabled again when the directory
+/// vouches for it at a later log-in).
+pub const DIRECTORY_GONE: &str = "no longer found in the college directory";
+
+/// Checks the password: against the directory for its accounts (and for names not known here),
+/// against the hash kept here for local ones. A local account whose password fails but whose
+/// name the directory knows with that password is a clash, told to the person and to staff,
+/// never merged.
+fn check_password(
+    db: &Db,
+    policy: &Policy,
+    directory: Option<&Directory>,
+    found: &Option<(User, String)>,
+    login: &str,
+    password: &str,
+    origin: &Origin,
+) -> Result<Checked> {
+    let local = match found {
+        Some((user, hash)) if user.source == AuthSource::Local => {
+            Some((user, password::verify(hash, password)?))
+        }
+        _ => None,
+    };
+    if let Some((user, true)) = local {
+        if policy.local_logins_admins_only && user.role != Role::Admin {
+            return Ok(Checked::Said(Error::Forbidden(
+                "Passwords kept here are for the lab's admins only: log in with your college \
+                 account."
+                    .into(),
+            )));
+        }
+        return Ok(Checked::User(user.clone()));
+    }
+    let Some(dir) = directory else {
+        if local.is_none() {
+            password::verify_dummy(password)?;
+        }
+        return Ok(Checked::Refused);
+    };
+    // The directory is asked by username: the one of the account found, or the name typed.
+    let name = match found {
+        Some((user, _)) if user.source == AuthSource::Oidc => {
+            password::verify_dummy(password)?;
+            return Ok(Checked::Refused);
+        }
+        Some((user, _)) => user.username.clone(),
+        None => login.to_string(),
+    };
+    let Ok(username) = Username::parse(&name) else {
+        // Not a username (filter characters, an unknown address): the directory never sees it.
+        password::verify_dummy(password)?;
+        return Ok(Checked::Refused);
+    };
+    let person = match dir.authenticate(&username, password) {
+        Ok(directory::Verdict::Person(p)) => p,
+        Ok(directory::Verdict::Refused) => return Ok(Checked::Refused),
+        Err(directory::DirectoryError::Unusable(why)) => {
+            return Ok(Checked::Said(Error::Forbidden(why)))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "directory log-in");
+            return Ok(Checked::Said(Error::Throttled(
+                "The college directory does not answer right now. Try again in a few minutes."
+                    .into(),
+            )));
+        }
+    };
+    directory_account(db, found.as_ref().map(|(u, _)| u), person, origin)
+}
+
+/// The account here of someone the directory vouches for: made at their first log-in, brought
+/// up to date (name, address, role when the directory decides roles, courses) at each one.
+/// A local account in the way is never taken over.
+fn directory_account(
+    db: &Db,
+    found: Option<&User>,
+    person: directory::Person,
+    origin: &Origin,
+) -> Result<Checked> {
+    db.write(|tx| {
+        let actor = |id| Actor {
+            user_id: id,
+            ip: &origin.ip,
+        };
+        let subject = crate::records::audit::Subject::Account(person.username.as_str());
+        let user = match found {
+            Some(user) if user.source == AuthSource::Ldap => {
+                let role = person.role.unwrap_or(user.role);
+                users::update_external(
+                    tx,
+                    user.id,
+                    &person.dn,
+                    &person.email,
+                    &person.display_name,
+                    role,
+                )?;
+                if role != user.role {
+                    audit::record(
+                        tx,
+                        Event::RoleChanged,
+                        &actor(None),
+                        subject,
+                        &format!("{} -> {role} (directory groups)", user.role),
+                    )?;
+                }
+                if user.disabled_reason.as_deref() == Some(DIRECTORY_GONE) {
+                    users::set_disabled(tx, user.id, None)?;
+                    audit::record(
+                        tx,
+                        Event::AccountEnabled,
+                        &actor(None),
+                        subject,
+                        "found in the college directory again",
+                    )?;
+                }
+                user.id
+            }
+            _ => {
+                let taken = users::by_username(tx, person.username.as_str())?
+                    .or(users::by_email(tx, person.email.as_str())?);
+                if let Some(other) = taken {
+                    audit::record(
+                        tx,
+                        Event::DirectoryClash,
+                        &actor(None),
+                        crate::records::audit::Subject::Account(&other.username),
+                        &format!("directory entry {}", person.dn),
+                    )?;
+                    return Ok(Checked::Said(Error::Forbidden(format!(
+                        "An account here already has the name {} or your college address, and \
+                         it is not linked to the college directory. The lab staff have been \
+                         told: they decide whether to link it to your college account.",
+                        other.username
+                    ))));
+                }
+                let role = person.role.unwrap_or(Role::Student);
+                let user = users::insert_external(
+                    tx,
+                    AuthSource::Ldap,
+                    &person.dn,
+                    &person.username,
+                    &person.email,
+                    &person.display_name,
+                    role,
+                )?;
+                audit::record(
+                    tx,
+                    Event::AccountCreated,
+                    &actor(Some(user.id)),
+                    subject,
+                    &format!("role {role}, from the college directory"),
+                )?;
+                user.id
+            }
+        };
+        crate::records::courses::set_directory_members(tx, user, &person.courses)?;
+        let user = users::by_id(tx, user)?.ok_or(Error::NotFound("user"))?;
+        Ok(Checked::User(user))
+    })
+}
+
+/// What a look at the directory accounts came to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DirectoryCheck {
+    pub looked_up: usize,
+    pub disabled: Vec<String>,
+}
+
+/// Looks every enabled directory account up again with the service account: one the directory
+/// no longer finds (gone, or marked disabled as the user filter says) is disabled here, its
+/// sessions ended and its gateway login removed. When the directory finds none of several
+/// accounts, its settings are more likely wrong than everyone gone: nobody is disabled.
+pub fn check_directory_accounts(db: &Db, dir: &Directory) -> Result<DirectoryCheck> {
+    if !dir.can_look_up() {
+        return Ok(DirectoryCheck::default());
+    }
+    let accounts = db.read(|c| users::enabled_from(c, AuthSource::Ldap))?;
+    let names: Vec<Username> = accounts
+        .iter()
+        .filter_map(|u| Username::parse(&u.username).ok())
+        .collect();
+    if names.is_empty() {
+        return Ok(DirectoryCheck::default());
+    }
+    let found = dir
+        .look_up(&names)
+        .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
+    let gone: Vec<String> = found
+        .iter()
+        .filter(|(_, person)| person.is_none())
+        .map(|(u, _)| u.as_str().to_string())
+        .collect();
+    if gone.len() == names.len() && names.len() > 1 {
+        tracing::warn!(
+            accounts = names.len(),
+            "the college directory found none of its accounts: its settings (ldap_user_base, \
+             ldap_user_filter) are likely wrong; nobody was disabled"
+        );
+        return Ok(DirectoryCheck {
+            looked_up: names.len(),
+            disabled: Vec::new(),
+        });
+    }
+    let disabled = db.write(|tx| {
+        let mut disabled = Vec::new();
+        for name in &gone {
+            let Some(user) = users::by_username(tx, name)? else {
+                continue;
+            };
+            if user.is_disabled() || user.source != AuthSource::Ldap {
+                continue;
+            }
+            users::set_disabled(tx, user.id, Some(DIRECTORY_GONE))?;
+            crate::records::jobs::enqueue_gateway(tx, Some(user.id))?;
+            let ended = sessions::delete_all_for(tx, user.id)?;
+            audit::record(
+                tx,
+                Event::AccountDisabled,
+                &Actor {
+                    user_id: None,
+                    ip: "",
+                },
+                crate::records::audit::Subject::Account(&user.username),
+                &format!("{DIRECTORY_GONE} ({ended} sessions ended)"),
+            )?;
+            disabled.push(user.username);
+        }
+        Ok::<_, Error>(disabled)
+    })?;
+    Ok(DirectoryCheck {
+        looked_up: names.len(),
+        disabled,
+    })
 }
 
 /// Ends one session.

@@ -66,7 +66,10 @@ async fn login(
     let (login, password) = (form.login.clone(), form.password);
     let s = state.clone();
     let result = state
-        .run(move |db| accounts::login(db, &s.ctx.policy, &login, &password, &origin))
+        .run(move |db| {
+            let directory = s.ctx.directory.as_ref();
+            accounts::login(db, &s.ctx.policy, directory, &login, &password, &origin)
+        })
         .await;
     match result {
         Ok((user, token)) => Ok(session_response(
