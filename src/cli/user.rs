@@ -29,6 +29,15 @@ pub enum UserCommand {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Hand a local account over to the college directory (after a clash the audit log shows
+    /// as "Directory log-in met a local account"): its password here is dropped, its sessions
+    /// end, and its owner logs in with their college password from then on.
+    Link {
+        /// The username of the account here.
+        name: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
 }
 
 pub async fn run(what: UserCommand) -> anyhow::Result<()> {
@@ -76,6 +85,23 @@ pub async fn run(what: UserCommand) -> anyhow::Result<()> {
             println!(
                 "Created {} account `{}` <{}>.",
                 user.role, user.username, user.email
+            );
+            Ok(())
+        }
+        UserCommand::Link { name, cfg } => {
+            let ctx = Context::open_existing(cfg.load(&[])?)?;
+            if ctx.directory.is_none() {
+                bail!("there is no college directory to link to: set ldap_url first");
+            }
+            let db = ctx.db.clone();
+            let user = tokio::task::spawn_blocking(move || {
+                accounts::link_to_directory(&db, &name, None, "")
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "`{}` now logs in through the college directory (its password here is gone).",
+                user.username
             );
             Ok(())
         }

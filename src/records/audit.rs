@@ -66,6 +66,8 @@ pub enum Event {
     /// Someone the college directory vouches for named an account here that is not linked to
     /// the directory: refused, for staff to decide (never merged on its own).
     DirectoryClash,
+    /// Staff handed a local account over to the college directory (its password here dropped).
+    AccountLinked,
 }
 
 /// What an event is about: the audit log's typed "subject" column.
@@ -123,7 +125,7 @@ impl Subject<'_> {
 }
 
 impl Event {
-    pub const ALL: [Event; 40] = [
+    pub const ALL: [Event; 41] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -164,6 +166,7 @@ impl Event {
         Event::SliceExpired,
         Event::ArchiveDownloaded,
         Event::DirectoryClash,
+        Event::AccountLinked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -208,6 +211,7 @@ impl Event {
             Event::SliceExpired => "slice_expired",
             Event::ArchiveDownloaded => "archive_downloaded",
             Event::DirectoryClash => "directory_clash",
+            Event::AccountLinked => "account_linked",
         }
     }
 
@@ -254,6 +258,7 @@ impl Event {
             Event::SliceExpired => "Slice ended with its term",
             Event::ArchiveDownloaded => "Archive of /home downloaded",
             Event::DirectoryClash => "Directory log-in met a local account",
+            Event::AccountLinked => "Account linked to the directory",
         }
     }
 

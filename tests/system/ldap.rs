@@ -414,6 +414,35 @@ fn people_log_in_through_the_college_directory() {
     let (local, _) = log_in(&ctx, "edsger", "a local password 1").unwrap();
     assert_eq!(local.source, AuthSource::Local);
     assert_eq!(local.email, "edsger@elsewhere.example.org");
+    // Staff decide to link it (`slices user link edsger`): from then on the directory's
+    // password, name and address; the local password no longer opens it.
+    let linked = accounts::link_to_directory(&ctx.db, "edsger", None, "").unwrap();
+    assert_eq!(linked.source, AuthSource::Ldap);
+    assert_eq!(audit_details(&ctx, "account_linked").len(), 1);
+    assert!(matches!(
+        log_in(&ctx, "edsger", "a local password 1"),
+        Err(Error::Invalid(_))
+    ));
+    let (edsger, _) = log_in(&ctx, "edsger", "edsger-pass-1930").expect("linked");
+    assert_eq!(
+        edsger.id, local.id,
+        "the same account, its slices and keys kept"
+    );
+    assert_eq!(edsger.email, "edsger@ccs.example.edu");
+    assert_eq!(edsger.display_name, "Edsger Dijkstra");
+    // No password can be set here for a directory account: no reset link is made.
+    accounts::request_reset(&ctx.db, "ada", "192.0.2.7").unwrap();
+    let links: i64 = ctx
+        .db
+        .read(|c| {
+            Ok::<_, Error>(c.query_row(
+                "SELECT count(*) FROM email_tokens WHERE user_id = ?1",
+                [ada.id],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(links, 0);
 
     // Disabled in the directory: refused at the next log-in ...
     mark_disabled(&slapd, "alan", true);
@@ -422,7 +451,7 @@ fn people_log_in_through_the_college_directory() {
     mark_disabled(&slapd, "ada", true);
     let checked =
         accounts::check_directory_accounts(&ctx.db, ctx.directory.as_ref().unwrap()).unwrap();
-    assert_eq!(checked.looked_up, 3, "ada, grace, alan");
+    assert_eq!(checked.looked_up, 4, "ada, grace, alan, edsger");
     assert_eq!(
         checked.disabled,
         vec!["ada".to_string(), "alan".to_string()]
@@ -443,7 +472,19 @@ fn people_log_in_through_the_college_directory() {
     let (ada, _) = log_in(&ctx, "ada", "ada-pass-1815").expect("ada is back");
     assert!(!ada.is_disabled());
 
-    // A directory that does not answer: said plainly, and local admins still get in.
+    // The directory takes nothing from a client that skipped StartTLS (so every log-in above
+    // went over TLS): without it, the log-in fails as a directory that does not answer.
+    let clear = context(
+        &dir.path().join("clear"),
+        &slapd,
+        &[("ldap_starttls", "false")],
+    );
+    match log_in(&clear, "grace", "grace-pass-1906") {
+        Err(Error::Throttled(m)) => assert!(m.contains("does not answer"), "{m}"),
+        other => panic!("without TLS: {other:?}"),
+    }
+
+    // A directory that does not answer: said plainly.
     drop(slapd);
     match log_in(&ctx, "grace", "grace-pass-1906") {
         Err(Error::Throttled(m)) => assert!(m.contains("does not answer"), "{m}"),

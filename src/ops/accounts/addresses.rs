@@ -88,7 +88,9 @@ pub fn request_reset(db: &Db, login: &str, ip: &str) -> Result<()> {
         let Some((user, _)) = users::for_login(tx, &login)? else {
             return Ok(());
         };
+        // An account with no password here gets no link to set one (the answer is the same).
         if user.is_disabled()
+            || user.source != super::AuthSource::Local
             || email_tokens::count_since(tx, user.id, email_tokens::Purpose::Reset, now() - 3600)?
                 >= 3
         {
@@ -123,6 +125,9 @@ pub fn reset_password(db: &Db, token: &str, new: &str, confirm: &str, ip: &str) 
     let user = db
         .read(|c| users::by_id(c, user_id))?
         .ok_or(Error::NotFound("user"))?;
+    if user.source != super::AuthSource::Local {
+        return Err(Error::Forbidden(super::COLLEGE_PASSWORD.into()));
+    }
     let username = Username::parse(&user.username)?;
     let new = NewPassword::parse("new_password", new, username.as_str(), Some(&user.email))?;
     if new.expose() != confirm {

@@ -439,6 +439,10 @@ enum Checked {
     Said(Error),
 }
 
+/// Said to someone who tries to set a password here for an account that has none.
+pub const COLLEGE_PASSWORD: &str =
+    "Your account logs in with your college password: change it where the college says to.";
+
 /// Why an account was disabled by the directory check (and enabled again when the directory
 /// vouches for it at a later log-in).
 pub const DIRECTORY_GONE: &str = "no longer found in the college directory";
@@ -674,6 +678,36 @@ pub fn check_directory_accounts(db: &Db, dir: &Directory) -> Result<DirectoryChe
     })
 }
 
+/// Hands a local account over to the college directory, as staff decide after a clash: its
+/// password here is dropped and its sessions end; at its next log-in through the directory it
+/// takes the entry's name, address and groups. `actor`: the staff member (None: the shell).
+pub fn link_to_directory(db: &Db, username: &str, actor: Option<&User>, ip: &str) -> Result<User> {
+    if let Some(a) = actor {
+        if !a.role.is_staff() {
+            return Err(Error::Forbidden("Only staff may do this.".into()));
+        }
+    }
+    db.write(|tx| {
+        let user = users::by_username(tx, username)?.ok_or(Error::NotFound("user"))?;
+        if user.source == AuthSource::Ldap {
+            return Ok(user);
+        }
+        users::set_source(tx, user.id, AuthSource::Ldap)?;
+        let ended = sessions::delete_all_for(tx, user.id)?;
+        audit::record(
+            tx,
+            Event::AccountLinked,
+            &Actor {
+                user_id: actor.map(|a| a.id),
+                ip,
+            },
+            crate::records::audit::Subject::Account(&user.username),
+            &format!("was {} ({ended} sessions ended)", user.source.as_str()),
+        )?;
+        users::by_id(tx, user.id)?.ok_or(Error::NotFound("user"))
+    })
+}
+
 /// Ends one session.
 pub fn logout(db: &Db, session: &Session, ip: &str) -> Result<()> {
     db.write(|tx| {
@@ -719,6 +753,9 @@ pub fn change_password(
     ip: &str,
 ) -> Result<()> {
     let user = &session.user;
+    if user.source != AuthSource::Local {
+        return Err(Error::Forbidden(COLLEGE_PASSWORD.into()));
+    }
     let username = Username::parse(&user.username)?;
     let hash = db.read(|c| users::password_hash(c, user.id))?;
     if !password::verify(&hash, current)? {

@@ -40,9 +40,29 @@ async fn login_page(
     if viewer.session.is_some() {
         return Ok(see_other(&state, &next, None));
     }
-    Page::new("login.html")
+    login_form(&state)
         .with("next", &next)
         .render(&state, &req, &viewer)
+}
+
+/// The log-in page, saying how this lab logs people in.
+fn login_form(state: &State) -> Page {
+    Page::new("login.html")
+        .with("directory", &state.ctx.directory.is_some())
+        .with("signup", &!state.ctx.policy.local_logins_admins_only)
+}
+
+/// With `local_logins = "admins"` nobody makes an account here: the directory has them all.
+fn no_signup(state: &State) -> Option<HttpResponse> {
+    state.ctx.policy.local_logins_admins_only.then(|| {
+        see_other(
+            state,
+            "/login",
+            Some(
+                "There is no account to make here: log in with your college username and password.",
+            ),
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -79,7 +99,7 @@ async fn login(
             &format!("Welcome back, {}.", user.display_name),
         )),
         Err(e @ (Error::Invalid(_) | Error::Throttled(_) | Error::Forbidden(_))) => {
-            Page::new("login.html")
+            login_form(&state)
                 .with("next", &next)
                 .with("login", &form.login)
                 .errors(&e)
@@ -118,6 +138,9 @@ async fn signup_page(
     if viewer.session.is_some() {
         return Ok(see_other(&state, "/", None));
     }
+    if let Some(to_login) = no_signup(&state) {
+        return Ok(to_login);
+    }
     Page::new("signup.html")
         .with("form", &SignUpForm::default())
         .render(&state, &req, &viewer)
@@ -130,6 +153,9 @@ async fn signup(
     posted: Posted<SignUpForm>,
 ) -> Result<HttpResponse, WebError> {
     let Posted { viewer, form } = posted;
+    if let Some(to_login) = no_signup(&state) {
+        return Ok(to_login);
+    }
     let origin = viewer.origin();
     let s = state.clone();
     let f = form.clone();

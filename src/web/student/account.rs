@@ -81,7 +81,9 @@ async fn change_password(
             "/account",
             Some("Your password is changed. Your other sessions have ended."),
         )),
-        Err(e @ Error::Invalid(_)) => account_page(&state, &req, &viewer, &session, Some(&e)).await,
+        Err(e @ (Error::Invalid(_) | Error::Forbidden(_))) => {
+            account_page(&state, &req, &viewer, &session, Some(&e)).await
+        }
         Err(e) => Err(e.into()),
     }
 }
