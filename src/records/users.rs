@@ -156,11 +156,11 @@ pub fn update_external(
 ) -> Result<()> {
     if let Some(other) = by_email(conn, email.as_str())? {
         if other.id != id {
-            return Err(FieldError::new(
-                Email::FIELD,
-                "Another account here has your college address. Ask the lab staff.",
-            )
-            .into());
+            return Err(Error::Forbidden(format!(
+                "Another account here ({}) has your college address {}. Ask the lab staff.",
+                other.username,
+                email.as_str()
+            )));
         }
     }
     conn.prepare_cached(

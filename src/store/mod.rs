@@ -250,9 +250,10 @@ impl Db {
             .saturating_sub(self.readers_in_use())
             >= READERS_LEFT_FOR_OTHERS
         {
+            // (One kept per thread: another database's, from a test before, gives way.)
             OWN_READER.with(|r| {
                 let mut r = r.borrow_mut();
-                if r.is_none() {
+                if r.as_ref().is_none_or(|(id, _)| *id != self.id) {
                     *r = Some((self.id, conn));
                 }
             });

@@ -28,14 +28,6 @@ impl Drop for Slapd {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A CA and a certificate for 127.0.0.1 signed by it, as PEM files in `dir`.
 fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -182,7 +174,7 @@ access to * by users read by * none
         "slapadd: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let port = free_port();
+    let port = crate::gateway_lab::free_port();
     let url = format!("ldap://127.0.0.1:{port}");
     let child = Command::new("slapd")
         .args(["-d", "0", "-h", &format!("{url}/"), "-f"])
@@ -246,6 +238,13 @@ fn log_in(
         password,
         &origin,
     )
+}
+
+/// The one value `sql` reads for a user's id.
+fn value_for<T: rusqlite::types::FromSql>(ctx: &Context, sql: &str, user_id: i64) -> T {
+    ctx.db
+        .read(|c| Ok::<_, Error>(c.query_row(sql, [user_id], |r| r.get(0))?))
+        .unwrap()
 }
 
 fn audit_details(ctx: &Context, event: &str) -> Vec<String> {
@@ -335,16 +334,11 @@ fn people_log_in_through_the_college_directory() {
         .unwrap();
     assert_eq!(courses, vec!["CS3650".to_string()]);
     // No password is kept here for her.
-    let hash: String = ctx
-        .db
-        .read(|c| {
-            Ok::<_, Error>(c.query_row(
-                "SELECT password_hash FROM users WHERE id = ?1",
-                [ada.id],
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
+    let hash: String = value_for(
+        &ctx,
+        "SELECT password_hash FROM users WHERE id = ?1",
+        ada.id,
+    );
     assert_eq!(hash, "");
     // Again, by username and by address.
     log_in(&ctx, "ada", "ada-pass-1815").expect("again");
@@ -432,16 +426,11 @@ fn people_log_in_through_the_college_directory() {
     assert_eq!(edsger.display_name, "Edsger Dijkstra");
     // No password can be set here for a directory account: no reset link is made.
     accounts::request_reset(&ctx.db, "ada", "192.0.2.7").unwrap();
-    let links: i64 = ctx
-        .db
-        .read(|c| {
-            Ok::<_, Error>(c.query_row(
-                "SELECT count(*) FROM email_tokens WHERE user_id = ?1",
-                [ada.id],
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
+    let links: i64 = value_for(
+        &ctx,
+        "SELECT count(*) FROM email_tokens WHERE user_id = ?1",
+        ada.id,
+    );
     assert_eq!(links, 0);
 
     // Disabled in the directory: refused at the next log-in ...
@@ -456,16 +445,11 @@ fn people_log_in_through_the_college_directory() {
         checked.disabled,
         vec!["ada".to_string(), "alan".to_string()]
     );
-    let sessions: i64 = ctx
-        .db
-        .read(|c| {
-            Ok::<_, Error>(c.query_row(
-                "SELECT count(*) FROM sessions WHERE user_id = ?1",
-                [ada.id],
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
+    let sessions: i64 = value_for(
+        &ctx,
+        "SELECT count(*) FROM sessions WHERE user_id = ?1",
+        ada.id,
+    );
     assert_eq!(sessions, 0, "her sessions ended");
     // Back in the directory: her next log-in enables the account again.
     mark_disabled(&slapd, "ada", false);

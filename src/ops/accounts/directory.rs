@@ -249,6 +249,11 @@ impl Directory {
         Ok(conn)
     }
 
+    /// The attributes read from a person's entry.
+    fn entry_attributes(&self) -> [&str; 3] {
+        [&self.username_attr, &self.name_attr, &self.email_attr]
+    }
+
     /// The entry the user filter finds for `username`, if exactly one.
     fn find_entry(
         &self,
@@ -258,11 +263,7 @@ impl Directory {
         let filter = self
             .user_filter
             .replace("{username}", &ldap3::ldap_escape(username.as_str()));
-        let attrs = [
-            self.username_attr.as_str(),
-            self.name_attr.as_str(),
-            self.email_attr.as_str(),
-        ];
+        let attrs = self.entry_attributes();
         conn.with_timeout(TIMEOUT);
         let (entries, _) = conn
             .search(&self.user_base, Scope::Subtree, &filter, attrs)?
@@ -278,11 +279,7 @@ impl Directory {
 
     /// The entry at `dn` itself (read after a direct bind).
     fn read_entry(&self, conn: &mut LdapConn, dn: &str) -> Result<SearchEntry, DirectoryError> {
-        let attrs = [
-            self.username_attr.as_str(),
-            self.name_attr.as_str(),
-            self.email_attr.as_str(),
-        ];
+        let attrs = self.entry_attributes();
         conn.with_timeout(TIMEOUT);
         let (entries, _) = conn
             .search(dn, Scope::Base, "(objectClass=*)", attrs)?

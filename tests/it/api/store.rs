@@ -147,6 +147,11 @@ fn a_thread_that_reads_on_its_own_keeps_its_reader() {
         1,
         "the other thread's went back when it ended"
     );
+    // Another database read on this thread: its reader is kept instead.
+    let other_db = Db::open(&dir.path().join("t.db"), 8).unwrap();
+    reader_on_this_thread(&other_db);
+    assert_eq!(other_db.readers_in_use(), 1);
+    assert_eq!(db.readers_in_use(), 0, "the first database's went back");
 }
 
 /// Threads keep readers only while enough stay free for the others: with three readers none
