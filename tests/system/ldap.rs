@@ -410,7 +410,12 @@ fn people_log_in_through_the_college_directory() {
     assert_eq!(local.email, "edsger@elsewhere.example.org");
     // Staff decide to link it (`slices user link edsger`): from then on the directory's
     // password, name and address; the local password no longer opens it.
-    let linked = accounts::link_to_directory(&ctx.db, "edsger", None, "").unwrap();
+    // (A student may not; an admin, or the shell, may.)
+    assert!(matches!(
+        accounts::link_to_directory(&ctx.db, "edsger", Some(&ada), ""),
+        Err(Error::Forbidden(_))
+    ));
+    let linked = accounts::link_to_directory(&ctx.db, "edsger", Some(&grace), "").unwrap();
     assert_eq!(linked.source, AuthSource::Ldap);
     assert_eq!(audit_details(&ctx, "account_linked").len(), 1);
     assert!(matches!(

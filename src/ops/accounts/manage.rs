@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::store::Db;
 
 /// The account someone with `actor`'s role may act on, or why not.
-fn may_manage(actor: &User, target: &User) -> Result<()> {
+pub(super) fn may_manage(actor: &User, target: &User) -> Result<()> {
     if !actor.role.is_staff() {
         return Err(Error::Forbidden("Only staff may do this.".into()));
     }

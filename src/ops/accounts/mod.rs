@@ -682,13 +682,13 @@ pub fn check_directory_accounts(db: &Db, dir: &Directory) -> Result<DirectoryChe
 /// password here is dropped and its sessions end; at its next log-in through the directory it
 /// takes the entry's name, address and groups. `actor`: the staff member (None: the shell).
 pub fn link_to_directory(db: &Db, username: &str, actor: Option<&User>, ip: &str) -> Result<User> {
-    if let Some(a) = actor {
-        if !a.role.is_staff() {
-            return Err(Error::Forbidden("Only staff may do this.".into()));
-        }
-    }
     db.write(|tx| {
         let user = users::by_username(tx, username)?.ok_or(Error::NotFound("user"))?;
+        // As for disabling: staff link students' accounts, only an admin a staff or admin one
+        // (whoever holds that name in the directory gets the account).
+        if let Some(a) = actor {
+            manage::may_manage(a, &user)?;
+        }
         if user.source == AuthSource::Ldap {
             return Ok(user);
         }

@@ -120,7 +120,8 @@ async fn user_page(
         .with("events", &events)
         .with("session_count", &sessions)
         .with("gateway_problem", &gateway_problem)
-        .with("roles", &Role::ALL);
+        .with("roles", &Role::ALL)
+        .with("directory", &state.ctx.directory.is_some());
     if let Some(e) = err {
         page = page.errors(e);
     }
@@ -232,6 +233,47 @@ async fn enable(
     .await
 }
 
+#[derive(Deserialize)]
+pub struct LinkForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Hands a local account over to the college directory (after a clash the audit log shows).
+#[post("/users/{username}/link")]
+async fn link_to_directory(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(_, session): StaffOnly,
+    username: web::Path<String>,
+    posted: Posted<LinkForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let username = username.into_inner();
+    if state.ctx.directory.is_none() {
+        let e = Error::Forbidden("There is no college directory to link to (ldap_url).".into());
+        return user_page(&state, &req, &viewer, username, Some(&e)).await;
+    }
+    if form.confirm != "yes" {
+        let e = Error::Invalid(vec![crate::domain::FieldError::new(
+            "confirm",
+            "Tick the box to say the directory's account of this name is this person's.",
+        )]);
+        return user_page(&state, &req, &viewer, username, Some(&e)).await;
+    }
+    let (actor, ip, name) = (session.user.clone(), viewer.ip.clone(), username.clone());
+    let result = state
+        .run(move |db| accounts::link_to_directory(db, &name, Some(&actor), &ip))
+        .await;
+    act(&state, &req, &viewer, username, result, |u| {
+        format!(
+            "{} now logs in through the college directory; its password here is gone.",
+            u.username
+        )
+    })
+    .await
+}
+
 #[derive(Deserialize, Serialize, Default)]
 pub struct AuditQuery {
     #[serde(default)]
@@ -333,6 +375,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(set_role)
         .service(disable)
         .service(enable)
+        .service(link_to_directory)
         .service(audit_log)
         .service(staff_verify);
 }
