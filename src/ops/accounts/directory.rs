@@ -233,6 +233,8 @@ impl Directory {
         }
         let mut conn = LdapConn::with_settings(settings, &self.url)
             .map_err(|e| DirectoryError::Unreachable(e.to_string()))?;
+        // For the bind that follows: ldap3's timeout holds for the next operation only, so
+        // each search sets it again.
         conn.with_timeout(TIMEOUT);
         Ok(conn)
     }
@@ -244,7 +246,6 @@ impl Directory {
             .as_ref()
             .ok_or_else(|| DirectoryError::Failed("no service account (ldap_bind_dn)".into()))?;
         let mut conn = self.connect()?;
-        conn.with_timeout(TIMEOUT);
         conn.simple_bind(dn, password)?.success()?;
         Ok(conn)
     }
