@@ -622,3 +622,12 @@ CREATE TABLE course_members (
     PRIMARY KEY (course, user_id, source)
 ) WITHOUT ROWID;
 CREATE INDEX course_members_by_user ON course_members(user_id);
+
+-- version: 28
+-- Single sign-on log-ins that came back from the provider, by a hash of their state: each is
+-- taken once, so a callback replayed (the same code and state again) is refused here before
+-- the provider is asked. Rows older than the ten minutes a log-in may take are swept.
+CREATE TABLE sso_states_used (
+    state_hash BLOB PRIMARY KEY,
+    used_at    INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -388,6 +388,33 @@ settings! {
     /// How often directory accounts are looked up again, in minutes: one no longer found is
     /// disabled here and its sessions end (0: never; needs ldap_bind_dn).
     ldap_check_minutes: u64 = 15;
+    /// The institution's OpenID provider, for "Log in with ..." (single sign-on): its issuer
+    /// URL, for example `https://login.example.edu/realms/college`. https, or http only to this
+    /// machine (127.0.0.1). Empty: no single sign-on.
+    oidc_issuer: String = String::new();
+    /// This master's client id at the provider. Register `PUBLIC_URL/login/sso/callback` as
+    /// its redirect URI there.
+    oidc_client_id: String = String::new();
+    /// The client secret the provider gave this master.
+    oidc_client_secret: Secret = Secret::default();
+    /// The name on the log-in button: "Log in with ...".
+    oidc_label: String = "your institution".to_string();
+    /// PEM file of the CA that signed the provider's certificate. Empty: the usual public CAs.
+    oidc_ca_file: Option<PathBuf> = None;
+    /// Scopes asked for besides `openid`, separated by spaces.
+    oidc_scopes: String = "email profile".to_string();
+    /// The ID token claim that holds the username (checked as any username here).
+    oidc_username_claim: String = "preferred_username".to_string();
+    /// The ID token claim that lists the person's groups. Empty: no roles or courses from it.
+    oidc_groups_claim: String = "groups".to_string();
+    /// Groups whose members are admins here, separated by `;`. When this or
+    /// oidc_staff_groups is set, the provider decides an account's role at each log-in.
+    oidc_admin_groups: String = String::new();
+    /// Groups whose members are staff here, separated by `;`.
+    oidc_staff_groups: String = String::new();
+    /// Groups that start with this are courses: with `course:`, a member of `course:CS3650`
+    /// belongs to the course CS3650 (when it exists here). Empty: none.
+    oidc_course_prefix: String = String::new();
 }
 
 /// Where a value came from, for error messages.

@@ -22,6 +22,8 @@ pub struct Context {
     pub ssh_port: std::sync::OnceLock<u16>,
     /// The college directory people log in through, when `ldap_url` names one.
     pub directory: Option<crate::ops::accounts::Directory>,
+    /// The institution's single sign-on, when `oidc_issuer` names a provider.
+    pub sso: Option<crate::ops::accounts::SingleSignOn>,
 }
 
 impl Context {
@@ -39,12 +41,15 @@ impl Context {
             config.secret_key.0.as_bytes().to_vec()
         };
         let directory = crate::ops::accounts::Directory::from_config(&config)?;
+        let sso = crate::ops::accounts::SingleSignOn::from_config(&config)?;
         anyhow::ensure!(
-            config.local_logins == "all" || directory.is_some(),
-            "local_logins = \"admins\" needs another way in for everyone else: set ldap_url"
+            config.local_logins == "all" || directory.is_some() || sso.is_some(),
+            "local_logins = \"admins\" needs another way in for everyone else: set ldap_url \
+             or oidc_issuer"
         );
         Ok(Arc::new(Context {
             directory,
+            sso,
             policy: Policy::from_config(&config),
             config,
             db,
@@ -70,6 +75,19 @@ impl Context {
             crate::config::system_config_path().display()
         );
         Context::open(config)
+    }
+
+    /// Where staff hand a local account over to, after a clash: the college directory when
+    /// there is one, else single sign-on; `None` when neither is set up.
+    pub fn link_source(&self) -> Option<crate::ops::accounts::AuthSource> {
+        use crate::ops::accounts::AuthSource;
+        if self.directory.is_some() {
+            Some(AuthSource::Ldap)
+        } else if self.sso.is_some() {
+            Some(AuthSource::Oidc)
+        } else {
+            None
+        }
     }
 
     /// What messages need to know about the site.

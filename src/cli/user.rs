@@ -90,18 +90,22 @@ pub async fn run(what: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Link { name, cfg } => {
             let ctx = Context::open_existing(cfg.load(&[])?)?;
-            if ctx.directory.is_none() {
-                bail!("there is no college directory to link to: set ldap_url first");
-            }
+            let Some(source) = ctx.link_source() else {
+                bail!(
+                    "there is no college directory or single sign-on to link to: set ldap_url \
+                     or oidc_issuer first"
+                );
+            };
             let db = ctx.db.clone();
             let user = tokio::task::spawn_blocking(move || {
-                accounts::link_to_directory(&db, &name, None, "")
+                accounts::link_to_directory(&db, &name, source, None, "")
             })
             .await?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
-                "`{}` now logs in through the college directory (its password here is gone).",
-                user.username
+                "`{}` now logs in through {} (its password here is gone).",
+                user.username,
+                accounts::external::source_words(source)
             );
             Ok(())
         }

@@ -122,3 +122,21 @@ pub fn end_others(conn: &Connection, user_id: i64, keep_token_hash: &[u8]) -> Re
         .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2")?
         .execute(params![user_id, keep_token_hash])?)
 }
+
+/// How long a single sign-on log-in may take, from leaving for the provider to coming back.
+pub const SSO_STATE_SECS: i64 = 600;
+
+/// Takes a single sign-on state (by its hash) as used: false when it was used before. States
+/// older than [`SSO_STATE_SECS`] are swept first (their log-ins are refused as too old anyway).
+pub fn take_sso_state(conn: &Connection, state_hash: &[u8]) -> Result<bool> {
+    let t = now();
+    conn.prepare_cached("DELETE FROM sso_states_used WHERE used_at < ?1")?
+        .execute([t - SSO_STATE_SECS])?;
+    let added = conn
+        .prepare_cached(
+            "INSERT INTO sso_states_used (state_hash, used_at) VALUES (?1, ?2)
+             ON CONFLICT (state_hash) DO NOTHING",
+        )?
+        .execute(rusqlite::params![state_hash, t])?;
+    Ok(added == 1)
+}

@@ -224,6 +224,36 @@ pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
         .optional()?)
 }
 
+/// The account `source` knows by `external_id` (single sign-on: the provider's subject).
+pub fn by_external(
+    conn: &Connection,
+    source: AuthSource,
+    external_id: &str,
+) -> Result<Option<User>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM users WHERE auth_source = ?1 AND external_id = ?2"
+        ))?
+        .query_row(params![source.as_str(), external_id], from_row)
+        .optional()?)
+}
+
+/// An account staff handed over to `source` that has not logged in through it yet (so its
+/// identity there is not known), by username.
+pub fn linked_waiting(
+    conn: &Connection,
+    source: AuthSource,
+    username: &str,
+) -> Result<Option<User>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM users
+              WHERE auth_source = ?1 AND username = ?2 AND external_id IS NULL"
+        ))?
+        .query_row(params![source.as_str(), username], from_row)
+        .optional()?)
+}
+
 /// The account and its password hash, found by username or by email.
 pub fn for_login(conn: &Connection, login: &str) -> Result<Option<(User, String)>> {
     let column = if login.contains('@') {

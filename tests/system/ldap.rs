@@ -412,10 +412,23 @@ fn people_log_in_through_the_college_directory() {
     // password, name and address; the local password no longer opens it.
     // (A student may not; an admin, or the shell, may.)
     assert!(matches!(
-        accounts::link_to_directory(&ctx.db, "edsger", Some(&ada), ""),
+        accounts::link_to_directory(
+            &ctx.db,
+            "edsger",
+            accounts::AuthSource::Ldap,
+            Some(&ada),
+            ""
+        ),
         Err(Error::Forbidden(_))
     ));
-    let linked = accounts::link_to_directory(&ctx.db, "edsger", Some(&grace), "").unwrap();
+    let linked = accounts::link_to_directory(
+        &ctx.db,
+        "edsger",
+        accounts::AuthSource::Ldap,
+        Some(&grace),
+        "",
+    )
+    .unwrap();
     assert_eq!(linked.source, AuthSource::Ldap);
     assert_eq!(audit_details(&ctx, "account_linked").len(), 1);
     assert!(matches!(

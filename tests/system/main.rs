@@ -11,6 +11,8 @@
 //! - `serve_lxc`: `slices serve --driver lxc` on one machine, from sign-up to ssh.
 //! - `ssh_gateway`: the built-in SSH gateway in front of real LXC slices, with OpenSSH.
 //! - `ldap`: log-in through a real OpenLDAP slapd (StartTLS, groups, a disabled account).
+//! - `oidc`: single sign-on through a real OpenID provider (oidc-provider on Node), in Chromium
+//!   and as an attacker would try it (forged state, replayed code, tampered ID tokens).
 //! - `load`: floods on the master's password forms (alone: they take both cores).
 
 #[path = "../common/mod.rs"]
@@ -24,6 +26,7 @@ mod gateway_helper;
 mod ldap;
 mod load;
 mod lxc;
+mod oidc;
 mod pages;
 mod serve_lxc;
 mod ssh_gateway;

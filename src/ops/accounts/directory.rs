@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use ldap3::{LdapConn, LdapConnSettings, LdapError, Scope, SearchEntry};
 
 use crate::config::Config;
-use crate::domain::{DisplayName, Email, Role, Username};
+use crate::domain::{DisplayName, Email, Username};
 
 /// How long one exchange with the directory may take.
 const TIMEOUT: Duration = Duration::from_secs(8);
@@ -49,18 +49,7 @@ impl std::fmt::Debug for Directory {
     }
 }
 
-/// Someone the directory vouches for, as this system will know them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Person {
-    pub dn: String,
-    pub username: Username,
-    pub email: Email,
-    pub display_name: DisplayName,
-    /// The role its groups give, when the directory decides roles.
-    pub role: Option<Role>,
-    /// The course codes its groups name.
-    pub courses: Vec<String>,
-}
+pub use super::external::Person;
 
 /// What a log-in through the directory came to.
 #[derive(Debug)]
@@ -352,15 +341,10 @@ impl Directory {
             n => n,
         };
         let display_name = DisplayName::parse(&name).map_err(|e| unusable("name", e.message))?;
-        let role = if self.admin_groups.is_empty() && self.staff_groups.is_empty() {
-            None
-        } else if groups.iter().any(|g| self.admin_groups.contains(g)) {
-            Some(Role::Admin)
-        } else if groups.iter().any(|g| self.staff_groups.contains(g)) {
-            Some(Role::Staff)
-        } else {
-            Some(Role::Student)
-        };
+        let role =
+            super::external::role_from_groups(&self.admin_groups, &self.staff_groups, |list| {
+                groups.iter().any(|g| list.contains(g))
+            });
         let courses = if self.course_groups.is_empty() {
             Vec::new()
         } else {
@@ -377,7 +361,7 @@ impl Directory {
             codes
         };
         Ok(Person {
-            dn: entry.dn,
+            external_id: entry.dn,
             username,
             email,
             display_name,

@@ -4,9 +4,11 @@
 
 mod addresses;
 pub mod directory;
+pub mod external;
 pub mod keys;
 mod manage;
 pub mod password;
+pub mod sso;
 
 pub use addresses::*;
 pub use manage::*;
@@ -23,6 +25,7 @@ use crate::store::{now, Db};
 pub use audit::{Actor, Event};
 pub use directory::Directory;
 pub use sessions::{Lifetimes, Session};
+pub use sso::SingleSignOn;
 pub use users::{AuthSource, User};
 
 /// The rules that come from configuration.
@@ -393,18 +396,7 @@ pub fn login(
                         None,
                     )?;
                 }
-                users::mark_login(tx, user.id)?;
-                audit::record(
-                    tx,
-                    Event::Login,
-                    &Actor {
-                        user_id: Some(user.id),
-                        ip: &origin.ip,
-                    },
-                    crate::records::audit::Subject::Account(&user.username),
-                    "",
-                )?;
-                sessions::create(tx, user.id, policy.life, &origin.ip, &origin.user_agent)
+                open_session(tx, policy, user, origin, "")
             })?;
             Ok((user.clone(), token))
         }
@@ -430,8 +422,102 @@ pub fn login(
     }
 }
 
+/// Opens a session for `user`, who has just proved who they are: the log-in is audited
+/// (`how` says how, when not by a password).
+fn open_session(
+    tx: &rusqlite::Connection,
+    policy: &Policy,
+    user: &User,
+    origin: &Origin,
+    how: &str,
+) -> Result<String> {
+    users::mark_login(tx, user.id)?;
+    audit::record(
+        tx,
+        Event::Login,
+        &Actor {
+            user_id: Some(user.id),
+            ip: &origin.ip,
+        },
+        crate::records::audit::Subject::Account(&user.username),
+        how,
+    )?;
+    sessions::create(tx, user.id, policy.life, &origin.ip, &origin.user_agent)
+}
+
+/// Logs in someone the institution's single sign-on vouches for (their ID token checked):
+/// their account is found by the provider's subject (or, once, by the username of an account
+/// staff linked to single sign-on), made at the first log-in, brought up to date at each.
+/// A refusal (a clash with a local account, a disabled account) is audited and said.
+pub fn sso_login(
+    db: &Db,
+    policy: &Policy,
+    person: external::Person,
+    origin: &Origin,
+) -> Result<(User, String)> {
+    let subject = person.username.as_str().to_string();
+    let found = db.read(|c| {
+        Ok::<_, Error>(
+            match users::by_external(c, AuthSource::Oidc, &person.external_id)? {
+                Some(u) => Some(u),
+                None => users::linked_waiting(c, AuthSource::Oidc, person.username.as_str())?,
+            },
+        )
+    })?;
+    let refuse = |why: &str, err: Error| -> Result<(User, String)> {
+        db.write(|tx| {
+            audit::record(
+                tx,
+                Event::LoginFailed,
+                &Actor {
+                    user_id: None,
+                    ip: &origin.ip,
+                },
+                crate::records::audit::Subject::Account(&subject),
+                why,
+            )
+        })?;
+        Err(err)
+    };
+    match external::account(db, AuthSource::Oidc, found.as_ref(), person, origin)? {
+        Checked::User(user) if user.is_disabled() => refuse(
+            "account disabled (single sign-on)",
+            Error::Forbidden(
+                "This account is disabled. Ask the lab staff if you think this is a mistake."
+                    .into(),
+            ),
+        ),
+        Checked::User(user) => {
+            let token = db.write(|tx| open_session(tx, policy, &user, origin, "single sign-on"))?;
+            Ok((user, token))
+        }
+        Checked::Said(e) => refuse("single sign-on refused", e),
+        Checked::Refused => refuse(
+            "single sign-on refused",
+            Error::Forbidden("Single sign-on did not vouch for you.".into()),
+        ),
+    }
+}
+
+/// A single sign-on log-in refused before anyone was known (a forged or replayed answer, the
+/// provider's refusal): audited, with `why`.
+pub fn sso_refused(db: &Db, origin: &Origin, why: &str) -> Result<()> {
+    db.write(|tx| {
+        audit::record(
+            tx,
+            Event::LoginFailed,
+            &Actor {
+                user_id: None,
+                ip: &origin.ip,
+            },
+            crate::records::audit::Subject::Account("(single sign-on)"),
+            why,
+        )
+    })
+}
+
 /// What a password check came to.
-enum Checked {
+pub(crate) enum Checked {
     User(User),
     /// Wrong password or no such account (the same answer for both).
     Refused,
@@ -510,98 +596,13 @@ fn check_password(
             )));
         }
     };
-    directory_account(db, found.as_ref().map(|(u, _)| u), person, origin)
-}
-
-/// The account here of someone the directory vouches for: made at their first log-in, brought
-/// up to date (name, address, role when the directory decides roles, courses) at each one.
-/// A local account in the way is never taken over.
-fn directory_account(
-    db: &Db,
-    found: Option<&User>,
-    person: directory::Person,
-    origin: &Origin,
-) -> Result<Checked> {
-    db.write(|tx| {
-        let actor = |id| Actor {
-            user_id: id,
-            ip: &origin.ip,
-        };
-        let subject = crate::records::audit::Subject::Account(person.username.as_str());
-        let user = match found {
-            Some(user) if user.source == AuthSource::Ldap => {
-                let role = person.role.unwrap_or(user.role);
-                users::update_external(
-                    tx,
-                    user.id,
-                    &person.dn,
-                    &person.email,
-                    &person.display_name,
-                    role,
-                )?;
-                if role != user.role {
-                    audit::record(
-                        tx,
-                        Event::RoleChanged,
-                        &actor(None),
-                        subject,
-                        &format!("{} -> {role} (directory groups)", user.role),
-                    )?;
-                }
-                if user.disabled_reason.as_deref() == Some(DIRECTORY_GONE) {
-                    users::set_disabled(tx, user.id, None)?;
-                    audit::record(
-                        tx,
-                        Event::AccountEnabled,
-                        &actor(None),
-                        subject,
-                        "found in the college directory again",
-                    )?;
-                }
-                user.id
-            }
-            _ => {
-                let taken = users::by_username(tx, person.username.as_str())?
-                    .or(users::by_email(tx, person.email.as_str())?);
-                if let Some(other) = taken {
-                    audit::record(
-                        tx,
-                        Event::DirectoryClash,
-                        &actor(None),
-                        crate::records::audit::Subject::Account(&other.username),
-                        &format!("directory entry {}", person.dn),
-                    )?;
-                    return Ok(Checked::Said(Error::Forbidden(format!(
-                        "An account here already has the name {} or your college address, and \
-                         it is not linked to the college directory. The lab staff have been \
-                         told: they decide whether to link it to your college account.",
-                        other.username
-                    ))));
-                }
-                let role = person.role.unwrap_or(Role::Student);
-                let user = users::insert_external(
-                    tx,
-                    AuthSource::Ldap,
-                    &person.dn,
-                    &person.username,
-                    &person.email,
-                    &person.display_name,
-                    role,
-                )?;
-                audit::record(
-                    tx,
-                    Event::AccountCreated,
-                    &actor(Some(user.id)),
-                    subject,
-                    &format!("role {role}, from the college directory"),
-                )?;
-                user.id
-            }
-        };
-        crate::records::courses::set_directory_members(tx, user, &person.courses)?;
-        let user = users::by_id(tx, user)?.ok_or(Error::NotFound("user"))?;
-        Ok(Checked::User(user))
-    })
+    external::account(
+        db,
+        AuthSource::Ldap,
+        found.as_ref().map(|(u, _)| u),
+        person,
+        origin,
+    )
 }
 
 /// What a look at the directory accounts came to.
@@ -678,21 +679,33 @@ pub fn check_directory_accounts(db: &Db, dir: &Directory) -> Result<DirectoryChe
     })
 }
 
-/// Hands a local account over to the college directory, as staff decide after a clash: its
-/// password here is dropped and its sessions end; at its next log-in through the directory it
-/// takes the entry's name, address and groups. `actor`: the staff member (None: the shell).
-pub fn link_to_directory(db: &Db, username: &str, actor: Option<&User>, ip: &str) -> Result<User> {
+/// Hands a local account over to the college directory or single sign-on (`source`), as
+/// staff decide after a clash: its password here is dropped and its sessions end; at its next
+/// log-in through that source it takes the name, address and groups said there.
+/// `actor`: the staff member (None: the shell).
+pub fn link_to_directory(
+    db: &Db,
+    username: &str,
+    source: AuthSource,
+    actor: Option<&User>,
+    ip: &str,
+) -> Result<User> {
+    if source == AuthSource::Local {
+        return Err(Error::Forbidden(
+            "An account is linked to the college directory or single sign-on.".into(),
+        ));
+    }
     db.write(|tx| {
         let user = users::by_username(tx, username)?.ok_or(Error::NotFound("user"))?;
         // As for disabling: staff link students' accounts, only an admin a staff or admin one
-        // (whoever holds that name in the directory gets the account).
+        // (whoever holds that name at the source gets the account).
         if let Some(a) = actor {
             manage::may_manage(a, &user)?;
         }
-        if user.source == AuthSource::Ldap {
+        if user.source == source {
             return Ok(user);
         }
-        users::set_source(tx, user.id, AuthSource::Ldap)?;
+        users::set_source(tx, user.id, source)?;
         let ended = sessions::delete_all_for(tx, user.id)?;
         audit::record(
             tx,
@@ -702,7 +715,11 @@ pub fn link_to_directory(db: &Db, username: &str, actor: Option<&User>, ip: &str
                 ip,
             },
             crate::records::audit::Subject::Account(&user.username),
-            &format!("was {} ({ended} sessions ended)", user.source.as_str()),
+            &format!(
+                "was {}, now {} ({ended} sessions ended)",
+                user.source.as_str(),
+                source.as_str()
+            ),
         )?;
         users::by_id(tx, user.id)?.ok_or(Error::NotFound("user"))
     })

@@ -49,6 +49,14 @@ async fn login_page(
 fn login_form(state: &State) -> Page {
     Page::new("login.html")
         .with("directory", &state.ctx.directory.is_some())
+        .with(
+            "sso",
+            &state.ctx.sso.as_ref().map(|s| s.label().to_string()),
+        )
+        .with(
+            "passwords",
+            &(state.ctx.directory.is_some() || !state.ctx.policy.local_logins_admins_only),
+        )
         .with("signup", &!state.ctx.policy.local_logins_admins_only)
 }
 
@@ -290,5 +298,282 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(signup_page)
         .service(signup)
         .service(setup_page)
-        .service(setup);
+        .service(setup)
+        .service(sso_start)
+        .service(sso_callback);
+}
+
+/// The cookie that carries a single sign-on log-in to the provider and back: the state, nonce
+/// and PKCE verifier of this browser's log-in, signed. (`__Host-` over HTTPS: no other site
+/// under the same domain, a student's web app included, can set it.)
+fn sso_cookie_name(https: bool) -> &'static str {
+    if https {
+        "__Host-slices_sso"
+    } else {
+        "slices_sso"
+    }
+}
+
+/// What the browser carries to the provider and back, in the signed cookie.
+#[derive(serde::Serialize, Deserialize)]
+struct SsoTrip {
+    state: String,
+    nonce: String,
+    verifier: String,
+    next: String,
+    at: i64,
+}
+
+fn sso_mac(state: &State, body: &str) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(&state.ctx.secret).expect("HMAC takes any key");
+    mac.update(b"single sign-on trip\n");
+    mac.update(body.as_bytes());
+    mac
+}
+
+fn seal(state: &State, trip: &SsoTrip) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body = b64.encode(serde_json::to_vec(trip).expect("a trip serializes"));
+    let tag = b64.encode(sso_mac(state, &body).finalize().into_bytes());
+    format!("{body}.{tag}")
+}
+
+fn unseal(state: &State, raw: &str) -> Option<SsoTrip> {
+    use base64::Engine;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (body, tag) = raw.split_once('.')?;
+    sso_mac(state, body)
+        .verify_slice(&b64.decode(tag).ok()?)
+        .ok()?;
+    serde_json::from_slice(&b64.decode(body).ok()?).ok()
+}
+
+/// This master's callback address, as registered at the provider.
+fn sso_callback_url(state: &State) -> String {
+    format!("{}/login/sso/callback", state.ctx.base_url())
+}
+
+/// "Log in with ...": sends the browser to the institution's provider.
+#[get("/login/sso")]
+async fn sso_start(
+    state: State,
+    req: HttpRequest,
+    viewer: Viewer,
+    q: web::Query<NextQuery>,
+) -> Result<HttpResponse, WebError> {
+    let Some(sso) = state.ctx.sso.clone() else {
+        return Err(WebError::NotFound);
+    };
+    let next = safe_next(q.next.as_deref());
+    if viewer.session.is_some() {
+        return Ok(see_other(&state, &next, None));
+    }
+    match sso.begin(&sso_callback_url(&state)).await {
+        Ok(started) => {
+            let trip = SsoTrip {
+                state: started.state,
+                nonce: started.nonce,
+                verifier: started.verifier,
+                next,
+                at: crate::store::now(),
+            };
+            let mut resp = HttpResponse::SeeOther();
+            resp.insert_header((actix_web::http::header::LOCATION, started.url));
+            resp.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
+            resp.cookie(cookie(
+                &state,
+                sso_cookie_name(state.https),
+                seal(&state, &trip),
+                accounts::sessions::SSO_STATE_SECS,
+            ));
+            Ok(resp.finish())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "single sign-on");
+            login_form(&state)
+                .with("next", &next)
+                .errors(&Error::Throttled(format!(
+                    "{} does not answer right now. Try again in a few minutes.",
+                    sso.label()
+                )))
+                .status(actix_web::http::StatusCode::SERVICE_UNAVAILABLE)
+                .render(&state, &req, &viewer)
+        }
+    }
+}
+
+/// What the provider sends the browser back with.
+#[derive(Deserialize)]
+pub struct SsoAnswer {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The provider's answer: checked against this browser's trip, the code exchanged, the ID token
+/// checked, then the account found or made and a session opened. Every refusal is audited and
+/// said on the log-in page; the trip's cookie is gone either way.
+#[get("/login/sso/callback")]
+async fn sso_callback(
+    state: State,
+    req: HttpRequest,
+    viewer: Viewer,
+    q: web::Query<SsoAnswer>,
+) -> Result<HttpResponse, WebError> {
+    let Some(sso) = state.ctx.sso.clone() else {
+        return Err(WebError::NotFound);
+    };
+    let q = q.into_inner();
+    let trip = req
+        .cookie(sso_cookie_name(state.https))
+        .and_then(|c| unseal(&state, c.value()));
+    let next = trip
+        .as_ref()
+        .map_or_else(|| "/".to_string(), |t| t.next.clone());
+    let origin = viewer.origin();
+    let result = sso_finish(&state, &sso, trip, q, &origin).await;
+    let mut resp = match result {
+        Ok((user, token)) => session_response(
+            &state,
+            &next,
+            token,
+            &format!("Welcome, {}.", user.display_name),
+        ),
+        Err((why, said)) => {
+            if let Some(why) = why {
+                let o = origin.clone();
+                state
+                    .run(move |db| accounts::sso_refused(db, &o, &why))
+                    .await?;
+            }
+            let mut page = login_form(&state).with("next", &next).errors(&said);
+            if matches!(said, Error::Throttled(_)) {
+                // The provider does not answer: not the person's doing.
+                page = page.status(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+            }
+            page.render(&state, &req, &viewer)?
+        }
+    };
+    let _ = resp.add_cookie(&cookie(
+        &state,
+        sso_cookie_name(state.https),
+        String::new(),
+        0,
+    ));
+    Ok(resp)
+}
+
+/// The checks of [`sso_callback`], in order: `Err((what the audit is to say, unless said
+/// already; what the person is told))` at the first that fails.
+async fn sso_finish(
+    state: &State,
+    sso: &accounts::SingleSignOn,
+    trip: Option<SsoTrip>,
+    q: SsoAnswer,
+    origin: &accounts::Origin,
+) -> Result<(accounts::User, String), (Option<String>, Error)> {
+    use accounts::sso::{Answer, SsoError};
+    let again = |m: &str| {
+        Error::Forbidden(format!(
+            "{m} Start again with \"Log in with {}\".",
+            sso.label()
+        ))
+    };
+    let Some(trip) = trip else {
+        return Err((
+            Some("single sign-on: no log-in was started in this browser".into()),
+            again("This log-in was not started in this browser, or it took too long."),
+        ));
+    };
+    if crate::store::now() - trip.at > accounts::sessions::SSO_STATE_SECS {
+        return Err((
+            Some("single sign-on: too late".into()),
+            again("This log-in took too long."),
+        ));
+    }
+    if let Some(error) = q.error {
+        let error: String = error
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect();
+        let detail: String = q
+            .error_description
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
+        return Err((
+            Some(format!("single sign-on: the provider said {error}")),
+            again(&format!(
+                "{} did not log you in ({error}{}{detail}).",
+                sso.label(),
+                if detail.is_empty() { "" } else { ": " }
+            )),
+        ));
+    }
+    let sent = q.state.unwrap_or_default();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        sent.as_bytes(),
+        trip.state.as_bytes(),
+    )) {
+        return Err((
+            Some("single sign-on: the state does not match this browser's log-in".into()),
+            again("This answer is not for the log-in this browser started."),
+        ));
+    }
+    let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
+        return Err((
+            Some("single sign-on: no code".into()),
+            again("The answer has no code in it."),
+        ));
+    };
+    let state_hash = crate::domain::token::token_hash(&trip.state);
+    let fresh = state
+        .run(move |db| db.write(|tx| accounts::sessions::take_sso_state(tx, &state_hash)))
+        .await
+        .map_err(|e| (None, e))?;
+    if !fresh {
+        return Err((
+            Some("single sign-on: the answer was used before (replayed)".into()),
+            again("This answer has been used already."),
+        ));
+    }
+    let answer = Answer { code, iss: q.iss };
+    let person = sso
+        .finish(
+            &sso_callback_url(state),
+            &answer,
+            &trip.nonce,
+            &trip.verifier,
+        )
+        .await
+        .map_err(|e| {
+            let said = match &e {
+                SsoError::Unreachable(_) => Error::Throttled(format!(
+                    "{} does not answer right now. Try again in a few minutes.",
+                    sso.label()
+                )),
+                SsoError::Refused(_) | SsoError::Forged(_) => {
+                    again(&format!("{} did not vouch for this log-in.", sso.label()))
+                }
+                SsoError::Unusable(m) => Error::Forbidden(m.clone()),
+            };
+            tracing::warn!(error = %e, "single sign-on");
+            (Some(format!("single sign-on: {e}")), said)
+        })?;
+    let (policy, o) = (state.ctx.policy, origin.clone());
+    state
+        .run(move |db| accounts::sso_login(db, &policy, person, &o))
+        .await
+        // Audited there.
+        .map_err(|e| (None, e))
 }

@@ -250,10 +250,13 @@ async fn link_to_directory(
 ) -> Result<HttpResponse, WebError> {
     let Posted { viewer, form } = posted;
     let username = username.into_inner();
-    if state.ctx.directory.is_none() {
-        let e = Error::Forbidden("There is no college directory to link to (ldap_url).".into());
+    let Some(source) = state.ctx.link_source() else {
+        let e = Error::Forbidden(
+            "There is no college directory or single sign-on to link to (ldap_url, oidc_issuer)."
+                .into(),
+        );
         return user_page(&state, &req, &viewer, username, Some(&e)).await;
-    }
+    };
     if form.confirm != "yes" {
         let e = Error::Invalid(vec![crate::domain::FieldError::new(
             "confirm",
@@ -263,12 +266,13 @@ async fn link_to_directory(
     }
     let (actor, ip, name) = (session.user.clone(), viewer.ip.clone(), username.clone());
     let result = state
-        .run(move |db| accounts::link_to_directory(db, &name, Some(&actor), &ip))
+        .run(move |db| accounts::link_to_directory(db, &name, source, Some(&actor), &ip))
         .await;
-    act(&state, &req, &viewer, username, result, |u| {
+    act(&state, &req, &viewer, username, result, move |u| {
         format!(
-            "{} now logs in through the college directory; its password here is gone.",
-            u.username
+            "{} now logs in through {}; its password here is gone.",
+            u.username,
+            accounts::external::source_words(source)
         )
     })
     .await
