@@ -631,3 +631,24 @@ CREATE TABLE sso_states_used (
     state_hash BLOB PRIMARY KEY,
     used_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- version: 29
+-- Course rosters: the students staff listed for a course, by address, username or both. One
+-- on a course's roster who asks for a slice of it is approved at once, in the name of the
+-- staff member who listed them (quotas still apply); each address listed is invited by mail
+-- once. The account an entry stands for is found when needed (a confirmed address, or the
+-- username of a directory or single sign-on account), so nothing here goes stale.
+CREATE TABLE roster_entries (
+    course     TEXT NOT NULL REFERENCES courses(code) ON DELETE CASCADE ON UPDATE CASCADE,
+    entry      TEXT NOT NULL COLLATE NOCASE,
+    email      TEXT COLLATE NOCASE,
+    username   TEXT COLLATE NOCASE,
+    name       TEXT NOT NULL DEFAULT '',
+    added_by   INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    added_at   INTEGER NOT NULL,
+    invited_at INTEGER,
+    PRIMARY KEY (course, entry),
+    CHECK (email IS NOT NULL OR username IS NOT NULL)
+) WITHOUT ROWID;
+CREATE INDEX roster_by_email ON roster_entries(email) WHERE email IS NOT NULL;
+CREATE INDEX roster_by_username ON roster_entries(username) WHERE username IS NOT NULL;

@@ -43,11 +43,13 @@ pub enum Kind {
     ExtensionAsked,
     /// Staff approved or denied a request for more time (to the student).
     ExtensionDecided,
+    /// Staff put the person on a course's roster: how to get a slice for it.
+    RosterInvite,
     Test,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::VerifyEmail,
         Kind::PasswordReset,
         Kind::NewRequest,
@@ -66,6 +68,7 @@ impl Kind {
         Kind::Expired,
         Kind::ExtensionAsked,
         Kind::ExtensionDecided,
+        Kind::RosterInvite,
         Kind::Test,
     ];
 
@@ -89,6 +92,7 @@ impl Kind {
             Kind::Expired => "expired",
             Kind::ExtensionAsked => "extension_asked",
             Kind::ExtensionDecided => "extension_decided",
+            Kind::RosterInvite => "roster_invite",
             Kind::Test => "test",
         }
     }
@@ -198,6 +202,7 @@ const TEMPLATES: &[(&str, &str)] = mail_templates![
     "expired.txt",
     "extension_asked.txt",
     "extension_decided.txt",
+    "roster_invite.txt",
     "test.txt",
 ];
 

@@ -7,6 +7,7 @@ pub mod archives;
 pub mod nodes;
 pub mod placement;
 pub mod quotas;
+pub mod rosters;
 pub mod slices;
 pub mod snapshots;
 pub mod term;

@@ -199,12 +199,15 @@ pub struct CourseView {
     pub ended: bool,
     pub staff: Vec<String>,
     pub live_slices: i64,
+    /// How many people its roster lists.
+    pub on_roster: i64,
     /// Its quota rule's number of slices per student, if it has a rule of its own.
     pub max_slices: Option<i64>,
 }
 
 pub fn courses(conn: &Connection, at: i64) -> Result<Vec<CourseView>> {
     let rules = crate::ops::quotas::rules(conn)?;
+    let on_roster = crate::records::rosters::counts(conn)?;
     rows::all(conn)?
         .into_iter()
         .map(|c| {
@@ -217,6 +220,7 @@ pub fn courses(conn: &Connection, at: i64) -> Result<Vec<CourseView>> {
                 ended: at >= c.ends_at,
                 staff: rows::staff(conn, &c.code)?,
                 live_slices: rows::live_slices(conn, &c.code)?,
+                on_roster: on_roster.get(&c.code).copied().unwrap_or(0),
                 course: c,
             })
         })

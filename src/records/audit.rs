@@ -68,6 +68,8 @@ pub enum Event {
     DirectoryClash,
     /// Staff handed a local account over to the college directory (its password here dropped).
     AccountLinked,
+    /// Staff put students on a course's roster (and invited them).
+    RosterImported,
 }
 
 /// What an event is about: the audit log's typed "subject" column.
@@ -125,7 +127,7 @@ impl Subject<'_> {
 }
 
 impl Event {
-    pub const ALL: [Event; 41] = [
+    pub const ALL: [Event; 42] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -167,6 +169,7 @@ impl Event {
         Event::ArchiveDownloaded,
         Event::DirectoryClash,
         Event::AccountLinked,
+        Event::RosterImported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -212,6 +215,7 @@ impl Event {
             Event::ArchiveDownloaded => "archive_downloaded",
             Event::DirectoryClash => "directory_clash",
             Event::AccountLinked => "account_linked",
+            Event::RosterImported => "roster_imported",
         }
     }
 
@@ -258,7 +262,8 @@ impl Event {
             Event::SliceExpired => "Slice ended with its term",
             Event::ArchiveDownloaded => "Archive of /home downloaded",
             Event::DirectoryClash => "Directory log-in met a local account",
-            Event::AccountLinked => "Account linked to the directory",
+            Event::AccountLinked => "Account linked to the directory or single sign-on",
+            Event::RosterImported => "Students put on a course roster",
         }
     }
 

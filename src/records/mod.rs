@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod placement;
 pub mod plans;
 pub mod quotas;
+pub mod rosters;
 pub mod sessions;
 pub mod slice_lists;
 pub mod slices;

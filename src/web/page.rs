@@ -55,6 +55,7 @@ pub const TEMPLATES: &[(&str, &str)] = embedded![
     "key_remove.html",
     "extend.html",
     "staff/courses.html",
+    "staff/roster.html",
     "archive.html",
     "reinstall.html",
     "snapshots.html",

@@ -673,6 +673,32 @@ async fn groups_decide_roles_and_a_local_account_is_linked_only_by_staff() {
     assert_eq!(linked.id, edsger.id);
     assert_eq!(linked.email, "edsger@example.edu");
 
+    // A username-only line of a course roster stands for the account single sign-on vouches
+    // for under that name: Ada's request for the course is approved in advance by Grace.
+    let (status, _) = log_in("1001").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let ada = lab
+        .ctx
+        .db
+        .read(|c| accounts::users::by_username(c, "ada"))
+        .unwrap()
+        .unwrap();
+    let entry = slices::records::rosters::NewEntry {
+        email: None,
+        username: Some("ada".into()),
+        name: "Ada Lovelace".into(),
+    };
+    lab.ctx
+        .db
+        .write(|tx| slices::records::rosters::put(tx, "CS3650", &entry, grace.id))
+        .unwrap();
+    let approver = lab
+        .ctx
+        .db
+        .read(|c| slices::ops::rosters::approver(c, "CS3650", &ada))
+        .unwrap();
+    assert_eq!(approver.map(|u| u.username), Some("grace".to_string()));
+
     // A disabled account stays out, whatever the provider says.
     assert_eq!(sessions_of(&lab, "edsger"), 1);
     accounts::disable(&lab.ctx.db, &grace, "edsger", "left the lab", "").unwrap();

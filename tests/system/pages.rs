@@ -84,6 +84,32 @@ async fn every_page_is_accessible_and_fits_a_phone() {
         .0[0]
         .id;
 
+    // A course with a roster (after the requests above, which name a course freely).
+    f.ctx
+        .db
+        .write(|tx| -> slices::error::Result<()> {
+            tx.execute(
+                "INSERT INTO courses (code, title, ends_at, created_at, updated_at)
+                 VALUES ('CS3650', 'Computer Systems', 4102444800, 0, 0)",
+                [],
+            )?;
+            let e = |email: Option<&str>, username: Option<&str>, name: &str| {
+                slices::records::rosters::NewEntry {
+                    email: email.map(str::to_string),
+                    username: username.map(str::to_string),
+                    name: name.to_string(),
+                }
+            };
+            for entry in [
+                e(Some("bob@example.edu"), None, "Bob"),
+                e(None, Some("carol"), "Carol"),
+            ] {
+                slices::records::rosters::put(tx, "CS3650", &entry, tess.id)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+
     let public = ["/", "/login", "/signup", "/forgot"].map(|p| (p.to_string(), None));
     let student = ["/", "/request", "/keys", "/account"]
         .map(|p| (p.to_string(), Some("bob")))
@@ -108,6 +134,8 @@ async fn every_page_is_accessible_and_fits_a_phone() {
         "/staff/plans".into(),
         "/staff/gateway".into(),
         "/staff/settings".into(),
+        "/staff/courses".into(),
+        "/staff/courses/CS3650/roster".into(),
         "/staff/outbox".into(),
         format!("/staff/outbox/{mail}"),
     ]

@@ -87,6 +87,18 @@ pub fn request(conn: &Connection, user: &User, req: &Request) -> Result<Slice> {
         &purpose,
         &name,
     )?;
+    // On the course's roster: the staff member who listed them approved it in advance.
+    if let Some(staff) = crate::ops::rosters::approver(conn, &course, user)? {
+        event(conn, id, "Requested.")?;
+        return approve_because(
+            conn,
+            &staff,
+            id,
+            None,
+            "",
+            &format!("{} is on the roster of {course}", user.username),
+        );
+    }
     event(
         conn,
         id,
@@ -161,6 +173,18 @@ pub fn approve(
     node: Option<i64>,
     ip: &str,
 ) -> Result<Slice> {
+    approve_because(conn, staff, slice_id, node, ip, "")
+}
+
+/// [`approve`], saying why when staff approved it in advance (`why`: a roster).
+fn approve_because(
+    conn: &Connection,
+    staff: &User,
+    slice_id: i64,
+    node: Option<i64>,
+    ip: &str,
+    why: &str,
+) -> Result<Slice> {
     if staff.role < Role::Staff {
         return Err(Error::Forbidden("Only staff approve requests.".into()));
     }
@@ -194,7 +218,15 @@ pub fn approve(
         e => e,
     })?;
     rows::set_approved(conn, slice_id, staff.id, node)?;
-    event(conn, slice_id, &format!("Approved by {}.", staff.username))?;
+    if why.is_empty() {
+        event(conn, slice_id, &format!("Approved by {}.", staff.username))?;
+    } else {
+        event(
+            conn,
+            slice_id,
+            &format!("Approved in advance by {}: {why}.", staff.username),
+        )?;
+    }
     mail_owner(
         conn,
         slice_id,
@@ -216,7 +248,7 @@ pub fn approve(
             ip,
         },
         crate::records::audit::Subject::Slice(slice_id),
-        "",
+        why,
     )?;
     get(conn, slice_id)?.ok_or(Error::NotFound("slice"))
 }

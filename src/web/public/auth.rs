@@ -137,11 +137,18 @@ async fn logout(
     Ok(resp)
 }
 
+#[derive(Deserialize)]
+pub struct SignUpQuery {
+    /// The address to fill in (a roster's invitation links it).
+    email: Option<String>,
+}
+
 #[get("/signup")]
 async fn signup_page(
     state: State,
     req: HttpRequest,
     viewer: Viewer,
+    q: web::Query<SignUpQuery>,
 ) -> Result<HttpResponse, WebError> {
     if viewer.session.is_some() {
         return Ok(see_other(&state, "/", None));
@@ -149,8 +156,16 @@ async fn signup_page(
     if let Some(to_login) = no_signup(&state) {
         return Ok(to_login);
     }
+    let form = SignUpForm {
+        email: q
+            .into_inner()
+            .email
+            .filter(|e| crate::domain::Email::parse(e).is_ok())
+            .unwrap_or_default(),
+        ..SignUpForm::default()
+    };
     Page::new("signup.html")
-        .with("form", &SignUpForm::default())
+        .with("form", &form)
         .render(&state, &req, &viewer)
 }
 

@@ -164,6 +164,135 @@ async fn put_course(
     }
 }
 
+#[derive(Deserialize, Default)]
+pub struct RosterForm {
+    #[serde(default)]
+    csv: String,
+}
+
+/// Where each person on the roster stands, counted.
+#[derive(Serialize, Default)]
+struct RosterCounts {
+    listed: usize,
+    accounts: usize,
+    slices: usize,
+    not_started: usize,
+    not_invited: usize,
+}
+
+async fn roster_page(
+    state: &State,
+    req: &HttpRequest,
+    viewer: &Viewer,
+    code: String,
+    typed: &str,
+    err: Option<&Error>,
+) -> Result<HttpResponse, WebError> {
+    let (course, rows) = state
+        .read(move |c| {
+            let course =
+                crate::records::courses::get(c, &code)?.ok_or(Error::NotFound("course"))?;
+            let rows = crate::records::rosters::for_course(c, &course.code)?;
+            Ok::<_, Error>((course, rows))
+        })
+        .await?;
+    let counts = RosterCounts {
+        listed: rows.len(),
+        accounts: rows.iter().filter(|r| r.account.is_some()).count(),
+        slices: rows.iter().filter(|r| r.slice_state.is_some()).count(),
+        not_started: rows.iter().filter(|r| r.account.is_none()).count(),
+        not_invited: rows.iter().filter(|r| r.invited_at.is_none()).count(),
+    };
+    let mut page = Page::new("staff/roster.html")
+        .with("course", &course)
+        .with("rows", &rows)
+        .with("counts", &counts)
+        .with("typed", &typed)
+        .with("signup", &signup_here(state));
+    if let Some(e) = err {
+        if let Error::Invalid(list) = e {
+            let lines: Vec<&str> = list
+                .iter()
+                .filter(|f| f.field == "csv")
+                .flat_map(|f| f.message.lines())
+                .collect();
+            page = page.with("csv_problems", &lines);
+        }
+        page = page.errors(e);
+    }
+    page.render(state, req, viewer)
+}
+
+/// Whether people on a roster make their account here (else they log in with the college's).
+fn signup_here(state: &State) -> bool {
+    state.ctx.directory.is_none()
+        && state.ctx.sso.is_none()
+        && !state.ctx.policy.local_logins_admins_only
+}
+
+/// A course's roster: who is on it, who has an account, who has a slice.
+#[get("/courses/{code}/roster")]
+async fn roster(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(viewer, _): StaffOnly,
+    code: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    roster_page(&state, &req, &viewer, code.into_inner(), "", None).await
+}
+
+/// Puts the pasted students on the roster and invites them; a paste with any bad line is
+/// refused whole, every bad line named, the text kept.
+#[post("/courses/{code}/roster")]
+async fn add_to_roster(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(_, session): StaffOnly,
+    code: web::Path<String>,
+    posted: Posted<RosterForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let code = code.into_inner();
+    let (user, ip, c, text) = (
+        session.user.clone(),
+        viewer.ip.clone(),
+        code.clone(),
+        form.csv.clone(),
+    );
+    let signup = signup_here(&state);
+    let result = state
+        .run(move |db| {
+            db.write(|tx| {
+                let course =
+                    crate::records::courses::get(tx, &c)?.ok_or(Error::NotFound("course"))?;
+                let entries = crate::ops::rosters::parse(&text, &course.code)
+                    .map_err(crate::ops::rosters::problems_error)?;
+                crate::ops::rosters::import(tx, &user, &course.code, &entries, signup, &ip)
+            })
+        })
+        .await;
+    match result {
+        Ok(done) => Ok(see_other(
+            &state,
+            &format!(
+                "/staff/courses/{}/roster",
+                crate::web::extract::session::url_escape(&code)
+            ),
+            Some(&format!(
+                "{} added to the roster ({} already on it); {} invited by mail.",
+                done.added, done.already, done.invited
+            )),
+        )),
+        Err(e @ (Error::Invalid(_) | Error::Forbidden(_))) => {
+            roster_page(&state, &req, &viewer, code, &form.csv, Some(&e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(courses_list).service(put_course);
+    cfg.service(courses_list)
+        .service(put_course)
+        .service(roster)
+        .service(add_to_roster);
 }

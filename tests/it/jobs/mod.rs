@@ -8,6 +8,7 @@ mod moves;
 mod provision;
 mod reconcile;
 mod restart;
+mod rosters;
 mod snapshots;
 mod term;
 mod usage;
