@@ -475,6 +475,8 @@ mod tests {
             "days": 3, "ends_day": "2026-12-18", "ends_time": "2026-12-19 00:00 UTC",
             "grace_days": 14, "destroy_day": "2027-01-02", "until_day": "2027-01-31",
             "approved": true, "note": "ok", "stopped": true,
+            "course": "CS3650", "title": "Systems", "name": "Alice <b>", "email": "a@example.edu",
+            "email_query": "a%40example.edu", "signup": true, "staff": "Tess",
         });
         for kind in Kind::ALL {
             let r = render(kind, &data, &site()).unwrap_or_else(|e| panic!("{kind:?}: {e:?}"));

@@ -223,7 +223,9 @@ pub fn import(
             &e.name,
             serde_json::json!({
                 "course": course.code, "title": course.title, "name": e.name,
-                "email": email, "email_query": query_escape(email), "signup": signup,
+                "email": email, "email_query": query_escape(email),
+                // Someone with an account here already logs in with it.
+                "signup": signup && crate::records::users::by_email(conn, email)?.is_none(),
                 "staff": staff.display_name,
             }),
             None,

@@ -192,10 +192,34 @@ async fn a_roster_of_200_invited_and_half_get_slices_without_approval() {
         &base,
         "/staff/courses/CS3650/roster",
         "/staff/courses/CS3650/roster",
-        &[("csv", "grace,Grace Hopper")],
+        &[("csv", "grace,Grace Hopper\nsam@example.edu,Sam")],
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    // Sam has an account with that address already: his invitation says to log in.
+    let sams = f
+        .ctx
+        .db
+        .read(|c| slices::mail::list(c, None, 500, 0))
+        .unwrap()
+        .0
+        .into_iter()
+        .find(|m| m.kind == "roster_invite" && m.to_addr == "sam@example.edu")
+        .unwrap();
+    let text = slices::mail::render(slices::mail::Kind::RosterInvite, &sams.data, &f.ctx.site())
+        .unwrap()
+        .text;
+    assert!(
+        text.contains("Log in to Slices:") && !text.contains("/signup"),
+        "{text}"
+    );
+    f.ctx
+        .db
+        .write(|tx| {
+            let u = slices::accounts::users::by_username(tx, "sam")?.unwrap();
+            slices::accounts::users::set_verified(tx, u.id)
+        })
+        .unwrap();
     for name in ["mallory", "grace"] {
         f.user(name, Role::Student);
         let c = browser();
@@ -226,7 +250,7 @@ async fn a_roster_of_200_invited_and_half_get_slices_without_approval() {
     let roster = page(&tess, &roster_url).await;
     assert!(
         roster.contains(
-            "<strong>201</strong> on the roster · <strong>100</strong> have an account · \
+            "<strong>202</strong> on the roster · <strong>101</strong> have an account · \
              <strong>100</strong> have a slice · <strong>101</strong> have not started"
         ),
         "{roster}"
