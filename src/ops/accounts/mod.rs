@@ -344,22 +344,8 @@ pub fn login(
     };
     match ok_user.as_ref() {
         Some(user) if user.is_disabled() => {
-            db.write(|tx| {
-                audit::record(
-                    tx,
-                    Event::LoginFailed,
-                    &Actor {
-                        user_id: None,
-                        ip: &origin.ip,
-                    },
-                    crate::records::audit::Subject::Account(&subject),
-                    "account disabled",
-                )
-            })?;
-            Err(Error::Forbidden(
-                "This account is disabled. Ask the lab staff if you think this is a mistake."
-                    .into(),
-            ))
+            login_failed(db, origin, &subject, "account disabled")?;
+            Err(Error::Forbidden(DISABLED.into()))
         }
         Some(user) => {
             // A hash made with older parameters is made again now (best effort: a busy
@@ -401,25 +387,35 @@ pub fn login(
             Ok((user.clone(), token))
         }
         None => {
-            db.write(|tx| {
-                audit::record(
-                    tx,
-                    Event::LoginFailed,
-                    &Actor {
-                        user_id: None,
-                        ip: &origin.ip,
-                    },
-                    crate::records::audit::Subject::Account(&subject),
-                    if found.is_some() {
-                        "wrong password"
-                    } else {
-                        "no such account"
-                    },
-                )
-            })?;
+            let why = if found.is_some() {
+                "wrong password"
+            } else {
+                "no such account"
+            };
+            login_failed(db, origin, &subject, why)?;
             Err(fail())
         }
     }
+}
+
+/// Said to someone whose account is disabled, however they log in.
+const DISABLED: &str =
+    "This account is disabled. Ask the lab staff if you think this is a mistake.";
+
+/// A refused log-in, audited (throttling counts these rows); `subject`: the account named.
+fn login_failed(db: &Db, origin: &Origin, subject: &str, detail: &str) -> Result<()> {
+    db.write(|tx| {
+        audit::record(
+            tx,
+            Event::LoginFailed,
+            &Actor {
+                user_id: None,
+                ip: &origin.ip,
+            },
+            crate::records::audit::Subject::Account(subject),
+            detail,
+        )
+    })
 }
 
 /// Opens a session for `user`, who has just proved who they are: the log-in is audited
@@ -465,27 +461,13 @@ pub fn sso_login(
         )
     })?;
     let refuse = |why: &str, err: Error| -> Result<(User, String)> {
-        db.write(|tx| {
-            audit::record(
-                tx,
-                Event::LoginFailed,
-                &Actor {
-                    user_id: None,
-                    ip: &origin.ip,
-                },
-                crate::records::audit::Subject::Account(&subject),
-                why,
-            )
-        })?;
+        login_failed(db, origin, &subject, why)?;
         Err(err)
     };
     match external::account(db, AuthSource::Oidc, found.as_ref(), person, origin)? {
         Checked::User(user) if user.is_disabled() => refuse(
             "account disabled (single sign-on)",
-            Error::Forbidden(
-                "This account is disabled. Ask the lab staff if you think this is a mistake."
-                    .into(),
-            ),
+            Error::Forbidden(DISABLED.into()),
         ),
         Checked::User(user) => {
             let token = db.write(|tx| open_session(tx, policy, &user, origin, "single sign-on"))?;
@@ -502,18 +484,7 @@ pub fn sso_login(
 /// A single sign-on log-in refused before anyone was known (a forged or replayed answer, the
 /// provider's refusal): audited, with `why`.
 pub fn sso_refused(db: &Db, origin: &Origin, why: &str) -> Result<()> {
-    db.write(|tx| {
-        audit::record(
-            tx,
-            Event::LoginFailed,
-            &Actor {
-                user_id: None,
-                ip: &origin.ip,
-            },
-            crate::records::audit::Subject::Account("(single sign-on)"),
-            why,
-        )
-    })
+    login_failed(db, origin, "(single sign-on)", why)
 }
 
 /// What a password check came to.
