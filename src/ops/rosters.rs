@@ -250,6 +250,27 @@ pub fn import(
     Ok(done)
 }
 
+/// Takes `entry` (an address or username, as the roster shows it) off `course`'s roster: their
+/// slices stay, later requests wait for approval. Audited.
+pub fn remove(conn: &Connection, staff: &User, course: &str, entry: &str, ip: &str) -> Result<()> {
+    if staff.role < Role::Staff {
+        return Err(Error::Forbidden("Only staff keep rosters.".into()));
+    }
+    if !rosters::remove(conn, course, entry)? {
+        return Err(Error::NotFound("roster entry"));
+    }
+    audit::record(
+        conn,
+        audit::Event::RosterEntryRemoved,
+        &Actor {
+            user_id: Some(staff.id),
+            ip,
+        },
+        crate::records::audit::Subject::Course(course),
+        entry,
+    )
+}
+
 /// Percent-encodes all but unreserved characters, for a value in a link's query.
 fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

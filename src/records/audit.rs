@@ -70,6 +70,8 @@ pub enum Event {
     AccountLinked,
     /// Staff put students on a course's roster (and invited them).
     RosterImported,
+    /// Staff took someone off a course's roster.
+    RosterEntryRemoved,
 }
 
 /// What an event is about: the audit log's typed "subject" column.
@@ -127,7 +129,7 @@ impl Subject<'_> {
 }
 
 impl Event {
-    pub const ALL: [Event; 42] = [
+    pub const ALL: [Event; 43] = [
         Event::SignUp,
         Event::Login,
         Event::LoginFailed,
@@ -170,6 +172,7 @@ impl Event {
         Event::DirectoryClash,
         Event::AccountLinked,
         Event::RosterImported,
+        Event::RosterEntryRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -216,6 +219,7 @@ impl Event {
             Event::DirectoryClash => "directory_clash",
             Event::AccountLinked => "account_linked",
             Event::RosterImported => "roster_imported",
+            Event::RosterEntryRemoved => "roster_entry_removed",
         }
     }
 
@@ -264,6 +268,7 @@ impl Event {
             Event::DirectoryClash => "Directory log-in met a local account",
             Event::AccountLinked => "Account linked to the directory or single sign-on",
             Event::RosterImported => "Students put on a course roster",
+            Event::RosterEntryRemoved => "Someone taken off a course roster",
         }
     }
 

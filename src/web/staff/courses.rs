@@ -290,9 +290,55 @@ async fn add_to_roster(
     }
 }
 
+#[derive(Deserialize)]
+pub struct RemoveForm {
+    #[serde(default)]
+    entry: String,
+}
+
+/// Takes someone off the roster (their slices stay; later requests wait for approval).
+#[post("/courses/{code}/roster/remove")]
+async fn remove_from_roster(
+    state: State,
+    req: HttpRequest,
+    StaffOnly(_, session): StaffOnly,
+    code: web::Path<String>,
+    posted: Posted<RemoveForm>,
+) -> Result<HttpResponse, WebError> {
+    let Posted { viewer, form } = posted;
+    let code = code.into_inner();
+    let (user, ip, c, entry) = (
+        session.user.clone(),
+        viewer.ip.clone(),
+        code.clone(),
+        form.entry.clone(),
+    );
+    let result = state
+        .run(move |db| db.write(|tx| crate::ops::rosters::remove(tx, &user, &c, &entry, &ip)))
+        .await;
+    match result {
+        Ok(()) => Ok(see_other(
+            &state,
+            &format!(
+                "/staff/courses/{}/roster",
+                crate::web::extract::session::url_escape(&code)
+            ),
+            Some(&format!(
+                "{} is off the roster of {code}: their next request waits for approval.",
+                form.entry
+            )),
+        )),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => {
+            roster_page(&state, &req, &viewer, code, "", Some(&e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(courses_list)
         .service(put_course)
         .service(roster)
-        .service(add_to_roster);
+        .service(add_to_roster)
+        .service(remove_from_roster);
 }

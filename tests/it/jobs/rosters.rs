@@ -256,6 +256,31 @@ async fn a_roster_of_200_invited_and_half_get_slices_without_approval() {
         "{roster}"
     );
     assert!(roster.contains("1 have no address to invite"));
+
+    // Taking someone off: the count drops, audited; a mistyped entry is said to be unknown.
+    let status = form(
+        &tess,
+        &base,
+        "/staff/courses/CS3650/roster",
+        "/staff/courses/CS3650/roster/remove",
+        &[("entry", "s150@example.edu")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(f.count("SELECT count(*) FROM roster_entries"), 201);
+    assert_eq!(
+        f.count("SELECT count(*) FROM audit WHERE event = 'roster_entry_removed' AND detail = 's150@example.edu'"),
+        1
+    );
+    let status = form(
+        &tess,
+        &base,
+        "/staff/courses/CS3650/roster",
+        "/staff/courses/CS3650/roster/remove",
+        &[("entry", "nobody@example.edu")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     jobs.stop().await;
     handle.stop(false).await;
 }
