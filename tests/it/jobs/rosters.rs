@@ -9,6 +9,48 @@ use slices::domain::Role;
 use crate::fleet::*;
 use crate::http::{browser, form, page};
 
+/// Asks for a slice of CS3650 through the request form; the answer's status.
+async fn ask_for_cs3650(c: &reqwest::Client, base: &str) -> StatusCode {
+    form(
+        c,
+        base,
+        "/request",
+        "/request",
+        &[("template", TEMPLATE), ("course", "CS3650")],
+    )
+    .await
+}
+
+/// Marks `username`'s address confirmed (the mailed link is tested on its own).
+fn confirm_address(f: &Fleet, username: &str) {
+    f.ctx
+        .db
+        .write(|tx| {
+            let u = slices::accounts::users::by_username(tx, username)?.unwrap();
+            slices::accounts::users::set_verified(tx, u.id)
+        })
+        .unwrap();
+}
+
+/// The roster invitation queued for `addr`, rendered as it would be sent.
+fn invite(f: &Fleet, addr: &str) -> slices::mail::Rendered {
+    let message = f
+        .ctx
+        .db
+        .read(|c| slices::mail::list(c, None, 500, 0))
+        .unwrap()
+        .0
+        .into_iter()
+        .find(|m| m.kind == "roster_invite" && m.to_addr == addr)
+        .unwrap();
+    slices::mail::render(
+        slices::mail::Kind::RosterInvite,
+        &message.data,
+        &f.ctx.site(),
+    )
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roster_of_200_invited_and_half_get_slices_without_approval() {
     let f = fleet(2, |i| format!("10.88.{i}.0/24"), 5).await;
@@ -89,21 +131,7 @@ async fn a_roster_of_200_invited_and_half_get_slices_without_approval() {
         ),
         200
     );
-    let invite = f
-        .ctx
-        .db
-        .read(|c| slices::mail::list(c, None, 500, 0))
-        .unwrap()
-        .0
-        .into_iter()
-        .find(|m| m.kind == "roster_invite" && m.to_addr == "s007@example.edu")
-        .unwrap();
-    let rendered = slices::mail::render(
-        slices::mail::Kind::RosterInvite,
-        &invite.data,
-        &f.ctx.site(),
-    )
-    .unwrap();
+    let rendered = invite(&f, "s007@example.edu");
     assert!(rendered.subject.contains("CS3650"));
     assert!(
         rendered.text.contains(&format!(
@@ -151,22 +179,12 @@ async fn a_roster_of_200_invited_and_half_get_slices_without_approval() {
         .await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         // (The mailed confirmation link is tested on its own; here the address is confirmed.)
-        f.ctx
-            .db
-            .write(|tx| {
-                let u = slices::accounts::users::by_username(tx, &format!("s{i:03}"))?.unwrap();
-                slices::accounts::users::set_verified(tx, u.id)
-            })
-            .unwrap();
-        let status = form(
-            &c,
-            &base,
-            "/request",
-            "/request",
-            &[("template", TEMPLATE), ("course", "CS3650")],
-        )
-        .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "s{i:03}");
+        confirm_address(&f, &format!("s{i:03}"));
+        assert_eq!(
+            ask_for_cs3650(&c, &base).await,
+            StatusCode::SEE_OTHER,
+            "s{i:03}"
+        );
     }
     // Nobody was asked to approve them: no request waits, no staff mail about one.
     assert_eq!(
@@ -197,42 +215,21 @@ async fn a_roster_of_200_invited_and_half_get_slices_without_approval() {
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     // Sam has an account with that address already: his invitation says to log in.
-    let sams = f
-        .ctx
-        .db
-        .read(|c| slices::mail::list(c, None, 500, 0))
-        .unwrap()
-        .0
-        .into_iter()
-        .find(|m| m.kind == "roster_invite" && m.to_addr == "sam@example.edu")
-        .unwrap();
-    let text = slices::mail::render(slices::mail::Kind::RosterInvite, &sams.data, &f.ctx.site())
-        .unwrap()
-        .text;
+    let text = invite(&f, "sam@example.edu").text;
     assert!(
         text.contains("Log in to Slices:") && !text.contains("/signup"),
         "{text}"
     );
-    f.ctx
-        .db
-        .write(|tx| {
-            let u = slices::accounts::users::by_username(tx, "sam")?.unwrap();
-            slices::accounts::users::set_verified(tx, u.id)
-        })
-        .unwrap();
+    confirm_address(&f, "sam");
     for name in ["mallory", "grace"] {
         f.user(name, Role::Student);
         let c = browser();
         crate::http::log_in(&c, &base, name).await;
-        let status = form(
-            &c,
-            &base,
-            "/request",
-            "/request",
-            &[("template", TEMPLATE), ("course", "CS3650")],
-        )
-        .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(
+            ask_for_cs3650(&c, &base).await,
+            StatusCode::SEE_OTHER,
+            "{name}"
+        );
     }
     assert_eq!(
         f.count("SELECT count(*) FROM slices WHERE state = 'requested'"),
